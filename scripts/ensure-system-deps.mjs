@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+// Checks that the system programs the test suite drives (real broker, TLS
+// material, fault injection, ANPR fixtures) are installed. Installs them with
+// apt-get when running as root; otherwise prints the command to run and fails.
+//
+// Usage: node scripts/ensure-system-deps.mjs   (also runs as `pretest`)
+
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+/** Program needed on the machine → Debian/Ubuntu package that provides it. */
+const REQUIRED = [
+  { program: 'mosquitto', pkg: 'mosquitto' },
+  { program: 'mosquitto_sub', pkg: 'mosquitto-clients' },
+  { program: 'mosquitto_pub', pkg: 'mosquitto-clients' },
+  { program: 'openssl', pkg: 'openssl' },
+  { program: 'socat', pkg: 'socat' },
+  { program: 'ffmpeg', pkg: 'ffmpeg' },
+];
+
+/** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */
+const EXTRA_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
+
+function isExecutable(file) {
+  try {
+    if (!statSync(file).isFile()) return false;
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function findProgram(name) {
+  const dirs = (process.env.PATH ?? '').split(delimiter).filter(Boolean).concat(EXTRA_DIRS);
+  for (const dir of dirs) {
+    const candidate = join(dir, name);
+    if (isExecutable(candidate)) return candidate;
+  }
+  return null;
+}
+
+function missingEntries() {
+  return REQUIRED.filter(({ program }) => findProgram(program) === null);
+}
+
+function packagesFor(entries) {
+  return [...new Set(entries.map((e) => e.pkg))];
+}
+
+function describe(entries) {
+  return entries.map((e) => e.program).join(', ');
+}
+
+function run(cmd, args, env) {
+  const res = spawnSync(cmd, args, { stdio: 'inherit', env: { ...process.env, ...env } });
+  if (res.error) {
+    process.stderr.write(`ensure-system-deps: failed to run ${cmd}: ${res.error.message}\n`);
+    return false;
+  }
+  return res.status === 0;
+}
+
+let missing = missingEntries();
+if (missing.length === 0) process.exit(0);
+
+const pkgs = packagesFor(missing);
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+if (!isRoot) {
+  process.stderr.write(`ensure-system-deps: missing programs: ${describe(missing)}. Install them with:\n`);
+  process.stderr.write(`sudo apt-get install -y ${pkgs.join(' ')}\n`);
+  process.exit(1);
+}
+
+if (findProgram('apt-get') === null) {
+  process.stderr.write(
+    `ensure-system-deps: missing programs: ${describe(missing)}, and apt-get is not available; ` +
+      `install the packages providing them (${pkgs.join(' ')}) with the system package manager.\n`,
+  );
+  process.exit(1);
+}
+
+process.stderr.write(`ensure-system-deps: installing ${pkgs.join(' ')}\n`);
+const env = { DEBIAN_FRONTEND: 'noninteractive' };
+const ok = run('apt-get', ['update'], env) && run('apt-get', ['install', '-y', ...pkgs], env);
+
+missing = missingEntries();
+if (!ok || missing.length > 0) {
+  process.stderr.write(
+    `ensure-system-deps: still missing after apt-get install: ${describe(missing) || '(apt-get failed)'}\n`,
+  );
+  process.exit(1);
+}
+process.exit(0);

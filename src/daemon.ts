@@ -1,0 +1,42 @@
+import type { Config } from './config/schema.js';
+import { Controller, type ControllerDeps } from './controller.js';
+
+/**
+ * Runs the controller until SIGTERM/SIGINT. An unexpected exception stops the process with a
+ * non-zero code: systemd restarts it, and everything accepted is already on disk.
+ */
+export async function runDaemon(config: Config, deps: ControllerDeps = {}): Promise<Controller> {
+  const controller = new Controller(config, deps);
+  const { logger } = controller.ctx;
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    await controller.stop();
+    logger.flush();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception');
+    logger.flush();
+    process.exit(70);
+  });
+  process.on('unhandledRejection', (err) => {
+    logger.fatal({ err }, 'unhandled rejection');
+    logger.flush();
+    process.exit(70);
+  });
+  try {
+    await controller.start();
+  } catch (err) {
+    logger.fatal({ err }, 'could not start');
+    logger.flush();
+    process.exit(1);
+  }
+  return controller;
+}

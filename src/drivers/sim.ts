@@ -1,0 +1,63 @@
+import type { Context } from '../controller.js';
+import { isPriority, isValidEventType } from '../core/event.js';
+
+const MAX_BURST = 1_000_000;
+/** Above this, burst replies carry only counts and sequence numbers, not every id. */
+const MAX_IDS_IN_REPLY = 10_000;
+
+/**
+ * Simulated hardware, driven through the control socket by `vigia sim ...` and by tests. It
+ * produces events through the same Context.emit path as the real drivers.
+ */
+export class SimDriver {
+  readonly name = 'sim';
+
+  constructor(private readonly ctx: Context) {}
+
+  start(): void {
+    this.ctx.control.handle('sim.event', (args) => this.#event(args));
+    this.ctx.control.handle('sim.burst', (args) => this.#burst(args));
+    this.ctx.control.handle('sim.clock_sync', () => {
+      this.ctx.clockSync.markSynced('sim');
+      return { synced: true };
+    });
+  }
+
+  stop(): void {}
+
+  async #event(args: Record<string, unknown>) {
+    const { type, priority } = this.#typeAndPriority(args);
+    const payload = args.payload ?? {};
+    if (typeof payload !== 'object' || Array.isArray(payload)) throw new Error('payload must be a JSON object');
+    const event = await this.ctx.emit({ type, priority, payload: payload as Record<string, unknown> });
+    return { id: event.id, seq: event.seq };
+  }
+
+  /** N synthetic events, as fast as the outbox accepts them; resolves when all are durable. */
+  async #burst(args: Record<string, unknown>) {
+    const { type, priority } = this.#typeAndPriority(args);
+    const count = Number(args.count ?? 1);
+    if (!Number.isInteger(count) || count < 1 || count > MAX_BURST) throw new Error(`count must be an integer from 1 to ${MAX_BURST}`);
+    const started = performance.now();
+    const pending = [];
+    for (let i = 0; i < count; i++) pending.push(this.ctx.emit({ type, priority, payload: { n: i, of: count } }));
+    const events = await Promise.all(pending);
+    const ms = performance.now() - started;
+    return {
+      accepted: events.length,
+      first_seq: events[0]!.seq,
+      last_seq: events.at(-1)!.seq,
+      ids: events.length <= MAX_IDS_IN_REPLY ? events.map((e) => e.id) : undefined,
+      ms: Math.round(ms),
+      per_s: Math.round(events.length / (ms / 1000)),
+    };
+  }
+
+  #typeAndPriority(args: Record<string, unknown>) {
+    const type = String(args.type ?? 'sim.test');
+    const priority = args.priority ?? 'telemetry';
+    if (!isValidEventType(type)) throw new Error(`invalid event type ${JSON.stringify(type)} (lowercase words separated by dots)`);
+    if (!isPriority(priority)) throw new Error(`invalid priority ${JSON.stringify(priority)} (alarm, hit, read or telemetry)`);
+    return { type, priority };
+  }
+}

@@ -1,0 +1,492 @@
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock.js';
+import { type EventDraft, type Priority, type VigiaEvent, newEventId, PRIORITIES, priorityRank } from '../core/event.js';
+
+export interface OutboxOptions {
+  file: string;
+  maxBytes: number;
+  alarmReserveBytes: number;
+  quotaBytes: Record<Priority, number>;
+  /** Time to live per class in ms, or "never". */
+  ttlMs: Record<Priority, number | 'never'>;
+  commitIntervalMs: number;
+  commitMaxEvents: number;
+  synchronous: 'full' | 'normal';
+  site: string;
+  device: string;
+  bootId: string;
+  clock: Clock;
+  clockSynced: () => boolean;
+  logger: Logger;
+}
+
+/** An event as the uplink reads it back: the serialised envelope plus what it needs to finish it. */
+export interface StoredEvent {
+  rowid: number;
+  priority: Priority;
+  id: string;
+  type: string;
+  body: string;
+  synced: boolean;
+  bootId: string;
+  mono: number;
+  /** Remaining time to live in ms, or undefined if it never expires. */
+  ttlLeftMs: number | undefined;
+}
+
+export type EvictionReason = 'quota' | 'ttl' | 'capacity' | 'corrupt';
+
+export interface PriorityStats {
+  depth: number;
+  bytes: number;
+  oldestAgeMs: number | null;
+}
+
+export interface OutboxStats {
+  depth: number;
+  bytes: number;
+  byPriority: Record<Priority, PriorityStats>;
+  evicted: Record<Priority, Record<EvictionReason, number>>;
+  commits: number;
+  accepted: number;
+  acked: number;
+  lastSeq: number;
+}
+
+export interface RecoveryReport {
+  movedTo: string;
+  error: string;
+}
+
+/** Bytes a row costs beyond its JSON body: SQLite row header, index entry, metadata columns. */
+const ROW_OVERHEAD = 64;
+const CORRUPTION_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_VTAB', 'SQLITE_CORRUPT_SEQUENCE']);
+
+export const isCorruptionError = (err: unknown): boolean =>
+  CORRUPTION_CODES.has((err as { code?: string } | null)?.code ?? '') || /malformed|not a database/i.test(String(err));
+
+interface Pending {
+  event: VigiaEvent;
+  body: string;
+  size: number;
+  rank: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+const zeroCounts = (): Record<EvictionReason, number> => ({ quota: 0, ttl: 0, capacity: 0, corrupt: 0 });
+
+/**
+ * The durable store-and-forward queue. An event counts as accepted only once its transaction has
+ * been committed (fsynced with synchronous=full). Commits are grouped: many events per fsync spare
+ * the SD card, while an alarm triggers a commit on the next turn of the event loop.
+ *
+ * Delivery order is priority, then age. Each priority has a byte quota; when space runs out the
+ * lowest priority's oldest events go first and alarms keep a reserve nobody else may use.
+ */
+export class Outbox {
+  #db!: Database.Database;
+  #stmts!: ReturnType<Outbox['prepare']>;
+  #pending: Pending[] = [];
+  #acks: number[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #immediate: NodeJS.Immediate | undefined;
+  #seq = 0;
+  #depth = PRIORITIES.map(() => 0);
+  #bytes = PRIORITIES.map(() => 0);
+  #cursor = PRIORITIES.map(() => 0);
+  #evicted = Object.fromEntries(PRIORITIES.map((p) => [p, zeroCounts()])) as Record<Priority, Record<EvictionReason, number>>;
+  #commits = 0;
+  #accepted = 0;
+  #acked = 0;
+  #listeners: Array<() => void> = [];
+  #evictionListeners: Array<(priority: Priority, reason: EvictionReason, count: number) => void> = [];
+  #closed = true;
+
+  constructor(private readonly opts: OutboxOptions) {}
+
+  /** Opens (or creates) the database. A corrupt file is moved aside and reported, never deleted. */
+  open(): RecoveryReport | undefined {
+    mkdirSync(dirname(this.opts.file), { recursive: true });
+    let recovery: RecoveryReport | undefined;
+    try {
+      this.#openDb();
+    } catch (err) {
+      if (!isCorruptionError(err)) throw err;
+      recovery = this.#moveAside(err);
+      this.#openDb();
+    }
+    this.#closed = false;
+    return recovery;
+  }
+
+  #openDb(): void {
+    const db = new Database(this.opts.file);
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${this.opts.synchronous.toUpperCase()}`);
+      db.pragma('journal_size_limit = 8388608');
+      const check = db.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw Object.assign(new Error(`quick_check: ${String(check)}`), { code: 'SQLITE_CORRUPT' });
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS events (
+          -- AUTOINCREMENT: positions are never reused, so the uplink's read cursor never skips a new row.
+          pos INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL,
+          priority INTEGER NOT NULL,
+          type TEXT NOT NULL,
+          size INTEGER NOT NULL,
+          wall INTEGER NOT NULL,
+          mono INTEGER NOT NULL,
+          boot_id TEXT NOT NULL,
+          synced INTEGER NOT NULL,
+          body TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS events_by_priority ON events (priority);
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, expires INTEGER NOT NULL);
+      `);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    this.#db = db;
+    this.#stmts = this.prepare(db);
+    this.#seq = (this.#stmts.getMeta.get('seq') as { value: number } | undefined)?.value ?? 0;
+    this.#depth.fill(0);
+    this.#bytes.fill(0);
+    this.#cursor.fill(0);
+    for (const row of db.prepare('SELECT priority, count(*) AS n, coalesce(sum(size), 0) AS bytes FROM events GROUP BY priority').all() as {
+      priority: number;
+      n: number;
+      bytes: number;
+    }[]) {
+      this.#depth[row.priority] = row.n;
+      this.#bytes[row.priority] = row.bytes;
+    }
+  }
+
+  private prepare(db: Database.Database) {
+    return {
+      insert: db.prepare(
+        'INSERT INTO events (id, priority, type, size, wall, mono, boot_id, synced, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      del: db.prepare('DELETE FROM events WHERE pos = ? RETURNING priority, size'),
+      evictOldest: db.prepare(
+        'DELETE FROM events WHERE pos IN (SELECT pos FROM events WHERE priority = ? ORDER BY pos LIMIT ?) RETURNING size',
+      ),
+      next: db.prepare(
+        'SELECT pos AS rowid, id, type, wall, mono, boot_id, synced, body FROM events WHERE priority = ? AND pos > ? ORDER BY pos LIMIT ?',
+      ),
+      oldest: db.prepare('SELECT wall, mono, boot_id, synced FROM events WHERE priority = ? ORDER BY pos LIMIT 1'),
+      expireSameBoot: db.prepare('DELETE FROM events WHERE priority = ? AND boot_id = ? AND mono < ? RETURNING size'),
+      expireOtherBoot: db.prepare('DELETE FROM events WHERE priority = ? AND boot_id != ? AND synced = 1 AND wall < ? RETURNING size'),
+      getMeta: db.prepare('SELECT value FROM meta WHERE key = ?'),
+      setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+    };
+  }
+
+  #moveAside(err: unknown): RecoveryReport {
+    const movedTo = `${this.opts.file}.corrupt-${new Date(this.opts.clock.wallNow()).toISOString().replace(/[:.]/g, '-')}`;
+    for (const suffix of ['', '-wal', '-shm']) {
+      if (existsSync(this.opts.file + suffix)) renameSync(this.opts.file + suffix, movedTo + suffix);
+    }
+    this.opts.logger.error({ err, movedTo }, 'outbox database is corrupt: moved aside, starting a fresh one');
+    return { movedTo, error: String((err as Error)?.message ?? err) };
+  }
+
+  /**
+   * Stamps a draft into a full event and resolves once it is durable on disk. Rejects if it could
+   * not be stored (the caller still holds it and may retry or raise a fault).
+   */
+  accept<P extends Record<string, unknown>>(draft: EventDraft<P>): Promise<VigiaEvent<P>> {
+    if (this.#closed) return Promise.reject(new Error('outbox is closed'));
+    const synced = this.opts.clockSynced();
+    const wall = this.opts.clock.wallNow();
+    const event: VigiaEvent<P> = {
+      id: newEventId(),
+      device: this.opts.device,
+      site: this.opts.site,
+      type: draft.type,
+      priority: draft.priority,
+      time: new Date(wall).toISOString(),
+      clock: synced ? 'synced' : 'unsynced',
+      boot_id: this.opts.bootId,
+      mono_ms: Math.round(this.opts.clock.monoNow()),
+      seq: ++this.#seq,
+      payload: draft.payload,
+    };
+    const body = JSON.stringify(event);
+    return new Promise<VigiaEvent<P>>((resolve, reject) => {
+      this.#pending.push({
+        event: event as VigiaEvent,
+        body,
+        size: Buffer.byteLength(body) + ROW_OVERHEAD,
+        rank: priorityRank(draft.priority),
+        resolve: () => resolve(event),
+        reject,
+      });
+      this.#schedule(draft.priority === 'alarm' || this.#pending.length >= this.opts.commitMaxEvents);
+    });
+  }
+
+  #schedule(urgent: boolean): void {
+    if (urgent) {
+      this.#immediate ??= setImmediate(() => this.flush());
+    } else if (!this.#timer && !this.#immediate) {
+      this.#timer = setTimeout(() => this.flush(), this.opts.commitIntervalMs);
+    }
+  }
+
+  /** Commits everything pending (new events and acknowledged deletions) in one transaction. */
+  flush(): void {
+    clearTimeout(this.#timer);
+    if (this.#immediate) clearImmediate(this.#immediate);
+    this.#timer = undefined;
+    this.#immediate = undefined;
+    if (this.#closed || (this.#pending.length === 0 && this.#acks.length === 0)) return;
+    const batch = this.#pending;
+    const acks = this.#acks;
+    this.#pending = [];
+    this.#acks = [];
+    try {
+      this.#commit(batch, acks);
+    } catch (err) {
+      if (isCorruptionError(err)) {
+        this.#recoverFromCorruption(err, batch);
+        return;
+      }
+      this.opts.logger.error({ err, events: batch.length }, 'outbox commit failed');
+      for (const p of batch) p.reject(err as Error);
+      return;
+    }
+    this.#commits++;
+    this.#accepted += batch.length;
+    for (const p of batch) p.resolve();
+    if (batch.length > 0) for (const l of this.#listeners) l();
+  }
+
+  #commit(batch: Pending[], acks: number[]): void {
+    const { insert, del, setMeta } = this.#stmts;
+    const evictions: Array<[number, EvictionReason, number]> = [];
+    this.#db.transaction(() => {
+      for (const rowid of acks) {
+        const gone = del.get(rowid) as { priority: number; size: number } | undefined;
+        if (gone) this.#forget(gone.priority, gone.size, 1);
+      }
+      this.#acked += acks.length;
+      if (batch.length === 0) return;
+      const incoming = PRIORITIES.map(() => 0);
+      for (const p of batch) incoming[p.rank]! += p.size;
+      this.#makeRoom(incoming, evictions);
+      let lastSeq = 0;
+      for (const p of batch) {
+        const e = p.event;
+        insert.run(e.id, p.rank, e.type, p.size, Date.parse(e.time), e.mono_ms, e.boot_id, e.clock === 'synced' ? 1 : 0, p.body);
+        this.#depth[p.rank]!++;
+        this.#bytes[p.rank]! += p.size;
+        lastSeq = Math.max(lastSeq, e.seq);
+      }
+      setMeta.run('seq', lastSeq);
+    })();
+    for (const [rank, reason, count] of evictions) this.#noteEviction(rank, reason, count);
+  }
+
+  /**
+   * Frees space for the incoming bytes, inside the commit's transaction: first each class's own
+   * quota, then the shared capacity, lowest priority oldest first. Alarms are never evicted; only
+   * they may use the last alarm_reserve_bytes.
+   */
+  #makeRoom(incoming: number[], evictions: Array<[number, EvictionReason, number]>): void {
+    const { quotaBytes, maxBytes, alarmReserveBytes } = this.opts;
+    for (let rank = 1; rank < PRIORITIES.length; rank++) {
+      const excess = this.#bytes[rank]! + incoming[rank]! - quotaBytes[PRIORITIES[rank]!];
+      if (excess > 0) this.#evict(rank, excess, 'quota', evictions);
+    }
+    const total = () => this.#bytes.reduce((a, b) => a + b, 0) + incoming.reduce((a, b) => a + b, 0);
+    const nonAlarm = () => total() - this.#bytes[0]! - incoming[0]!;
+    for (let rank = PRIORITIES.length - 1; rank >= 1; rank--) {
+      const excess = Math.max(total() - maxBytes, nonAlarm() - (maxBytes - alarmReserveBytes));
+      if (excess <= 0) break;
+      this.#evict(rank, excess, 'capacity', evictions);
+    }
+  }
+
+  #evict(rank: number, bytesNeeded: number, reason: EvictionReason, evictions: Array<[number, EvictionReason, number]>): void {
+    let freed = 0;
+    let count = 0;
+    while (freed < bytesNeeded && this.#depth[rank]! > 0) {
+      // Enough rows to cover what is missing at this class's average size: no over-eviction.
+      const avg = this.#bytes[rank]! / this.#depth[rank]!;
+      const want = Math.min(256, Math.max(1, Math.ceil((bytesNeeded - freed) / avg)));
+      const rows = this.#stmts.evictOldest.all(rank, want) as { size: number }[];
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        freed += r.size;
+        count++;
+      }
+      this.#forget(rank, rows.reduce((a, r) => a + r.size, 0), rows.length);
+    }
+    if (count > 0) evictions.push([rank, reason, count]);
+  }
+
+  #forget(rank: number, bytes: number, count: number): void {
+    this.#depth[rank]! -= count;
+    this.#bytes[rank]! -= bytes;
+  }
+
+  #noteEviction(rank: number, reason: EvictionReason, count: number): void {
+    const priority = PRIORITIES[rank]!;
+    this.#evicted[priority][reason] += count;
+    this.opts.logger.warn({ priority, reason, count }, 'outbox evicted events');
+    for (const l of this.#evictionListeners) l(priority, reason, count);
+  }
+
+  #recoverFromCorruption(err: unknown, batch: Pending[]): void {
+    const lost = [...this.#depth];
+    try {
+      this.#db.close();
+    } catch {
+      /* the handle may already be unusable */
+    }
+    const report = this.#moveAside(err);
+    this.#openDb();
+    this.opts.logger.error({ lost, movedTo: report.movedTo }, 'outbox corrupted while running; undelivered events stay in the old file');
+    lost.forEach((count, rank) => count > 0 && this.#noteEviction(rank, 'corrupt', count));
+    // The batch never reached the bad file: store it in the fresh one, once; a second failure is final.
+    try {
+      this.#commit(batch, []);
+    } catch (again) {
+      for (const p of batch) p.reject(again as Error);
+      return;
+    }
+    this.#commits++;
+    this.#accepted += batch.length;
+    for (const p of batch) p.resolve();
+    for (const l of this.#listeners) l();
+  }
+
+  /**
+   * Up to `limit` durable events, highest priority first, oldest first within a priority, that
+   * have not been handed out since the last rewind(). The uplink calls rewind() after a reconnect
+   * so that anything published but not acknowledged is sent again.
+   */
+  next(limit: number, maxRank = PRIORITIES.length - 1): StoredEvent[] {
+    if (this.#closed) return [];
+    const out: StoredEvent[] = [];
+    const now = this.opts.clock.monoNow();
+    for (let rank = 0; rank <= maxRank && out.length < limit; rank++) {
+      if (this.#depth[rank] === 0) continue;
+      const rows = this.#stmts.next.all(rank, this.#cursor[rank], limit - out.length) as {
+        rowid: number;
+        id: string;
+        type: string;
+        wall: number;
+        mono: number;
+        boot_id: string;
+        synced: number;
+        body: string;
+      }[];
+      const ttl = this.opts.ttlMs[PRIORITIES[rank]!];
+      for (const r of rows) {
+        out.push({
+          rowid: r.rowid,
+          priority: PRIORITIES[rank]!,
+          id: r.id,
+          type: r.type,
+          body: r.body,
+          synced: r.synced === 1,
+          bootId: r.boot_id,
+          mono: r.mono,
+          ttlLeftMs: ttl === 'never' ? undefined : r.boot_id === this.opts.bootId ? ttl - (now - r.mono) : ttl,
+        });
+        this.#cursor[rank] = r.rowid;
+      }
+    }
+    return out;
+  }
+
+  rewind(): void {
+    this.#cursor.fill(0);
+  }
+
+  /** The broker has the event (PUBACK): delete it with the next commit. */
+  ack(rowid: number): void {
+    this.#acks.push(rowid);
+    this.#schedule(false);
+  }
+
+  /** Drops expired events. Age comes from the monotonic clock when the event is from this boot. */
+  expire(): number {
+    if (this.#closed) return 0;
+    const evictions: Array<[number, EvictionReason, number]> = [];
+    const monoNow = this.opts.clock.monoNow();
+    const wallNow = this.opts.clock.wallNow();
+    const wallTrusted = this.opts.clockSynced();
+    this.#db.transaction(() => {
+      PRIORITIES.forEach((p, rank) => {
+        const ttl = this.opts.ttlMs[p];
+        if (ttl === 'never' || this.#depth[rank] === 0) return;
+        const rows = this.#stmts.expireSameBoot.all(rank, this.opts.bootId, monoNow - ttl) as { size: number }[];
+        if (wallTrusted) rows.push(...(this.#stmts.expireOtherBoot.all(rank, this.opts.bootId, wallNow - ttl) as { size: number }[]));
+        if (rows.length === 0) return;
+        this.#forget(rank, rows.reduce((a, r) => a + r.size, 0), rows.length);
+        evictions.push([rank, 'ttl', rows.length]);
+      });
+    })();
+    for (const [rank, reason, count] of evictions) this.#noteEviction(rank, reason, count);
+    return evictions.reduce((a, [, , n]) => a + n, 0);
+  }
+
+  /** Called after every commit that stored new events. */
+  onCommitted(listener: () => void): void {
+    this.#listeners.push(listener);
+  }
+
+  onEvicted(listener: (priority: Priority, reason: EvictionReason, count: number) => void): void {
+    this.#evictionListeners.push(listener);
+  }
+
+  depth(): number {
+    return this.#depth.reduce((a, b) => a + b, 0);
+  }
+
+  stats(): OutboxStats {
+    const monoNow = this.opts.clock.monoNow();
+    const wallNow = this.opts.clock.wallNow();
+    const byPriority = {} as Record<Priority, PriorityStats>;
+    PRIORITIES.forEach((p, rank) => {
+      let oldestAgeMs: number | null = null;
+      if (!this.#closed && this.#depth[rank]! > 0) {
+        const o = this.#stmts.oldest.get(rank) as { wall: number; mono: number; boot_id: string; synced: number } | undefined;
+        if (o) oldestAgeMs = o.boot_id === this.opts.bootId ? monoNow - o.mono : Math.max(0, wallNow - o.wall);
+      }
+      byPriority[p] = { depth: this.#depth[rank]!, bytes: this.#bytes[rank]!, oldestAgeMs };
+    });
+    return {
+      depth: this.depth(),
+      bytes: this.#bytes.reduce((a, b) => a + b, 0),
+      byPriority,
+      evicted: structuredClone(this.#evicted),
+      commits: this.#commits,
+      accepted: this.#accepted,
+      acked: this.#acked,
+      lastSeq: this.#seq,
+    };
+  }
+
+  /** The database handle, for small neighbours that keep state next to the events (nonces). */
+  database(): Database.Database {
+    return this.#db;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.flush();
+    this.#closed = true;
+    this.#db.close();
+  }
+}

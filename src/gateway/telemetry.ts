@@ -1,0 +1,113 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { statfs } from 'node:fs/promises';
+import { freemem, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import type { Context } from '../controller.js';
+import type { EvictionReason } from './outbox.js';
+import type { Priority } from '../core/event.js';
+
+/** Evictions are summarised at most this often, so a full disk cannot become an event storm. */
+const EVICTION_REPORT_INTERVAL_MS = 10_000;
+
+/** CPU temperature in °C from the thermal zone whose type names the CPU (or the first zone). */
+export function readCpuTemperature(sysRoot = '/sys'): number | null {
+  const base = join(sysRoot, 'class/thermal');
+  let zones: string[];
+  try {
+    zones = readdirSync(base).filter((z) => z.startsWith('thermal_zone')).sort();
+  } catch {
+    return null;
+  }
+  const read = (zone: string, file: string) => readFileSync(join(base, zone, file), 'utf8').trim();
+  const cpu = zones.find((z) => {
+    try {
+      return /cpu|soc|x86_pkg/i.test(read(z, 'type'));
+    } catch {
+      return false;
+    }
+  });
+  for (const zone of cpu ? [cpu] : zones) {
+    try {
+      const milli = Number(read(zone, 'temp'));
+      if (Number.isFinite(milli)) return Math.round(milli / 100) / 10;
+    } catch {
+      /* next zone */
+    }
+  }
+  return null;
+}
+
+/** Periodic `health` telemetry and the `system.outbox_evicted` summaries. */
+export class Telemetry {
+  readonly name = 'telemetry';
+  #timer: NodeJS.Timeout | undefined;
+  #evictTimer: NodeJS.Timeout | undefined;
+  #pendingEvictions: Partial<Record<Priority, Partial<Record<EvictionReason, number>>>> = {};
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly sysRoot = '/sys',
+  ) {}
+
+  start(): void {
+    this.#timer = setInterval(() => void this.report(), this.ctx.config.telemetry.interval);
+    this.#timer.unref();
+    this.ctx.outbox.onEvicted((priority, reason, count) => {
+      const byReason = (this.#pendingEvictions[priority] ??= {});
+      byReason[reason] = (byReason[reason] ?? 0) + count;
+      this.#evictTimer ??= setTimeout(() => void this.#reportEvictions(), reason === 'corrupt' ? 0 : EVICTION_REPORT_INTERVAL_MS);
+    });
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    clearTimeout(this.#evictTimer);
+  }
+
+  async #reportEvictions(): Promise<void> {
+    this.#evictTimer = undefined;
+    const evicted = this.#pendingEvictions;
+    this.#pendingEvictions = {};
+    // `hit` priority: above routine reads and telemetry, which are what gets evicted.
+    await this.ctx.emit({ type: 'system.outbox_evicted', priority: 'hit', payload: { evicted } }).catch((err) =>
+      this.ctx.logger.error({ err }, 'could not record eviction report'),
+    );
+  }
+
+  async snapshot(): Promise<Record<string, unknown>> {
+    const { ctx } = this;
+    let diskFree: number | null = null;
+    try {
+      const s = await statfs(ctx.paths.dataDir);
+      diskFree = s.bavail * s.bsize;
+    } catch {
+      /* reported as null */
+    }
+    const outbox = ctx.outbox.stats();
+    const link = ctx.uplink.stats();
+    return {
+      uptime_s: Math.round((ctx.clock.monoNow() - ctx.startedMono) / 1000),
+      load: loadavg().map((l) => Math.round(l * 100) / 100),
+      mem: { total_bytes: totalmem(), free_bytes: freemem(), rss_bytes: process.memoryUsage.rss() },
+      disk_free_bytes: diskFree,
+      cpu_temp_c: readCpuTemperature(this.sysRoot),
+      outbox: {
+        depth: outbox.depth,
+        bytes: outbox.bytes,
+        depth_by_priority: Object.fromEntries(Object.entries(outbox.byPriority).map(([p, s]) => [p, s.depth])),
+        oldest_unsent_age_s: Math.max(0, ...Object.values(outbox.byPriority).map((p) => (p.oldestAgeMs ?? 0) / 1000)),
+        evicted: outbox.evicted,
+      },
+      link: { state: link.state, connects: link.connects, resent: link.resent },
+      clock_synced: ctx.clockSync.synced(),
+    };
+  }
+
+  async report(): Promise<void> {
+    try {
+      await this.ctx.emit({ type: 'health', priority: 'telemetry', payload: await this.snapshot() });
+    } catch (err) {
+      this.ctx.logger.error({ err }, 'could not record health telemetry');
+    }
+  }
+}

@@ -1,0 +1,284 @@
+import { readFileSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { Clock } from '../core/clock.js';
+import type { ClockSync } from '../core/clock-sync.js';
+import { PRIORITIES } from '../core/event.js';
+import type { Outbox, StoredEvent } from './outbox.js';
+import { type Topics } from './topics.js';
+
+export type LinkState = 'offline' | 'connecting' | 'online' | 'stopped';
+
+export interface UplinkStats {
+  state: LinkState;
+  since: number;
+  protocol: 4 | 5;
+  connects: number;
+  lastError: string | null;
+  inflight: number;
+  window: number;
+  published: number;
+  acked: number;
+  /** Events published but not acknowledged when a link dropped: sent again, maybe duplicated. */
+  resent: number;
+  publishedByType: Record<string, number>;
+}
+
+export interface UplinkDeps {
+  config: Config['mqtt'];
+  topics: Topics;
+  outbox: Outbox;
+  clock: Clock;
+  clockSync: ClockSync;
+  bootId: string;
+  logger: Logger;
+  /** Birth payload fields (version, profile...). */
+  birth: Record<string, unknown>;
+  /** Randomness for backoff jitter; injectable for tests. */
+  random?: () => number;
+}
+
+type MessageHandler = (topic: string, payload: Buffer, packet: mqtt.IPublishPacket) => void;
+
+/**
+ * Drains the outbox to the central broker over MQTT QoS 1. Events leave the outbox only when the
+ * broker acknowledges them (PUBACK), so a dropped link or a crash can only cause a resend, never a
+ * loss. A bounded window of unacknowledged publishes keeps memory flat; a lane within it is kept
+ * for alarms so one never waits behind a backlog of telemetry.
+ */
+export class Uplink extends EventEmitter<{ state: [LinkState]; message: Parameters<MessageHandler> }> {
+  #client: MqttClient | undefined;
+  #state: LinkState = 'offline';
+  #since: number;
+  #protocol: 4 | 5;
+  #inflight = new Map<number, StoredEvent>();
+  #window = 1;
+  #attempt = 0;
+  #reconnectTimer: NodeJS.Timeout | undefined;
+  #rateTimer: NodeJS.Timeout | undefined;
+  #tokens = 0;
+  #tokensAt = 0;
+  #pumping = false;
+  #subscriptions = new Set<string>();
+  #stats = { connects: 0, published: 0, acked: 0, resent: 0, lastError: null as string | null, publishedByType: {} as Record<string, number> };
+  #tls: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'servername' | 'rejectUnauthorized'> = {};
+
+  constructor(private readonly deps: UplinkDeps) {
+    super();
+    this.#since = deps.clock.monoNow();
+    this.#protocol = deps.config.protocol === '3.1.1' ? 4 : 5;
+  }
+
+  start(): void {
+    const { tls } = this.deps.config;
+    // Read certificate files once at start: a missing file is a startup error, not a reconnect loop.
+    if (tls) {
+      this.#tls = {
+        ca: tls.ca ? readFileSync(tls.ca) : undefined,
+        cert: tls.cert ? readFileSync(tls.cert) : undefined,
+        key: tls.key ? Buffer.from(tls.key.reveal()) : undefined,
+        servername: tls.servername,
+        rejectUnauthorized: tls.reject_unauthorized,
+      };
+    }
+    this.deps.outbox.onCommitted(() => this.#pump());
+    this.#connect();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#rateTimer);
+    const client = this.#client;
+    this.#setState('stopped');
+    if (!client) return;
+    if (client.connected) {
+      // A clean goodbye: retained "offline" with the reason, instead of the broker's Last Will.
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 1000);
+        client.publish(this.deps.topics.status, this.#statusPayload('offline', 'shutdown'), { qos: 1, retain: true }, () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+    this.#client = undefined;
+  }
+
+  /** Subscribed on every (re)connect. */
+  subscribe(topic: string): void {
+    this.#subscriptions.add(topic);
+    if (this.#client?.connected) this.#client.subscribe(topic, { qos: 1 });
+  }
+
+  /** A direct publish that is not stored (command replies): lost if the link is down, by design. */
+  publishDirect(topic: string, payload: string | Buffer, opts: IClientPublishOptions = { qos: 1 }): void {
+    if (this.#client?.connected) this.#client.publish(topic, payload, opts);
+  }
+
+  protocol(): 4 | 5 {
+    return this.#protocol;
+  }
+
+  state(): LinkState {
+    return this.#state;
+  }
+
+  stats(): UplinkStats {
+    return {
+      state: this.#state,
+      since: this.#since,
+      protocol: this.#protocol,
+      inflight: this.#inflight.size,
+      window: this.#window,
+      ...structuredClone(this.#stats),
+    };
+  }
+
+  #setState(state: LinkState): void {
+    if (state === this.#state) return;
+    this.#state = state;
+    this.#since = this.deps.clock.monoNow();
+    this.deps.logger.info({ link: state, protocol: this.#protocol }, `uplink ${state}`);
+    this.emit('state', state);
+  }
+
+  #statusPayload(state: 'online' | 'offline', reason?: string): string {
+    return JSON.stringify({ state, reason, time: new Date(this.deps.clock.wallNow()).toISOString(), boot_id: this.deps.bootId, ...this.deps.birth });
+  }
+
+  #connect(): void {
+    if (this.#state === 'stopped') return;
+    const cfg = this.deps.config;
+    this.#setState('connecting');
+    const client = mqtt.connect(cfg.url, {
+      protocolVersion: this.#protocol,
+      clientId: cfg.client_id ?? `vigia-${this.deps.topics.site}-${this.deps.topics.device}`,
+      clean: true,
+      keepalive: Math.round(cfg.keepalive / 1000),
+      connectTimeout: cfg.connect_timeout,
+      reconnectPeriod: 0, // we reconnect ourselves, with backoff and jitter
+      queueQoSZero: false,
+      username: cfg.username,
+      password: cfg.password?.reveal(),
+      will: { topic: this.deps.topics.status, payload: Buffer.from(this.#statusPayload('offline', 'lost')), qos: 1, retain: true },
+      ...this.#tls,
+    });
+    this.#client = client;
+    client.on('connect', (connack) => {
+      this.#attempt = 0;
+      this.#stats.connects++;
+      const receiveMax = connack.properties?.receiveMaximum ?? 65535;
+      this.#window = Math.max(1, Math.min(cfg.inflight_window, receiveMax));
+      client.publish(this.deps.topics.status, this.#statusPayload('online'), { qos: 1, retain: true });
+      for (const topic of this.#subscriptions) client.subscribe(topic, { qos: 1 });
+      this.#setState('online');
+      this.#pump();
+    });
+    client.on('message', (topic, payload, packet) => this.emit('message', topic, payload, packet));
+    client.on('error', (err) => {
+      const code = (err as { code?: number }).code;
+      this.#stats.lastError = err.message;
+      // 132 (MQTT 5 "unsupported protocol version") or a 3.1.1 broker's refusal code 1.
+      if (cfg.protocol === 'auto' && this.#protocol === 5 && (code === 132 || code === 1)) {
+        this.deps.logger.warn('broker refused MQTT 5, falling back to MQTT 3.1.1');
+        this.#protocol = 4;
+        this.#attempt = 0;
+      } else {
+        this.deps.logger.warn({ err: err.message, code }, 'uplink error');
+      }
+      client.end(true);
+    });
+    client.on('close', () => this.#onClose(client));
+  }
+
+  #onClose(client: MqttClient): void {
+    if (client !== this.#client) return;
+    client.removeAllListeners();
+    client.on('error', () => {}); // late socket errors from a client we have left
+    client.end(true);
+    this.#client = undefined;
+    if (this.#inflight.size > 0) this.#stats.resent += this.#inflight.size;
+    this.#inflight.clear();
+    this.deps.outbox.rewind();
+    if (this.#state === 'stopped') return;
+    this.#setState('offline');
+    const { min_delay, max_delay, jitter } = this.deps.config.reconnect;
+    const base = Math.min(max_delay, min_delay * 2 ** this.#attempt++);
+    const delay = Math.max(0, base * (1 + jitter * (2 * (this.deps.random ?? Math.random)() - 1)));
+    this.deps.logger.debug({ delay_ms: Math.round(delay), attempt: this.#attempt }, 'uplink reconnect scheduled');
+    this.#reconnectTimer = setTimeout(() => this.#connect(), delay);
+  }
+
+  /** Whole events the drain-rate token bucket allows now (alarms bypass it). */
+  #allowance(): number {
+    const rate = this.deps.config.drain_rate;
+    if (rate <= 0) return Infinity;
+    const now = this.deps.clock.monoNow();
+    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#tokensAt) / 1000) * rate);
+    this.#tokensAt = now;
+    return Math.floor(this.#tokens);
+  }
+
+  #pump(): void {
+    const client = this.#client;
+    if (this.#pumping || !client?.connected || this.#state !== 'online') return;
+    this.#pumping = true;
+    try {
+      const alarmLane = Math.max(1, Math.floor(this.#window / 8));
+      const nonAlarmLimit = Math.max(1, this.#window - alarmLane);
+      while (this.#inflight.size < this.#window) {
+        const allowance = this.#allowance();
+        const alarmsOnly = this.#inflight.size >= nonAlarmLimit || allowance < 1;
+        const room = alarmsOnly ? this.#window - this.#inflight.size : Math.min(nonAlarmLimit - this.#inflight.size, allowance);
+        const batch = this.deps.outbox.next(Math.min(room, 64), alarmsOnly ? 0 : PRIORITIES.length - 1);
+        for (const event of batch) {
+          if (event.priority !== 'alarm' && this.deps.config.drain_rate > 0) this.#tokens -= 1;
+          this.#publish(client, event);
+        }
+        if (batch.length === 0) {
+          // Rate-limited with a backlog left: come back when the bucket has refilled a little.
+          if (allowance < 1 && this.deps.outbox.depth() > this.#inflight.size) {
+            this.#rateTimer ??= setTimeout(() => {
+              this.#rateTimer = undefined;
+              this.#pump();
+            }, Math.ceil(1000 / this.deps.config.drain_rate));
+          }
+          break;
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #publish(client: MqttClient, event: StoredEvent): void {
+    this.#inflight.set(event.rowid, event);
+    const opts: IClientPublishOptions = { qos: 1 };
+    if (this.#protocol === 5) {
+      opts.properties = { contentType: 'application/json', payloadFormatIndicator: true };
+      if (event.ttlLeftMs !== undefined) opts.properties.messageExpiryInterval = Math.max(1, Math.ceil(event.ttlLeftMs / 1000));
+    }
+    this.#stats.published++;
+    this.#stats.publishedByType[event.type] = (this.#stats.publishedByType[event.type] ?? 0) + 1;
+    client.publish(this.deps.topics.event(event.priority, event.type), this.#finalBody(event), opts, (err) => {
+      if (err || this.#client !== client) return; // link dropped: it stays in the outbox and is resent
+      this.#inflight.delete(event.rowid);
+      this.#stats.acked++;
+      this.deps.outbox.ack(event.rowid);
+      this.#pump();
+    });
+  }
+
+  /** Events stamped before the clock synced get their wall time recomputed from the monotonic clock. */
+  #finalBody(event: StoredEvent): string {
+    if (event.synced || !this.deps.clockSync.synced() || event.bootId !== this.deps.bootId) return event.body;
+    const parsed = JSON.parse(event.body) as Record<string, unknown>;
+    parsed.time = new Date(this.deps.clockSync.correctedWall(event.mono)).toISOString();
+    parsed.clock = 'synced';
+    parsed.clock_corrected = true;
+    return JSON.stringify(parsed);
+  }
+}

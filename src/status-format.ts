@@ -1,0 +1,23 @@
+import type { DaemonStatus } from './controller.js';
+
+const age = (s: number | null) => (s === null ? '-' : s < 120 ? `${Math.round(s)}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`);
+const size = (b: number) => (b < 1024 ? `${b} B` : b < 1024 ** 2 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 1024 ** 2).toFixed(1)} MiB`);
+
+/** `vigia status` for a technician at a terminal. */
+export function formatStatus(s: DaemonStatus): string {
+  const lines = [
+    `device     ${s.site}/${s.device} (${s.profile}), vigia ${s.version}, up ${age(s.uptime_s)}`,
+    `link       ${s.link.state} for ${age(s.link.for_s)} (MQTT ${s.link.protocol}, ${s.link.connects} connects, ${s.link.inflight}/${s.link.window} in flight)${s.link.last_error ? `, last error: ${s.link.last_error}` : ''}`,
+    `clock      ${s.clock.synced ? `synced (${s.clock.source})` : 'NOT synced: event times are provisional'}`,
+    `outbox     ${s.outbox.depth} events, ${size(s.outbox.bytes)}, oldest unsent ${age(s.outbox.oldest_unsent_age_s)}`,
+  ];
+  for (const [p, v] of Object.entries(s.outbox.by_priority)) {
+    const ev = s.outbox.evicted[p as keyof typeof s.outbox.evicted];
+    const evicted = Object.entries(ev).filter(([, n]) => n > 0).map(([r, n]) => `${n} ${r}`).join(', ');
+    lines.push(`  ${p.padEnd(9)} ${String(v.depth).padStart(8)} events ${size(v.bytes).padStart(10)}  oldest ${age(v.oldestAgeMs === null ? null : v.oldestAgeMs / 1000).padStart(4)}${evicted ? `  evicted: ${evicted}` : ''}`);
+  }
+  const types = Object.entries(s.events.accepted_by_type).sort((a, b) => b[1] - a[1]);
+  lines.push(`events     ${types.length ? types.map(([t, n]) => `${t}=${n}`).join(' ') : 'none yet'}`);
+  lines.push(`commands   ${s.commands.executed} executed, ${Object.values(s.commands.rejected).reduce((a: number, b) => a + (b ?? 0), 0)} refused`);
+  return lines.join('\n') + '\n';
+}

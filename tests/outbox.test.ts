@@ -1,0 +1,211 @@
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/core/clock.js';
+import type { Priority } from '../src/core/event.js';
+import { Outbox, type OutboxOptions } from '../src/gateway/outbox.js';
+
+const MiB = 1024 * 1024;
+const opened: Outbox[] = [];
+
+function makeOutbox(over: Partial<OutboxOptions> = {}, dir = mkdtempSync(join(tmpdir(), 'vigia-outbox-'))) {
+  const clock = (over.clock as ManualClock | undefined) ?? new ManualClock();
+  const outbox = new Outbox({
+    file: join(dir, 'outbox.db'),
+    maxBytes: 64 * MiB,
+    alarmReserveBytes: 1 * MiB,
+    quotaBytes: { alarm: 64 * MiB, hit: 16 * MiB, read: 16 * MiB, telemetry: 16 * MiB },
+    ttlMs: { alarm: 'never', hit: 86_400_000, read: 3_600_000, telemetry: 60_000 },
+    commitIntervalMs: 5,
+    commitMaxEvents: 5000,
+    synchronous: 'full',
+    site: 'test-site',
+    device: 'dev-1',
+    bootId: 'boot-a',
+    clock,
+    clockSynced: () => true,
+    logger: pino({ level: 'silent' }),
+    ...over,
+  });
+  opened.push(outbox);
+  return { outbox, dir, clock, file: join(dir, 'outbox.db') };
+}
+
+const accept = (o: Outbox, priority: Priority, n = 1, bytes = 10) =>
+  Promise.all(Array.from({ length: n }, (_, i) => o.accept({ type: `t.${priority}`, priority, payload: { i, pad: 'x'.repeat(bytes) } })));
+
+afterEach(() => {
+  for (const o of opened.splice(0)) o.close();
+});
+
+describe('outbox', () => {
+  it('stores events durably and keeps the sequence number across restarts', async () => {
+    const { outbox, dir } = makeOutbox();
+    outbox.open();
+    const first = await accept(outbox, 'read', 3);
+    expect(first.map((e) => e.seq)).toEqual([1, 2, 3]);
+    outbox.close();
+
+    const again = makeOutbox({}, dir).outbox;
+    again.open();
+    expect(again.depth()).toBe(3);
+    const [next] = await accept(again, 'read');
+    expect(next!.seq).toBe(4);
+    expect(new Set([...first, next!].map((e) => e.id)).size).toBe(4);
+    const stored = again.next(10).map((s) => JSON.parse(s.body) as { id: string; payload: { i: number } });
+    expect(stored.map((s) => s.id)).toEqual([...first, next!].map((e) => e.id));
+  });
+
+  it('hands out events by priority, then oldest first, and deletes only acknowledged ones', async () => {
+    const { outbox } = makeOutbox();
+    outbox.open();
+    await accept(outbox, 'telemetry', 2);
+    await accept(outbox, 'read', 2);
+    await accept(outbox, 'alarm', 2);
+    await accept(outbox, 'hit', 1);
+    const batch = outbox.next(100);
+    expect(batch.map((e) => e.priority)).toEqual(['alarm', 'alarm', 'hit', 'read', 'read', 'telemetry', 'telemetry']);
+    expect(outbox.next(100)).toEqual([]); // handed out already
+    outbox.ack(batch[0]!.rowid);
+    outbox.ack(batch[2]!.rowid);
+    outbox.flush();
+    expect(outbox.depth()).toBe(5);
+    outbox.rewind();
+    expect(outbox.next(100).map((e) => e.rowid)).toEqual(batch.filter((_, i) => i !== 0 && i !== 2).map((e) => e.rowid));
+  });
+
+  it('never skips an event stored after everything before it was deleted', async () => {
+    const { outbox } = makeOutbox();
+    outbox.open();
+    await accept(outbox, 'read', 3);
+    for (const e of outbox.next(10)) outbox.ack(e.rowid);
+    outbox.flush();
+    expect(outbox.depth()).toBe(0);
+    const [late] = await accept(outbox, 'read');
+    expect(outbox.next(10).map((e) => e.id)).toEqual([late!.id]);
+  });
+
+  it('groups non-alarm events into few commits but commits an alarm at once', async () => {
+    const { outbox } = makeOutbox({ commitIntervalMs: 60_000 });
+    outbox.open();
+    const reads = accept(outbox, 'read', 1000);
+    let readsDone = false;
+    void reads.then(() => (readsDone = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(readsDone).toBe(false); // waiting for the (long) commit window
+    const t0 = performance.now();
+    await accept(outbox, 'alarm');
+    expect(performance.now() - t0).toBeLessThan(1000); // not the 60 s window
+    await reads; // the alarm's commit carried the pending reads too
+    expect(outbox.stats().commits).toBe(1);
+  });
+
+  it('evicts a class beyond its quota, oldest first, and counts it', async () => {
+    const { outbox } = makeOutbox({ quotaBytes: { alarm: 64 * MiB, hit: 16 * MiB, read: 20_000, telemetry: 16 * MiB } });
+    outbox.open();
+    const events = [];
+    for (let i = 0; i < 10; i++) events.push(...(await accept(outbox, 'read', 10, 100)));
+    const stats = outbox.stats();
+    expect(stats.byPriority.read.bytes).toBeLessThanOrEqual(20_000);
+    expect(stats.evicted.read.quota).toBeGreaterThan(0);
+    expect(stats.evicted.read.quota + stats.byPriority.read.depth).toBe(100);
+    const kept = outbox.next(1000).map((e) => e.id);
+    expect(kept).toEqual(events.slice(-kept.length).map((e) => e.id)); // the newest survive
+  });
+
+  it('frees shared space lowest priority first, keeps a reserve for alarms and never evicts alarms', async () => {
+    const probe = makeOutbox();
+    probe.outbox.open();
+    await accept(probe.outbox, 'read', 10, 100);
+    const unit = probe.outbox.stats().bytes / 10; // bytes one of these events costs
+    const { outbox } = makeOutbox({ maxBytes: Math.round(300 * unit), alarmReserveBytes: Math.round(100 * unit) });
+    outbox.open();
+    await accept(outbox, 'telemetry', 100, 100);
+    await accept(outbox, 'hit', 100, 100);
+    await accept(outbox, 'read', 50, 100); // non-alarm use would be 250 units, 200 allowed
+    let s = outbox.stats();
+    expect(s.bytes - s.byPriority.alarm.bytes).toBeLessThanOrEqual(200 * unit + 1);
+    expect(s.evicted.telemetry.capacity).toBeGreaterThanOrEqual(50);
+    expect(s.evicted.telemetry.capacity).toBeLessThanOrEqual(52); // only what was needed
+    expect(s.evicted.hit.capacity).toBe(0);
+    expect(s.byPriority.read.depth).toBe(50);
+    await accept(outbox, 'alarm', 400, 100); // alarms use the reserve, then push the others out
+    s = outbox.stats();
+    expect(s.byPriority.alarm.depth).toBe(400);
+    expect(s.byPriority.telemetry.depth + s.byPriority.read.depth + s.byPriority.hit.depth).toBe(0);
+    expect(s.evicted.hit.capacity).toBe(100);
+    expect(s.evicted.alarm).toEqual({ quota: 0, ttl: 0, capacity: 0, corrupt: 0 }); // kept beyond max_bytes
+  });
+
+  it('expires events by age measured on the monotonic clock, even when the wall clock jumps', async () => {
+    const clock = new ManualClock(0, 1_000); // wall clock at 1970: not yet synced
+    const { outbox } = makeOutbox({ clock });
+    outbox.open();
+    await accept(outbox, 'telemetry', 5);
+    await accept(outbox, 'alarm', 1);
+    clock.setWall(Date.UTC(2026, 10, 22)); // NTP steps the clock by 56 years: nothing is "old" because of that
+    expect(outbox.expire()).toBe(0);
+    clock.advance(61_000);
+    expect(outbox.expire()).toBe(5);
+    expect(outbox.stats().evicted.telemetry.ttl).toBe(5);
+    expect(outbox.depth()).toBe(1); // alarms never expire
+  });
+
+  it('expires events from an earlier boot by wall time only when the clock is trusted', async () => {
+    let synced = false;
+    const clock = new ManualClock(Date.UTC(2026, 0, 1), 1_000);
+    const a = makeOutbox({ clock, bootId: 'boot-a', clockSynced: () => true });
+    a.outbox.open();
+    await accept(a.outbox, 'telemetry', 3);
+    a.outbox.close();
+    clock.advance(3_600_000);
+    const b = makeOutbox({ clock, bootId: 'boot-b', clockSynced: () => synced }, a.dir);
+    b.outbox.open();
+    expect(b.outbox.expire()).toBe(0);
+    synced = true;
+    expect(b.outbox.expire()).toBe(3);
+  });
+
+  it('moves a corrupt database aside, never deletes it, and starts fresh', () => {
+    const { outbox, dir, file } = makeOutbox();
+    const garbage = Buffer.from('this is not an SQLite database '.repeat(200));
+    writeFileSync(file, garbage);
+    const report = outbox.open();
+    expect(report).toBeDefined();
+    expect(existsSync(report!.movedTo)).toBe(true);
+    expect(readFileSync(report!.movedTo)).toEqual(garbage);
+    expect(readdirSync(dir).some((f) => f.startsWith('outbox.db.corrupt-'))).toBe(true);
+    expect(outbox.depth()).toBe(0);
+  });
+
+  it('detects a database damaged inside (valid header, broken pages)', async () => {
+    const first = makeOutbox();
+    first.outbox.open();
+    await accept(first.outbox, 'read', 2000, 200);
+    first.outbox.close();
+    const bytes = readFileSync(first.file);
+    bytes.fill(0x5a, 4096 * 3, bytes.length - 4096); // scribble over most pages, keep the header page
+    writeFileSync(first.file, bytes);
+    const again = makeOutbox({}, first.dir);
+    const report = again.outbox.open();
+    expect(report?.error).toMatch(/malformed|quick_check|corrupt|not a database/i);
+    await accept(again.outbox, 'alarm');
+    expect(again.outbox.depth()).toBe(1);
+  });
+
+  it('reports stats: depth, bytes and oldest age per priority', async () => {
+    const { outbox, clock } = makeOutbox();
+    outbox.open();
+    await accept(outbox, 'hit', 2);
+    clock.advance(5_000);
+    await accept(outbox, 'read', 1);
+    const s = outbox.stats();
+    expect(s.byPriority.hit.depth).toBe(2);
+    expect(s.byPriority.hit.oldestAgeMs).toBe(5_000);
+    expect(s.byPriority.read.oldestAgeMs).toBe(0);
+    expect(s.byPriority.alarm.oldestAgeMs).toBeNull();
+    expect(s.lastSeq).toBe(3);
+  });
+});

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['tests/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Broker and daemon tests start real processes; two cores, so keep parallelism modest.
+    poolOptions: { forks: { maxForks: 2 } },
+    pool: 'forks',
+  },
+});
