@@ -1,0 +1,342 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { DaemonStatus } from '../src/controller.js';
+import { signCommand } from '../src/gateway/command-auth.js';
+import { DaemonProcess, TEST_KEY, writeDeviceConfig } from './helpers/daemon.js';
+import { startGate, type Gate } from './helpers/gate.js';
+import { startMosquitto, type Broker } from './helpers/mosquitto.js';
+import { Subscriber } from './helpers/subscriber.js';
+import { makeTlsFiles } from './helpers/tls.js';
+
+type Burst = { accepted: number; ids: string[]; first_seq: number; last_seq: number };
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(over: Record<string, unknown> = {}, { gated = false } = {}) {
+  const broker = await startMosquitto();
+  cleanups.push(() => broker.stop());
+  let gate: Gate | undefined;
+  if (gated) {
+    gate = await startGate(broker.port);
+    cleanups.push(() => gate!.stop());
+  }
+  const sub = new Subscriber(broker.url);
+  await sub.connect();
+  cleanups.push(() => sub.close());
+  const cfg = writeDeviceConfig(`mqtt://127.0.0.1:${gate?.port ?? broker.port}`, over);
+  const daemon = new DaemonProcess(cfg.file, cfg.socket);
+  cleanups.push(() => daemon.kill('SIGKILL'));
+  return { broker, gate, sub, cfg, daemon };
+}
+
+describe('gateway end to end (real daemon, real Mosquitto)', () => {
+  it('delivers every event with its payload intact in one typed envelope, and announces itself', async () => {
+    const { broker, sub, daemon } = await setup();
+    await daemon.start();
+    const payload = { text: 'Avenida Francisco de Aguirre ñandú ✓', n: 42, nested: { list: [1, 2.5, null, true] } };
+    const r = await daemon.request<{ id: string; seq: number }>('sim.event', { type: 'sim.check', priority: 'hit', payload });
+    await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'event');
+    const got = sub.events.find((e) => e.event.id === r.id)!;
+    expect(got.topic).toBe('vigia/test-site/pole-0001/events/hit/sim.check');
+    expect(got.event).toMatchObject({ id: r.id, device: 'pole-0001', site: 'test-site', type: 'sim.check', priority: 'hit', clock: 'synced', seq: r.seq, payload });
+    expect(got.event.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(Date.now() - Date.parse(got.event.time)).toBeLessThan(60_000);
+    // A late subscriber gets the retained birth message, flagged as retained.
+    const late = await mqtt.connectAsync(broker.url);
+    const retained = await new Promise<{ retain: boolean; body: unknown }>((resolve) => {
+      late.on('message', (_t, p, packet) => resolve({ retain: packet.retain, body: JSON.parse(p.toString()) }));
+      void late.subscribeAsync('vigia/test-site/pole-0001/status');
+    });
+    await late.endAsync();
+    expect(retained.retain).toBe(true);
+    expect(retained.body).toMatchObject({ state: 'online', profile: 'pole' });
+
+    const burst = await daemon.request<Burst>('sim.burst', { count: 2000, type: 'sim.bulk', priority: 'read' });
+    await sub.waitFor(() => sub.missing(burst.ids).length === 0, 20_000, 'burst');
+    expect(burst.last_seq - burst.first_seq).toBe(1999);
+
+    await daemon.kill('SIGTERM'); // a clean stop says goodbye instead of leaving it to the Last Will
+    await sub.waitFor(() => sub.other.some((m) => m.topic.endsWith('/status') && m.payload.toString().includes('"shutdown"')), 5_000, 'offline');
+  });
+
+  it('lets the broker announce "offline" through the Last Will when the daemon dies', async () => {
+    const { sub, daemon } = await setup({ mqtt: { keepalive: '1s' } });
+    await daemon.start();
+    await daemon.kill('SIGKILL');
+    await sub.waitFor(() => sub.other.some((m) => m.topic.endsWith('/status') && m.payload.toString().includes('"lost"')), 10_000, 'last will');
+  });
+
+  it('after an outage sends every alarm before any telemetry', async () => {
+    const { gate, sub, daemon } = await setup({}, { gated: true });
+    await gate!.close();
+    await daemon.start();
+    const telemetry = await daemon.request<Burst>('sim.burst', { count: 500, type: 'sim.tele', priority: 'telemetry' });
+    const reads = await daemon.request<Burst>('sim.burst', { count: 300, type: 'sim.read', priority: 'read' });
+    const alarms = await daemon.request<Burst>('sim.burst', { count: 100, type: 'sim.alarm', priority: 'alarm' });
+    const status = await daemon.request<DaemonStatus>('status');
+    expect(status.link.state).not.toBe('online');
+    expect(status.outbox.depth).toBe(900);
+    gate!.open();
+    const all = [...telemetry.ids, ...reads.ids, ...alarms.ids];
+    await sub.waitFor(() => sub.missing(all).length === 0, 30_000, 'drain');
+    const order = sub.events.map((e) => e.event.priority);
+    expect(order.lastIndexOf('alarm')).toBeLessThan(order.indexOf('read'));
+    expect(order.lastIndexOf('read')).toBeLessThan(order.indexOf('telemetry'));
+    // Within a class, oldest first.
+    const alarmSeqs = sub.events.filter((e) => e.event.priority === 'alarm').map((e) => e.event.seq);
+    expect(alarmSeqs).toEqual([...alarmSeqs].sort((a, b) => a - b));
+  });
+
+  it('loses nothing when the broker is SIGKILLed and restarted during a stream', async () => {
+    const { broker, gate, sub, daemon } = await setup({}, { gated: true });
+    await daemon.start();
+    const accepted: string[] = [];
+    let streaming = true;
+    const stream = (async () => {
+      while (streaming) {
+        const b = await daemon.request<Burst>('sim.burst', { count: 250, type: 'sim.stream', priority: 'read' });
+        accepted.push(...b.ids);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    for (let round = 0; round < 4; round++) {
+      await new Promise((r) => setTimeout(r, 300 + round * 150));
+      await broker.kill('SIGKILL');
+      await gate!.close(); // the device may only come back once the call center listens again
+      await new Promise((r) => setTimeout(r, 200));
+      await broker.restart();
+      await sub.resubscribed();
+      gate!.open();
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    streaming = false;
+    await stream;
+    expect(accepted.length).toBeGreaterThanOrEqual(2000);
+    await sub.waitFor(() => sub.missing(accepted).length === 0, 45_000, `all ${accepted.length} events`);
+    const status = await daemon.request<DaemonStatus>('status');
+    expect(status.link.connects).toBeGreaterThanOrEqual(5);
+    console.log(`broker kills: ${accepted.length} accepted, all arrived, ${sub.duplicates()} duplicates, ${status.link.resent} resent`);
+  });
+
+  it('loses no accepted event when the daemon is SIGKILLed at random moments', async () => {
+    const { sub, daemon } = await setup();
+    const accepted: string[] = [];
+    for (let round = 0; round < 5; round++) {
+      await daemon.start();
+      const killAt = Date.now() + 150 + Math.random() * 500;
+      try {
+        while (Date.now() < killAt + 1000) {
+          if (Date.now() >= killAt) void daemon.kill('SIGKILL');
+          const b = await daemon.request<Burst>('sim.burst', { count: 200, type: 'sim.crash', priority: round % 2 ? 'alarm' : 'read' });
+          accepted.push(...b.ids); // acknowledged by the daemon: it must arrive
+        }
+      } catch {
+        /* the daemon died mid-request: that burst was never acknowledged */
+      }
+      await daemon.kill('SIGKILL');
+    }
+    await daemon.start();
+    await sub.waitFor(() => sub.missing(accepted).length === 0, 45_000, `all ${accepted.length} accepted events`);
+    const seqs = accepted.map((id) => sub.events.find((e) => e.event.id === id)!.event.seq);
+    expect(new Set(seqs).size).toBe(seqs.length); // sequence numbers survive restarts: never reused
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    console.log(`daemon kills: ${accepted.length} accepted, all arrived, ${sub.duplicates()} duplicates`);
+  });
+
+  it('moves a corrupt outbox aside at start and reports the loss as an event', async () => {
+    const { sub, cfg, daemon } = await setup();
+    mkdirSync(join(cfg.dir, 'data'), { recursive: true });
+    writeFileSync(join(cfg.dir, 'data', 'outbox.db'), Buffer.alloc(8192, 0x42));
+    await daemon.start();
+    await sub.waitFor(() => sub.events.some((e) => e.event.type === 'system.outbox_corrupt'), 10_000, 'corruption report');
+    expect(readdirSync(join(cfg.dir, 'data')).some((f) => f.startsWith('outbox.db.corrupt-'))).toBe(true);
+    const r = await daemon.request<{ id: string }>('sim.event', { type: 'sim.after', priority: 'alarm' });
+    await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'event after recovery');
+  });
+
+  it('evicts the lowest priority when the disk quota is reached, keeps every alarm, and reports it', async () => {
+    const { gate, sub, daemon } = await setup({ outbox: { max_bytes: '400kB', alarm_reserve_bytes: '100kB' } }, { gated: true });
+    await gate!.close();
+    await daemon.start();
+    await daemon.request<Burst>('sim.burst', { count: 3000, type: 'sim.tele', priority: 'telemetry' });
+    const alarms = await daemon.request<Burst>('sim.burst', { count: 400, type: 'sim.alarm', priority: 'alarm' });
+    const status = await daemon.request<DaemonStatus>('status');
+    expect(status.outbox.evicted.telemetry.capacity).toBeGreaterThan(1000);
+    expect(status.outbox.by_priority.alarm.depth).toBe(400);
+    expect(status.outbox.bytes).toBeLessThanOrEqual(400_000 + 400 * 600);
+    gate!.open();
+    await sub.waitFor(() => sub.missing(alarms.ids).length === 0, 20_000, 'alarms');
+    await sub.waitFor(() => sub.events.some((e) => e.event.type === 'system.outbox_evicted'), 20_000, 'eviction report');
+    const report = sub.events.find((e) => e.event.type === 'system.outbox_evicted')!.event;
+    expect(report.priority).toBe('hit');
+    expect((report.payload as { evicted: { telemetry: { capacity: number } } }).evicted.telemetry.capacity).toBeGreaterThan(0);
+  });
+
+  it('marks events unsynced before the clock syncs and corrects them before sending', async () => {
+    const { gate, sub, daemon } = await setup({ clock: { sync_source: 'never' } }, { gated: true });
+    await gate!.close();
+    await daemon.start();
+    const before = await daemon.request<{ id: string }>('sim.event', { type: 'sim.early', priority: 'read' });
+    await daemon.request('sim.clock_sync');
+    const after = await daemon.request<{ id: string }>('sim.event', { type: 'sim.late', priority: 'read' });
+    gate!.open();
+    await sub.waitFor(() => sub.byId.has(before.id) && sub.byId.has(after.id), 10_000, 'events');
+    const early = sub.events.find((e) => e.event.id === before.id)!.event;
+    const late = sub.events.find((e) => e.event.id === after.id)!.event;
+    expect(early).toMatchObject({ clock: 'synced', clock_corrected: true });
+    expect(Math.abs(Date.parse(early.time) - Date.now())).toBeLessThan(30_000);
+    expect(late.clock).toBe('synced');
+    expect(late.clock_corrected).toBeUndefined();
+  });
+
+  it('sends periodic health telemetry', async () => {
+    const { sub, daemon } = await setup({ telemetry: { interval: '300ms' } });
+    await daemon.start();
+    await sub.waitFor(() => sub.events.some((e) => e.event.type === 'health'), 10_000, 'health');
+    const h = sub.events.find((e) => e.event.type === 'health')!.event;
+    expect(h.priority).toBe('telemetry');
+    expect(h.payload).toMatchObject({ outbox: { depth: expect.any(Number) }, link: { state: 'online' }, clock_synced: true });
+    expect((h.payload as { disk_free_bytes: number }).disk_free_bytes).toBeGreaterThan(0);
+    expect((h.payload as { mem: { rss_bytes: number } }).mem.rss_bytes).toBeGreaterThan(0);
+  });
+});
+
+describe('commands (signed, MQTT 5 request/response)', () => {
+  let broker: Broker;
+  let daemon: DaemonProcess;
+  let client: mqtt.MqttClient;
+  const replies = new Map<string, Record<string, unknown>>();
+  const base = 'vigia/test-site/pole-0001';
+
+  beforeAll(async () => {
+    broker = await startMosquitto();
+    const cfg = writeDeviceConfig(broker.url);
+    daemon = new DaemonProcess(cfg.file, cfg.socket);
+    await daemon.start();
+    client = mqtt.connect(broker.url, { protocolVersion: 5 });
+    await new Promise((r) => client.once('connect', r));
+    client.on('message', (_topic, payload, packet) => {
+      const corr = packet.properties?.correlationData?.toString();
+      if (corr) replies.set(corr, JSON.parse(payload.toString()) as Record<string, unknown>);
+    });
+    await client.subscribeAsync('test/replies', { qos: 1 });
+    // Until the daemon's command subscription is live, publishes would be lost.
+    await new Promise((r) => setTimeout(r, 300));
+  });
+  afterAll(async () => {
+    client?.end(true);
+    await daemon?.kill('SIGTERM');
+    await broker?.stop();
+  });
+
+  async function call(name: string, payload: string | Buffer, corr = Math.random().toString(36).slice(2)) {
+    await client.publishAsync(`${base}/cmd/${name}`, payload, { qos: 1, properties: { responseTopic: 'test/replies', correlationData: Buffer.from(corr) } });
+    const deadline = Date.now() + 5000;
+    while (!replies.has(corr)) {
+      if (Date.now() > deadline) throw new Error(`no reply to ${name}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return replies.get(corr) as { ok: boolean; result?: Record<string, unknown>; error?: { code: string } };
+  }
+  const sign = (cmd: string, extra: Partial<Parameters<typeof signCommand>[0]> = {}) =>
+    signCommand({ auth: 'hmac-sha256', key: TEST_KEY, site: 'test-site', device: 'pole-0001', cmd, ...extra });
+
+  it('answers a signed ping and outbox.stats on the response topic with the correlation data', async () => {
+    const pong = await call('ping', sign('ping'));
+    expect(pong).toMatchObject({ ok: true, cmd: 'ping', result: { pong: true } });
+    const stats = await call('outbox.stats', sign('outbox.stats'));
+    expect(stats.ok).toBe(true);
+    expect(stats.result).toHaveProperty('byPriority');
+  });
+
+  it('refuses unsigned, forged, replayed, stale and misdirected commands', async () => {
+    const inner = JSON.stringify({ v: 1, site: 'test-site', device: 'pole-0001', cmd: 'ping', ts: Date.now(), nonce: 'n'.repeat(20) });
+    expect((await call('ping', JSON.stringify({ msg: inner }))).error?.code).toBe('unsigned');
+    expect((await call('ping', sign('ping', { key: 'the-wrong-key-0123456789' }))).error?.code).toBe('bad_signature');
+    const once = sign('ping');
+    expect((await call('ping', once)).ok).toBe(true);
+    expect((await call('ping', once)).error?.code).toBe('replayed');
+    expect((await call('ping', sign('ping', { ts: Date.now() - 3_600_000 }))).error?.code).toBe('stale');
+    expect((await call('ping', sign('ping', { device: 'pole-0002' }))).error?.code).toBe('wrong_target');
+    expect((await call('ping', sign('outbox.stats'))).error?.code).toBe('wrong_target');
+    expect((await call('nope', sign('nope'))).error?.code).toBe('unknown_command');
+  });
+
+  it('survives 1000 random malformed payloads, answering each with an error', async () => {
+    let seed = 0x5eed;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const valid = sign('ping');
+    const payloads: Buffer[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const kind = i % 4;
+      if (kind === 0) payloads.push(Buffer.from(Array.from({ length: Math.floor(rand() * 300) }, () => Math.floor(rand() * 256))));
+      else if (kind === 1) payloads.push(Buffer.from(JSON.stringify([rand(), { msg: rand() > 0.5 ? null : 5, sig: [] }, '__proto__'])));
+      else if (kind === 2) {
+        const b = Buffer.from(valid);
+        b[Math.floor(rand() * b.length)] ^= 1 << Math.floor(rand() * 8);
+        payloads.push(b);
+      } else payloads.push(Buffer.from(valid.slice(0, Math.floor(rand() * valid.length))));
+    }
+    const before = (await daemon.request<DaemonStatus>('status')).commands.rejected;
+    const sum = (r: Record<string, number | undefined>) => Object.values(r).reduce((a: number, b) => a + (b ?? 0), 0);
+    for (const p of payloads) client.publish(`${base}/cmd/ping`, p, { qos: 1 });
+    const deadline = Date.now() + 20_000;
+    let status = await daemon.request<DaemonStatus>('status');
+    while (sum(status.commands.rejected) - sum(before) < 1000 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = await daemon.request<DaemonStatus>('status');
+    }
+    expect(sum(status.commands.rejected) - sum(before)).toBe(1000);
+    expect((await call('ping', sign('ping'))).ok).toBe(true); // still serving
+  });
+});
+
+describe('TLS uplink', () => {
+  it('connects with a CA and client certificate, and is refused without the certificate', async () => {
+    const tls = makeTlsFiles();
+    const broker = await startMosquitto({ tls: { ...tls, requireCertificate: true } });
+    cleanups.push(() => broker.stop());
+    const sub = new Subscriber(broker.url, 'vigia/#', 0, { ca: readFileSync(tls.caFile), cert: readFileSync(tls.clientCert), key: readFileSync(tls.clientKey) });
+    await sub.connect();
+    cleanups.push(() => sub.close());
+    const good = writeDeviceConfig(broker.url.replace('127.0.0.1', 'localhost'), { mqtt: { tls: { ca: tls.caFile, cert: tls.clientCert, key: { file: tls.clientKey } } } });
+    const daemon = new DaemonProcess(good.file, good.socket);
+    cleanups.push(() => daemon.kill());
+    await daemon.start();
+    const r = await daemon.request<{ id: string }>('sim.event', { type: 'sim.tls', priority: 'alarm' });
+    await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'event over TLS');
+
+    const bad = writeDeviceConfig(broker.url.replace('127.0.0.1', 'localhost'), { mqtt: { tls: { ca: tls.caFile } } });
+    const refused = new DaemonProcess(bad.file, bad.socket);
+    cleanups.push(() => refused.kill());
+    await refused.start();
+    await new Promise((res) => setTimeout(res, 1500));
+    const status = await refused.request<DaemonStatus>('status');
+    expect(status.link.state).not.toBe('online');
+    expect(status.link.connects).toBe(0);
+    expect(existsSync(bad.socket)).toBe(true);
+  });
+});
+
+describe('MQTT 3.1.1 fallback and the demo broker', () => {
+  it('falls back to 3.1.1 when the broker refuses MQTT 5 (the embedded aedes broker does)', async () => {
+    const { freePort } = await import('./helpers/ports.js');
+    const port = await freePort();
+    const cfg = writeDeviceConfig(`mqtt://127.0.0.1:${port}`, { demo: { embedded_broker: { enabled: true, port } } });
+    const daemon = new DaemonProcess(cfg.file, cfg.socket);
+    cleanups.push(() => daemon.kill());
+    await daemon.start();
+    const sub = new Subscriber(`mqtt://127.0.0.1:${port}`, 'vigia/#', 1, { protocolVersion: 4 });
+    await sub.connect();
+    cleanups.push(() => sub.close());
+    const r = await daemon.request<{ id: string }>('sim.event', { type: 'sim.v311', priority: 'alarm' });
+    await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'event over 3.1.1');
+    const status = await daemon.request<DaemonStatus>('status');
+    expect(status.link).toMatchObject({ state: 'online', protocol: '3.1.1' });
+  });
+});

@@ -1,0 +1,86 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { controlRequest } from '../../src/gateway/control.js';
+
+export const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
+export const TEST_KEY = 'test-command-key-0123456789';
+
+type Plain = { [k: string]: unknown };
+
+const merge = (base: Plain, over: Plain): Plain => {
+  const out: Plain = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && out[k] && typeof out[k] === 'object' ? merge(out[k] as Plain, v as Plain) : v;
+  }
+  return out;
+};
+
+/** A device config in a fresh directory, pointed at the given broker URL. */
+export function writeDeviceConfig(brokerUrl: string, over: Plain = {}, dir = mkdtempSync(join(tmpdir(), 'vigia-dev-'))) {
+  mkdirSync(dir, { recursive: true });
+  const cfg = merge(
+    {
+      device: { id: 'pole-0001', site: 'test-site', profile: 'pole' },
+      paths: { data_dir: join(dir, 'data'), runtime_dir: join(dir, 'run') },
+      log: { level: 'warn' },
+      clock: { sync_source: 'assume-synced' },
+      mqtt: { url: brokerUrl, reconnect: { min_delay: '100ms', max_delay: '1s', jitter: 0.2 } },
+      commands: { key: TEST_KEY },
+      telemetry: { interval: '1h' },
+      hardware: { backend: 'sim' },
+    },
+    over,
+  );
+  const file = join(dir, 'vigia.yaml');
+  writeFileSync(file, stringify(cfg));
+  return { dir, file, socket: join(dir, 'run', 'vigia.sock') };
+}
+
+/** The real daemon as a child process (`node dist/cli.js run`), as systemd would run it. */
+export class DaemonProcess {
+  proc: ChildProcess | undefined;
+  output = '';
+
+  constructor(
+    readonly configFile: string,
+    readonly socket: string,
+  ) {}
+
+  async start(): Promise<void> {
+    this.proc = spawn(process.execPath, [CLI, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const append = (b: Buffer) => {
+      this.output = (this.output + b.toString()).slice(-200_000);
+    };
+    this.proc.stdout!.on('data', append);
+    this.proc.stderr!.on('data', append);
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (this.proc.exitCode !== null) throw new Error(`daemon exited with ${this.proc.exitCode}:\n${this.output}`);
+      if (existsSync(this.socket)) {
+        try {
+          await controlRequest(this.socket, 'status', {}, 2000);
+          return;
+        } catch {
+          /* not ready yet */
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`daemon did not come up:\n${this.output}`);
+  }
+
+  request<T>(op: string, args: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<T> {
+    return controlRequest(this.socket, op, args, timeoutMs) as Promise<T>;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    p.kill(signal);
+    return exited;
+  }
+}
