@@ -278,7 +278,8 @@ describe('commands (signed, MQTT 5 request/response)', () => {
       else if (kind === 1) payloads.push(Buffer.from(JSON.stringify([rand(), { msg: rand() > 0.5 ? null : 5, sig: [] }, '__proto__'])));
       else if (kind === 2) {
         const b = Buffer.from(valid);
-        b[Math.floor(rand() * b.length)] ^= 1 << Math.floor(rand() * 8);
+        const at = Math.floor(rand() * b.length);
+        b[at] = b[at]! ^ (1 << Math.floor(rand() * 8));
         payloads.push(b);
       } else payloads.push(Buffer.from(valid.slice(0, Math.floor(rand() * valid.length))));
     }

@@ -1,0 +1,112 @@
+// Child process for the enqueue phase: an in-process Outbox (synchronous=full, group commit) on a
+// temp file, with concurrent producers calling accept(). Runs alone so that strace and
+// /proc/<pid>/io see only this workload. Prints one JSON line with the phase's figures.
+//
+// usage: node enqueue-child.mjs --file F --events N [--producers P] [--window W]
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import pino from 'pino';
+import { Outbox } from '../../dist/gateway/outbox.js';
+import { systemClock } from '../../dist/core/clock.js';
+import { readPayload } from './payload.mjs';
+
+const { values } = parseArgs({
+  options: {
+    file: { type: 'string' },
+    events: { type: 'string', default: '100000' },
+    producers: { type: 'string', default: '16' },
+    window: { type: 'string', default: '256' },
+  },
+});
+const N = Number(values.events);
+const P = Number(values.producers);
+const W = Number(values.window);
+
+const procIo = () => Object.fromEntries(readFileSync('/proc/self/io', 'utf8').trim().split('\n').map((l) => l.split(':').map((s) => s.trim())).map(([k, v]) => [k, Number(v)]));
+const wallUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+
+// The daemon's defaults for the outbox, taken from the config schema when it loads.
+let o = {
+  max_bytes: 256 * 2 ** 20,
+  alarm_reserve_bytes: 16 * 2 ** 20,
+  quota_bytes: { alarm: 256 * 2 ** 20, hit: 64 * 2 ** 20, read: 128 * 2 ** 20, telemetry: 16 * 2 ** 20 },
+  ttl: { alarm: 'never', hit: 30 * 86400e3, read: 7 * 86400e3, telemetry: 86400e3 },
+  commit_interval: 25,
+  commit_max_events: 2000,
+};
+let defaultsFrom = 'built-in copy';
+try {
+  const { configSchema } = await import('../../dist/config/schema.js');
+  const cfg = configSchema.parse({ device: { id: 'bench', site: 'bench', profile: 'pole' }, mqtt: { url: 'mqtt://127.0.0.1:1' } });
+  o = cfg.outbox;
+  defaultsFrom = 'config schema';
+} catch {
+  /* keep the copy */
+}
+
+const outbox = new Outbox({
+  file: values.file,
+  maxBytes: o.max_bytes,
+  alarmReserveBytes: o.alarm_reserve_bytes,
+  quotaBytes: o.quota_bytes,
+  ttlMs: o.ttl,
+  commitIntervalMs: o.commit_interval,
+  commitMaxEvents: o.commit_max_events,
+  synchronous: 'full',
+  site: 'bench',
+  device: 'pole-0001',
+  bootId: '00000000-0000-0000-0000-000000000000',
+  clock: systemClock,
+  clockSynced: () => true,
+  logger: pino({ level: 'warn' }),
+});
+outbox.open();
+
+// Pre-build the drafts so the measured phase is the outbox, not the payload generator.
+const drafts = Array.from({ length: N }, (_, i) => ({ type: 'anpr.read', priority: 'read', payload: readPayload(i) }));
+let firstBody = 0;
+
+async function producer(k) {
+  const window = [];
+  for (let i = k; i < N; i += P) {
+    window.push(outbox.accept(drafts[i]));
+    if (window.length >= W) {
+      const e = await window.shift();
+      if (!firstBody) firstBody = Buffer.byteLength(JSON.stringify(e));
+    }
+  }
+  await Promise.all(window);
+}
+
+const commitsBefore = outbox.stats().commits;
+const ioBefore = procIo();
+const t0us = wallUs();
+const t0 = performance.now();
+await Promise.all(Array.from({ length: P }, (_, k) => producer(k)));
+const ms = performance.now() - t0;
+const t1us = wallUs();
+const ioAfter = procIo();
+const stats = outbox.stats();
+outbox.close();
+
+const io = Object.fromEntries(Object.keys(ioAfter).map((k) => [k, ioAfter[k] - (ioBefore[k] ?? 0)]));
+process.stdout.write(
+  JSON.stringify({
+    events: N,
+    accepted: stats.accepted,
+    depth: stats.depth,
+    evicted: Object.values(stats.evicted).reduce((a, r) => a + Object.values(r).reduce((x, y) => x + y, 0), 0),
+    commits: stats.commits - commitsBefore,
+    ms,
+    per_s: N / (ms / 1000),
+    t0_us: t0us,
+    t1_us: t1us,
+    io,
+    body_bytes: firstBody,
+    producers: P,
+    window: W,
+    commit_interval_ms: o.commit_interval,
+    commit_max_events: o.commit_max_events,
+    defaults_from: defaultsFrom,
+  }) + '\n',
+);
