@@ -75,7 +75,7 @@ config
   .description('validate a configuration file; exits 78 and lists every problem as FILE:LINE:COL field: message')
   .argument('<file>')
   .action((file: string) => {
-    process.exitCode = runConfigCheck(file, { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s) });
+    process.exitCode = runConfigCheck(file, { stdout: (s) => process.stdout.write(s + '\n'), stderr: (s) => process.stderr.write(s + '\n') });
   });
 config
   .command('schema')

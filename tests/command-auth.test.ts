@@ -687,7 +687,6 @@ describe('fuzz', () => {
       }
     }
 
-    console.log(JSON.stringify(tally), controlsAccepted);
     expect(Object.getOwnPropertyNames(Object.prototype).sort(), `FUZZ_SEED=${seed}`).toEqual(protoNamesBefore);
     expect(Object.getOwnPropertyNames(Array.prototype).sort(), `FUZZ_SEED=${seed}`).toEqual(arrayNamesBefore);
     // The harness is not vacuous: untouched payloads pass and every stage refuses something.

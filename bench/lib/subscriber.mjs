@@ -80,11 +80,11 @@ export class Subscriber {
     this.lastAt = undefined;
   }
 
-  async waitFor(pred, timeoutMs, what = 'condition') {
+  async waitFor(pred, timeoutMs, what = 'condition', pollMs = 10) {
     const deadline = Date.now() + timeoutMs;
     while (!pred()) {
       if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, pollMs));
     }
   }
 
