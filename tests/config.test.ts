@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -286,8 +287,8 @@ describe('problems', () => {
     const file = write(`${MINIMAL}commands:\n  key: {env: VIGIA_TEST_COMMAND_KEY}\n`);
     const envBefore = process.env;
     expect(problems(file, { env: {} })).toEqual([`${file}:8:8 commands.key: environment variable VIGIA_TEST_COMMAND_KEY is not set`]);
-    const config = loadConfig(file, { env: { VIGIA_TEST_COMMAND_KEY: 'k3y' } });
-    expect(config.commands.key?.reveal()).toBe('k3y');
+    const config = loadConfig(file, { env: { VIGIA_TEST_COMMAND_KEY: 'k3y-from-the-environment' } });
+    expect(config.commands.key?.reveal()).toBe('k3y-from-the-environment');
     expect(process.env).toBe(envBefore);
     expect(process.env.VIGIA_TEST_COMMAND_KEY).toBeUndefined();
   });
@@ -396,5 +397,26 @@ describe('JSON Schema', () => {
     expect(schema.additionalProperties).toBe(false);
     expect(schema.properties.mqtt!.properties.keepalive).toMatchObject({ type: ['string', 'number'], default: '30s' });
     expect(schema.properties.mqtt!.properties.password!.anyOf).toHaveLength(3);
+  });
+});
+
+describe('command key checks', () => {
+  it('refuses a short HMAC key and an Ed25519 private key, pointing at commands.key', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-key-'));
+    const base = 'device:\n  id: p1\n  site: s1\n  profile: pole\nmqtt:\n  url: mqtt://h:1883\ncommands:\n';
+    const short = join(dir, 'short.yaml');
+    writeFileSync(short, base + '  key: tooshort\n');
+    expect(() => loadConfig(short)).toThrow(/short\.yaml:8:8 commands\.key: an HMAC key needs at least 16 bytes/);
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const priv = join(dir, 'cc.key');
+    writeFileSync(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const pub = join(dir, 'cc.pub');
+    writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
+    const withPriv = join(dir, 'priv.yaml');
+    writeFileSync(withPriv, base + `  auth: ed25519\n  key: {file: ${priv}}\n`);
+    expect(() => loadConfig(withPriv)).toThrow(/commands\.key: this is a private key/);
+    const withPub = join(dir, 'pub.yaml');
+    writeFileSync(withPub, base + `  auth: ed25519\n  key: {file: ${pub}}\n`);
+    expect(loadConfig(withPub).commands.auth).toBe('ed25519');
   });
 });

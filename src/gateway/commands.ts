@@ -51,7 +51,9 @@ export class CommandRouter {
         nonces,
         { wallNow: () => clock.wallNow(), synced: () => clockSync.synced() },
       );
-      this.#pruneTimer = setInterval(() => nonces.prune(clock.wallNow()), NONCE_PRUNE_INTERVAL_MS);
+      // Only with a trusted clock: an unsynced clock running ahead would forget nonces early, and
+      // while unsynced the age check is off, so the nonce is the only replay defence.
+      this.#pruneTimer = setInterval(() => clockSync.synced() && nonces.prune(clock.wallNow()), NONCE_PRUNE_INTERVAL_MS);
       this.#pruneTimer.unref();
     } else {
       logger.warn('commands.key is not set: every command will be refused');
