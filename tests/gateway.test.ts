@@ -341,3 +341,47 @@ describe('MQTT 3.1.1 fallback and the demo broker', () => {
     expect(status.link).toMatchObject({ state: 'online', protocol: '3.1.1' });
   });
 });
+
+describe('broker authentication', () => {
+  it('logs in with a username and a password read from a file, and never logs a secret', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-auth-'));
+    const password = 'S3cret-pole-password-9f2c';
+    execFileSync('mosquitto_passwd', ['-b', '-c', join(dir, 'passwd'), 'pole-0001', password]);
+    execFileSync('mosquitto_passwd', ['-b', join(dir, 'passwd'), 'center', 'center-pass']);
+    const broker = await startMosquitto({ allowAnonymous: false, extraConfig: [`password_file ${join(dir, 'passwd')}`] });
+    cleanups.push(() => broker.stop());
+    const sub = new Subscriber(broker.url, 'vigia/#', 0, { username: 'center', password: 'center-pass' });
+    await sub.connect();
+    cleanups.push(() => sub.close());
+    writeFileSync(join(dir, 'mqtt-password'), password + '\n');
+    const cfg = writeDeviceConfig(broker.url, { log: { level: 'debug' }, mqtt: { username: 'pole-0001', password: { file: join(dir, 'mqtt-password') } } });
+    const daemon = new DaemonProcess(cfg.file, cfg.socket);
+    cleanups.push(() => daemon.kill());
+    await daemon.start();
+    const r = await daemon.request<{ id: string }>('sim.event', { type: 'sim.auth', priority: 'alarm' });
+    await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'authenticated delivery');
+
+    const wrong = join(dir, 'wrong-password');
+    writeFileSync(wrong, 'not-the-password');
+    const badCfg = writeDeviceConfig(broker.url, { log: { level: 'debug' }, mqtt: { username: 'pole-0001', password: { file: wrong } } });
+    const refused = new DaemonProcess(badCfg.file, badCfg.socket);
+    cleanups.push(() => refused.kill());
+    await refused.start();
+    await new Promise((res) => setTimeout(res, 1000));
+    const status = await refused.request<DaemonStatus>('status');
+    expect(status.link.state).not.toBe('online');
+    expect(status.link.last_error).toMatch(/Not authorized|Bad User Name or Password/i);
+
+    await daemon.kill('SIGTERM');
+    await refused.kill('SIGTERM');
+    for (const out of [daemon.output, refused.output]) {
+      expect(out.length).toBeGreaterThan(0);
+      expect(out).not.toContain(password);
+      expect(out).not.toContain('not-the-password');
+      expect(out).not.toContain(TEST_KEY);
+    }
+  });
+});
