@@ -182,8 +182,8 @@ export class Outbox {
         'SELECT pos AS rowid, id, type, wall, mono, boot_id, synced, body FROM events WHERE priority = ? AND pos > ? ORDER BY pos LIMIT ?',
       ),
       oldest: db.prepare('SELECT wall, mono, boot_id, synced FROM events WHERE priority = ? ORDER BY pos LIMIT 1'),
-      expireSameBoot: db.prepare('DELETE FROM events WHERE priority = ? AND boot_id = ? AND mono < ? RETURNING size'),
-      expireOtherBoot: db.prepare('DELETE FROM events WHERE priority = ? AND boot_id != ? AND synced = 1 AND wall < ? RETURNING size'),
+      oldestRows: db.prepare('SELECT pos, size, mono, wall, boot_id, synced FROM events WHERE priority = ? ORDER BY pos LIMIT ?'),
+      deleteUpTo: db.prepare('DELETE FROM events WHERE priority = ? AND pos <= ?'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
     };
@@ -419,22 +419,43 @@ export class Outbox {
     this.#schedule(false);
   }
 
-  /** Drops expired events. Age comes from the monotonic clock when the event is from this boot. */
+  /**
+   * Drops expired events. Age comes from the monotonic clock when the event is from this boot, from
+   * the wall clock only for older boots and only once it is trusted. Rows are stored in creation
+   * order, so the expired ones are a prefix of each class: the cost is the number expired, not the
+   * depth (a minute's sweep must not stall the event loop with a million events buffered).
+   */
   expire(): number {
     if (this.#closed) return 0;
     const evictions: Array<[number, EvictionReason, number]> = [];
     const monoNow = this.opts.clock.monoNow();
     const wallNow = this.opts.clock.wallNow();
     const wallTrusted = this.opts.clockSynced();
+    const { oldestRows, deleteUpTo } = this.#stmts;
     this.#db.transaction(() => {
       PRIORITIES.forEach((p, rank) => {
         const ttl = this.opts.ttlMs[p];
-        if (ttl === 'never' || this.#depth[rank] === 0) return;
-        const rows = this.#stmts.expireSameBoot.all(rank, this.opts.bootId, monoNow - ttl) as { size: number }[];
-        if (wallTrusted) rows.push(...(this.#stmts.expireOtherBoot.all(rank, this.opts.bootId, wallNow - ttl) as { size: number }[]));
-        if (rows.length === 0) return;
-        this.#forget(rank, rows.reduce((a, r) => a + r.size, 0), rows.length);
-        evictions.push([rank, 'ttl', rows.length]);
+        if (ttl === 'never') return;
+        const expired = (r: { mono: number; wall: number; boot_id: string; synced: number }) =>
+          r.boot_id === this.opts.bootId ? monoNow - r.mono > ttl : wallTrusted && r.synced === 1 && wallNow - r.wall > ttl;
+        let count = 0;
+        let bytes = 0;
+        for (;;) {
+          const rows = oldestRows.all(rank, 512) as { pos: number; size: number; mono: number; wall: number; boot_id: string; synced: number }[];
+          let last = -1;
+          for (const r of rows) {
+            if (!expired(r)) break;
+            last = r.pos;
+            count++;
+            bytes += r.size;
+          }
+          if (last < 0) break;
+          deleteUpTo.run(rank, last);
+          if (last !== rows.at(-1)!.pos) break;
+        }
+        if (count === 0) return;
+        this.#forget(rank, bytes, count);
+        evictions.push([rank, 'ttl', count]);
       });
     })();
     for (const [rank, reason, count] of evictions) this.#noteEviction(rank, reason, count);
