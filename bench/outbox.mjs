@@ -14,7 +14,7 @@ import mqtt from 'mqtt';
 import { onCleanup, runCleanups, scoped, trackChild, trackDir } from './lib/cleanup.mjs';
 import { DaemonProcess, writeDeviceConfig } from './lib/daemon.mjs';
 import { startGate } from './lib/gate.mjs';
-import { freePort, startMosquitto } from './lib/mosquitto.mjs';
+import { freePort, mosquittoVersion, startMosquitto } from './lib/mosquitto.mjs';
 import { envelope, READ_PAYLOAD_BYTES, streamId } from './lib/payload.mjs';
 import { fmt, median, percentile, procMem, ratio, round, sleep, table } from './lib/stats.mjs';
 import { nowMs, Subscriber } from './lib/subscriber.mjs';
@@ -26,6 +26,7 @@ const P = QUICK
   ? { enqueue: 10_000, enqueueRuns: 3, rateRuns: 3, drain: 10_000, alarms: 100, buffered: 100_000, kills: 3, streamRate: 5000 }
   : { enqueue: 100_000, enqueueRuns: 3, rateRuns: 3, drain: 100_000, alarms: 500, buffered: 1_000_000, kills: 5, streamRate: 5000 };
 const FILL_CHUNK = 50_000;
+const RSS_SETTLE_S = QUICK ? 5 : 10;
 const ALARM_GAP_MS = 20; // mean gap between alarms (uniform 0.5x..1.5x)
 const BACKGROUND_PER_S = 200;
 const WINDOW = 64; // Vigía's default inflight_window; the MQTT.js producers use the same
@@ -85,35 +86,52 @@ function straceCommand() {
   // --seccomp-bpf stops the tracee only on the traced calls, so the other syscalls run at full speed.
   const seccomp = spawnSync('strace', ['-f', '--seccomp-bpf', '-qq', '-e', 'trace=fsync', '-o', '/dev/null', 'true']).status === 0;
   details.straceSeccomp = seccomp;
-  return ['strace', '-f', ...(seccomp ? ['--seccomp-bpf'] : []), '-qq', '-ttt', '-e', 'trace=fsync,fdatasync'];
+  return ['strace', '-f', ...(seccomp ? ['--seccomp-bpf'] : []), '-qq', '-ttt', '-T', '-e', 'trace=fsync,fdatasync'];
 }
 
 /** Counts fsync/fdatasync calls in an `strace -f -ttt -o` log, in total and within [t0us, t1us]. */
 function countSyncs(logFile, t0us, t1us) {
   let total = 0;
   let inPhase = 0;
+  const durations = [];
   for (const line of readFileSync(logFile, 'utf8').split('\n')) {
     const m = /^(?:\d+\s+)?(\d+)\.(\d{6})\s+(fsync|fdatasync)\(/.exec(line);
     if (!m) continue; // "<... fsync resumed>" continuation lines and exit notices
     total++;
     const us = Number(m[1]) * 1e6 + Number(m[2]);
-    if (us >= t0us && us <= t1us) inPhase++;
+    if (us < t0us || us > t1us) continue;
+    inPhase++;
+    const d = /<(\d+\.\d+)>\s*$/.exec(line);
+    if (d) durations.push(Number(d[1]) * 1000);
   }
-  return { total, inPhase };
+  return { total, inPhase, durations };
 }
 
 // ---------------------------------------------------------------------------------------------
 // 1. Enqueue: in-process Outbox, synchronous=full, group commit, concurrent producers
 
 async function enqueuePhase() {
-  const strace = straceCommand();
+  let strace = straceCommand();
   if (!strace) details.fsyncNote = 'strace unavailable: fsync count not measured (apt-get install -y strace)';
   const runs = [];
   for (let i = 0; i < P.enqueueRuns; i++) {
     const dir = tmp('vigia-bench-enq-');
     const straceLog = join(dir, 'strace.log');
-    const prefix = strace ? [...strace, '-o', straceLog] : [];
-    const r = lastJson(await runNode(join(HERE, 'lib/enqueue-child.mjs'), ['--file', join(dir, 'outbox.db'), '--events', String(P.enqueue)], { prefix }));
+    const args = ['--file', join(dir, 'outbox.db'), '--events', String(P.enqueue)];
+    let lines;
+    try {
+      lines = await runNode(join(HERE, 'lib/enqueue-child.mjs'), args, { prefix: strace ? [...strace, '-o', straceLog] : [] });
+    } catch (err) {
+      if (!strace) throw err;
+      // e.g. ptrace not permitted in this container: measure the rest without it.
+      log(`  strace failed (${err.message.split('\n').slice(0, 2).join(' ')}); continuing without it`);
+      details.fsyncNote = 'strace could not trace the child here: fsync count not measured';
+      strace = null;
+      runs.length = 0;
+      i = -1;
+      continue;
+    }
+    const r = lastJson(lines);
     if (r.accepted !== P.enqueue || r.depth !== P.enqueue || r.evicted !== 0) {
       throw new Error(`enqueue run stored ${r.depth} of ${P.enqueue} (accepted ${r.accepted}, evicted ${r.evicted})`);
     }
@@ -131,6 +149,9 @@ async function enqueuePhase() {
   results.fsyncs_per_1000_events = strace ? round(median(runs.map((r) => (r.syncs.inPhase / r.events) * 1000)), 2) : null;
   results.bytes_written_per_event = round(median(runs.map((r) => r.bytesPerEvent)));
   results.enqueue_events = P.enqueue;
+  const syncMs = runs.flatMap((r) => r.syncs?.durations ?? []);
+  results.fsync_ms_p50 = syncMs.length ? round(percentile(syncMs, 50), 2) : null;
+  results.fsync_ms_p99 = syncMs.length ? round(percentile(syncMs, 99), 2) : null;
   results.enqueue_commits_per_1000_events = round(median(runs.map((r) => (r.commits / r.events) * 1000)), 2);
   details.enqueue = runs;
   details.bytesSource = [...new Set(runs.map((r) => r.bytesSource))].join('/');
@@ -227,8 +248,10 @@ async function alarmPhase() {
   onCleanup(() => clearInterval(bg));
   await sleep(500);
   const pending = [];
+  const acceptLat = [];
   for (let k = 0; k < P.alarms; k++) {
-    pending.push(daemon.request('sim.event', { type: 'sim.alarm', priority: 'alarm', payload: { t: nowMs(), k } }, 30_000));
+    const t = nowMs();
+    pending.push(daemon.request('sim.event', { type: 'sim.alarm', priority: 'alarm', payload: { t, k } }, 30_000).then(() => acceptLat.push(nowMs() - t)));
     await sleep(ALARM_GAP_MS * (0.5 + Math.random()));
   }
   await Promise.all(pending);
@@ -239,59 +262,90 @@ async function alarmPhase() {
   results.alarm_latency_p99_ms = s.p99;
   results.alarm_latency_max_ms = s.max;
   results.alarms = s.n;
+  // Created -> sim.event reply, which comes once the alarm is committed: the durable part of the path.
+  results.alarm_accept_p50_ms = round(percentile(acceptLat, 50), 2);
+  results.alarm_accept_p99_ms = round(percentile(acceptLat, 99), 2);
   details.alarmBackground = { failed: bgFailed, readsReceived: sub.received - s.n };
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. Faults: the daemon is SIGKILLed and restarted several times during a stream
+// 4. Faults: the daemon is SIGKILLed and restarted several times during a stream. Odd-numbered
+// kills happen after the uplink has been down for OUTAGE_MS (a backlog is waiting), even-numbered
+// ones with the link up. The baselines go through the same schedule.
+
+const OUTAGE_MS = 1000;
+const isOutageKill = (k) => k % 2 === 1;
+const gapBeforeKill = () => 1500 + Math.random() * 1000;
 
 async function faultPhase() {
   const broker = await startMosquitto();
   onCleanup(() => broker.stop());
+  const gate = await startGate(broker.port);
+  onCleanup(() => gate.stop());
   const sub = new Subscriber(broker.url);
   await sub.connect();
   onCleanup(() => sub.close());
-  const cfg = writeDeviceConfig(broker.url);
+  const cfg = writeDeviceConfig(`mqtt://127.0.0.1:${gate.port}`);
   onCleanup(() => cfg.remove());
   const daemon = new DaemonProcess(cfg.file, cfg.socket);
   onCleanup(() => daemon.kill('SIGKILL'));
   await daemon.start();
   await waitOnline(daemon);
 
-  const accepted = [];
+  const epochs = [[]];
   const inflight = new Set();
   let refused = 0;
   const perTick = P.streamRate / 10;
   const stream = setInterval(() => {
     if (!daemon.alive) return;
     const p = daemon
-      .request('sim.burst', { count: perTick, type: 'sim.stream', priority: 'read' }, 30_000)
-      .then((r) => accepted.push(...r.ids))
+      // A short timeout: controlRequest only gives up on a daemon that died mid-request when its
+      // timer fires (an EOF without a reply is not treated as an error).
+      .request('sim.burst', { count: perTick, type: 'sim.stream', priority: 'read' }, 5_000)
+      .then((r) => epochs.at(-1).push(...r.ids))
       .catch(() => refused++);
     inflight.add(p);
     p.finally(() => inflight.delete(p));
   }, 100);
   onCleanup(() => clearInterval(stream));
-  for (let k = 0; k < P.kills; k++) {
-    await sleep(1500 + Math.random() * 1500);
+  const restartMs = [];
+  for (let k = 1; k <= P.kills; k++) {
+    await sleep(gapBeforeKill());
+    const outage = isOutageKill(k);
+    if (outage) {
+      await gate.close();
+      await sleep(OUTAGE_MS);
+    }
     await daemon.kill('SIGKILL');
+    epochs.push([]);
     await sleep(200);
+    const t = performance.now();
     await daemon.start();
+    restartMs.push(performance.now() - t);
+    if (outage) gate.open();
+    await waitOnline(daemon); // the next interval starts with the link really up
   }
   await sleep(2000);
   clearInterval(stream);
   await Promise.allSettled([...inflight]);
+  const accepted = epochs.flat();
+  const t = performance.now();
   try {
     await sub.waitFor(() => sub.missing(accepted) === 0, 120_000, 'every accepted event', 250);
   } catch {
     /* counted below */
   }
+  const catchUpMs = performance.now() - t;
   await sub.settle(1000, 10_000); // late duplicates
+  const split = lossByKind(epochs, sub);
   results.lost = sub.missing(accepted);
+  results.lost_link_up = split['link-up'];
+  results.lost_in_outage = split.outage;
   results.duplicates = sub.duplicates();
   results.fault_accepted = accepted.length;
   results.fault_sigkills = P.kills;
-  details.fault = { refused, received: sub.received, distinct: sub.distinct };
+  details.fault = { refused, received: sub.received, distinct: sub.distinct, restartMs: Math.round(median(restartMs)), catchUpMs: Math.round(catchUpMs) };
+  log(`  ${accepted.length} accepted, ${results.lost} lost, ${results.duplicates} duplicates; restart ${details.fault.restartMs} ms (median), catch-up after the stream ${details.fault.catchUpMs} ms`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,11 +369,19 @@ async function rssPhase() {
     filled += r.accepted;
     rates.push(r.per_s);
   }
-  await sleep(2000);
+  // V8 and malloc give the memory of the last 50k-event burst back over a few seconds: report the
+  // steady state after RSS_SETTLE_S idle seconds, and the peak separately.
+  const samples = [];
+  for (let i = 0; i < RSS_SETTLE_S; i++) {
+    await sleep(1000);
+    samples.push(procMem(daemon.pid, 'VmRSS'));
+  }
+  log(`  VmRSS each second after the fill: ${samples.map((x) => Math.round(x)).join(' ')} MB; peak ${round(procMem(daemon.pid, 'VmHWM'), 1)} MB`);
   const status = await daemon.request('status');
   const evicted = Object.values(status.outbox.evicted).reduce((a, r) => a + Object.values(r).reduce((x, y) => x + y, 0), 0);
   if (evicted > 0) throw new Error(`${evicted} events were evicted while filling`);
-  results.rss_mb_1m_buffered = round(procMem(daemon.pid, 'VmRSS'), 1);
+  results.rss_mb_1m_buffered = round(samples.at(-1), 1);
+  results.rss_right_after_fill_mb = round(samples[0], 1);
   results.rss_events_buffered = status.outbox.depth;
   results.rss_peak_mb = round(procMem(daemon.pid, 'VmHWM'), 1);
   results.rss_idle_mb = round(rssStart, 1);
@@ -333,7 +395,19 @@ async function rssPhase() {
     }
   }
   results.outbox_file_mb_buffered = round(dbBytes / 2 ** 20, 1);
-  details.rss = { fillRates: rates };
+
+  // The same backlog held by a freshly started daemon (as after a reboot during an outage): no
+  // memory left over from the filling bursts.
+  await daemon.kill('SIGTERM');
+  const t = performance.now();
+  await daemon.start(120_000);
+  results.restart_ms_buffered = round(performance.now() - t);
+  await sleep(RSS_SETTLE_S * 1000);
+  const again = await daemon.request('status');
+  if (again.outbox.depth !== status.outbox.depth) throw new Error(`after a restart the backlog is ${again.outbox.depth}, was ${status.outbox.depth}`);
+  results.rss_mb_buffered_after_restart = round(procMem(daemon.pid, 'VmRSS'), 1);
+  log(`  after a restart with ${fmt(again.outbox.depth)} buffered: VmRSS ${results.rss_mb_buffered_after_restart} MB (up in ${results.restart_ms_buffered} ms)`);
+  details.rss = { fillRates: rates, samples: samples.map((x) => Math.round(x)) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,13 +437,17 @@ async function producerLatency(url, sub, name) {
   return latencySummary(lat);
 }
 
-/** MQTT.js producer SIGKILLed mid-stream: events handed to publish() that never arrive. */
-async function mqttjsKillRuns(url, sub) {
-  let lost = 0;
+/** MQTT.js producers SIGKILLed mid-stream (through a gate for the outage kills): events handed to publish() that never arrive. */
+async function mqttjsKillRuns(url, sub, gate) {
+  const lost = { 'link-up': 0, outage: 0 };
   let handedTotal = 0;
   for (let run = 1; run <= P.kills; run++) {
     sub.reset();
-    const child = trackChild(spawn(process.execPath, [PRODUCER, 'stream', '--url', url, '--rate', String(P.streamRate), '--run', String(run), '--name', 'mqttjs'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const child = trackChild(
+      spawn(process.execPath, [PRODUCER, 'stream', '--url', `mqtt://127.0.0.1:${gate.port}`, '--rate', String(P.streamRate), '--run', String(run), '--name', 'mqttjs'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     let handed = 0;
     let buf = '';
     child.stdout.setEncoding('utf8');
@@ -384,17 +462,23 @@ async function mqttjsKillRuns(url, sub) {
     });
     const closed = new Promise((r) => child.once('close', r));
     await sub.waitFor(() => handed > 0, 10_000, 'the producer to start');
-    await sleep(1500 + Math.random() * 1000);
+    await sleep(gapBeforeKill());
+    const kind = isOutageKill(run) ? 'outage' : 'link-up';
+    if (kind === 'outage') {
+      await gate.close();
+      await sleep(OUTAGE_MS);
+    }
     child.kill('SIGKILL');
     await closed; // every "H" line written before the kill has been read
+    gate.open();
     await sub.settle(1000, 10_000);
     let missing = 0;
     for (let seq = 1; seq <= handed; seq++) if (!sub.byId.has(streamId(run, seq))) missing++;
-    lost += missing;
+    lost[kind] += missing;
     handedTotal += handed;
-    log(`  mqttjs kill ${run}: ${missing} of ${handed} handed to publish() never arrived`);
+    log(`  mqttjs kill ${run} (${kind}): ${missing} of ${handed} handed to publish() never arrived`);
   }
-  return { lost, handed: handedTotal };
+  return { lost: lost['link-up'] + lost.outage, lostLinkUp: lost['link-up'], lostOutage: lost.outage, handed: handedTotal };
 }
 
 async function mqttjsPhase() {
@@ -410,8 +494,12 @@ async function mqttjsPhase() {
   results.mqttjs_alarm_latency_p50_ms = lat.p50;
   results.mqttjs_alarm_latency_p99_ms = lat.p99;
   results.mqttjs_alarm_latency_max_ms = lat.max;
-  const k = await mqttjsKillRuns(broker.url, sub);
+  const gate = await startGate(broker.port);
+  onCleanup(() => gate.stop());
+  const k = await mqttjsKillRuns(broker.url, sub, gate);
   results.mqttjs_lost_on_sigkill = k.lost;
+  results.mqttjs_lost_on_sigkill_link_up = k.lostLinkUp;
+  results.mqttjs_lost_on_sigkill_in_outage = k.lostOutage;
   results.mqttjs_handed_on_sigkill = k.handed;
   results.mqttjs_sigkills = P.kills;
   details.mqttjsBody = rates.body;
@@ -441,18 +529,17 @@ async function waitForBridge(localUrl, sub, timeoutMs = 20_000) {
   }
 }
 
-async function bridgePhase() {
-  const central = await startMosquitto();
-  onCleanup(() => central.stop());
-  const local = await startMosquitto({
+/** A local Mosquitto with persistence, bridging vigia/# (QoS 1, cleansession false) to centralPort. */
+function startLocalBridge(centralPort) {
+  return startMosquitto({
     persistence: true,
     autosaveInterval: 1,
     extraConfig: [
       'connection central',
-      `address 127.0.0.1:${central.port}`,
+      `address 127.0.0.1:${centralPort}`,
       'topic vigia/# out 1',
       'cleansession false',
-      'clientid bench-bridge-local',
+      `clientid bench-bridge-${centralPort}`,
       'bridge_protocol_version mqttv311',
       'try_private false',
       'notifications false',
@@ -460,23 +547,50 @@ async function bridgePhase() {
       'restart_timeout 1',
     ],
   });
-  onCleanup(() => local.stop());
+}
+
+/** Splits ids acknowledged before each kill into epochs, so a loss can be pinned to the kill that caused it. */
+function lossByKind(epochs, sub) {
+  const out = { 'link-up': 0, outage: 0, after: 0 };
+  epochs.forEach((ids, i) => {
+    const kind = i < P.kills ? (isOutageKill(i + 1) ? 'outage' : 'link-up') : 'after';
+    out[kind] += sub.missing(ids);
+  });
+  return out;
+}
+
+async function bridgePhase() {
+  const central = await startMosquitto();
+  onCleanup(() => central.stop());
   const sub = new Subscriber(central.url);
   await sub.connect();
   onCleanup(() => sub.close());
-  await waitForBridge(local.url, sub);
+  {
+    const local = await startLocalBridge(central.port);
+    await waitForBridge(local.url, sub);
+    try {
+      const rates = await producerRates(local.url, sub, 'bridge');
+      results.bridge_publish_per_s = round(rates.publish);
+      results.bridge_delivered_per_s = round(rates.delivered);
+      const lat = await producerLatency(local.url, sub, 'bridge');
+      results.bridge_alarm_latency_p50_ms = lat.p50;
+      results.bridge_alarm_latency_p99_ms = lat.p99;
+      results.bridge_alarm_latency_max_ms = lat.max;
+    } finally {
+      await local.stop();
+    }
+  }
 
-  const rates = await producerRates(local.url, sub, 'bridge');
-  results.bridge_publish_per_s = round(rates.publish);
-  results.bridge_delivered_per_s = round(rates.delivered);
-  const lat = await producerLatency(local.url, sub, 'bridge');
-  results.bridge_alarm_latency_p50_ms = lat.p50;
-  results.bridge_alarm_latency_p99_ms = lat.p99;
-  results.bridge_alarm_latency_max_ms = lat.max;
-
-  // The local broker is SIGKILLed mid-stream and restarted; count what it had PUBACKed.
+  // A fresh local broker whose bridge goes through a gate (the uplink that can drop). It is
+  // SIGKILLed mid-stream and restarted; count what it had PUBACKed that never reached central.
   sub.reset();
-  const acked = [];
+  const gate = await startGate(central.port);
+  onCleanup(() => gate.stop());
+  const local = await startLocalBridge(gate.port);
+  onCleanup(() => local.stop());
+  await waitForBridge(local.url, sub);
+  sub.reset();
+  const epochs = [[]];
   const client = mqtt.connect(local.url, { protocolVersion: 5, reconnectPeriod: 100, clean: true, clientId: `bench-bridge-stream-${process.pid}` });
   client.on('error', () => {});
   onCleanup(() => new Promise((r) => client.end(true, {}, r)));
@@ -489,32 +603,45 @@ async function bridgePhase() {
     while (seq < target) {
       const id = streamId(0x100, ++seq);
       client.publish(topic, envelope(seq, 'anpr.read', 'read', { n: seq }, 'bridge', id), { qos: 1 }, (err) => {
-        if (!err) acked.push(id);
+        if (!err) epochs.at(-1).push(id);
       });
     }
   }, 10);
   onCleanup(() => clearInterval(stream));
-  for (let k = 0; k < P.kills; k++) {
-    await sleep(1500 + Math.random() * 1500);
+  for (let k = 1; k <= P.kills; k++) {
+    await sleep(gapBeforeKill());
+    const outage = isOutageKill(k);
+    if (outage) {
+      await gate.close();
+      await sleep(OUTAGE_MS);
+    }
     await local.kill('SIGKILL');
+    epochs.push([]);
     await sleep(200);
     await local.start();
+    if (outage) gate.open();
+    await waitForBridge(local.url, sub); // the next interval starts with the bridge really up
   }
   await sleep(2000);
   clearInterval(stream);
   const handed = seq;
-  await sleep(2000); // let the producer's queue reach the broker
-  await waitForBridge(local.url, sub).catch(() => {});
-  try {
-    await sub.waitFor(() => sub.missing(acked) === 0, 60_000, 'bridge flush', 250);
-  } catch {
-    await sub.settle(5000, 30_000); // whatever is still coming; the rest is lost
-  }
+  await sleep(1000); // let the producer's own queue reach the broker
+  // A probe published now arrives at central once the restarted bridge is up and has sent what
+  // was queued before it; then wait for the flow to go quiet.
+  const t = performance.now();
+  await waitForBridge(local.url, sub, 60_000).catch(() => log('  bridge probe did not arrive within 60 s'));
+  const acked = epochs.flat();
+  await sub.waitFor(() => sub.missing(acked) === 0, 5000, 'bridge flush', 250).catch(() => sub.settle(3000, 30_000));
+  const flushMs = performance.now() - t;
+  const split = lossByKind(epochs, sub);
   results.bridge_lost_on_sigkill = sub.missing(acked);
+  results.bridge_lost_on_sigkill_link_up = split['link-up'];
+  results.bridge_lost_on_sigkill_in_outage = split.outage;
   results.bridge_duplicates = sub.duplicates();
   results.bridge_acked_on_sigkill = acked.length;
   results.bridge_sigkills = P.kills;
-  details.bridge = { handed, received: sub.received };
+  details.bridge = { handed, received: sub.received, split, flushMs: Math.round(flushMs) };
+  log(`  bridge: ${results.bridge_lost_on_sigkill} of ${acked.length} PUBACKed never reached central (link up ${split['link-up']}, outage ${split.outage}, after the last kill ${split.after}); ${results.bridge_duplicates} duplicates`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -522,6 +649,7 @@ async function bridgePhase() {
 function report() {
   const r = results;
   const v = (x, d = 0) => fmt(x ?? null, d);
+  const lostCell = (lost, of, up, outage, kills) => (lost == null ? '–' : `${fmt(lost)} of ${fmt(of)} (up ${fmt(up)} / outage ${fmt(outage)}, ${kills} kills)`);
   const out = [];
   out.push('');
   out.push(`Vigía outbox benchmark${QUICK ? ' (--quick: small counts)' : ''} — ${new Date().toISOString()}`);
@@ -530,9 +658,9 @@ function report() {
     table(
       ['system', 'accepts/s', 'delivered/s', 'alarm p50 ms', 'alarm p99 ms', 'lost (SIGKILL)', 'duplicates', 'fsyncs/1k ev', 'bytes/event', 'RSS MB'],
       [
-        ['vigia', v(r.enqueue_per_s), v(r.drain_per_s), v(r.alarm_latency_p50_ms, 2), v(r.alarm_latency_p99_ms, 2), r.lost == null ? '–' : `${r.lost} of ${fmt(r.fault_accepted)} (${r.fault_sigkills} kills)`, v(r.duplicates), v(r.fsyncs_per_1000_events, 2), r.bytes_written_per_event == null ? '–' : `${fmt(r.bytes_written_per_event)} (${details.bytesSource})`, r.rss_mb_1m_buffered == null ? '–' : `${v(r.rss_mb_1m_buffered, 1)} @ ${fmt(r.rss_events_buffered)} buffered`],
-        ['mqttjs-direct', v(r.mqttjs_publish_per_s), v(r.mqttjs_delivered_per_s), v(r.mqttjs_alarm_latency_p50_ms, 2), v(r.mqttjs_alarm_latency_p99_ms, 2), r.mqttjs_lost_on_sigkill == null ? '–' : `${fmt(r.mqttjs_lost_on_sigkill)} of ${fmt(r.mqttjs_handed_on_sigkill)} (${r.mqttjs_sigkills} kills)`, '–', '–', '–', '–'],
-        ['mosquitto-bridge', v(r.bridge_publish_per_s), v(r.bridge_delivered_per_s), v(r.bridge_alarm_latency_p50_ms, 2), v(r.bridge_alarm_latency_p99_ms, 2), r.bridge_lost_on_sigkill == null ? '–' : `${fmt(r.bridge_lost_on_sigkill)} of ${fmt(r.bridge_acked_on_sigkill)} (${r.bridge_sigkills} kills)`, v(r.bridge_duplicates), '–', '–', '–'],
+        ['vigia', v(r.enqueue_per_s), v(r.drain_per_s), v(r.alarm_latency_p50_ms, 2), v(r.alarm_latency_p99_ms, 2), lostCell(r.lost, r.fault_accepted, r.lost_link_up, r.lost_in_outage, r.fault_sigkills), v(r.duplicates), v(r.fsyncs_per_1000_events, 2), r.bytes_written_per_event == null ? '–' : `${fmt(r.bytes_written_per_event)} (${details.bytesSource})`, r.rss_mb_1m_buffered == null ? '–' : `${v(r.rss_mb_1m_buffered, 1)} @ ${fmt(r.rss_events_buffered)} buffered`],
+        ['mqttjs-direct', v(r.mqttjs_publish_per_s), v(r.mqttjs_delivered_per_s), v(r.mqttjs_alarm_latency_p50_ms, 2), v(r.mqttjs_alarm_latency_p99_ms, 2), lostCell(r.mqttjs_lost_on_sigkill, r.mqttjs_handed_on_sigkill, r.mqttjs_lost_on_sigkill_link_up, r.mqttjs_lost_on_sigkill_in_outage, r.mqttjs_sigkills), '–', '–', '–', '–'],
+        ['mosquitto-bridge', v(r.bridge_publish_per_s), v(r.bridge_delivered_per_s), v(r.bridge_alarm_latency_p50_ms, 2), v(r.bridge_alarm_latency_p99_ms, 2), lostCell(r.bridge_lost_on_sigkill, r.bridge_acked_on_sigkill, r.bridge_lost_on_sigkill_link_up, r.bridge_lost_on_sigkill_in_outage, r.bridge_sigkills), v(r.bridge_duplicates), '–', '–', '–'],
       ],
     ),
   );
@@ -545,14 +673,21 @@ function report() {
     (r.drain_from_gate_open_per_s ? ` (${fmt(r.drain_from_gate_open_per_s)}/s counting from the gate opening, reconnect ${fmt(details.drain?.reconnectMs)} ms)` : ''));
   out.push('                baselines: the same publish runs, first publish to last event at the subscriber (central broker for the bridge)');
   out.push(`  alarm p50/p99 ${P.alarms} alarms ~${ALARM_GAP_MS} ms apart with ${BACKGROUND_PER_S} reads/s in the background; created (sender wall time) -> received by a subscriber`);
-  out.push(`  lost          vigia: ids acknowledged by sim.burst replies that never arrived; stream of ${fmt(P.streamRate)} events/s, daemon SIGKILLed and restarted ${P.kills} times`);
-  out.push(`                mqttjs-direct: events handed to publish() that never arrived; producer process SIGKILLed mid-stream ${P.kills} times at ${fmt(P.streamRate)} events/s`);
-  out.push(`                mosquitto-bridge: events PUBACKed by the local broker (persistence true, autosave_interval 1) never reaching central; local broker SIGKILLed and restarted ${P.kills} times at ${fmt(P.streamRate)} events/s`);
+  out.push(`                vigia: sent through the control socket (sim.event); created -> durable (the sim.event reply) p50 ${v(r.alarm_accept_p50_ms, 2)} / p99 ${v(r.alarm_accept_p99_ms, 2)} ms`);
+  out.push(`  lost          stream of ${fmt(P.streamRate)} events/s, ${P.kills} SIGKILLs, each ${fmt(1500)}-${fmt(2500)} ms after the system is back up (link included);`);
+  out.push(`                odd-numbered kills after the uplink has been down ${OUTAGE_MS} ms ("outage"), the others with the link up ("up")`);
+  out.push('                vigia: ids acknowledged by sim.burst replies that never reached the subscriber; the daemon is restarted after each kill');
+  out.push('                mqttjs-direct: events handed to publish() that never arrived; a new producer process per kill');
+  out.push(`                mosquitto-bridge: events PUBACKed by the local broker (Mosquitto ${mosquittoVersion()}, persistence true, autosave_interval 1, bridge QoS 1 cleansession false)`);
+  out.push('                that never reached central; the local broker is restarted after each kill');
   out.push(`  fsyncs/1k ev  fsync+fdatasync calls counted by strace${details.straceSeccomp ? ' --seccomp-bpf' : ''} -f during the enqueue phase only` +
     (details.enqueue?.[0]?.syncs ? ` (whole child incl. open/close: ${details.enqueue.map((e) => e.syncs.total).join(', ')})` : '') +
     (details.fsyncNote ? ` — ${details.fsyncNote}` : ''));
+  if (r.fsync_ms_p50 != null) out.push(`                time in one fsync/fdatasync call (strace -T) during the phase: p50 ${v(r.fsync_ms_p50, 2)} ms, p99 ${v(r.fsync_ms_p99, 2)} ms`);
   out.push(`  bytes/event   /proc/<pid>/io ${details.bytesSource ?? '?'} delta of the enqueue child during the phase / events`);
-  out.push(`  RSS MB        VmRSS of the daemon with ${fmt(r.rss_events_buffered)} events buffered, broker unreachable (peak VmHWM ${v(r.rss_peak_mb, 1)} MB, idle ${v(r.rss_idle_mb, 1)} MB, outbox file ${v(r.outbox_file_mb_buffered, 1)} MB)`);
+  out.push(`  RSS MB        VmRSS of the daemon with ${fmt(r.rss_events_buffered)} events buffered (broker unreachable), filled by sim.burst x ${fmt(FILL_CHUNK)}, read ${RSS_SETTLE_S} s after the fill`);
+  out.push(`                (1 s after the fill ${v(r.rss_right_after_fill_mb, 1)} MB, peak VmHWM ${v(r.rss_peak_mb, 1)} MB, idle before the fill ${v(r.rss_idle_mb, 1)} MB, outbox file ${v(r.outbox_file_mb_buffered, 1)} MB;`);
+  out.push(`                same backlog in a freshly restarted daemon: ${v(r.rss_mb_buffered_after_restart, 1)} MB, up in ${fmt(r.restart_ms_buffered)} ms)`);
   out.push('');
   const target = (label, ok, value) => `  ${ok == null ? 'n/a ' : ok ? 'ok  ' : 'MISS'}  ${label}: ${value}`;
   out.push('Targets:');

@@ -7,7 +7,6 @@ import type { EventDraft, VigiaEvent } from './core/event.js';
 import { createLogger, type Logger } from './core/logger.js';
 import { CommandRouter } from './gateway/commands.js';
 import { ControlServer } from './gateway/control.js';
-import { DemoBroker } from './gateway/demo-broker.js';
 import { Outbox, type RecoveryReport } from './gateway/outbox.js';
 import { Telemetry } from './gateway/telemetry.js';
 import { topicsFor, type Topics } from './gateway/topics.js';
@@ -53,6 +52,20 @@ export interface ControllerDeps {
 
 const EXPIRE_INTERVAL_MS = 60_000;
 
+/** The demo broker (aedes) is loaded only when enabled: field devices never pay for it in memory. */
+function lazyDemoBroker(opts: Config['demo']['embedded_broker'], logger: Logger): Extension {
+  let broker: Extension | undefined;
+  return {
+    name: 'demo-broker',
+    async start() {
+      const { DemoBroker } = await import('./gateway/demo-broker.js');
+      broker = new DemoBroker(opts, logger);
+      await broker.start();
+    },
+    stop: () => broker?.stop(),
+  };
+}
+
 /**
  * Wires the extensions. Start order is gateway first (outbox, uplink, commands), producers last,
  * so nothing is produced before it can be stored; stop order is the reverse.
@@ -88,6 +101,7 @@ export class Controller {
       commitIntervalMs: config.outbox.commit_interval,
       commitMaxEvents: config.outbox.commit_max_events,
       synchronous: config.outbox.synchronous,
+      checkpointInWorker: true,
       site: config.device.site,
       device: config.device.id,
       bootId,
@@ -132,7 +146,7 @@ export class Controller {
     ctx.commands = new CommandRouter(ctx);
     this.ctx = ctx;
     this.#extensions = [
-      ...(config.demo.embedded_broker.enabled ? [new DemoBroker(config.demo.embedded_broker, logger.child({ mod: 'demo-broker' }))] : []),
+      ...(config.demo.embedded_broker.enabled ? [lazyDemoBroker(config.demo.embedded_broker, logger.child({ mod: 'demo-broker' }))] : []),
       ctx.control,
       { name: 'uplink', start: () => uplink.start(), stop: () => uplink.stop() },
       ctx.commands,
@@ -179,7 +193,7 @@ export class Controller {
     }
     this.#started = [];
     this.ctx.clockSync.stop();
-    this.ctx.outbox.close();
+    await this.ctx.outbox.close();
     this.ctx.logger.info('stopped');
   }
 

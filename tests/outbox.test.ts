@@ -36,8 +36,8 @@ function makeOutbox(over: Partial<OutboxOptions> = {}, dir = mkdtempSync(join(tm
 const accept = (o: Outbox, priority: Priority, n = 1, bytes = 10) =>
   Promise.all(Array.from({ length: n }, (_, i) => o.accept({ type: `t.${priority}`, priority, payload: { i, pad: 'x'.repeat(bytes) } })));
 
-afterEach(() => {
-  for (const o of opened.splice(0)) o.close();
+afterEach(async () => {
+  for (const o of opened.splice(0)) await o.close();
 });
 
 describe('outbox', () => {
@@ -46,7 +46,7 @@ describe('outbox', () => {
     outbox.open();
     const first = await accept(outbox, 'read', 3);
     expect(first.map((e) => e.seq)).toEqual([1, 2, 3]);
-    outbox.close();
+    await outbox.close();
 
     const again = makeOutbox({}, dir).outbox;
     again.open();
@@ -159,7 +159,7 @@ describe('outbox', () => {
     const a = makeOutbox({ clock, bootId: 'boot-a', clockSynced: () => true });
     a.outbox.open();
     await accept(a.outbox, 'telemetry', 3);
-    a.outbox.close();
+    await a.outbox.close();
     clock.advance(3_600_000);
     const b = makeOutbox({ clock, bootId: 'boot-b', clockSynced: () => synced }, a.dir);
     b.outbox.open();
@@ -184,7 +184,7 @@ describe('outbox', () => {
     const first = makeOutbox();
     first.outbox.open();
     await accept(first.outbox, 'read', 2000, 200);
-    first.outbox.close();
+    await first.outbox.close();
     const bytes = readFileSync(first.file);
     bytes.fill(0x5a, 4096 * 3, bytes.length - 4096); // scribble over most pages, keep the header page
     writeFileSync(first.file, bytes);

@@ -30,8 +30,13 @@ function install() {
   if (installed) return;
   installed = true;
   process.once('exit', killAllSync);
+  let exiting = false;
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.once(sig, () => {
+    // `on`, not `once`: Ctrl-C reaches both the runner (which forwards it) and this process, and a
+    // second signal must not kill us halfway through the cleanup.
+    process.on(sig, () => {
+      if (exiting) return;
+      exiting = true;
       process.stderr.write(`\nbench: ${sig}, cleaning up\n`);
       killAllSync();
       process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));

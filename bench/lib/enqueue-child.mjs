@@ -53,6 +53,7 @@ const outbox = new Outbox({
   commitIntervalMs: o.commit_interval,
   commitMaxEvents: o.commit_max_events,
   synchronous: 'full',
+  checkpointInWorker: true, // as the daemon runs it
   site: 'bench',
   device: 'pole-0001',
   bootId: '00000000-0000-0000-0000-000000000000',
@@ -87,7 +88,7 @@ const ms = performance.now() - t0;
 const t1us = wallUs();
 const ioAfter = procIo();
 const stats = outbox.stats();
-outbox.close();
+await outbox.close();
 
 const io = Object.fromEntries(Object.keys(ioAfter).map((k) => [k, ioAfter[k] - (ioBefore[k] ?? 0)]));
 process.stdout.write(

@@ -1,6 +1,6 @@
 // Minimal real-Mosquitto control for benchmarks (127.0.0.1 only): start, SIGKILL, restart with the
 // same config and persistence store, stop. Everything started is tracked for cleanup.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,16 @@ export function findMosquitto() {
     }
   }
   throw new Error('mosquitto not found (Debian: apt-get install -y mosquitto)');
+}
+
+/** "2.0.11", or "unknown". */
+export function mosquittoVersion() {
+  try {
+    const out = spawnSync(findMosquitto(), ['-h'], { encoding: 'utf8' });
+    return /mosquitto version (\S+)/.exec(`${out.stdout}${out.stderr}`)?.[1] ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 export function freePort() {

@@ -116,6 +116,11 @@ export function controlRequest(socketPath: string, op: string, args: Record<stri
       if (reply.ok) resolve(reply.result);
       else reject(new Error(reply.error));
     });
+    // The daemon died or closed the connection before answering: fail now, not at the timeout.
+    socket.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`the daemon closed the connection before answering ${op}`));
+    });
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       reject(

@@ -268,7 +268,9 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       this.#inflight.delete(event.rowid);
       this.#stats.acked++;
       this.deps.outbox.ack(event.rowid);
-      this.#pump();
+      // Refill in batches of a quarter window: one query per batch, not one per acknowledgement.
+      // New alarms do not wait for this: every commit wakes the pump.
+      if (this.#inflight.size <= this.#window - Math.max(1, this.#window >> 2)) this.#pump();
     });
   }
 
