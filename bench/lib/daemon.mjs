@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { controlRequest } from '../../dist/gateway/control.js';
+import { DAEMON_NODE_FLAGS } from '../../dist/launch.js';
 import { trackChild, trackDir, untrackDir } from './cleanup.mjs';
 
 export const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
@@ -64,7 +65,7 @@ export class DaemonProcess {
   }
 
   async start(timeoutMs = 30_000) {
-    const proc = trackChild(spawn(process.execPath, [CLI, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const proc = trackChild(spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] }));
     this.proc = proc;
     const append = (b) => {
       this.output = (this.output + b.toString()).slice(-100_000);

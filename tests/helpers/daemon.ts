@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { controlRequest } from '../../src/gateway/control.js';
+import { DAEMON_NODE_FLAGS } from '../../src/launch.js';
 
 export const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
 export const TEST_KEY = 'test-command-key-0123456789';
@@ -50,7 +51,7 @@ export class DaemonProcess {
   ) {}
 
   async start(): Promise<void> {
-    this.proc = spawn(process.execPath, [CLI, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     const append = (b: Buffer) => {
       this.output = (this.output + b.toString()).slice(-200_000);
     };
