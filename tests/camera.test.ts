@@ -1,0 +1,600 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import sharp from 'sharp';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DirectorySource } from '../src/drivers/camera/directory.js';
+import { detectInputKind, FfmpegSource, ffmpegArgs } from '../src/drivers/camera/ffmpeg.js';
+import { DigestSession, chooseChallenge, parseWwwAuthenticate } from '../src/drivers/camera/http-auth.js';
+import { HttpSnapshotSource } from '../src/drivers/camera/http-snapshot.js';
+import { isJpeg, JpegSplitter } from '../src/drivers/camera/jpeg.js';
+import { backoffDelay, type Frame, type FrameSource, type FrameSourceState, LatestFrameSlot } from '../src/drivers/camera/source.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'vigia-camera-'));
+const cleanups: Array<() => unknown> = [];
+
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** Starts a source and collects what it reports; stopped after the test. */
+function watch<S extends FrameSource>(source: S) {
+  const frames: Frame[] = [];
+  const states: FrameSourceState[] = [];
+  const errors: string[] = [];
+  source.on('frame', (f) => frames.push(f));
+  source.on('state', (s) => states.push(s));
+  source.on('error', (e) => errors.push(e.message));
+  cleanups.push(() => source.stop());
+  source.start();
+  return { source, frames, states, errors };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function jpeg(width: number, height: number, seed = 1): Promise<Buffer> {
+  const px = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < px.length; i++) px[i] = (i * 31 + seed * 97) % 251;
+  return sharp(px, { raw: { width, height, channels: 3 } }).jpeg({ quality: 80 }).toBuffer();
+}
+
+/** Deterministic pseudo-random numbers (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('JpegSplitter', () => {
+  it('recovers every frame whatever the chunk boundaries, despite markers inside segments', async () => {
+    const a = await jpeg(64, 48, 1);
+    const b = await jpeg(200, 120, 2);
+    // An APP1 segment (like an EXIF thumbnail) holding FF D8 and FF D9: a naive splitter cuts here.
+    const payload = Buffer.concat([Buffer.from('Exif\0\0'), Buffer.from([0xff, 0xd8, 0xff, 0xd9, 0x00, 0xff, 0xd9]), randomBytes(50)]);
+    const app1 = Buffer.concat([Buffer.from([0xff, 0xe1, (payload.length + 2) >> 8, (payload.length + 2) & 0xff]), payload]);
+    const c = Buffer.concat([a.subarray(0, 2), app1, a.subarray(2)]);
+    expect(c.indexOf(Buffer.from([0xff, 0xd9]))).toBeLessThan(c.length - 2);
+    const expected = [a, b, c, a];
+    const stream = Buffer.concat([Buffer.from('garbage before'), a, b, Buffer.from([0, 0, 0xff, 0x00]), c, a, Buffer.from('tail')]);
+    const rand = rng(7);
+    for (let round = 0; round < 150; round++) {
+      const splitter = new JpegSplitter();
+      const out: Buffer[] = [];
+      let at = 0;
+      while (at < stream.length) {
+        const size = round % 3 === 0 ? 1 + Math.floor(rand() * 3) : 1 + Math.floor(rand() * 5000);
+        out.push(...splitter.push(stream.subarray(at, at + size)));
+        at += size;
+      }
+      expect(out.length).toBe(expected.length);
+      out.forEach((f, i) => expect(f.equals(expected[i]!)).toBe(true));
+      expect(splitter.buffered).toBe(0);
+    }
+  });
+
+  it('drops frames over the size cap and truncated frames, and keeps going', async () => {
+    const small = await jpeg(32, 32, 3);
+    const big = await jpeg(400, 300, 4);
+    const splitter = new JpegSplitter({ maxFrameBytes: small.length * 2 });
+    expect(big.length).toBeGreaterThan(small.length * 2);
+    const truncated = small.subarray(0, small.length - 40);
+    const stream = Buffer.concat([small, big, truncated, small]);
+    const out: Buffer[] = [];
+    for (let at = 0; at < stream.length; at += 1000) {
+      out.push(...splitter.push(stream.subarray(at, at + 1000)));
+      expect(splitter.buffered).toBeLessThanOrEqual(small.length * 2 + 1000);
+    }
+    expect(out.map((f) => f.equals(small))).toEqual([true, true]);
+    expect(splitter.stats()).toMatchObject({ frames: 2, oversize: 1, corrupt: 1 });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('LatestFrameSlot', () => {
+  it('keeps only the newest frame for a consumer that is not waiting', () => {
+    const slot = new LatestFrameSlot<number>();
+    for (let i = 1; i <= 100; i++) slot.put(i);
+    expect(slot.size).toBe(1);
+    expect(slot.take()).toBe(100);
+    expect(slot.take()).toBeUndefined();
+    expect(slot.stats()).toMatchObject({ offered: 100, delivered: 1, dropped: 99, pending: 0 });
+  });
+
+  it('gives a slow consumer only newer frames, counts the dropped ones, and lets them be freed', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const slot = new LatestFrameSlot<{ seq: number; data: Buffer }>();
+    const refs: Array<WeakRef<object>> = [];
+    const got: number[] = [];
+    const consumer = (async () => {
+      for await (const frame of slot) {
+        got.push(frame.seq);
+        await sleep(25); // inference is slower than the camera
+      }
+    })();
+    let maxHeld = 0;
+    for (let seq = 1; seq <= 60; seq++) {
+      const frame = { seq, data: Buffer.alloc(256 * 1024, seq) };
+      refs.push(new WeakRef(frame));
+      slot.put(frame);
+      maxHeld = Math.max(maxHeld, slot.size);
+      await sleep(3);
+    }
+    await sleep(40);
+    slot.close();
+    await consumer;
+    const { offered, delivered, dropped } = slot.stats();
+    expect(offered).toBe(60);
+    expect(delivered).toBe(got.length);
+    expect(delivered + dropped).toBe(60);
+    expect(got.length).toBeLessThan(20);
+    expect(dropped).toBeGreaterThan(40);
+    expect(got).toEqual([...got].sort((x, y) => x - y));
+    expect(got.at(-1)).toBe(60); // the newest always reaches the consumer
+    expect(maxHeld).toBeLessThanOrEqual(1);
+    // Nothing keeps dropped frames alive: the slot's memory does not grow with the backlog.
+    await sleep(0);
+    gc();
+    const retained = refs.filter((r) => r.deref() !== undefined).length;
+    expect(retained).toBeLessThanOrEqual(2);
+  });
+
+  it('serves concurrent waiters in order and ends iteration on close', async () => {
+    const slot = new LatestFrameSlot<string>();
+    const first = slot.next();
+    const second = slot.next();
+    slot.put('a');
+    slot.put('b');
+    expect(await first).toBe('a');
+    expect(await second).toBe('b');
+    const third = slot.next();
+    slot.close();
+    expect(await third).toBeUndefined();
+    expect(await slot.next()).toBeUndefined();
+    slot.put('c');
+    expect(slot.size).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('FfmpegSource', () => {
+  const video = join(tmp, 'plate.mp4');
+  let pattern = '';
+
+  beforeAll(() => {
+    const filters = execFileSync('ffmpeg', ['-hide_banner', '-filters'], { encoding: 'utf8' });
+    const text = "drawtext=text='ABC 1234':fontsize=40:fontcolor=black:box=1:boxcolor=white:x=20+t*60:y=100";
+    const sources = [...(/\bdrawtext\b/.test(filters) ? [`color=c=gray:size=320x240:rate=10,${text}`] : []), 'testsrc=size=320x240:rate=10'];
+    for (const src of sources) {
+      try {
+        execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', src, '-t', '2', '-c:v', 'mpeg4', '-q:v', '4', video], { stdio: 'pipe' });
+        pattern = src;
+        break;
+      } catch {
+        /* drawtext without a usable font: fall back to the test pattern */
+      }
+    }
+    expect(pattern).not.toBe('');
+  });
+
+  it('builds the command line for each kind of input', () => {
+    expect(detectInputKind('rtsp://user:pw@10.0.0.5:554/stream1')).toBe('rtsp');
+    expect(detectInputKind('http://cam/mjpg/video.mjpg')).toBe('http');
+    expect(detectInputKind('/dev/video0')).toBe('v4l2');
+    expect(detectInputKind('/srv/clips/a.mp4')).toBe('file');
+    expect(detectInputKind('udp://239.0.0.1:1234')).toBe('other');
+    const rtsp = ffmpegArgs({ cameraId: 'c', url: 'rtsp://h/s', fps: 4, maxWidth: 1280, quality: 3 });
+    expect(rtsp.join(' ')).toContain('-rtsp_transport tcp -i rtsp://h/s');
+    expect(rtsp.join(' ')).toContain("-vf fps=4,scale='min(iw,1280)':-2 -f image2pipe -c:v mjpeg -q:v 3 pipe:1");
+    const v4l2 = ffmpegArgs({ cameraId: 'c', url: '/dev/video0', fps: 2, v4l2: { inputFormat: 'mjpeg', videoSize: '1920x1080' } });
+    expect(v4l2.join(' ')).toContain('-f v4l2 -input_format mjpeg -video_size 1920x1080 -i /dev/video0');
+    const file = ffmpegArgs({ cameraId: 'c', url: '/x.mp4', fps: 1, realtime: true, loop: true });
+    expect(file.join(' ')).toContain('-re -stream_loop -1 -i /x.mp4');
+    expect(() => ffmpegArgs({ cameraId: 'c', url: '/x.mp4', fps: 0 })).toThrow(RangeError);
+  });
+
+  it('emits valid JPEG frames at about the configured rate, even past a listener that throws', async () => {
+    const source = new FfmpegSource({ cameraId: 'gantry-1', url: video, fps: 5, maxWidth: 160, realtime: true });
+    source.on('frame', () => {
+      throw new Error('a broken consumer');
+    });
+    const w = watch(source);
+    await until(() => w.frames.length >= 8, 4000, '8 frames');
+    const pid = source.pid!;
+    expect(pid).toBeGreaterThan(0);
+    expect(w.states.slice(0, 2)).toEqual(['starting', 'running']);
+    const intervals = w.frames.slice(1).map((f, i) => f.monoMs - w.frames[i]!.monoMs);
+    expect(median(intervals)).toBeGreaterThan(120); // 5 fps = 200 ms; 10 fps would be 100
+    expect(median(intervals)).toBeLessThan(320);
+    expect(w.frames.map((f) => f.seq)).toEqual(w.frames.map((_, i) => i + 1));
+    for (const f of w.frames.slice(0, 3)) {
+      expect(f.cameraId).toBe('gantry-1');
+      expect(isJpeg(f.jpeg)).toBe(true);
+      const meta = await sharp(f.jpeg).metadata();
+      expect(meta.format).toBe('jpeg');
+      expect(meta.width).toBe(160);
+      expect(meta.height).toBe(120);
+    }
+    expect(source.stats()).toMatchObject({ state: 'running', errors: 0, dropped: 0 });
+    await source.stop();
+    expect(source.stats().state).toBe('stopped');
+    expect(source.pid).toBeUndefined();
+    expect(alive(pid)).toBe(false);
+  }, 8000);
+
+  it('backs off and retries when the input does not exist, with ffmpeg’s reason', async () => {
+    const w = watch(new FfmpegSource({ cameraId: 'c', url: join(tmp, 'missing.mp4'), fps: 5, backoff: { minDelayMs: 40, maxDelayMs: 80, jitter: 0 } }));
+    await until(() => w.source.stats().reconnects >= 3, 4000, 'three reconnects');
+    const stats = w.source.stats();
+    expect(stats.frames).toBe(0);
+    expect(stats.errors).toBeGreaterThanOrEqual(3);
+    expect(stats.lastError).toMatch(/exited with code \d+ .*No such file or directory/);
+    expect(w.states).toContain('backoff');
+    expect(w.states.filter((s) => s === 'starting').length).toBeGreaterThanOrEqual(3);
+    expect(w.errors.length).toBe(stats.errors);
+    await w.source.stop();
+    expect(w.states.at(-1)).toBe('stopped');
+    const errors = w.source.stats().errors;
+    await sleep(150);
+    expect(w.source.stats().errors).toBe(errors); // no retry after stop
+  });
+
+  it('reports a missing ffmpeg binary as an error, not a crash', async () => {
+    const w = watch(new FfmpegSource({ cameraId: 'c', url: video, fps: 5, ffmpegPath: join(tmp, 'no-such-ffmpeg'), backoff: { minDelayMs: 30, maxDelayMs: 30 } }));
+    await until(() => w.source.stats().errors >= 2, 2000, 'two errors');
+    expect(w.source.stats().lastError).toMatch(/cannot run .*no-such-ffmpeg: .*ENOENT/);
+  });
+
+  it('restarts a looping file, and stop() kills ffmpeg', async () => {
+    const w = watch(new FfmpegSource({ cameraId: 'c', url: video, fps: 10, realtime: true, loop: true }));
+    await until(() => w.frames.length >= 2, 4000, 'frames');
+    const pid = w.source.pid!;
+    expect(alive(pid)).toBe(true);
+    const t0 = Date.now();
+    await w.source.stop();
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(alive(pid)).toBe(false);
+    const n = w.frames.length;
+    await sleep(100);
+    expect(w.frames.length).toBe(n);
+  });
+
+  it('escalates to SIGKILL when the process ignores SIGTERM', async () => {
+    const fake = join(tmp, 'stubborn-ffmpeg');
+    writeFileSync(fake, "#!/bin/sh\ntrap '' TERM\nexec sleep 30\n");
+    chmodSync(fake, 0o755);
+    const w = watch(new FfmpegSource({ cameraId: 'c', url: video, fps: 5, ffmpegPath: fake, killTimeoutMs: 300 }));
+    await sleep(200); // let the shell install the trap and exec
+    const pid = w.source.pid!;
+    expect(alive(pid)).toBe(true);
+    const t0 = Date.now();
+    await w.source.stop();
+    const took = Date.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(280);
+    expect(took).toBeLessThan(2000);
+    expect(alive(pid)).toBe(false);
+  });
+
+  it('kills and restarts a process that produces no frames (stall watchdog)', async () => {
+    const fake = join(tmp, 'silent-ffmpeg');
+    writeFileSync(fake, '#!/bin/sh\nexec sleep 30\n');
+    chmodSync(fake, 0o755);
+    const w = watch(new FfmpegSource({ cameraId: 'c', url: video, fps: 5, ffmpegPath: fake, stallTimeoutMs: 150, backoff: { minDelayMs: 20, maxDelayMs: 20 } }));
+    await until(() => w.source.stats().reconnects >= 1, 2000, 'a restart');
+    expect(w.source.stats().lastError).toMatch(/no frame for 150 ms; ffmpeg was killed by SIGTERM/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** Server side of RFC 7616 Digest, written independently of the client under test. */
+function digestHash(alg: string, s: string): string {
+  const name = alg.toUpperCase().replace(/-SESS$/, '');
+  return createHash(name === 'MD5' ? 'md5' : name === 'SHA-256' ? 'sha256' : 'sha512-256')
+    .update(s)
+    .digest('hex');
+}
+
+function parseAuthParams(header: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of header.matchAll(/(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))/g)) out[m[1]!] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3]!;
+  return out;
+}
+
+interface CameraServer {
+  url: string;
+  log: Array<{ auth: string | undefined; status: number }>;
+  server: Server;
+}
+
+async function cameraServer(handler: (req: IncomingMessage, res: ServerResponse, log: CameraServer['log']) => void): Promise<CameraServer> {
+  const log: CameraServer['log'] = [];
+  const server = createServer((req, res) => handler(req, res, log));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+  cleanups.push(() => server.closeAllConnections());
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}/onvif/snapshot?channel=1`, log, server };
+}
+
+function digestCamera(opts: { user: string; pass: string; algorithms: string[]; qop: string; alsoBasic?: boolean; image: Buffer }) {
+  const realm = 'IP Camera(12345)';
+  const nonces = new Map<string, number>(); // nonce → last nc
+  return (req: IncomingMessage, res: ServerResponse, log: CameraServer['log']) => {
+    const auth = req.headers.authorization;
+    const reply = (status: number) => {
+      log.push({ auth, status });
+      if (status === 200) {
+        res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': opts.image.length });
+        res.end(opts.image);
+        return;
+      }
+      const nonce = randomBytes(12).toString('hex');
+      nonces.set(nonce, 0);
+      const challenges = opts.algorithms.map((a) => `Digest realm="${realm}", qop="${opts.qop}", algorithm=${a}, nonce="${nonce}", opaque="op-aque"`);
+      if (opts.alsoBasic) challenges.push(`Basic realm="${realm}"`);
+      res.writeHead(401, { 'WWW-Authenticate': challenges, 'Content-Type': 'text/html' });
+      res.end('<html>401 Unauthorized</html>');
+    };
+    if (!auth?.startsWith('Digest ')) return reply(401);
+    const p = parseAuthParams(auth.slice(7));
+    const last = p.nonce === undefined ? undefined : nonces.get(p.nonce);
+    const alg = p.algorithm ?? 'MD5';
+    if (last === undefined || p.username !== opts.user || p.realm !== realm || p.uri !== req.url || p.opaque !== 'op-aque') return reply(401);
+    if (!opts.algorithms.includes(alg) || p.qop !== 'auth' || !p.nc || !p.cnonce) return reply(401);
+    const nc = parseInt(p.nc, 16);
+    if (!(nc > last)) return reply(401); // replayed nonce count
+    const ha1 = digestHash(alg, `${opts.user}:${realm}:${opts.pass}`);
+    const ha2 = digestHash(alg, `${req.method}:${p.uri}`);
+    const expected = digestHash(alg, `${ha1}:${p.nonce}:${p.nc}:${p.cnonce}:auth:${ha2}`);
+    if (p.response !== expected) return reply(401);
+    nonces.set(p.nonce!, nc);
+    reply(200);
+  };
+}
+
+describe('HTTP digest helpers', () => {
+  it('parses several challenges and prefers the strongest Digest', () => {
+    const challenges = parseWwwAuthenticate(['Digest realm="a, b", qop="auth,auth-int", algorithm=MD5, nonce="n1", Basic realm="x"', 'Digest realm="a", algorithm=SHA-256, nonce="n2", stale=true']);
+    expect(challenges.map((c) => c.scheme)).toEqual(['digest', 'basic', 'digest']);
+    expect(challenges[0]!.params).toMatchObject({ realm: 'a, b', qop: 'auth,auth-int', algorithm: 'MD5', nonce: 'n1' });
+    expect(chooseChallenge(challenges)?.params.nonce).toBe('n2');
+  });
+
+  it('matches the RFC 7616 section 3.9.1 example (SHA-256 and MD5)', () => {
+    const challenge = (algorithm: string) => ({
+      scheme: 'digest',
+      params: { realm: 'http-auth@example.org', qop: 'auth, auth-int', algorithm, nonce: '7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v', opaque: 'FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS' },
+    });
+    const cnonce = () => 'f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ';
+    const sha = new DigestSession(challenge('SHA-256'), 'Mufasa', 'Circle of Life', cnonce).authorization('GET', '/dir/index.html');
+    expect(sha).toContain('response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"');
+    expect(sha).toContain('nc=00000001');
+    const md5 = new DigestSession(challenge('MD5'), 'Mufasa', 'Circle of Life', cnonce);
+    expect(md5.authorization('GET', '/dir/index.html')).toContain('response="8ca523f5e9506fed4657c9700eebdbec"');
+    expect(md5.authorization('GET', '/dir/index.html')).toContain('nc=00000002');
+  });
+});
+
+describe('HttpSnapshotSource', () => {
+  let image: Buffer;
+  beforeAll(async () => {
+    image = await jpeg(320, 240, 9);
+  });
+
+  it('answers a SHA-256 Digest challenge (preferred over MD5 and Basic) and reuses the nonce', async () => {
+    const cam = await cameraServer(digestCamera({ user: 'admin', pass: 's3cret:"x"', algorithms: ['MD5', 'SHA-256'], qop: 'auth', alsoBasic: true, image }));
+    const w = watch(new HttpSnapshotSource({ cameraId: 'cam-1', url: cam.url, intervalMs: 50, username: 'admin', password: 's3cret:"x"' }));
+    await until(() => w.frames.length >= 4, 3000, '4 snapshots');
+    expect(w.frames[0]!.jpeg.equals(image)).toBe(true);
+    expect(w.source.stats()).toMatchObject({ state: 'running', errors: 0 });
+    expect(cam.log.filter((l) => l.status === 401).length).toBe(1); // one challenge, then nc=2, 3, ...
+    expect(cam.log.filter((l) => l.auth?.startsWith('Basic')).length).toBe(0);
+    expect(cam.log.filter((l) => l.status === 200).every((l) => /algorithm=SHA-256/.test(l.auth!))).toBe(true);
+  });
+
+  it('answers an MD5 Digest challenge from the URL credentials, and fails clearly on a wrong password', async () => {
+    const cam = await cameraServer(digestCamera({ user: 'admin', pass: 'pw', algorithms: ['MD5'], qop: 'auth,auth-int', image }));
+    const ok = watch(new HttpSnapshotSource({ cameraId: 'cam-2', url: cam.url.replace('http://', 'http://admin:pw@'), intervalMs: 50, auth: 'digest' }));
+    await until(() => ok.frames.length >= 2, 3000, 'snapshots');
+    await ok.source.stop();
+
+    const bad = watch(new HttpSnapshotSource({ cameraId: 'cam-2', url: cam.url, intervalMs: 50, username: 'admin', password: 'wrong', backoff: { minDelayMs: 50, maxDelayMs: 50 } }));
+    await until(() => bad.source.stats().errors >= 2, 3000, 'auth errors');
+    expect(bad.frames.length).toBe(0);
+    expect(bad.source.stats().lastError).toMatch(/authentication failed \(HTTP 401\)/);
+    expect(bad.source.stats().lastError).not.toContain('wrong');
+    expect(bad.states).toContain('backoff');
+  });
+
+  it('uses Basic when that is all the camera offers', async () => {
+    const expected = `Basic ${Buffer.from('viewer:pa ss').toString('base64')}`;
+    const cam = await cameraServer((req, res, log) => {
+      const status = req.headers.authorization === expected ? 200 : 401;
+      log.push({ auth: req.headers.authorization, status });
+      if (status === 200) res.writeHead(200, { 'Content-Type': 'image/jpeg; charset=binary' }).end(image);
+      else res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="cam"' }).end();
+    });
+    const w = watch(new HttpSnapshotSource({ cameraId: 'cam-3', url: cam.url, intervalMs: 40, username: 'viewer', password: 'pa ss' }));
+    await until(() => w.frames.length >= 3, 3000, 'snapshots');
+    expect(cam.log.filter((l) => l.status === 401).length).toBe(1);
+    await w.source.stop();
+
+    const strict = watch(new HttpSnapshotSource({ cameraId: 'cam-3', url: cam.url, username: 'viewer', password: 'pa ss', auth: 'digest', backoff: { minDelayMs: 1000 } }));
+    await until(() => strict.source.stats().errors >= 1, 2000, 'an error');
+    expect(strict.source.stats().lastError).toMatch(/offers only Basic/);
+  });
+
+  it('rejects and counts bodies that are not JPEG', async () => {
+    let mode: 'html' | 'png' | 'big' = 'html';
+    const png = await sharp({ create: { width: 16, height: 16, channels: 3, background: 'red' } }).png().toBuffer();
+    const cam = await cameraServer((_req, res) => {
+      if (mode === 'html') res.writeHead(200, { 'Content-Type': 'text/html' }).end('<html>login</html>');
+      else if (mode === 'png') res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end(png);
+      else res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end(Buffer.concat([image, Buffer.alloc(image.length)]));
+    });
+    const w = watch(new HttpSnapshotSource({ cameraId: 'cam-4', url: cam.url, intervalMs: 20, maxBytes: image.length + 1000, backoff: { minDelayMs: 20, maxDelayMs: 20 } }));
+    await until(() => w.source.stats().errors >= 2, 2000, 'errors');
+    expect(w.source.stats().lastError).toMatch(/not a JPEG \(Content-Type "text\/html"\)/);
+    mode = 'png';
+    await until(() => /body is not a JPEG \(starts with 89504e47\)/.test(w.source.stats().lastError ?? ''), 2000, 'the PNG error');
+    mode = 'big';
+    await until(() => /over the \d+-byte cap/.test(w.source.stats().lastError ?? ''), 2000, 'the size error');
+    expect(w.frames.length).toBe(0);
+    expect(w.source.stats().state).not.toBe('running');
+  });
+
+  it('times out a camera that never answers', async () => {
+    const cam = await cameraServer(() => {
+      /* accepts the connection, never replies */
+    });
+    const w = watch(new HttpSnapshotSource({ cameraId: 'cam-5', url: cam.url, timeoutMs: 150, backoff: { minDelayMs: 1000 } }));
+    await until(() => w.source.stats().errors >= 1, 2000, 'a timeout');
+    expect(w.source.stats().lastError).toMatch(/no complete answer within 150 ms/);
+    expect(w.source.stats().state).toBe('backoff');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('DirectorySource', () => {
+  it('waits for a missing directory, then takes files renamed into place in name order', async () => {
+    const dir = join(tmp, 'ftp-a');
+    const w = watch(new DirectorySource({ cameraId: 'ftp', dir, pollIntervalMs: 30, backoff: { minDelayMs: 30, maxDelayMs: 60, jitter: 0 } }));
+    await until(() => w.source.stats().errors >= 2, 2000, 'the missing-directory error');
+    expect(w.source.stats()).toMatchObject({ state: 'backoff', frames: 0 });
+    expect(w.source.stats().lastError).toMatch(/does not exist \(waiting for it\)/);
+
+    // The FTP server finishes files elsewhere and renames them into place (here: the whole directory).
+    const staging = join(tmp, 'ftp-a-staging');
+    mkdirSync(staging);
+    const files = { 'cam_20260101_000010.jpg': await jpeg(64, 48, 10), 'cam_20260101_000009.jpg': await jpeg(64, 48, 9), 'upload.jpg.part': await jpeg(8, 8, 1) };
+    const past = new Date(Date.now() - 60_000);
+    for (const [name, data] of Object.entries(files)) {
+      writeFileSync(join(staging, name), data);
+      utimesSync(join(staging, name), past, past);
+    }
+    renameSync(staging, dir);
+    await until(() => w.frames.length >= 2, 2000, 'two frames');
+    expect(w.frames[0]!.jpeg.equals(files['cam_20260101_000009.jpg'])).toBe(true);
+    expect(w.frames[1]!.jpeg.equals(files['cam_20260101_000010.jpg'])).toBe(true);
+    expect(w.states).toContain('running');
+    expect(readdirSync(join(dir, 'processed')).sort()).toEqual(['cam_20260101_000009.jpg', 'cam_20260101_000010.jpg']);
+    expect(readdirSync(dir).sort()).toEqual(['processed', 'upload.jpg.part']);
+  });
+
+  it('emits files written slowly in chunks only once complete, exactly once, then moves them', async () => {
+    const dir = join(tmp, 'ftp-b');
+    mkdirSync(dir);
+    const w = watch(new DirectorySource({ cameraId: 'ftp', dir, pollIntervalMs: 25, stableMs: 200 }));
+    await until(() => w.source.stats().state === 'running', 1000, 'running');
+    const a = await jpeg(320, 240, 21);
+    const b = await jpeg(160, 120, 22);
+    // a: four chunks 80 ms apart; b: its last chunk ends exactly at a marker boundary but comes later.
+    const pa = join(dir, 'a.jpg');
+    const pb = join(dir, 'b.JPG');
+    const quarter = Math.ceil(a.length / 4);
+    const cutB = b.length - 2; // everything but EOI
+    writeFileSync(pb, b.subarray(0, cutB));
+    for (let i = 0; i < 4; i++) {
+      appendFileSync(pa, a.subarray(i * quarter, (i + 1) * quarter));
+      await sleep(80);
+      if (i < 3) expect(w.frames.length).toBe(0);
+    }
+    await until(() => w.frames.length >= 1, 1500, 'a.jpg');
+    expect(w.frames[0]!.jpeg.equals(a)).toBe(true);
+    await sleep(300); // b has been stable for longer than stableMs but is not a whole JPEG yet
+    expect(w.frames.length).toBe(1);
+    appendFileSync(pb, b.subarray(cutB));
+    await until(() => w.frames.length >= 2, 1500, 'b.JPG');
+    expect(w.frames[1]!.jpeg.equals(b)).toBe(true);
+    await sleep(200);
+    expect(w.frames.length).toBe(2); // never emitted twice
+    expect(readdirSync(join(dir, 'processed')).sort()).toEqual(['a.jpg', 'b.JPG']);
+    expect(existsSync(pa) || existsSync(pb)).toBe(false);
+
+    // A new upload with a name already in processed/ is still taken, and nothing is overwritten.
+    writeFileSync(pa, b);
+    await until(() => w.frames.length >= 3, 1500, 'the second a.jpg');
+    expect(readdirSync(join(dir, 'processed')).sort()).toEqual(['a.1.jpg', 'a.jpg', 'b.JPG']);
+    expect(w.source.stats()).toMatchObject({ frames: 3, dropped: 0, errors: 0 });
+  });
+
+  it('does not take a file that still grows, even when it already looks like a whole JPEG', async () => {
+    const dir = join(tmp, 'ftp-d');
+    mkdirSync(dir);
+    const w = watch(new DirectorySource({ cameraId: 'ftp', dir, pollIntervalMs: 20, stableMs: 200 }));
+    const path = join(dir, 'c.jpg');
+    writeFileSync(path, await jpeg(64, 48, 3));
+    for (let i = 0; i < 8; i++) {
+      await sleep(40);
+      appendFileSync(path, Buffer.alloc(16)); // zero padding after EOI: still "whole", but changing
+      expect(w.frames.length).toBe(0);
+    }
+    await until(() => w.frames.length === 1, 1500, 'c.jpg');
+    expect(w.frames[0]!.jpeg.length % 16).toBe((await jpeg(64, 48, 3)).length % 16);
+  });
+
+  it('rejects files that never become a whole JPEG, and can delete instead of moving', async () => {
+    const dir = join(tmp, 'ftp-c');
+    mkdirSync(dir);
+    const w = watch(new DirectorySource({ cameraId: 'ftp', dir, pollIntervalMs: 25, stableMs: 50, abandonMs: 200, after: 'delete' }));
+    writeFileSync(join(dir, 'junk.jpg'), 'this is not a picture');
+    writeFileSync(join(dir, 'good.jpeg'), await jpeg(32, 32, 5));
+    await until(() => w.source.stats().dropped >= 1 && w.frames.length >= 1, 2000, 'the rejection');
+    expect(readdirSync(dir)).toEqual([]);
+    expect(w.frames.length).toBe(1);
+    expect(w.source.stats()).toMatchObject({ frames: 1, dropped: 1 });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+describe('backoffDelay', () => {
+  it('doubles from the minimum up to the maximum, with bounded jitter', () => {
+    const opts = { minDelayMs: 100, maxDelayMs: 1000, jitter: 0.2 };
+    expect([0, 1, 2, 3, 4, 10].map((n) => backoffDelay(n, opts, () => 0.5))).toEqual([100, 200, 400, 800, 1000, 1000]);
+    expect(backoffDelay(0, opts, () => 0)).toBe(80);
+    expect(backoffDelay(0, opts, () => 1)).toBe(120);
+  });
+});
