@@ -15,6 +15,7 @@ import { DigestSession, chooseChallenge, parseWwwAuthenticate } from '../src/dri
 import { HttpSnapshotSource } from '../src/drivers/camera/http-snapshot.js';
 import { isJpeg, JpegSplitter } from '../src/drivers/camera/jpeg.js';
 import { backoffDelay, type Frame, type FrameSource, type FrameSourceState, LatestFrameSlot } from '../src/drivers/camera/source.js';
+import { mulberry32 as rng } from './helpers/random.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vigia-camera-'));
 const cleanups: Array<() => unknown> = [];
@@ -64,17 +65,6 @@ async function jpeg(width: number, height: number, seed = 1): Promise<Buffer> {
   return sharp(px, { raw: { width, height, channels: 3 } }).jpeg({ quality: 80 }).toBuffer();
 }
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);

@@ -15,6 +15,7 @@ import {
   type NonceStore,
   type VerifiedCommand,
 } from '../src/gateway/command-auth.js';
+import { mulberry32 } from './helpers/random.js';
 
 const KEY = 'test-hmac-key-0123456789abcdef-XYZ';
 const SITE = 'la-serena';
@@ -431,16 +432,6 @@ describe('MemoryNonceStore', () => {
 // ---------------------------------------------------------------------------------------------
 // Fuzz: random and mutated payloads. Set FUZZ_SEED to reproduce or explore another sequence.
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Rng {
   constructor(readonly next: () => number) {}

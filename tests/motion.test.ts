@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { buildRoiMask, FrameDecodeError, MotionGate, pointInPolygon, type Point } from '../src/anpr/motion.js';
+import { mulberry32 as rng } from './helpers/random.js';
 
 const W = 320;
 const H = 240;
@@ -11,17 +12,6 @@ const LEFT_HALF: Point[] = [
   [0, 1],
 ];
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A grey road with sensor noise, optionally a bright 48×36 "vehicle" with its top-left at (bx, by). */
 async function frame(seed: number, block?: { x: number; y: number }): Promise<Buffer> {
