@@ -1,0 +1,623 @@
+/**
+ * Where the hotlist comes from, and how it is replaced without ever being half-loaded.
+ *
+ * HotlistStore holds the current Hotlist (immutable) and swaps the reference only once a new list
+ * has been fetched, verified, parsed and fully built; a reader that took current() keeps a
+ * consistent list for as long as it holds it. Updates (load, fetch, delta) run one at a time, in
+ * the order they were asked for. Whatever fails, the previous list stays: the failure is counted
+ * (`rejected`), kept as `last_error` and logged.
+ *
+ * Sources
+ *   load(file)      a local CSV or JSON file (by extension), placed by the operator; trusted like
+ *                   the configuration, so no signature is needed.
+ *   fetch(url)      an https:// URL, with three files published side by side:
+ *                     <url>          the list (CSV or JSON by the path's extension, else Content-Type)
+ *                     <url>.sha256   its SHA-256 in hex (`sha256sum` output is fine)
+ *                     <url>.sig      the standard base64 of the Ed25519 signature of its bytes
+ *                   (".sha256"/".sig" are appended to the path; a query string is kept as is).
+ *                   The list is requested with If-None-Match (304 keeps the current list), then its
+ *                   digest and its signature (against the configured public key) are checked
+ *                   before a byte is parsed. The digest is a sidecar file rather than a header so
+ *                   any static web server or bucket can publish it and a proxy cannot strip it;
+ *                   it tells a truncated or corrupted download ("digest") apart from a forged one
+ *                   ("signature"). Publish the sidecars together with the list: a device that
+ *                   reads a new list with old sidecars refuses it and takes it on its next fetch.
+ *                   Redirects are not followed; gzip transfer encoding is accepted.
+ *   applySignedDelta(body, signature)
+ *                   a change to the current list, typically arriving as a command. `body` is UTF-8
+ *                   JSON {"base_version": "<hex>", "add": [entries], "remove": ["PLATE", ...],
+ *                   "version"?: "<hex>"} and `signature` the raw 64-byte Ed25519 signature of its
+ *                   exact bytes. It is refused unless base_version is the current version (a delta
+ *                   never lands on a list it was not computed for); `version`, when given, must be
+ *                   the version of the result.
+ *
+ * Producing a signed list with openssl (cc.key is the call center's Ed25519 private key):
+ *
+ *   sha256sum hotlist.csv > hotlist.csv.sha256
+ *   openssl pkeyutl -sign -inkey cc.key -rawin -in hotlist.csv | openssl base64 -A > hotlist.csv.sig
+ *
+ * Cache. Every list that is installed is written to <dataDir>/hotlist.cache (a first line with its
+ * version, source and ETag, then the list as CSV) through a temporary file, fsync and rename, so a
+ * power cut leaves either the old or the new cache. open() loads it, so a device that restarts
+ * without network matches against the last good list. After a delta the write waits a little
+ * (`deltaPersistDelayMs`) so a burst of deltas costs one rewrite of the SD card, not one each.
+ *
+ * Nothing is downloaded except the URL the operator configured.
+ */
+import { createHash, createPrivateKey, createPublicKey, verify as verifyBytes, type KeyObject } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import type { IncomingHttpHeaders } from 'node:http';
+import { dirname, extname, join } from 'node:path';
+import { createGunzip } from 'node:zlib';
+import { Hotlist, HotlistError, type HotlistEntryInput, type HotlistFormat, type HotlistRowError } from './hotlist.js';
+
+export type HotlistStoreOptions = {
+  /** Directory for the cache of the last good list (created when missing). */
+  dataDir: string;
+  /** Ed25519 public key (PEM) that signs fetched lists and deltas. Without it both are refused. */
+  publicKey?: string;
+  /** Largest list accepted, in bytes once decompressed (default 256 MiB). */
+  maxBytes?: number;
+  /** Largest delta accepted, in bytes (default 16 MiB). */
+  maxDeltaBytes?: number;
+  /** Wall clock in ms (default Date.now); only for loaded_at and the count of expired entries. */
+  now?: () => number;
+  /** How long the cache write waits after a delta (default 5 minutes; 0 writes at once). */
+  deltaPersistDelayMs?: number;
+  logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+};
+
+export type FetchOptions = {
+  /** Certificate authorities to trust instead of the system ones (PEM). */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Default true. Only for tests; a list over unauthenticated TLS is still checked by its signature. */
+  rejectUnauthorized?: boolean;
+  /** Extra request headers, e.g. Authorization. */
+  headers?: Record<string, string>;
+  /** Whole fetch (three requests), default 120 s. */
+  timeoutMs?: number;
+};
+
+export type HotlistRejectReason =
+  | 'io' // the file or the server could not be read
+  | 'http' // unexpected HTTP status, redirect, or not https
+  | 'too_large'
+  | 'digest' // body does not match <url>.sha256
+  | 'signature' // missing or wrong Ed25519 signature
+  | 'no_key' // no public key configured
+  | 'format' // unknown file type
+  | 'invalid' // rows with errors; see `errors`
+  | 'malformed' // a delta that is not the expected JSON
+  | 'base_version' // a delta for another list
+  | 'version_mismatch' // a delta whose result is not the version it announced
+  | 'cache'; // the cache file could not be used
+
+export type HotlistUpdate =
+  | { ok: true; status: 'replaced' | 'not_modified'; version: string; size: number }
+  | { ok: false; reason: HotlistRejectReason; detail: string; errors?: HotlistRowError[] };
+
+export type HotlistStats = {
+  size: number;
+  version: string;
+  /** When the list the current one is based on was loaded or fetched (ISO); null before any. */
+  loaded_at: string | null;
+  /** Last change of the current list in this process (load, fetch, delta, cache). */
+  updated_at: string | null;
+  /** Where the current list came from: a path, a URL, or null; deltas since then are counted apart. */
+  source: string | null;
+  etag: string | null;
+  deltas_applied: number;
+  /** Entries of the current list already expired when it was installed. */
+  expired_at_load: number;
+  last_checked_at: string | null;
+  last_error: string | null;
+  last_error_at: string | null;
+  /** Updates refused since start, in total and by reason. */
+  rejected: number;
+  rejected_by: Partial<Record<HotlistRejectReason, number>>;
+  cache_error: string | null;
+};
+
+const CACHE_FILE = 'hotlist.cache';
+const CACHE_MAGIC = '# vigia-hotlist-cache 1 ';
+const SIDECAR_MAX_BYTES = 4096;
+const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const DELTA_FIELDS = new Set(['base_version', 'add', 'remove', 'version']);
+
+type CacheMeta = { version: string; source: string | null; etag: string | null; etag_url: string | null; loaded_at: string | null; deltas_applied: number };
+
+class Refusal extends Error {
+  constructor(
+    readonly reason: HotlistRejectReason,
+    message: string,
+    readonly errors?: HotlistRowError[],
+  ) {
+    super(message);
+  }
+}
+
+export class HotlistStore {
+  readonly #opts: Required<Omit<HotlistStoreOptions, 'publicKey' | 'logger'>> & Pick<HotlistStoreOptions, 'logger'>;
+  readonly #key: KeyObject | undefined;
+  readonly #cacheFile: string;
+  #current: Hotlist = Hotlist.empty();
+  #meta: CacheMeta = { version: this.#current.version, source: null, etag: null, etag_url: null, loaded_at: null, deltas_applied: 0 };
+  #queue: Promise<unknown> = Promise.resolve();
+  #lastChecked: string | null = null;
+  #lastError: string | null = null;
+  #lastErrorAt: string | null = null;
+  #cacheError: string | null = null;
+  #rejected = 0;
+  #rejectedBy: Partial<Record<HotlistRejectReason, number>> = {};
+  #persistTimer: NodeJS.Timeout | undefined;
+  #persisting: Promise<void> | undefined;
+  #dirty = false;
+  #installed = false;
+  #updatedAt: string | null = null;
+
+  /** Throws on an unusable public key, so a bad configuration shows at start-up. */
+  constructor(opts: HotlistStoreOptions) {
+    this.#opts = {
+      dataDir: opts.dataDir,
+      maxBytes: opts.maxBytes ?? 256 * 1024 * 1024,
+      maxDeltaBytes: opts.maxDeltaBytes ?? 16 * 1024 * 1024,
+      now: opts.now ?? Date.now,
+      deltaPersistDelayMs: opts.deltaPersistDelayMs ?? 5 * 60_000,
+      logger: opts.logger,
+    };
+    this.#key = opts.publicKey === undefined ? undefined : ed25519PublicKey(opts.publicKey);
+    this.#cacheFile = join(opts.dataDir, CACHE_FILE);
+  }
+
+  /** The list to match against. Hold on to it for a consistent view; it never changes. */
+  current(): Hotlist {
+    return this.#current;
+  }
+
+  stats(): HotlistStats {
+    const m = this.#meta;
+    return {
+      size: this.#current.size,
+      version: this.#current.version,
+      loaded_at: m.loaded_at,
+      updated_at: this.#updatedAt,
+      source: m.source,
+      etag: m.etag,
+      deltas_applied: m.deltas_applied,
+      expired_at_load: this.#current.expiredAtBuild,
+      last_checked_at: this.#lastChecked,
+      last_error: this.#lastError,
+      last_error_at: this.#lastErrorAt,
+      rejected: this.#rejected,
+      rejected_by: { ...this.#rejectedBy },
+      cache_error: this.#cacheError,
+    };
+  }
+
+  /**
+   * Loads the cached list, if there is a usable one. Meant for start-up: once a list has been
+   * installed (load, fetch) the cache, which can only be older, is left alone.
+   */
+  open(): Promise<HotlistUpdate> {
+    return this.#run('cache', async () => {
+      if (this.#installed) return { ok: true, status: 'not_modified', version: this.#current.version, size: this.#current.size };
+      let text: string;
+      try {
+        text = await readFile(this.#cacheFile, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ok: true, status: 'not_modified', version: this.#current.version, size: this.#current.size };
+        throw new Refusal('cache', `cannot read ${this.#cacheFile}: ${(err as Error).message}`);
+      }
+      const nl = text.indexOf('\n');
+      let meta: CacheMeta;
+      try {
+        if (!text.startsWith(CACHE_MAGIC) || nl < 0) throw new Error('no header line');
+        meta = cacheMeta(JSON.parse(text.slice(CACHE_MAGIC.length, nl)));
+      } catch (err) {
+        throw new Refusal('cache', `${this.#cacheFile} is not a hotlist cache (${(err as Error).message})`);
+      }
+      let list: Hotlist;
+      try {
+        list = this.#parse(text.slice(nl + 1), 'csv', this.#cacheFile);
+      } catch (err) {
+        throw err instanceof Refusal ? new Refusal('cache', err.message, err.errors) : err;
+      }
+      if (list.version !== meta.version) throw new Refusal('cache', `${this.#cacheFile} holds version ${list.version.slice(0, 12)}…, its header says ${meta.version.slice(0, 12)}…`);
+      this.#install(list, meta, false);
+      return this.#replaced();
+    });
+  }
+
+  /** Loads a local CSV or JSON file (by extension). */
+  load(file: string): Promise<HotlistUpdate> {
+    return this.#run(file, async () => {
+      const format = formatOf(file);
+      if (!format) throw new Refusal('format', `${file}: the extension must be .csv or .json`);
+      let text: string;
+      try {
+        const st = await stat(file);
+        if (st.size > this.#opts.maxBytes) throw new Refusal('too_large', `${file} has ${st.size} bytes, the limit is ${this.#opts.maxBytes}`);
+        text = await readFile(file, 'utf8');
+      } catch (err) {
+        if (err instanceof Refusal) throw err;
+        throw new Refusal('io', `cannot read ${file}: ${(err as Error).message}`);
+      }
+      const list = this.#parse(text, format, file);
+      this.#install(list, { version: list.version, source: file, etag: null, etag_url: null, loaded_at: this.#isoNow(), deltas_applied: 0 }, true);
+      await this.#persistNow();
+      return this.#replaced();
+    });
+  }
+
+  /** Fetches, verifies and installs the list at an https:// URL (see the module comment). */
+  fetch(url: string, opts: FetchOptions = {}): Promise<HotlistUpdate> {
+    return this.#run(url, async () => {
+      let target: URL;
+      try {
+        target = new URL(url);
+      } catch {
+        throw new Refusal('http', `${JSON.stringify(url)} is not a URL`);
+      }
+      if (target.protocol !== 'https:') throw new Refusal('http', `${target.protocol}// is not allowed, the hotlist is fetched over https only`);
+      if (!this.#key) throw new Refusal('no_key', 'no hotlist public key is configured: a downloaded list cannot be verified');
+      const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
+      const etag = this.#meta.etag_url === url ? this.#meta.etag : null;
+
+      const res = await httpsGet(target, { ...opts, deadline, maxBytes: this.#opts.maxBytes, etag });
+      this.#lastChecked = this.#isoNow();
+      if (res.status === 304) {
+        if (etag === null) throw new Refusal('http', `${url}: 304 Not Modified to a request without If-None-Match`);
+        return { ok: true, status: 'not_modified', version: this.#current.version, size: this.#current.size };
+      }
+      if (res.status >= 300 && res.status < 400) throw new Refusal('http', `${url}: HTTP ${res.status} redirect (redirects are not followed; configure the final URL)`);
+      if (res.status !== 200) throw new Refusal('http', `${url}: HTTP ${res.status}`);
+      const body = res.body;
+
+      const digestRes = await httpsGet(sidecar(target, '.sha256'), { ...opts, deadline, maxBytes: SIDECAR_MAX_BYTES, etag: null });
+      if (digestRes.status !== 200) throw new Refusal('digest', `${sidecar(target, '.sha256').href}: HTTP ${digestRes.status}`);
+      const published = digestRes.body.toString('latin1').trim().split(/\s+/)[0] ?? '';
+      if (!SHA256_HEX.test(published)) throw new Refusal('digest', `${sidecar(target, '.sha256').href} does not hold a SHA-256 in hex`);
+      const actual = createHash('sha256').update(body).digest('hex');
+      if (actual !== published.toLowerCase()) {
+        throw new Refusal('digest', `${url}: SHA-256 of the ${body.length} bytes received is ${actual.slice(0, 16)}…, published ${published.slice(0, 16)}… (truncated or changed in transit)`);
+      }
+
+      const sigRes = await httpsGet(sidecar(target, '.sig'), { ...opts, deadline, maxBytes: SIDECAR_MAX_BYTES, etag: null });
+      if (sigRes.status !== 200) throw new Refusal('signature', `${sidecar(target, '.sig').href}: HTTP ${sigRes.status}`);
+      const signature = decodeBase64(sigRes.body.toString('latin1').trim());
+      if (!signature || signature.length !== 64) throw new Refusal('signature', `${sidecar(target, '.sig').href} is not a base64 Ed25519 signature (64 bytes)`);
+      if (!this.#signatureValid(body, signature)) throw new Refusal('signature', `${url}: the Ed25519 signature does not match the list (wrong key or altered list)`);
+
+      // Authenticated bytes only from here on.
+      const format = formatOf(target.pathname) ?? formatOfType(res.headers['content-type']);
+      if (!format) throw new Refusal('format', `${url}: cannot tell CSV from JSON (path extension or Content-Type)`);
+      let text: string;
+      try {
+        text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+      } catch {
+        throw new Refusal('invalid', `${url}: the list is not valid UTF-8`);
+      }
+      const list = this.#parse(text, format, url);
+      const newEtag = typeof res.headers.etag === 'string' && res.headers.etag.length <= 256 ? res.headers.etag : null;
+      this.#install(list, { version: list.version, source: url, etag: newEtag, etag_url: newEtag ? url : null, loaded_at: this.#isoNow(), deltas_applied: 0 }, true);
+      await this.#persistNow();
+      return this.#replaced();
+    });
+  }
+
+  /** Applies a signed delta to the current list (see the module comment). */
+  applySignedDelta(body: Buffer, signature: Buffer): Promise<HotlistUpdate> {
+    return this.#run('delta', async () => {
+      if (!this.#key) throw new Refusal('no_key', 'no hotlist public key is configured: a delta cannot be verified');
+      if (!(body instanceof Uint8Array) || !(signature instanceof Uint8Array)) throw new Refusal('malformed', 'body and signature must be binary data');
+      if (body.byteLength > this.#opts.maxDeltaBytes) throw new Refusal('too_large', `delta has ${body.byteLength} bytes, the limit is ${this.#opts.maxDeltaBytes}`);
+      if (signature.byteLength !== 64) throw new Refusal('signature', `signature has ${signature.byteLength} bytes, Ed25519 needs 64`);
+      if (!this.#signatureValid(Buffer.from(body), Buffer.from(signature))) throw new Refusal('signature', 'the Ed25519 signature does not match the delta');
+
+      let doc: unknown;
+      try {
+        doc = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+      } catch {
+        throw new Refusal('malformed', 'delta is not UTF-8 JSON');
+      }
+      if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Refusal('malformed', 'delta must be a JSON object');
+      const d = doc as Record<string, unknown>;
+      const unknown = Object.keys(d).find((k) => !DELTA_FIELDS.has(k));
+      if (unknown !== undefined) throw new Refusal('malformed', `unknown field ${JSON.stringify(unknown.slice(0, 40))} in the delta`);
+      if (typeof d.base_version !== 'string' || !SHA256_HEX.test(d.base_version)) throw new Refusal('malformed', '"base_version" must be a SHA-256 in hex');
+      if (d.version !== undefined && (typeof d.version !== 'string' || !SHA256_HEX.test(d.version))) throw new Refusal('malformed', '"version" must be a SHA-256 in hex');
+      if (d.add !== undefined && !Array.isArray(d.add)) throw new Refusal('malformed', '"add" must be an array of entries');
+      if (d.remove !== undefined && !Array.isArray(d.remove)) throw new Refusal('malformed', '"remove" must be an array of plates');
+
+      const base = this.#current;
+      if (d.base_version.toLowerCase() !== base.version) {
+        throw new Refusal('base_version', `delta is for version ${d.base_version.slice(0, 12)}…, the current list is ${base.version.slice(0, 12)}…`);
+      }
+      let next: Hotlist;
+      try {
+        next = base.applyDelta({ add: (d.add ?? []) as HotlistEntryInput[], remove: (d.remove ?? []) as string[] }, { now: this.#opts.now() });
+      } catch (err) {
+        if (err instanceof HotlistError) throw new Refusal('invalid', `delta: ${err.message}`, err.errors);
+        throw err;
+      }
+      if (typeof d.version === 'string' && d.version.toLowerCase() !== next.version) {
+        throw new Refusal('version_mismatch', `delta announces version ${d.version.slice(0, 12)}…, applying it gives ${next.version.slice(0, 12)}…`);
+      }
+      this.#install(next, { ...this.#meta, version: next.version, deltas_applied: this.#meta.deltas_applied + 1 }, false);
+      this.#schedulePersist();
+      return this.#replaced();
+    });
+  }
+
+  /** Writes a pending cache update now. */
+  async flush(): Promise<void> {
+    if (this.#persistTimer || this.#dirty) await this.#persistNow();
+    else await this.#persisting;
+  }
+
+  /** Flushes the cache and stops the timer. */
+  async close(): Promise<void> {
+    await this.#queue.catch(() => undefined);
+    await this.flush();
+    clearTimeout(this.#persistTimer);
+    this.#persistTimer = undefined;
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /** Runs one update after the previous ones; a Refusal becomes a counted, logged rejection. */
+  #run(what: string, fn: () => Promise<HotlistUpdate>): Promise<HotlistUpdate> {
+    const result = this.#queue.then(async (): Promise<HotlistUpdate> => {
+      try {
+        return await fn();
+      } catch (err) {
+        const refusal = err instanceof Refusal ? err : new Refusal(what === 'delta' ? 'malformed' : 'io', (err as Error).message ?? String(err));
+        this.#rejected++;
+        this.#rejectedBy[refusal.reason] = (this.#rejectedBy[refusal.reason] ?? 0) + 1;
+        this.#lastError = `${refusal.reason}: ${refusal.message}`;
+        this.#lastErrorAt = this.#isoNow();
+        this.#opts.logger?.warn({ source: what, reason: refusal.reason, detail: refusal.message, errors: refusal.errors?.slice(0, 5) }, 'hotlist update refused, keeping the current list');
+        return { ok: false, reason: refusal.reason, detail: refusal.message, ...(refusal.errors ? { errors: refusal.errors } : {}) };
+      }
+    });
+    this.#queue = result;
+    return result;
+  }
+
+  #parse(text: string, format: HotlistFormat, where: string): Hotlist {
+    const r = Hotlist.parse(text, format, { now: this.#opts.now() });
+    if (!r.hotlist) {
+      const first = r.errors[0];
+      throw new Refusal('invalid', `${where}: ${r.invalidRows} invalid row(s)${first ? `, first at line ${first.line}: ${first.message}` : ''}; the whole list is refused`, r.errors);
+    }
+    return r.hotlist;
+  }
+
+  #install(list: Hotlist, meta: CacheMeta, log: boolean): void {
+    const previous = this.#current;
+    this.#current = list; // the only mutation readers can observe: one reference
+    this.#meta = meta;
+    this.#installed = true;
+    this.#updatedAt = this.#isoNow();
+    if (log || previous.version !== list.version) {
+      this.#opts.logger?.info({ source: meta.source, size: list.size, version: list.version, expired: list.expiredAtBuild, deltas: meta.deltas_applied }, 'hotlist installed');
+    }
+  }
+
+  #replaced(): HotlistUpdate {
+    return { ok: true, status: 'replaced', version: this.#current.version, size: this.#current.size };
+  }
+
+  #signatureValid(data: Buffer, signature: Buffer): boolean {
+    if (!this.#key) return false;
+    try {
+      return verifyBytes(null, data, this.#key, signature);
+    } catch {
+      return false;
+    }
+  }
+
+  #isoNow(): string {
+    return new Date(this.#opts.now()).toISOString();
+  }
+
+  #schedulePersist(): void {
+    this.#dirty = true;
+    if (this.#opts.deltaPersistDelayMs <= 0) {
+      void this.#persistNow();
+      return;
+    }
+    if (this.#persistTimer) return;
+    this.#persistTimer = setTimeout(() => {
+      this.#persistTimer = undefined;
+      void this.#persistNow();
+    }, this.#opts.deltaPersistDelayMs);
+    this.#persistTimer.unref();
+  }
+
+  /** Writes the current list to the cache; writes never overlap, the last state always lands. */
+  async #persistNow(): Promise<void> {
+    clearTimeout(this.#persistTimer);
+    this.#persistTimer = undefined;
+    this.#dirty = true;
+    while (this.#persisting) await this.#persisting;
+    if (!this.#dirty) return;
+    this.#dirty = false;
+    const list = this.#current;
+    const meta = this.#meta;
+    this.#persisting = writeCache(this.#cacheFile, list, meta)
+      .then(() => {
+        this.#cacheError = null;
+      })
+      .catch((err: unknown) => {
+        this.#cacheError = (err as Error).message;
+        this.#opts.logger?.warn({ file: this.#cacheFile, err: (err as Error).message }, 'hotlist cache not written');
+      })
+      .finally(() => {
+        this.#persisting = undefined;
+      });
+    await this.#persisting;
+  }
+}
+
+async function writeCache(file: string, list: Hotlist, meta: CacheMeta): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fh = await open(tmp, 'w', 0o640);
+  try {
+    await fh.write(`${CACHE_MAGIC}${JSON.stringify({ ...meta, version: list.version })}\n`);
+    for (const chunk of list.toCsv()) await fh.write(chunk);
+    await fh.sync();
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  await rename(tmp, file);
+  // The rename is durable only once the directory is.
+  const dir = await open(dirname(file), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+/** The header of a cache file, checked field by field. */
+function cacheMeta(value: unknown): CacheMeta {
+  if (typeof value !== 'object' || value === null) throw new Error('header is not an object');
+  const v = value as Record<string, unknown>;
+  const text = (k: string): string | null => {
+    const x = v[k];
+    if (x === null || x === undefined) return null;
+    if (typeof x !== 'string') throw new Error(`${k} is not a string`);
+    return x;
+  };
+  const version = text('version');
+  if (version === null || !SHA256_HEX.test(version)) throw new Error('no version');
+  const deltas = v.deltas_applied ?? 0;
+  if (typeof deltas !== 'number' || !Number.isSafeInteger(deltas) || deltas < 0) throw new Error('deltas_applied is not a count');
+  return { version, source: text('source'), etag: text('etag'), etag_url: text('etag_url'), loaded_at: text('loaded_at'), deltas_applied: deltas };
+}
+
+function formatOf(path: string): HotlistFormat | undefined {
+  const ext = extname(path).toLowerCase();
+  return ext === '.csv' ? 'csv' : ext === '.json' ? 'json' : undefined;
+}
+
+function formatOfType(type: string | undefined): HotlistFormat | undefined {
+  const t = (type ?? '').split(';')[0]!.trim().toLowerCase();
+  return t === 'text/csv' ? 'csv' : t === 'application/json' ? 'json' : undefined;
+}
+
+function sidecar(url: URL, suffix: string): URL {
+  const u = new URL(url.href);
+  u.pathname += suffix;
+  return u;
+}
+
+/** Canonical, padded base64 only. */
+function decodeBase64(text: string): Buffer | undefined {
+  if (text.length % 4 !== 0 || text.length > 1024 || !BASE64.test(text)) return undefined;
+  const bytes = Buffer.from(text, 'base64');
+  return bytes.toString('base64') === text ? bytes : undefined;
+}
+
+function ed25519PublicKey(pem: string): KeyObject {
+  if (typeof pem !== 'string') throw new TypeError('the hotlist key must be a PEM string');
+  let isPrivate = false;
+  try {
+    createPrivateKey(pem);
+    isPrivate = true;
+  } catch {
+    // Expected: a public key.
+  }
+  if (isPrivate) throw new Error('the hotlist key is a private key; devices need only the public key (openssl pkey -in cc.key -pubout)');
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch {
+    throw new Error('the hotlist key is not a readable PEM public key');
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`the hotlist key is a ${key.asymmetricKeyType ?? 'unknown'} key, not Ed25519`);
+  return key;
+}
+
+type GetOptions = FetchOptions & { deadline: number; maxBytes: number; etag: string | null };
+type GetResult = { status: number; headers: IncomingHttpHeaders; body: Buffer };
+
+/** One HTTPS GET with a size limit, a deadline and optional gzip; the body only with status 200. */
+function httpsGet(url: URL, opts: GetOptions): Promise<GetResult> {
+  return new Promise((resolve, reject) => {
+    const fail = (reason: HotlistRejectReason, message: string) => reject(new Refusal(reason, message));
+    const remaining = opts.deadline - Date.now();
+    if (remaining <= 0) return fail('io', `${url.href}: timed out`);
+    const headers: Record<string, string> = { 'accept-encoding': 'gzip', ...opts.headers };
+    if (opts.etag) headers['if-none-match'] = opts.etag;
+    const req = httpsRequest(url, {
+      method: 'GET',
+      headers,
+      ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
+      rejectUnauthorized: opts.rejectUnauthorized ?? true,
+      agent: false,
+    });
+    const timer = setTimeout(() => req.destroy(new Refusal('io', `${url.href}: timed out`)), remaining);
+    const done = () => clearTimeout(timer);
+    req.on('error', (err) => {
+      done();
+      reject(err instanceof Refusal ? err : new Refusal('io', `${url.href}: ${err.message}`));
+    });
+    req.on('response', (res) => {
+      const status = res.statusCode ?? 0;
+      if (status !== 200) {
+        // The caller decides what the status means; the body is not needed.
+        res.resume();
+        done();
+        return resolve({ status, headers: res.headers, body: Buffer.alloc(0) });
+      }
+      const declared = Number(res.headers['content-length']);
+      if (Number.isFinite(declared) && declared > opts.maxBytes) {
+        res.destroy();
+        done();
+        return fail('too_large', `${url.href}: ${declared} bytes, the limit is ${opts.maxBytes}`);
+      }
+      const encoding = (res.headers['content-encoding'] ?? 'identity').toLowerCase();
+      if (encoding !== 'identity' && encoding !== 'gzip') {
+        res.destroy();
+        done();
+        return fail('http', `${url.href}: unsupported Content-Encoding ${encoding}`);
+      }
+      const stream = encoding === 'gzip' ? res.pipe(createGunzip()) : res;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      stream.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > opts.maxBytes) {
+          res.destroy();
+          stream.destroy();
+          done();
+          fail('too_large', `${url.href}: more than ${opts.maxBytes} bytes`);
+          return;
+        }
+        chunks.push(chunk);
+      });
+      stream.on('error', (err) => {
+        done();
+        reject(err instanceof Refusal ? err : new Refusal('io', `${url.href}: ${err.message}`));
+      });
+      res.on('close', () => {
+        if (res.complete) return;
+        done();
+        fail('io', `${url.href}: connection closed before the end of the body`);
+      });
+      stream.on('end', () => {
+        done();
+        resolve({ status, headers: res.headers, body: Buffer.concat(chunks, size) });
+      });
+    });
+    req.end();
+  });
+}

@@ -1,0 +1,561 @@
+import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  confusableForm,
+  Hotlist,
+  HotlistError,
+  normalisePlate,
+  parseHotlistCsv,
+  parseHotlistJson,
+  type HotlistEntryInput,
+} from '../src/anpr/hotlist.js';
+import { HotlistStore, type HotlistUpdate } from '../src/anpr/hotlist-source.js';
+import { makeTlsFiles, type TlsFiles } from './helpers/tls.js';
+
+const NOW = Date.UTC(2025, 5, 15, 12, 0, 0); // 2025-06-15T12:00:00Z
+
+const entry = (plate: string, over: Partial<HotlistEntryInput> = {}): HotlistEntryInput => ({
+  plate,
+  reason: 'robo',
+  source: 'carabineros',
+  added: '2025-01-10',
+  expires: null,
+  ...over,
+});
+
+const plates = (list: Hotlist, read: string, fuzzy = true, now = NOW) =>
+  list.lookup(read, { fuzzy, now }).map((m) => `${m.kind}:${m.entry.plate}:${m.distance}`);
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'vigia-hotlist-'));
+  dirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function keyPair(): { pub: string; priv: KeyObject } {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  return { pub: publicKey.export({ type: 'spki', format: 'pem' }).toString(), priv: privateKey };
+}
+
+function expectOk(u: HotlistUpdate): Extract<HotlistUpdate, { ok: true }> {
+  if (!u.ok) throw new Error(`expected success, got ${u.reason}: ${u.detail}`);
+  return u;
+}
+
+function expectRefused(u: HotlistUpdate, reason: string): Extract<HotlistUpdate, { ok: false }> {
+  if (u.ok) throw new Error(`expected ${reason}, but the update was accepted (${u.status})`);
+  expect(u.reason, u.detail).toBe(reason);
+  return u;
+}
+
+const CSV_HEADER = 'plate,reason,source,added,expires\n';
+
+describe('Hotlist lookup', () => {
+  const list = Hotlist.fromEntries([entry('BBCL1Z'), entry('FHKT54'), entry('AB1234', { reason: 'encargo', source: 'pdi' })]);
+
+  it('finds exact matches whatever the separators and case of the read', () => {
+    expect(plates(list, 'FHKT54', false)).toEqual(['exact:FHKT54:0']);
+    expect(plates(list, 'fh·kt·54', false)).toEqual(['exact:FHKT54:0']);
+    expect(plates(list, 'AB-1234')).toEqual(['exact:AB1234:0']);
+    const [m] = list.lookup('ab 1234', { now: NOW });
+    expect(m?.entry).toEqual({ plate: 'AB1234', reason: 'encargo', source: 'pdi', added: '2025-01-10', expires: null });
+    expect(list.lookup('ZZZZ99', { fuzzy: true, now: NOW })).toEqual([]);
+  });
+
+  it('finds confusable matches at one or two positions only with fuzzy', () => {
+    expect(plates(list, 'BBCL12')).toEqual(['confusable:BBCL1Z:1']);
+    expect(plates(list, '8BCL12')).toEqual(['confusable:BBCL1Z:2']);
+    expect(plates(list, 'BBCLIZ')).toEqual(['confusable:BBCL1Z:1']);
+    expect(plates(list, 'A8I234')).toEqual(['confusable:AB1234:2']);
+    expect(plates(list, 'BBCL12', false)).toEqual([]);
+  });
+
+  it('does not match different letters, three confusions or another length', () => {
+    expect(plates(list, 'BBCL13')).toEqual([]); // 3 and Z are not confusable
+    expect(plates(list, 'BBCK1Z')).toEqual([]); // K is not L
+    expect(plates(list, 'PBCL1Z')).toEqual([]); // P is not B
+    expect(plates(list, '88CL12')).toEqual([]); // three positions
+    expect(plates(list, 'BBCL1')).toEqual([]);
+    expect(plates(list, 'BBCL1Z0')).toEqual([]);
+    expect(plates(list, 'BB#CL1Z')).toEqual([]); // not a plate
+  });
+
+  it('returns exact matches first, then confusable ones by distance', () => {
+    const l = Hotlist.fromEntries([entry('8BCL1Z'), entry('BBCL12'), entry('BBCL1Z')]);
+    expect(plates(l, 'BBCL12')).toEqual(['exact:BBCL12:0', 'confusable:BBCL1Z:1', 'confusable:8BCL1Z:2']);
+  });
+
+  it('uses the documented classes', () => {
+    expect(confusableForm('ODQ0')).toBe('0000');
+    expect(confusableForm('BBCL1Z')).toBe('88CL12');
+    expect(confusableForm('GTAS')).toBe('6745');
+    expect(confusableForm('LJUC3')).toBe('LJUC3');
+    expect(normalisePlate(' bb-cl.12 ')).toBe('BBCL12');
+    expect(normalisePlate('BBÑL12')).toBeNull();
+    expect(normalisePlate('ABCDEFGHIJK')).toBeNull();
+  });
+
+  it('never matches an expired entry; a date expires at the end of that day (UTC)', () => {
+    const l = Hotlist.fromEntries(
+      [
+        entry('GHJK11', { expires: '2025-06-14' }),
+        entry('GHJK22', { expires: '2025-06-15' }),
+        entry('GHJK33', { expires: '2025-06-15T08:00:00-03:00' }), // 11:00Z
+        entry('GHJK44', { expires: '2025-06-15T12:00:00Z' }),
+      ],
+      { now: NOW },
+    );
+    expect(l.expiredAtBuild).toBe(2);
+    expect(plates(l, 'GHJK11')).toEqual([]);
+    expect(plates(l, 'GHJK22')).toEqual(['exact:GHJK22:0']);
+    expect(plates(l, 'GHJK22', true, Date.UTC(2025, 5, 15, 23, 59, 59, 999))).toEqual(['exact:GHJK22:0']);
+    expect(plates(l, 'GHJK22', true, Date.UTC(2025, 5, 16))).toEqual([]);
+    expect(plates(l, 'GHJK33')).toEqual([]);
+    expect(plates(l, 'GHJK44')).toEqual(['exact:GHJK44:0']); // expires == now is not yet expired
+    expect(plates(l, 'GHJK44', true, NOW + 1)).toEqual([]);
+    expect(plates(l, 'GHJK11', true, Date.UTC(2025, 5, 14, 20))).toEqual(['exact:GHJK11:0']);
+    // A confusable candidate that expired is not returned either.
+    expect(plates(l, 'GHJKI1', true, Date.UTC(2025, 5, 14, 20))).toEqual(['confusable:GHJK11:1']);
+    expect(plates(l, 'GHJKI1')).toEqual([]);
+  });
+
+  it('keeps several entries of one plate, drops identical ones', () => {
+    const l = Hotlist.fromEntries([entry('KLPR12'), entry('KLPR12', { source: 'pdi' }), entry('kl-pr-12')]);
+    expect(l.size).toBe(2);
+    expect(l.lookup('KLPR12', { now: NOW }).map((m) => m.entry.source)).toEqual(['carabineros', 'pdi']);
+  });
+
+  it('refuses invalid entries as a whole, listing each', () => {
+    let caught: unknown;
+    try {
+      Hotlist.fromEntries([entry('BBCL12'), entry('BB$L12'), entry('CCDD12', { added: '2025-02-30' }), entry('CCDD13', { reason: 'a\tb' })]);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(HotlistError);
+    expect((caught as HotlistError).errors.map((e) => e.line)).toEqual([2, 3, 4]);
+  });
+});
+
+describe('Hotlist version and deltas', () => {
+  it('is the SHA-256 of the sorted canonical lines, whatever the input order and form', () => {
+    const a = Hotlist.fromEntries([
+      entry('ZZ1234', { reason: 'robo con violencia', expires: '2026-01-01T03:00:00-03:00' }),
+      entry('bb-cl-12', { added: '2025-01-10T10:00:00Z' }),
+      entry('BBCL12', { source: 'pdi' }),
+    ]);
+    const lines = [
+      'ZZ1234\trobo con violencia\tcarabineros\t2025-01-10\t2026-01-01T06:00:00.000Z\n',
+      'BBCL12\trobo\tcarabineros\t2025-01-10T10:00:00.000Z\t\n',
+      'BBCL12\trobo\tpdi\t2025-01-10\t\n',
+    ].map((l) => Buffer.from(l));
+    lines.sort(Buffer.compare);
+    expect(a.version).toBe(createHash('sha256').update(Buffer.concat(lines)).digest('hex'));
+    expect(Hotlist.fromEntries([entry('BBCL12', { added: '2025-01-10T10:00:00.5-03:00' })]).entries().next().value?.added).toBe('2025-01-10T13:00:00.500Z');
+    const b = Hotlist.fromEntries([...a.entries()].reverse());
+    expect(b.version).toBe(a.version);
+    expect(Hotlist.empty().version).toBe(createHash('sha256').digest('hex'));
+  });
+
+  it('applyDelta returns a new list and leaves the old one untouched', () => {
+    const base = Hotlist.fromEntries([entry('BBCL12'), entry('FHKT54'), entry('AB1234')]);
+    const next = base.applyDelta({ remove: ['fh-kt-54'], add: [entry('XYWV98', { source: 'municipal' })] });
+    expect([...next.entries()].map((e) => e.plate)).toEqual(['AB1234', 'BBCL12', 'XYWV98']);
+    expect(next.lookup('XYWV98', { now: NOW })[0]?.entry.source).toBe('municipal');
+    expect(plates(next, 'FHKT54')).toEqual([]);
+    expect([...base.entries()].map((e) => e.plate)).toEqual(['AB1234', 'BBCL12', 'FHKT54']);
+    expect(plates(base, 'FHKT54')).toEqual(['exact:FHKT54:0']);
+    expect(next.version).toBe(Hotlist.fromEntries([entry('BBCL12'), entry('AB1234'), entry('XYWV98', { source: 'municipal' })]).version);
+    expect(() => base.applyDelta({ add: [entry('')] })).toThrow(HotlistError);
+  });
+
+  it('round-trips through CSV', () => {
+    const l = Hotlist.fromEntries([entry('BBCL12', { reason: 'robo, "con" violencia' }), entry('XY1234', { expires: '2030-12-31' })]);
+    const parsed = Hotlist.parse([...l.toCsv()].join(''), 'csv');
+    expect(parsed.hotlist?.version).toBe(l.version);
+  });
+});
+
+describe('parsing files', () => {
+  it('reads CSV with BOM, CRLF, quoted fields, blank lines, extra columns and any column order', () => {
+    const text =
+      '\uFEFFPlate,Source,Reason,Added,Expires,notes\r\n' +
+      'BB-CL-12,carabineros,"robo, con ""violencia""",2025-01-10,,x\r\n' +
+      '\r\n' +
+      'AB1234 , municipal , encargo ,2025-01-12,2026-01-01,"a\r\nb"\r\n' +
+      'FHKT54,pdi,robo,2025-01-11T09:30:00-03:00,,\r\n';
+    const r = parseHotlistCsv(text);
+    expect(r.errors).toEqual([]);
+    expect(r.entries).toEqual([
+      { plate: 'BB-CL-12', reason: 'robo, con "violencia"', source: 'carabineros', added: '2025-01-10', expires: null },
+      { plate: 'AB1234', reason: 'encargo', source: 'municipal', added: '2025-01-12', expires: '2026-01-01' },
+      { plate: 'FHKT54', reason: 'robo', source: 'pdi', added: '2025-01-11T09:30:00-03:00', expires: null },
+    ]);
+    const l = Hotlist.fromEntries(r.entries);
+    expect([...l.entries()].map((e) => `${e.plate} ${e.added}`)).toEqual(['AB1234 2025-01-12', 'BBCL12 2025-01-10', 'FHKT54 2025-01-11T12:30:00.000Z']);
+    expect(Hotlist.parse(text, 'csv').hotlist?.version).toBe(l.version);
+  });
+
+  it('reports each bad CSV row with the line it starts on, and Hotlist.parse refuses the file', () => {
+    const text =
+      CSV_HEADER + // 1
+      'BBCL12,robo,carabineros,2025-01-10,\n' + // 2 ok
+      'BB$L12,robo,carabineros,2025-01-10,\n' + // 3 bad plate
+      'FHKT54,"robo\ncon salto",pdi,2025-01-10,\n' + // 4-5 newline inside reason
+      'AB1234,robo,pdi,10/01/2025,\n' + // 6 bad date
+      'AB1235,robo,pdi,2025-01-10\n' + // 7 four fields
+      'AB1236,,pdi,2025-01-10,\n' + // 8 empty reason
+      'AB1237,robo,pdi,2025-01-10,2025-13-01\n' + // 9 bad expiry
+      'CD5678,robo,pdi,2025-01-10,\n'; // 10 ok
+    const r = parseHotlistCsv(text);
+    expect(r.errors.map((e) => e.line)).toEqual([3, 4, 6, 7, 8, 9]);
+    expect(r.errors[0]?.message).toMatch(/plate/);
+    expect(r.errors[2]?.message).toMatch(/added/);
+    expect(r.errors[3]?.message).toMatch(/expected 5 fields, found 4/);
+    expect(r.invalidRows).toBe(6);
+    expect(r.entries.map((e) => e.plate)).toEqual(['BBCL12', 'CD5678']);
+    const whole = Hotlist.parse(text, 'csv');
+    expect(whole.hotlist).toBeNull();
+    expect(whole.errors).toEqual(r.errors);
+  });
+
+  it('refuses a CSV without the right header or with a broken quote', () => {
+    expect(parseHotlistCsv('plate,reason,source,added\nBBCL12,robo,pdi,2025-01-10\n').errors).toEqual([
+      { line: 1, message: expect.stringMatching(/missing expires/) as unknown as string },
+    ]);
+    expect(parseHotlistCsv('').errors[0]?.message).toMatch(/no header/);
+    const broken = parseHotlistCsv(CSV_HEADER + 'BBCL12,robo,pdi,2025-01-10,\nFHKT54,"robo,pdi,2025-01-10,\nXY1234,robo,pdi,2025-01-10,\n');
+    expect(broken.errors).toEqual([{ line: 3, message: 'quoted field is never closed' }]);
+    expect(parseHotlistCsv(CSV_HEADER + 'BBCL12,ro"bo,pdi,2025-01-10,\n').errors[0]?.line).toBe(2);
+  });
+
+  it('reads JSON as an array or {entries}, and reports bad elements by line', () => {
+    const good = parseHotlistJson(JSON.stringify([entry('BBCL12'), entry('FHKT54', { expires: '2026-01-01' })]));
+    expect(good.errors).toEqual([]);
+    expect(good.entries.map((e) => e.plate)).toEqual(['BBCL12', 'FHKT54']);
+
+    const text = [
+      '{',
+      '  "generated": "2025-06-15",',
+      '  "entries": [',
+      '    {"plate": "BBCL12", "reason": "robo", "source": "pdi", "added": "2025-01-10", "expires": null},',
+      '    {"plate": "BB$L12", "reason": "robo", "source": "pdi", "added": "2025-01-10"},',
+      '    {',
+      '      "plate": "FHKT54", "reason": "robo", "source": "pdi",',
+      '      "added": 20250110',
+      '    },',
+      '    "AB1234",',
+      '    {"plate": "XY1234", "reason": "robo", "source": "pdi", "added": "2025-01-10", "note": "ignored"}',
+      '  ]',
+      '}',
+    ].join('\n');
+    const r = parseHotlistJson(text);
+    expect(r.errors.map((e) => e.line)).toEqual([5, 6, 10]);
+    expect(r.errors[1]?.message).toMatch(/entry 3: added/);
+    expect(r.entries.map((e) => e.plate)).toEqual(['BBCL12', 'XY1234']);
+    expect(Hotlist.parse(text, 'json').hotlist).toBeNull();
+
+    const syntax = parseHotlistJson('[\n{"plate": "BBCL12",\n}\n]');
+    expect(syntax.errors).toHaveLength(1);
+    expect(syntax.errors[0]?.line).toBe(3);
+    expect(parseHotlistJson('{"list": []}').errors[0]?.message).toMatch(/expected an array/);
+  });
+});
+
+describe('HotlistStore: local files, deltas, cache', () => {
+  it('loads files by extension, refuses a bad file whole and keeps the previous list', async () => {
+    const dir = tempDir();
+    const store = new HotlistStore({ dataDir: join(dir, 'data'), now: () => NOW });
+    writeFileSync(join(dir, 'a.csv'), CSV_HEADER + 'BBCL12,robo,pdi,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n');
+    writeFileSync(join(dir, 'b.json'), JSON.stringify({ entries: [entry('XY1234')] }));
+    writeFileSync(join(dir, 'bad.csv'), CSV_HEADER + 'ZZZZ99,robo,pdi,2025-01-10,\nBB$L12,robo,pdi,2025-01-10,\n');
+    writeFileSync(join(dir, 'c.txt'), 'x');
+
+    expect(expectOk(await store.load(join(dir, 'a.csv'))).size).toBe(2);
+    const v1 = store.current().version;
+    const bad = expectRefused(await store.load(join(dir, 'bad.csv')), 'invalid');
+    expect(bad.detail).toMatch(/line 3/);
+    expect(bad.errors?.[0]?.line).toBe(3);
+    expect(store.current().version).toBe(v1);
+    expect(store.current().lookup('ZZZZ99', { now: NOW })).toEqual([]); // the valid row of the bad file is not loaded either
+    expectRefused(await store.load(join(dir, 'c.txt')), 'format');
+    expectRefused(await store.load(join(dir, 'missing.csv')), 'io');
+    const s = store.stats();
+    expect(s).toMatchObject({ size: 2, version: v1, source: join(dir, 'a.csv'), rejected: 3, rejected_by: { invalid: 1, format: 1, io: 1 } });
+    expect(s.last_error).toMatch(/^io: cannot read/);
+
+    expect(expectOk(await store.load(join(dir, 'b.json'))).size).toBe(1);
+    expect(store.current().lookup('XY1234', { now: NOW })).toHaveLength(1);
+    await store.close();
+  });
+
+  it('replaces atomically: a reader holding the old list keeps a consistent view', async () => {
+    const dir = tempDir();
+    const store = new HotlistStore({ dataDir: dir, now: () => NOW });
+    const first = Array.from({ length: 5000 }, (_, i) => `AA${String(i).padStart(4, '0')}`);
+    writeFileSync(join(dir, 'one.csv'), CSV_HEADER + first.map((p) => `${p},robo,pdi,2025-01-10,\n`).join(''));
+    writeFileSync(join(dir, 'two.csv'), CSV_HEADER + 'BBCL12,robo,pdi,2025-01-10,\n');
+    await store.load(join(dir, 'one.csv'));
+
+    const held = store.current();
+    const version = held.version;
+    const iterator = held.entries()[Symbol.iterator]();
+    const firstSeen = iterator.next().value;
+    const loading = store.load(join(dir, 'two.csv')); // runs while the reader is mid-iteration
+    await loading;
+    expect(store.current().size).toBe(1);
+    expect(store.current().lookup('AA0000', { now: NOW })).toEqual([]);
+
+    // The held instance is unchanged: same size, version, every entry, lookups.
+    const rest = [...{ [Symbol.iterator]: () => iterator }];
+    expect([firstSeen, ...rest].map((e) => e?.plate)).toEqual(first);
+    expect(held.size).toBe(5000);
+    expect(held.version).toBe(version);
+    expect(held.lookup('AA4999', { now: NOW })).toHaveLength(1);
+    expect(held.lookup('BBCL12', { now: NOW })).toEqual([]);
+    await store.close();
+  });
+
+  it('applies a signed delta to its base version only', async () => {
+    const { pub, priv } = keyPair();
+    const dir = tempDir();
+    const store = new HotlistStore({ dataDir: dir, publicKey: pub, now: () => NOW, deltaPersistDelayMs: 0 });
+    writeFileSync(join(dir, 'a.csv'), CSV_HEADER + 'BBCL12,robo,pdi,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n');
+    await store.load(join(dir, 'a.csv'));
+    const base = store.current();
+    const delta = (over: Record<string, unknown>) => Buffer.from(JSON.stringify({ base_version: base.version, add: [entry('XY1234')], remove: ['FHKT54'], ...over }));
+    const body = delta({});
+
+    // Wrong signer, truncated signature: refused before anything is parsed.
+    expectRefused(await store.applySignedDelta(body, sign(null, body, keyPair().priv)), 'signature');
+    expectRefused(await store.applySignedDelta(body, sign(null, body, priv).subarray(0, 63)), 'signature');
+    // Signed but for another list.
+    const other = delta({ base_version: createHash('sha256').update('other').digest('hex') });
+    expectRefused(await store.applySignedDelta(other, sign(null, other, priv)), 'base_version');
+    // Signed, right base, but announcing a result it does not produce.
+    const lying = delta({ version: base.version });
+    expectRefused(await store.applySignedDelta(lying, sign(null, lying, priv)), 'version_mismatch');
+    const unknown = delta({ replace: true });
+    expectRefused(await store.applySignedDelta(unknown, sign(null, unknown, priv)), 'malformed');
+    const invalid = delta({ add: [entry('BB$L12')] });
+    expectRefused(await store.applySignedDelta(invalid, sign(null, invalid, priv)), 'invalid');
+    expect(store.current()).toBe(base);
+
+    const expected = base.applyDelta({ add: [entry('XY1234')], remove: ['FHKT54'] });
+    const announced = delta({ version: expected.version });
+    const ok = expectOk(await store.applySignedDelta(announced, sign(null, announced, priv)));
+    expect(ok).toMatchObject({ status: 'replaced', size: 2, version: expected.version });
+    expect(store.current().lookup('XY1234', { now: NOW })).toHaveLength(1);
+    expect(store.current().lookup('FHKT54', { now: NOW })).toEqual([]);
+    expect(base.lookup('FHKT54', { now: NOW })).toHaveLength(1);
+
+    // The same delta again: its base is no longer current.
+    expectRefused(await store.applySignedDelta(announced, sign(null, announced, priv)), 'base_version');
+    expect(store.stats()).toMatchObject({ deltas_applied: 1, rejected: 7, rejected_by: { signature: 2, base_version: 2, version_mismatch: 1, malformed: 1, invalid: 1 } });
+    await store.close();
+
+    const noKey = new HotlistStore({ dataDir: tempDir() });
+    expectRefused(await noKey.applySignedDelta(body, sign(null, body, priv)), 'no_key');
+    expect(() => new HotlistStore({ dataDir: dir, publicKey: 'not a key' })).toThrow(/PEM/);
+  });
+
+  it('reloads the last good list from the cache after a restart, and ignores a damaged cache', async () => {
+    const { pub, priv } = keyPair();
+    const dir = tempDir();
+    const dataDir = join(dir, 'data');
+    const first = new HotlistStore({ dataDir, publicKey: pub, now: () => NOW });
+    writeFileSync(join(dir, 'a.csv'), CSV_HEADER + 'BBCL1Z,"robo, con violencia",carabineros,2025-01-10,2030-01-01\nFHKT54,robo,pdi,2025-01-10T10:00:00Z,\n');
+    await first.load(join(dir, 'a.csv'));
+    const body = Buffer.from(JSON.stringify({ base_version: first.current().version, add: [entry('XY1234')] }));
+    expectOk(await first.applySignedDelta(body, sign(null, body, priv))); // persisted later (5 min)...
+    await first.close(); // ...or at close
+    const version = first.current().version;
+
+    const second = new HotlistStore({ dataDir, publicKey: pub, now: () => NOW });
+    expect(second.current().size).toBe(0);
+    expect(expectOk(await second.open()).version).toBe(version);
+    expect(second.current().size).toBe(3);
+    expect(plates(second.current(), 'BBCL12')).toEqual(['confusable:BBCL1Z:1']);
+    expect(second.stats()).toMatchObject({ source: join(dir, 'a.csv'), deltas_applied: 1, version });
+    // Deltas keep working on the reloaded list.
+    const next = Buffer.from(JSON.stringify({ base_version: version, remove: ['XY1234'] }));
+    expectOk(await second.applySignedDelta(next, sign(null, next, priv)));
+    await second.close();
+
+    const cache = join(dataDir, 'hotlist.cache');
+    const lines = readFileSync(cache, 'utf8').split('\n');
+    writeFileSync(cache, lines.map((l) => l.replace('FHKT54', 'FHKT55')).join('\n'));
+    const third = new HotlistStore({ dataDir, now: () => NOW });
+    expectRefused(await third.open(), 'cache');
+    expect(third.current().size).toBe(0);
+    expect(third.stats().last_error).toMatch(/holds version/);
+
+    const fresh = new HotlistStore({ dataDir: join(dir, 'nothing-here') });
+    expectOk(await fresh.open());
+    expect(fresh.current().size).toBe(0);
+  });
+});
+
+describe('HotlistStore: HTTPS', () => {
+  let tls: TlsFiles;
+  let server: Server;
+  let base: string;
+  const signer = keyPair();
+  const files = new Map<string, { body: Buffer; etag?: string; gzip?: boolean; delayMs?: number }>();
+  const requests: Array<{ path: string; ifNoneMatch: string | undefined }> = [];
+
+  /** Publishes a list with its .sha256 and .sig (signed by `key`, digest of `digestOf`). */
+  function publish(path: string, text: string, opts: { key?: KeyObject; digestOf?: string; etag?: string; gzip?: boolean; delayMs?: number } = {}) {
+    const body = Buffer.from(text);
+    files.set(path, { body, etag: opts.etag, gzip: opts.gzip, delayMs: opts.delayMs });
+    files.set(`${path}.sha256`, { body: Buffer.from(`${createHash('sha256').update(opts.digestOf ?? text).digest('hex')}  list\n`) });
+    files.set(`${path}.sig`, { body: Buffer.from(sign(null, body, opts.key ?? signer.priv).toString('base64') + '\n') });
+  }
+
+  beforeAll(async () => {
+    tls = makeTlsFiles();
+    server = createServer({ cert: readFileSync(tls.serverCert), key: readFileSync(tls.serverKey) }, (req, res) => {
+      const path = new URL(req.url ?? '/', 'https://x').pathname;
+      const ifNoneMatch = req.headers['if-none-match'];
+      requests.push({ path, ifNoneMatch });
+      if (path === '/truncated.csv') {
+        res.writeHead(200, { 'content-length': '1000' });
+        res.write(CSV_HEADER);
+        return void setTimeout(() => req.socket.destroy(), 20);
+      }
+      const f = files.get(path);
+      if (!f) return void res.writeHead(404).end();
+      if (f.etag && ifNoneMatch === f.etag) return void res.writeHead(304, { etag: f.etag }).end();
+      const headers: Record<string, string> = {};
+      if (f.etag) headers.etag = f.etag;
+      const send = () => {
+        if (f.gzip && /gzip/.test(String(req.headers['accept-encoding']))) {
+          headers['content-encoding'] = 'gzip';
+          return void res.writeHead(200, headers).end(gzipSync(f.body));
+        }
+        res.writeHead(200, headers).end(f.body);
+      };
+      if (f.delayMs) setTimeout(send, f.delayMs);
+      else send();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `https://localhost:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  const listA = CSV_HEADER + 'BBCL1Z,robo,carabineros,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n';
+  const listB = CSV_HEADER + 'XY1234,robo,pdi,2025-01-10,\n';
+
+  function newStore() {
+    return new HotlistStore({ dataDir: tempDir(), publicKey: signer.pub, now: () => NOW });
+  }
+
+  it('accepts a list with a good digest and signature, then uses the ETag (304 keeps it)', async () => {
+    publish('/a/hotlist.csv', listA, { etag: '"v1"', gzip: true });
+    const store = newStore();
+    const ca = readFileSync(tls.caFile);
+    const url = `${base}/a/hotlist.csv`;
+    const first = expectOk(await store.fetch(url, { ca }));
+    expect(first).toMatchObject({ status: 'replaced', size: 2 });
+    expect(plates(store.current(), 'BBCL12')).toEqual(['confusable:BBCL1Z:1']);
+    expect(store.stats()).toMatchObject({ source: url, etag: '"v1"', rejected: 0 });
+
+    requests.length = 0;
+    const again = expectOk(await store.fetch(url, { ca }));
+    expect(again.status).toBe('not_modified');
+    expect(requests).toEqual([{ path: '/a/hotlist.csv', ifNoneMatch: '"v1"' }]);
+    expect(store.current().version).toBe(first.version);
+
+    // A new version on the server replaces it.
+    publish('/a/hotlist.csv', listB, { etag: '"v2"' });
+    expect(expectOk(await store.fetch(url, { ca })).status).toBe('replaced');
+    expect(store.current().size).toBe(1);
+    expect(store.stats().etag).toBe('"v2"');
+    await store.close();
+  });
+
+  it('refuses a body whose SHA-256 does not match and keeps the previous list', async () => {
+    publish('/b/ok.csv', listA);
+    publish('/b/hotlist.csv', listB, { digestOf: listB + 'tampered' });
+    const store = newStore();
+    const ca = readFileSync(tls.caFile);
+    expectOk(await store.fetch(`${base}/b/ok.csv`, { ca }));
+    const version = store.current().version;
+    const r = expectRefused(await store.fetch(`${base}/b/hotlist.csv`, { ca }), 'digest');
+    expect(r.detail).toMatch(/SHA-256/);
+    expect(store.current().version).toBe(version);
+    expect(store.stats()).toMatchObject({ rejected: 1, rejected_by: { digest: 1 }, source: `${base}/b/ok.csv` });
+    expect(store.stats().last_error).toMatch(/^digest:/);
+    files.delete('/b/hotlist.csv.sha256');
+    expectRefused(await store.fetch(`${base}/b/hotlist.csv`, { ca }), 'digest');
+    expect(store.current().version).toBe(version);
+    await store.close();
+  });
+
+  it('refuses a list signed by another key, or unsigned, and keeps the previous list', async () => {
+    publish('/c/ok.csv', listA);
+    publish('/c/forged.csv', listB, { key: keyPair().priv });
+    publish('/c/unsigned.csv', listB);
+    files.delete('/c/unsigned.csv.sig');
+    publish('/c/garbled.csv', listB);
+    files.set('/c/garbled.csv.sig', { body: Buffer.from('not base64!') });
+    const store = newStore();
+    const ca = readFileSync(tls.caFile);
+    expectOk(await store.fetch(`${base}/c/ok.csv`, { ca }));
+    const version = store.current().version;
+    expect(expectRefused(await store.fetch(`${base}/c/forged.csv`, { ca }), 'signature').detail).toMatch(/does not match/);
+    expectRefused(await store.fetch(`${base}/c/unsigned.csv`, { ca }), 'signature');
+    expectRefused(await store.fetch(`${base}/c/garbled.csv`, { ca }), 'signature');
+    expect(store.current().version).toBe(version);
+    expect(store.stats()).toMatchObject({ rejected: 3, rejected_by: { signature: 3 } });
+    await store.close();
+  });
+
+  it('refuses an untrusted server, plain http, a missing list and a list with bad rows', async () => {
+    publish('/d/ok.csv', listA);
+    publish('/d/bad.csv', CSV_HEADER + 'XY1234,robo,pdi,2025-01-10,\nBB$L12,robo,pdi,2025-01-10,\n');
+    const store = newStore();
+    const ca = readFileSync(tls.caFile);
+    expectRefused(await store.fetch(`${base}/d/ok.csv`), 'io'); // the test CA is not trusted by default
+    expectRefused(await store.fetch(`http://localhost:1/d/ok.csv`), 'http');
+    expectRefused(await store.fetch(`${base}/d/none.csv`, { ca }), 'http');
+    expect(expectRefused(await store.fetch(`${base}/truncated.csv`, { ca }), 'io').detail).toMatch(/closed|aborted|reset/);
+    expect(store.current().size).toBe(0);
+    expectOk(await store.fetch(`${base}/d/ok.csv`, { ca }));
+    const bad = expectRefused(await store.fetch(`${base}/d/bad.csv`, { ca }), 'invalid');
+    expect(bad.errors?.[0]?.line).toBe(3);
+    expect(store.current().size).toBe(2);
+    const noKey = new HotlistStore({ dataDir: tempDir() });
+    expectRefused(await noKey.fetch(`${base}/d/ok.csv`, { ca }), 'no_key');
+    await store.close();
+  });
+
+  it('runs updates one at a time: a delta sent during a fetch is checked against the fetched list', async () => {
+    publish('/e/first.csv', listA);
+    publish('/e/second.csv', listB, { delayMs: 300 });
+    const store = newStore();
+    const ca = readFileSync(tls.caFile);
+    expectOk(await store.fetch(`${base}/e/first.csv`, { ca }));
+    const before = store.current().version;
+    const delta = Buffer.from(JSON.stringify({ base_version: before, add: [entry('KLPR12')] }));
+    const fetching = store.fetch(`${base}/e/second.csv`, { ca });
+    const applying = store.applySignedDelta(delta, sign(null, delta, signer.priv)); // arrives while the fetch is in flight
+    expect(store.current().version).toBe(before);
+    expectOk(await fetching);
+    expectRefused(await applying, 'base_version');
+    expect([...store.current().entries()].map((e) => e.plate)).toEqual(['XY1234']);
+    await store.close();
+  });
+});
