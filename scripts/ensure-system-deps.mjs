@@ -6,7 +6,7 @@
 // Usage: node scripts/ensure-system-deps.mjs   (also runs as `pretest`)
 
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** Program needed on the machine → Debian/Ubuntu package that provides it. */
@@ -17,6 +17,9 @@ const REQUIRED = [
   { program: 'openssl', pkg: 'openssl' },
   { program: 'socat', pkg: 'socat' },
   { program: 'ffmpeg', pkg: 'ffmpeg' },
+  { program: 'mosquitto_passwd', pkg: 'mosquitto' },
+  // The ANPR tests render synthetic plates with this font (sharp/librsvg).
+  { file: '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf', program: 'DejaVu Sans Bold font', pkg: 'fonts-dejavu-core' },
 ];
 
 /** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */
@@ -42,7 +45,7 @@ function findProgram(name) {
 }
 
 function missingEntries() {
-  return REQUIRED.filter(({ program }) => findProgram(program) === null);
+  return REQUIRED.filter(({ program, file }) => (file ? !existsSync(file) : findProgram(program) === null));
 }
 
 function packagesFor(entries) {
