@@ -414,7 +414,7 @@ describe('command key checks', () => {
     writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
     const withPriv = join(dir, 'priv.yaml');
     writeFileSync(withPriv, base + `  auth: ed25519\n  key: {file: ${priv}}\n`);
-    expect(() => loadConfig(withPriv)).toThrow(/commands\.key: this is a private key/);
+    expect(() => loadConfig(withPriv)).toThrow(/commands\.key: the key is a private key/);
     const withPub = join(dir, 'pub.yaml');
     writeFileSync(withPub, base + `  auth: ed25519\n  key: {file: ${pub}}\n`);
     expect(loadConfig(withPub).commands.auth).toBe('ed25519');

@@ -44,13 +44,14 @@
  *
  * Nothing is downloaded except the URL the operator configured.
  */
-import { createHash, createPrivateKey, createPublicKey, verify as verifyBytes, type KeyObject } from 'node:crypto';
+import { createHash, verify as verifyBytes, type KeyObject } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { dirname, extname, join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Hotlist, HotlistError, type HotlistEntryInput, type HotlistFormat, type HotlistRowError } from './hotlist.js';
+import { decodeCanonicalBase64, ed25519PublicKey } from '../core/keys.js';
 
 export type HotlistStoreOptions = {
   /** Directory for the cache of the last good list (created when missing). */
@@ -123,7 +124,6 @@ const CACHE_FILE = 'hotlist.cache';
 const CACHE_MAGIC = '# vigia-hotlist-cache 1 ';
 const SIDECAR_MAX_BYTES = 4096;
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const DELTA_FIELDS = new Set(['base_version', 'add', 'remove', 'version']);
 
 type CacheMeta = { version: string; source: string | null; etag: string | null; etag_url: string | null; loaded_at: string | null; deltas_applied: number };
@@ -167,7 +167,7 @@ export class HotlistStore {
       deltaPersistDelayMs: opts.deltaPersistDelayMs ?? 5 * 60_000,
       logger: opts.logger,
     };
-    this.#key = opts.publicKey === undefined ? undefined : ed25519PublicKey(opts.publicKey);
+    this.#key = opts.publicKey === undefined ? undefined : ed25519PublicKey(opts.publicKey, 'the hotlist key');
     this.#cacheFile = join(opts.dataDir, CACHE_FILE);
   }
 
@@ -286,7 +286,7 @@ export class HotlistStore {
 
       const sigRes = await httpsGet(sidecar(target, '.sig'), { ...opts, deadline, maxBytes: SIDECAR_MAX_BYTES, etag: null });
       if (sigRes.status !== 200) throw new Refusal('signature', `${sidecar(target, '.sig').href}: HTTP ${sigRes.status}`);
-      const signature = decodeBase64(sigRes.body.toString('latin1').trim());
+      const signature = decodeCanonicalBase64(sigRes.body.toString('latin1').trim());
       if (!signature || signature.length !== 64) throw new Refusal('signature', `${sidecar(target, '.sig').href} is not a base64 Ed25519 signature (64 bytes)`);
       if (!this.#signatureValid(body, signature)) throw new Refusal('signature', `${url}: the Ed25519 signature does not match the list (wrong key or altered list)`);
 
@@ -517,33 +517,6 @@ function sidecar(url: URL, suffix: string): URL {
   const u = new URL(url.href);
   u.pathname += suffix;
   return u;
-}
-
-/** Canonical, padded base64 only. */
-function decodeBase64(text: string): Buffer | undefined {
-  if (text.length % 4 !== 0 || text.length > 1024 || !BASE64.test(text)) return undefined;
-  const bytes = Buffer.from(text, 'base64');
-  return bytes.toString('base64') === text ? bytes : undefined;
-}
-
-function ed25519PublicKey(pem: string): KeyObject {
-  if (typeof pem !== 'string') throw new TypeError('the hotlist key must be a PEM string');
-  let isPrivate = false;
-  try {
-    createPrivateKey(pem);
-    isPrivate = true;
-  } catch {
-    // Expected: a public key.
-  }
-  if (isPrivate) throw new Error('the hotlist key is a private key; devices need only the public key (openssl pkey -in cc.key -pubout)');
-  let key: KeyObject;
-  try {
-    key = createPublicKey(pem);
-  } catch {
-    throw new Error('the hotlist key is not a readable PEM public key');
-  }
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`the hotlist key is a ${key.asymmetricKeyType ?? 'unknown'} key, not Ed25519`);
-  return key;
 }
 
 type GetOptions = FetchOptions & { deadline: number; maxBytes: number; etag: string | null };

@@ -1,5 +1,5 @@
-import { createPublicKey } from 'node:crypto';
 import { z } from 'zod';
+import { ed25519PublicKey } from '../core/keys.js';
 import { MIN_HMAC_KEY_BYTES } from '../gateway/command-auth.js';
 import { PRIORITIES } from '../core/event.js';
 import { secret } from './secret.js';
@@ -168,15 +168,11 @@ export const configSchema = z
       ctx.addIssue({ code: 'custom', path: ['commands', 'key'], message: `an HMAC key needs at least ${MIN_HMAC_KEY_BYTES} bytes (e.g. openssl rand -base64 32)` });
     }
     if (key !== undefined && cfg.commands.auth === 'ed25519') {
-      let problem: string | undefined;
       try {
-        const k = createPublicKey(key);
-        if (k.asymmetricKeyType !== 'ed25519') problem = `expected an Ed25519 public key, got ${k.asymmetricKeyType}`;
-        if (/PRIVATE KEY/.test(key)) problem = 'this is a private key; devices need only the public key (openssl pkey -in cc.key -pubout)';
-      } catch {
-        problem = 'not a PEM public key';
+        ed25519PublicKey(key, 'the key');
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['commands', 'key'], message: (err as Error).message });
       }
-      if (problem) ctx.addIssue({ code: 'custom', path: ['commands', 'key'], message: problem });
     }
     if (cfg.mqtt.tls && (cfg.mqtt.tls.cert === undefined) !== (cfg.mqtt.tls.key === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['mqtt', 'tls', cfg.mqtt.tls.cert ? 'key' : 'cert'], message: 'tls.cert and tls.key go together' });

@@ -43,7 +43,8 @@
  *
  * `vigia cmd sign` does the same through signCommand() below.
  */
-import { createHmac, createPrivateKey, createPublicKey, randomBytes, sign as signBytes, timingSafeEqual, verify as verifyBytes, type KeyObject } from 'node:crypto';
+import { createHmac, createPrivateKey, randomBytes, sign as signBytes, timingSafeEqual, verify as verifyBytes, type KeyObject } from 'node:crypto';
+import { decodeCanonicalBase64, ed25519PublicKey } from '../core/keys.js';
 
 export type CommandAuthAlgorithm = 'hmac-sha256' | 'ed25519';
 
@@ -90,7 +91,6 @@ const SIG_BYTES: Record<CommandAuthAlgorithm, number> = { 'hmac-sha256': 32, ed2
 const OUTER_FIELDS = new Set(['msg', 'sig']);
 const INNER_FIELDS = new Set(['v', 'site', 'device', 'cmd', 'ts', 'nonce', 'args']);
 const MAX_ARGS_DEPTH = 32;
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /**
@@ -218,7 +218,7 @@ export class CommandVerifier {
     // Lone surrogates have no UTF-8 encoding: two different strings would sign the same bytes.
     if (LONE_SURROGATE.test(msg)) return reject('malformed', '"msg" contains an unpaired surrogate');
 
-    const signature = decodeBase64(sig);
+    const signature = decodeCanonicalBase64(sig);
     if (!signature) return reject('bad_signature', '"sig" is not canonical, padded base64');
     if (signature.length !== SIG_BYTES[this.#auth]) {
       return reject('bad_signature', `signature has ${signature.length} bytes, ${this.#auth} needs ${SIG_BYTES[this.#auth]}`);
@@ -321,26 +321,6 @@ function hmacKey(key: string): Buffer {
   return bytes;
 }
 
-function ed25519PublicKey(pem: string): KeyObject {
-  if (typeof pem !== 'string') throw new TypeError('the Ed25519 key must be a PEM string');
-  let isPrivate = false;
-  try {
-    createPrivateKey(pem);
-    isPrivate = true;
-  } catch {
-    // Expected: a public key.
-  }
-  if (isPrivate) throw new Error('the Ed25519 key is a private key; devices need only the public key (openssl pkey -in cc.key -pubout)');
-  let key: KeyObject;
-  try {
-    key = createPublicKey(pem);
-  } catch {
-    throw new Error('the Ed25519 key is not a readable PEM public key');
-  }
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`the key is a ${key.asymmetricKeyType ?? 'unknown'} key, not Ed25519`);
-  return key;
-}
-
 function ed25519PrivateKey(pem: string): KeyObject {
   let key: KeyObject;
   try {
@@ -379,13 +359,6 @@ function argsProblem(value: unknown, depth: number): string | undefined {
     if (problem) return problem;
   }
   return undefined;
-}
-
-/** Canonical, padded base64 only: a lenient decoder would let many strings stand for one signature. */
-function decodeBase64(text: string): Buffer | undefined {
-  if (text.length % 4 !== 0 || text.length > 1024 || !BASE64.test(text)) return undefined;
-  const bytes = Buffer.from(text, 'base64');
-  return bytes.toString('base64') === text ? bytes : undefined;
 }
 
 /** A value from the payload, quoted and shortened for a log line or reply. */
