@@ -338,7 +338,7 @@ describe('MQTT 3.1.1 fallback and the demo broker', () => {
     const r = await daemon.request<{ id: string }>('sim.event', { type: 'sim.v311', priority: 'alarm' });
     await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'event over 3.1.1');
     const status = await daemon.request<DaemonStatus>('status');
-    expect(status.link).toMatchObject({ state: 'online', protocol: '3.1.1' });
+    expect(status.link).toMatchObject({ state: 'online', protocol: '3.1.1', last_error: null });
   });
 });
 

@@ -170,6 +170,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     client.on('connect', (connack) => {
       this.#attempt = 0;
       this.#stats.connects++;
+      this.#stats.lastError = null; // `vigia status` shows the current trouble; the log keeps the history
       const receiveMax = connack.properties?.receiveMaximum ?? 65535;
       this.#window = Math.max(1, Math.min(cfg.inflight_window, receiveMax));
       client.publish(this.deps.topics.status, this.#statusPayload('online'), { qos: 1, retain: true });
