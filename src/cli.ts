@@ -1,7 +1,11 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { basename, extname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import type { AnprEngine } from './anpr/engine.js';
+import { GRAMMAR_NAMES, getGrammar } from './anpr/grammar.js';
+import { HotlistStore } from './anpr/hotlist-source.js';
+import { rankWithGrammar, type RankedPlate } from './anpr/pipeline.js';
 import { ConfigError, configJsonSchema, formatProblem, loadConfig, runConfigCheck } from './config/index.js';
 import type { Config } from './config/schema.js';
 import { isPriority } from './core/event.js';
@@ -49,6 +53,42 @@ const jsonObject = (value: string) => {
   }
   throw new InvalidArgumentError('expected a JSON object');
 };
+
+const grammarName = (value: string) => {
+  if (!GRAMMAR_NAMES.includes(value)) throw new InvalidArgumentError(`expected one of ${GRAMMAR_NAMES.join(', ')}`);
+  return value;
+};
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+function writeImageError(image: string, reason: string, message: string, json?: boolean): void {
+  if (json) process.stdout.write(JSON.stringify({ image, error: reason }) + '\n');
+  else process.stdout.write(`${image}: rejected (${reason})\n`);
+  process.stderr.write(`vigia: ${image}: ${message}\n`);
+}
+
+const xmlEscape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** The image with a green rectangle and label per plate, written to `out` (format from its extension, JPEG otherwise). */
+async function annotateImage(data: Buffer, plates: readonly RankedPlate[], out: string): Promise<void> {
+  const { default: sharp } = await import('sharp');
+  const img = sharp(data, { failOn: 'none' });
+  const { width, height } = await img.metadata();
+  if (!width || !height) throw new Error('no image size');
+  const stroke = Math.max(2, Math.round(Math.min(width, height) / 300));
+  const font = Math.max(12, Math.round(Math.min(width, height) / 30));
+  const shapes = plates.map((p) => {
+    const [x, y, w, h] = p.box.map(Math.round) as [number, number, number, number];
+    const label = xmlEscape(`${p.text} ${p.confidence.toFixed(2)}`);
+    const ty = y - stroke * 2 > font ? y - stroke * 2 : y + h + font;
+    return `<rect x="${x}" y="${y}" width="${w}" height="${h}" fill="none" stroke="#00e000" stroke-width="${stroke}"/>
+      <text x="${x}" y="${ty}" font-family="DejaVu Sans, Liberation Sans, Arial, sans-serif" font-weight="bold" font-size="${font}" fill="#00e000" stroke="#000" stroke-width="1">${label}</text>`;
+  });
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${shapes.join('')}</svg>`;
+  const drawn = img.composite([{ input: Buffer.from(svg), top: 0, left: 0 }]);
+  const ext = extname(out).toLowerCase();
+  const encoded = ext === '.png' ? drawn.png() : ext === '.webp' ? drawn.webp() : drawn.jpeg({ quality: 90 });
+  await encoded.toFile(out);
+}
 
 async function talk(opts: { socket?: string; config?: string }, op: string, args: Record<string, unknown> = {}): Promise<unknown> {
   try {
@@ -150,5 +190,131 @@ program
     }
     process.stdout.write(signCommand({ auth: cfg.commands.auth, key, site: cfg.device.site, device: cfg.device.id, cmd: opts.name, args: opts.args ?? {} }) + '\n');
   });
+
+const anpr = program.command('anpr').description('plate reading tools');
+anpr
+  .command('read')
+  .description('read the plates in image files; one line per image (exit 1 if any image was rejected)')
+  .argument('<images...>')
+  .option('--json', 'one JSON object per line')
+  .option('--grammar <name>', `plate grammar (${GRAMMAR_NAMES.join(', ')})`, grammarName, 'cl')
+  .option('--annotate <dir>', 'write each image with the plates drawn into this directory')
+  .action(async (images: string[], opts: { json?: boolean; grammar: string; annotate?: string }) => {
+    const grammar = getGrammar(opts.grammar);
+    if (opts.annotate) mkdirSync(opts.annotate, { recursive: true });
+    // Loaded here: the models' runtime is heavy and only this command needs it.
+    const { AnprEngine, ImageRejected } = await import('./anpr/engine.js');
+    let engine: AnprEngine;
+    try {
+      engine = await AnprEngine.create();
+    } catch (err) {
+      process.stderr.write(`vigia: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+    let failed = false;
+    try {
+      for (const image of images) {
+        let data: Buffer;
+        try {
+          data = readFileSync(image);
+        } catch (err) {
+          failed = true;
+          writeImageError(image, 'io', (err as Error).message, opts.json);
+          continue;
+        }
+        let plates: RankedPlate[];
+        try {
+          plates = rankWithGrammar((await engine.read(data)).plates, grammar);
+        } catch (err) {
+          if (!(err instanceof ImageRejected)) throw err;
+          failed = true;
+          writeImageError(image, err.reason, err.message, opts.json);
+          continue;
+        }
+        if (opts.json) {
+          const out = plates.map((p) => ({ text: p.text, confidence: round3(p.confidence), box: p.box.map(Math.round), format: p.format }));
+          process.stdout.write(JSON.stringify({ image, plates: out }) + '\n');
+        } else if (plates.length === 0) {
+          process.stdout.write(`${image}: no plate\n`);
+        } else {
+          process.stdout.write(`${image}: ${plates.map((p) => `${p.text} (${p.confidence.toFixed(2)}${p.format ? `, ${p.format}` : ''})`).join(' ')}\n`);
+        }
+        if (opts.annotate) {
+          const out = join(opts.annotate, basename(image));
+          try {
+            await annotateImage(data, plates, out);
+          } catch (err) {
+            failed = true;
+            process.stderr.write(`vigia: cannot annotate ${image}: ${(err as Error).message}\n`);
+          }
+        }
+      }
+    } finally {
+      await engine.close();
+    }
+    process.exitCode = failed ? 1 : 0;
+  });
+
+const hotlist = program.command('hotlist').description('hot-list tools (the list the daemon matches plates against)');
+const dataDirOptions = (cmd: Command) =>
+  cmd.option('-d, --data-dir <dir>', 'data directory holding the hot-list cache').option('-c, --config <file>', 'take the data directory from this configuration');
+function dataDir(opts: { dataDir?: string; config?: string }): string {
+  if (opts.dataDir) return opts.dataDir;
+  if (opts.config) return loadOrExit(opts.config).paths.data_dir;
+  process.stderr.write('vigia: give --data-dir or --config\n');
+  process.exit(2);
+}
+dataDirOptions(hotlist.command('import').description('load a CSV or JSON hot list into the cache; exit 1 with FILE:LINE: message lines if it is refused').argument('<file>')).action(
+  async (file: string, opts: { dataDir?: string; config?: string }) => {
+    const store = new HotlistStore({ dataDir: dataDir(opts) });
+    try {
+      const r = await store.load(file);
+      if (r.ok) {
+        process.stdout.write(`imported ${r.size} entries, version ${r.version}\n`);
+      } else {
+        if (r.errors?.length) for (const e of r.errors) process.stderr.write(`${file}:${e.line}: ${e.message}\n`);
+        else process.stderr.write(`vigia: ${r.detail}\n`);
+        process.exitCode = 1;
+      }
+    } finally {
+      await store.close();
+    }
+  },
+);
+dataDirOptions(hotlist.command('stats').description('statistics of the cached hot list (JSON)')).action(async (opts: { dataDir?: string; config?: string }) => {
+  const store = await openHotlist(dataDir(opts));
+  try {
+    process.stdout.write(JSON.stringify(store.stats(), null, 2) + '\n');
+  } finally {
+    await store.close();
+  }
+});
+dataDirOptions(
+  hotlist
+    .command('lookup')
+    .description('match a plate against the cached hot list; one JSON line per match (exit 1 if none)')
+    .argument('<plate>')
+    .option('--no-fuzzy', 'exact matches only'),
+).action(async (plate: string, opts: { dataDir?: string; config?: string; fuzzy: boolean }) => {
+  const store = await openHotlist(dataDir(opts));
+  try {
+    const matches = store.current().lookup(plate, { fuzzy: opts.fuzzy });
+    for (const m of matches) process.stdout.write(JSON.stringify({ plate: m.entry.plate, kind: m.kind, distance: m.distance, entry: m.entry }) + '\n');
+    process.exitCode = matches.length ? 0 : 1;
+  } finally {
+    await store.close();
+  }
+});
+
+async function openHotlist(dir: string): Promise<HotlistStore> {
+  const store = new HotlistStore({ dataDir: dir });
+  const r = await store.open();
+  if (!r.ok) {
+    process.stderr.write(`vigia: ${r.detail}\n`);
+    await store.close();
+    process.exit(1);
+  }
+  return store;
+}
 
 await program.parseAsync(process.argv);

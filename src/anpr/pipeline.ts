@@ -1,0 +1,43 @@
+import type { PlateReading } from './engine.js';
+import type { PlateGrammar } from './grammar.js';
+
+/**
+ * Engine readings re-ranked through a plate grammar: each reading becomes its best valid plate
+ * (grammar score times the engine's confidence), readings no format accepts are dropped (kept as
+ * read with the `generic` grammar), and the result is best first.
+ */
+
+export interface RankedPlate {
+  text: string;
+  confidence: number;
+  box: [number, number, number, number];
+  /** Format the text matches, e.g. `car_2007`; null for an unformatted reading (generic grammar only). */
+  format: string | null;
+  /** The engine's raw text. */
+  raw: string;
+}
+
+export function rankWithGrammar(plates: readonly PlateReading[], grammar: PlateGrammar): RankedPlate[] {
+  const out: Array<RankedPlate & { order: number }> = [];
+  plates.forEach((plate, order) => {
+    let best: RankedPlate | null = null;
+    for (const c of grammar.interpret(plate.chars)) {
+      const confidence = c.score * plate.confidence;
+      if (!best || confidence > best.confidence) best = { text: c.text, confidence, box: plate.box, format: c.format, raw: plate.text };
+    }
+    if (!best && grammar.name === 'generic' && plate.text.length > 0) {
+      best = { text: plate.text, confidence: plate.confidence, box: plate.box, format: null, raw: plate.text };
+    }
+    if (best) out.push({ ...best, order });
+  });
+  out.sort((a, b) => b.confidence - a.confidence || a.order - b.order);
+  // One entry per plate text: the best.
+  const seen = new Set<string>();
+  const ranked: RankedPlate[] = [];
+  for (const { order: _order, ...p } of out) {
+    if (seen.has(p.text)) continue;
+    seen.add(p.text);
+    ranked.push(p);
+  }
+  return ranked;
+}

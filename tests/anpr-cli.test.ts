@@ -1,0 +1,124 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { CLI } from './helpers/daemon.js';
+import { chileanPlate, scene } from './helpers/plates.js';
+
+const run = async (...args: string[]) => {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], { maxBuffer: 16 * 1024 * 1024 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+};
+
+const jsonLines = (s: string) =>
+  s
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+describe('vigia anpr read', () => {
+  let dir: string;
+  let good: string;
+  let corrupt: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vigia-anpr-cli-'));
+    good = join(dir, 'car.jpg');
+    corrupt = join(dir, 'broken.jpg');
+    const jpeg = await scene(chileanPlate(['BB', 'CL', '12'], { x: 500, y: 420, w: 300, h: 100 }));
+    writeFileSync(good, jpeg);
+    writeFileSync(corrupt, jpeg.subarray(0, jpeg.length >> 1));
+  });
+
+  it('reads a Chilean plate as BBCL12, format car_2007', async () => {
+    const r = await run('anpr', 'read', '--json', good);
+    expect(r.code).toBe(0);
+    const [line] = jsonLines(r.stdout);
+    expect(line!.image).toBe(good);
+    const plates = line!.plates as Array<{ text: string; confidence: number; box: number[]; format: string }>;
+    expect(plates[0]).toMatchObject({ text: 'BBCL12', format: 'car_2007' });
+    expect(plates[0]!.confidence).toBeGreaterThan(0.5);
+    expect(plates[0]!.box).toHaveLength(4);
+    const [x, y] = plates[0]!.box as [number, number];
+    expect(x).toBeGreaterThan(450);
+    expect(y).toBeGreaterThan(370);
+    expect(plates.map((p) => p.text)).not.toContain('CHILE');
+    const human = await run('anpr', 'read', good);
+    expect(human.stdout.trim()).toMatch(new RegExp(`^${good.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: BBCL12 \\(\\d\\.\\d\\d, car_2007\\)`));
+  });
+
+  it('reports a corrupt file, keeps reading the others, and exits 1', async () => {
+    const r = await run('anpr', 'read', '--json', corrupt, good);
+    expect(r.code).toBe(1);
+    const lines = jsonLines(r.stdout);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toEqual({ image: corrupt, error: 'corrupt' });
+    expect((lines[1]!.plates as Array<{ text: string }>)[0]!.text).toBe('BBCL12');
+  });
+
+  it('--annotate writes the image with the plates drawn as a JPEG', async () => {
+    const out = join(dir, 'annotated');
+    const r = await run('anpr', 'read', '--annotate', out, good);
+    expect(r.code).toBe(0);
+    const written = readFileSync(join(out, 'car.jpg'));
+    expect(written.subarray(0, 3)).toEqual(Buffer.from([0xff, 0xd8, 0xff]));
+    const meta = await sharp(written).metadata();
+    expect(meta).toMatchObject({ format: 'jpeg', width: 1280, height: 720 });
+    // Something green was drawn around the plate.
+    const { data, info } = await sharp(written).extract({ left: 440, top: 360, width: 420, height: 220 }).raw().toBuffer({ resolveWithObject: true });
+    let green = 0;
+    for (let i = 0; i < data.length; i += info.channels) if (data[i + 1]! > 180 && data[i]! < 100 && data[i + 2]! < 100) green++;
+    expect(green).toBeGreaterThan(50);
+  });
+});
+
+describe('vigia hotlist', () => {
+  it('imports a CSV, then looks plates up exactly and by confusable characters', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-hotlist-cli-'));
+    const data = join(dir, 'data');
+    const csv = join(dir, 'list.csv');
+    writeFileSync(csv, 'plate,reason,source,added,expires\nBBCL12,stolen,carabineros,2026-01-05,\nHJRS37,warrant,pdi,2026-02-01,\n');
+    const imp = await run('hotlist', 'import', csv, '--data-dir', data);
+    expect(imp.code).toBe(0);
+    expect(imp.stdout).toMatch(/imported 2 entries, version \S+/);
+
+    const stats = await run('hotlist', 'stats', '--data-dir', data);
+    expect(stats.code).toBe(0);
+    expect(JSON.parse(stats.stdout)).toMatchObject({ size: 2 });
+
+    const exact = await run('hotlist', 'lookup', 'BBCL12', '--data-dir', data);
+    expect(exact.code).toBe(0);
+    expect(jsonLines(exact.stdout)).toEqual([expect.objectContaining({ plate: 'BBCL12', kind: 'exact', distance: 0 })]);
+
+    const confusable = await run('hotlist', 'lookup', '8BCL12', '--data-dir', data);
+    expect(confusable.code).toBe(0);
+    expect(jsonLines(confusable.stdout)).toEqual([expect.objectContaining({ plate: 'BBCL12', kind: 'confusable', distance: 1 })]);
+
+    const strict = await run('hotlist', 'lookup', '8BCL12', '--data-dir', data, '--no-fuzzy');
+    expect(strict.code).toBe(1);
+    expect(strict.stdout).toBe('');
+
+    const miss = await run('hotlist', 'lookup', 'ZZZZ99', '--data-dir', data);
+    expect(miss.code).toBe(1);
+    expect(miss.stdout).toBe('');
+  });
+
+  it('refuses a CSV with a bad row, naming FILE:LINE', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-hotlist-cli-'));
+    const csv = join(dir, 'bad.csv');
+    writeFileSync(csv, 'plate,reason,source,added,expires\nBBCL12,stolen,carabineros,2026-01-05,\n!!,stolen,carabineros,not-a-date,\n');
+    const r = await run('hotlist', 'import', csv, '--data-dir', join(dir, 'data'));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^${csv.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:3: \\S`, 'm'));
+    const stats = await run('hotlist', 'stats', '--data-dir', join(dir, 'data'));
+    expect(JSON.parse(stats.stdout)).toMatchObject({ size: 0 });
+  });
+});
