@@ -1,0 +1,243 @@
+// ANPR benchmark: accuracy and stage timings of the plate reader on real photos, and the
+// throughput of a saturated worker pool with the main thread's event-loop delay meanwhile.
+//
+//   npm run build && npm run bench -- anpr [--quick]      (--quick: first 30 images of each set)
+//
+// Images come from ../shared/anpr-bench/{eu,br} (see its README; never copied into the repo).
+// Score: top-1 exact match of the best plate (uppercase, separators removed); for eu the letter O
+// and the digit 0 count as the same (the strict score is reported beside it).
+// Progress goes to stderr; stdout gets the tables and, as its last line, one JSON object.
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { fmt, median, ratio, round, table } from './lib/stats.mjs';
+
+const HERE = import.meta.dirname;
+const DATA = join(HERE, '..', '..', 'shared', 'anpr-bench');
+const QUICK = process.argv.includes('--quick');
+const LIMIT = QUICK ? 30 : Infinity;
+const SATURATE_MS = QUICK ? 5_000 : 10_000;
+const POOL_WORKERS = 2;
+const log = (msg) => process.stderr.write(`${msg}\n`);
+
+const { AnprEngine } = await import('../dist/anpr/engine.js');
+const { rankWithGrammar } = await import('../dist/anpr/pipeline.js');
+const { getGrammar } = await import('../dist/anpr/grammar.js');
+const { AnprWorkerPool } = await import('../dist/anpr/worker.js');
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+function loadSet(name) {
+  const dir = join(DATA, name);
+  if (!existsSync(dir)) {
+    log(`anpr bench: image folder ${dir} is missing (expected ../shared/anpr-bench/{eu,br} next to the repository)`);
+    process.exit(1);
+  }
+  const images = readdirSync(dir)
+    .filter((f) => f.endsWith('.jpg') && existsSync(join(dir, f.slice(0, -4) + '.txt')))
+    .sort()
+    .slice(0, LIMIT)
+    .map((f) => {
+      const line = readFileSync(join(dir, f.slice(0, -4) + '.txt'), 'utf8').trim().split('\n')[0];
+      const truth = normalise(line.split('\t')[5] ?? '');
+      return { name: f, truth, jpeg: readFileSync(join(dir, f)) };
+    });
+  if (images.length === 0) {
+    log(`anpr bench: no labelled images in ${dir}`);
+    process.exit(1);
+  }
+  return images;
+}
+
+const normalise = (s) => s.toUpperCase().replace(/[^A-Z0-9]/g, '');
+const o0 = (s) => s.replace(/O/g, '0');
+
+// ---------------------------------------------------------------------------------------------
+// Accuracy and stage timings, one image at a time on one engine
+
+async function score(engine, set, images, grammarName) {
+  const grammar = getGrammar(grammarName);
+  const T = { decode: [], detect: [], recognise: [], total: [], sessionRun: [] };
+  let ok = 0;
+  let strict = 0;
+  let failed = 0;
+  let i = 0;
+  for (const img of images) {
+    let r;
+    try {
+      r = await engine.read(new Uint8Array(img.jpeg));
+    } catch (err) {
+      // A rejected or unreadable image counts as a miss (and adds no timings).
+      failed++;
+      log(`  ${set}/${img.name}: ${err?.name ?? 'Error'}: ${err?.message ?? err}`);
+      if (++i % 20 === 0) log(`  ${set}: ${i}/${images.length}`);
+      continue;
+    }
+    for (const k in T) T[k].push(r.timings[k]);
+    const ranked = rankWithGrammar(r.plates, grammar);
+    const best = normalise(ranked[0]?.text ?? r.plates[0]?.text ?? '');
+    if (best === img.truth) strict++;
+    if (set === 'eu' ? o0(best) === o0(img.truth) : best === img.truth) ok++;
+    if (++i % 20 === 0) log(`  ${set}: ${i}/${images.length}`);
+  }
+  const n = images.length;
+  return {
+    n,
+    failed,
+    top1: round(ok / n, 3),
+    strict: round(strict / n, 3),
+    median: Object.fromEntries(Object.entries(T).map(([k, v]) => [k, round(median(v), 1)])),
+  };
+}
+
+async function withEngine(opts, fn) {
+  const engine = await AnprEngine.create(opts);
+  try {
+    return await fn(engine);
+  } finally {
+    await engine.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Saturated worker pool: keep every worker busy and the queue full for SATURATE_MS
+
+async function saturate(images) {
+  const maxQueue = POOL_WORKERS;
+  const pool = new AnprWorkerPool({ workers: POOL_WORKERS, threadsPerWorker: 1, maxQueue });
+  try {
+    await pool.ready();
+    const inFlightMax = POOL_WORKERS + maxQueue;
+    const histogram = monitorEventLoopDelay({ resolution: 1 });
+    let next = 0;
+    let completed = 0;
+    let failed = 0;
+    let busy = 0;
+    let stopping = false;
+    const t0 = performance.now();
+    const deadline = t0 + SATURATE_MS;
+    let tEnd = t0;
+    histogram.enable();
+    await new Promise((resolveAll) => {
+      let inFlight = 0;
+      const feed = () => {
+        while (!stopping && inFlight < inFlightMax) {
+          const img = images[next++ % images.length];
+          inFlight++;
+          // read() transfers the buffer: hand it a fresh copy every time.
+          pool
+            .read(new Uint8Array(img.jpeg))
+            .then(
+              () => {
+                if (performance.now() <= deadline) completed++;
+              },
+              (err) => {
+                if (err?.name === 'AnprBusyError') busy++;
+                else failed++;
+              },
+            )
+            .finally(() => {
+              inFlight--;
+              if (performance.now() >= deadline) {
+                if (!stopping) tEnd = performance.now();
+                stopping = true;
+              }
+              if (stopping && inFlight === 0) resolveAll();
+              else feed();
+            });
+        }
+      };
+      feed();
+    });
+    histogram.disable();
+    const seconds = (Math.min(tEnd, deadline) - t0) / 1000;
+    return {
+      fps: round(completed / seconds, 2),
+      completed,
+      failed,
+      busy,
+      seconds: round(seconds, 2),
+      loopP99: round(histogram.percentile(99) / 1e6, 2),
+      loopMax: round(histogram.max / 1e6, 2),
+      loopMean: round(histogram.mean / 1e6, 2),
+    };
+  } finally {
+    await pool.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const eu = loadSet('eu');
+const br = loadSet('br');
+log(`anpr bench: ${eu.length} eu + ${br.length} br images${QUICK ? ' (quick)' : ''}`);
+
+log('ppocr (default engine)…');
+const [ppEu, ppBr] = await withEngine({ recogniser: 'ppocr' }, async (engine) => [
+  await score(engine, 'eu', eu, 'eu'),
+  await score(engine, 'br', br, 'br'),
+]);
+
+log('tesseract…');
+const tessEu = await withEngine({ recogniser: 'tesseract' }, (engine) => score(engine, 'eu', eu, 'eu'));
+const tessBr = await withEngine({ recogniser: 'tesseract' }, (engine) => score(engine, 'br', br, 'br'));
+
+log(`saturated pool (${POOL_WORKERS} workers x 1 thread, ${SATURATE_MS / 1000} s)…`);
+const sat = await saturate(br);
+
+const rows = [
+  ['ppocr', 'eu', ppEu],
+  ['ppocr', 'br', ppBr],
+  ['tesseract', 'eu', tessEu],
+  ['tesseract', 'br', tessBr],
+].map(([rec, set, r]) => [
+  rec,
+  set,
+  fmt(r.n),
+  fmt(r.failed),
+  fmt(r.top1 * 100, 1) + '%',
+  fmt(r.strict * 100, 1) + '%',
+  fmt(r.median.decode, 1),
+  fmt(r.median.detect, 1),
+  fmt(r.median.recognise, 1),
+  fmt(r.median.total, 1),
+  fmt(r.median.sessionRun, 1),
+  fmt(ratio(r.median.total, r.median.sessionRun), 2),
+]);
+
+console.log(`ANPR accuracy and stage timings (median ms per image, one engine, sequential)${QUICK ? ' — quick' : ''}\n`);
+console.log(
+  table(['recogniser', 'set', 'images', 'errors', 'top-1', 'strict', 'decode', 'detect', 'recognise', 'total', 'session.run', 'overhead'], rows),
+);
+console.log('\ntop-1: O and 0 count as the same on eu; strict: exact. overhead = median total / median session.run.\n' +
+    'JSON: median_ms_* and overhead_ratio are ppocr on eu; median_ms_total_br is ppocr on br.\n');
+console.log(`Saturated worker pool (${POOL_WORKERS} workers x 1 thread, br images, queue kept full, ${sat.seconds} s)\n`);
+console.log(
+  table(
+    ['frames', 'fps', 'failed', 'rejected busy', 'loop delay p99 ms', 'mean ms', 'max ms'],
+    [[fmt(sat.completed), fmt(sat.fps, 2), fmt(sat.failed), fmt(sat.busy), fmt(sat.loopP99, 2), fmt(sat.loopMean, 2), fmt(sat.loopMax, 2)]],
+  ),
+);
+console.log('');
+
+const result = {
+  eu_top1: ppEu.top1,
+  eu_top1_strict: ppEu.strict,
+  br_top1: ppBr.top1,
+  median_ms_total: ppEu.median.total,
+  median_ms_total_br: ppBr.median.total,
+  median_ms_decode: ppEu.median.decode,
+  median_ms_detect: ppEu.median.detect,
+  median_ms_recognise: ppEu.median.recognise,
+  median_ms_session_run: ppEu.median.sessionRun,
+  overhead_ratio: ratio(ppEu.median.total, ppEu.median.sessionRun),
+  fps_saturated: sat.fps,
+  loop_delay_p99_ms: sat.loopP99,
+  tesseract_eu_top1: tessEu.top1,
+  tesseract_br_top1: tessBr.top1,
+  images_eu: eu.length,
+  images_br: br.length,
+  quick: QUICK,
+};
+console.log(JSON.stringify(result));
