@@ -277,6 +277,20 @@ const OUTAGE_MS = 1000;
 const isOutageKill = (k) => k % 2 === 1;
 const gapBeforeKill = () => 1500 + Math.random() * 1000;
 
+/**
+ * The same kill schedule for every system: a random gap, and for outage kills the uplink cut
+ * (gate closed) OUTAGE_MS before the kill. Returns whether this kill happens during an outage.
+ */
+async function approachKill(k, gate) {
+  await sleep(gapBeforeKill());
+  const outage = isOutageKill(k);
+  if (outage) {
+    await gate.close();
+    await sleep(OUTAGE_MS);
+  }
+  return outage;
+}
+
 async function faultPhase() {
   const broker = await startMosquitto();
   onCleanup(() => broker.stop());
@@ -310,12 +324,7 @@ async function faultPhase() {
   onCleanup(() => clearInterval(stream));
   const restartMs = [];
   for (let k = 1; k <= P.kills; k++) {
-    await sleep(gapBeforeKill());
-    const outage = isOutageKill(k);
-    if (outage) {
-      await gate.close();
-      await sleep(OUTAGE_MS);
-    }
+    const outage = await approachKill(k, gate);
     await daemon.kill('SIGKILL');
     epochs.push([]);
     await sleep(200);
@@ -462,12 +471,7 @@ async function mqttjsKillRuns(url, sub, gate) {
     });
     const closed = new Promise((r) => child.once('close', r));
     await sub.waitFor(() => handed > 0, 10_000, 'the producer to start');
-    await sleep(gapBeforeKill());
-    const kind = isOutageKill(run) ? 'outage' : 'link-up';
-    if (kind === 'outage') {
-      await gate.close();
-      await sleep(OUTAGE_MS);
-    }
+    const kind = (await approachKill(run, gate)) ? 'outage' : 'link-up';
     child.kill('SIGKILL');
     await closed; // every "H" line written before the kill has been read
     gate.open();
@@ -609,12 +613,7 @@ async function bridgePhase() {
   }, 10);
   onCleanup(() => clearInterval(stream));
   for (let k = 1; k <= P.kills; k++) {
-    await sleep(gapBeforeKill());
-    const outage = isOutageKill(k);
-    if (outage) {
-      await gate.close();
-      await sleep(OUTAGE_MS);
-    }
+    const outage = await approachKill(k, gate);
     await local.kill('SIGKILL');
     epochs.push([]);
     await sleep(200);
