@@ -19,6 +19,8 @@ export interface Extension {
   readonly name: string;
   start(): void | Promise<void>;
   stop(): void | Promise<void>;
+  /** What `vigia status` shows under the extension's name, if it has anything to say. */
+  status?(): unknown;
 }
 
 /** Everything an extension may use. Hardware, clock and paths are injected so each part tests alone. */
@@ -63,6 +65,21 @@ function lazyDemoBroker(opts: Config['demo']['embedded_broker'], logger: Logger)
       await broker.start();
     },
     stop: () => broker?.stop(),
+  };
+}
+
+/** Plate reading is loaded only when enabled: a pole without cameras never loads image or ONNX code. */
+function lazyAnpr(ctx: Context): Extension {
+  let anpr: Extension | undefined;
+  return {
+    name: 'anpr',
+    async start() {
+      const { AnprExtension } = await import('./anpr/extension.js');
+      anpr = new AnprExtension(ctx);
+      await anpr.start();
+    },
+    stop: () => anpr?.stop(),
+    status: () => anpr?.status?.() ?? { state: 'starting' },
   };
 }
 
@@ -152,6 +169,7 @@ export class Controller {
       ctx.commands,
       new Telemetry(ctx),
       ...(config.hardware.backend === 'sim' ? [new SimDriver(ctx)] : []),
+      ...(config.anpr.enabled ? [lazyAnpr(ctx)] : []),
       ...(deps.extensions?.(ctx) ?? []),
     ];
   }
@@ -220,6 +238,7 @@ export class Controller {
       },
       events: { accepted_by_type: { ...ctx.acceptedByType }, published_by_type: link.publishedByType },
       commands: ctx.commands.stats(),
+      ...Object.fromEntries(this.#extensions.flatMap((ext) => (ext.status ? [[ext.name, ext.status()]] : []))),
     };
   }
 }

@@ -19,5 +19,29 @@ export function formatStatus(s: DaemonStatus): string {
   const types = Object.entries(s.events.accepted_by_type).sort((a, b) => b[1] - a[1]);
   lines.push(`events     ${types.length ? types.map(([t, n]) => `${t}=${n}`).join(' ') : 'none yet'}`);
   lines.push(`commands   ${s.commands.executed} executed, ${Object.values(s.commands.rejected).reduce((a: number, b) => a + (b ?? 0), 0)} refused`);
+  const anpr = (s as { anpr?: AnprStatusView }).anpr;
+  if (anpr) lines.push(...formatAnpr(anpr));
   return lines.join('\n') + '\n';
+}
+
+/** The part of the ANPR extension's status the terminal view shows. */
+interface AnprStatusView {
+  state: string;
+  error?: string | null;
+  cameras?: Record<string, { state: string; frames: number; idle: number; read: number; plates: number; busy: number; dropped_latest: number; lastError: string | null }>;
+  reads?: number;
+  hits?: number;
+  rejected_frames?: Record<string, number>;
+  hotlist?: { size: number; version: string; updated_at: string | null; last_error: string | null } | null;
+}
+
+function formatAnpr(a: AnprStatusView): string[] {
+  const rejected = Object.values(a.rejected_frames ?? {}).reduce((x, y) => x + y, 0);
+  const lines = [`anpr       ${a.state}${a.error ? ` (${a.error})` : ''}, ${a.reads ?? 0} reads, ${a.hits ?? 0} hits, ${rejected} frames rejected`];
+  for (const [id, c] of Object.entries(a.cameras ?? {})) {
+    lines.push(`  ${id.padEnd(12)} ${c.state.padEnd(8)} ${c.frames} frames: ${c.idle} idle, ${c.read} read, ${c.plates} plates, ${c.dropped_latest + c.busy} dropped${c.lastError ? `  last error: ${c.lastError}` : ''}`);
+  }
+  const h = a.hotlist;
+  if (h) lines.push(`hotlist    ${h.size} entries, version ${h.version.slice(0, 12)}, updated ${h.updated_at ?? 'never'}${h.last_error ? `, last error: ${h.last_error}` : ''}`);
+  return lines;
 }

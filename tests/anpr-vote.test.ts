@@ -33,6 +33,7 @@ describe('plate voting', () => {
       lastSeenMono: 1080,
       frames: 3,
       bestFrameIndex: 0,
+      bestFrameMono: 1000,
       box: [100, 400, 120, 40],
       format: null,
     });

@@ -56,6 +56,9 @@ function redirectedExample(name: string): { file: string; secrets: Record<string
     'client.key': `-----BEGIN PRIVATE KEY-----\nkey-${name}-s3cr3t\n-----END PRIVATE KEY-----`,
   };
   for (const [f, v] of Object.entries(secrets)) writeFileSync(join(etc, f), `${v}\n`, { mode: 0o600 });
+  writeFileSync(join(etc, 'camera-password'), 'camera-pw\n', { mode: 0o600 });
+  writeFileSync(join(etc, 'plate-hash-key'), `hash-${name}-0123456789abcdef\n`, { mode: 0o600 });
+  writeFileSync(join(etc, 'hotlist.pub'), generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString());
   writeFileSync(join(etc, 'ca.pem'), 'ca');
   writeFileSync(join(etc, 'client.pem'), 'cert');
   const text = readFileSync(join(CONFIG_DIR, name), 'utf8');
@@ -110,6 +113,8 @@ describe('bundled configs', () => {
     expect(config.commands.key?.reveal()).toBe(secrets['command-key']);
     expect(config.hardware.backend).toBe('auto');
     expect(config.demo.embedded_broker.enabled).toBe(false);
+    expect(config.anpr.enabled).toBe(profile !== 'pole');
+    if (profile !== 'pole') expect(config.anpr.cameras.length).toBeGreaterThan(0);
   });
 
   it('the examples fail on a machine without their secret files', () => {
@@ -276,6 +281,29 @@ describe('problems', () => {
   it('points a cross-field check on a defaulted field at its parent map', () => {
     const file = write(`${MINIMAL}outbox:\n  max_bytes: 8MiB\n`);
     expect(problems(file)).toEqual([`${file}:8:3 outbox.alarm_reserve_bytes: must be smaller than outbox.max_bytes`]);
+  });
+
+  it('checks the plate-reading section: cameras, grammar, privacy key, hotlist key', () => {
+    const file = write(
+      `${MINIMAL}anpr:\n  enabled: true\n  grammar: xx\n  cameras:\n    - id: lane-1\n      kind: stream\n    - id: lane-1\n      kind: directory\n      dir: /srv/ftp/lane1\n` +
+        `      roi: [[0, 0], [1, 0], [1.5, 1]]\n  privacy:\n    reads: hashed\n  hotlist:\n    url: https://lists.example/hotlist.csv\n`,
+    );
+    expect(problems(file)).toEqual([
+      `${file}:9:12 anpr.grammar: unknown grammar (known: cl, br, eu, generic)`,
+      `${file}:11:7 anpr.cameras.0.url: a stream camera needs url`,
+      `${file}:13:11 anpr.cameras.1.id: camera id lane-1 is used twice`,
+      `${file}:16:30 anpr.cameras.1.roi.2.0: must be at most 1`,
+      `${file}:18:5 anpr.privacy.hash_key: reads: hashed needs a hash_key (e.g. {file: /etc/vigia/plate-hash-key})`,
+      `${file}:20:5 anpr.hotlist.public_key: a hotlist url needs the public_key that signs the list`,
+    ]);
+  });
+
+  it('loads a camera with its defaults and resolves the plate-reading defaults', () => {
+    const file = write(`${MINIMAL}anpr:\n  enabled: true\n  cameras:\n    - {id: gate, kind: snapshot, url: "http://10.0.0.9/snap.jpg", username: admin, password: secret-pass}\n`);
+    const cfg = loadConfig(file);
+    expect(cfg.anpr).toMatchObject({ grammar: 'cl', workers: 1, detector: 'ppocr', recogniser: 'ppocr', privacy: { reads: 'full' }, hits: { fuzzy: true, dedup_window: 300_000 } });
+    expect(cfg.anpr.cameras[0]).toMatchObject({ id: 'gate', kind: 'snapshot', interval: 1000, auth: 'auto' });
+    expect(JSON.stringify(cfg)).not.toContain('secret-pass');
   });
 
   it('reports a missing secret file', () => {

@@ -15,6 +15,8 @@ export interface RankedPlate {
   format: string | null;
   /** The engine's raw text. */
   raw: string;
+  /** The engine's per-character output for `raw` (for voting over frames). */
+  chars: PlateReading['chars'];
 }
 
 export function rankWithGrammar(plates: readonly PlateReading[], grammar: PlateGrammar): RankedPlate[] {
@@ -23,10 +25,10 @@ export function rankWithGrammar(plates: readonly PlateReading[], grammar: PlateG
     let best: RankedPlate | null = null;
     for (const c of grammar.interpret(plate.chars)) {
       const confidence = c.score * plate.confidence;
-      if (!best || confidence > best.confidence) best = { text: c.text, confidence, box: plate.box, format: c.format, raw: plate.text };
+      if (!best || confidence > best.confidence) best = { text: c.text, confidence, box: plate.box, format: c.format, raw: plate.text, chars: plate.chars };
     }
     if (!best && grammar.name === 'generic' && plate.text.length > 0) {
-      best = { text: plate.text, confidence: plate.confidence, box: plate.box, format: null, raw: plate.text };
+      best = { text: plate.text, confidence: plate.confidence, box: plate.box, format: null, raw: plate.text, chars: plate.chars };
     }
     if (best) out.push({ ...best, order });
   });

@@ -45,6 +45,8 @@ export interface VotedRead {
   box: PlateBox;
   /** Index of that frame among the track's frames, 0-based in arrival order. */
   bestFrameIndex: number;
+  /** `frameMono` of that frame, so the caller can find the frame it kept as evidence. */
+  bestFrameMono: number;
 }
 
 export interface PlateTrackerOptions {
@@ -457,5 +459,6 @@ function vote(t: Track): VotedRead {
     frames: t.frames,
     box: best.box,
     bestFrameIndex: best.frameIndex,
+    bestFrameMono: best.frameMono,
   };
 }

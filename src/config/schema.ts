@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ed25519PublicKey } from '../core/keys.js';
 import { MIN_HMAC_KEY_BYTES } from '../gateway/command-auth.js';
 import { PRIORITIES } from '../core/event.js';
+import { GRAMMAR_NAMES } from '../anpr/grammar.js';
 import { secret } from './secret.js';
 import { bytes, duration } from './units.js';
 
@@ -130,6 +131,113 @@ export const hardwareSchema = z
   .prefault({})
   .describe('Inputs and outputs (GPIO, cameras)');
 
+const normalisedPoint = z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]);
+
+export const cameraSchema = z
+  .strictObject({
+    id: z.string().regex(idPattern, 'letters, digits, - and _ only (it names the camera in events)').describe('Camera id, e.g. lane-1'),
+    kind: z
+      .enum(['stream', 'snapshot', 'directory'])
+      .describe('stream: anything ffmpeg reads (rtsp://, http MJPEG, /dev/videoN, a file); snapshot: poll a JPEG snapshot URL (ONVIF-style); directory: JPEGs uploaded by the camera (FTP)'),
+    url: z.string().optional().describe('stream or snapshot: the URL (or V4L2 device / file path for stream)'),
+    dir: z.string().optional().describe('directory: where the camera uploads its JPEGs'),
+    fps: z.number().positive().max(30).default(4).describe('stream: frames per second taken from the stream'),
+    interval: duration().prefault('1s').describe('snapshot: poll period (duration)'),
+    max_width: z.number().int().min(320).max(8192).default(1920).describe('stream: frames wider than this are downscaled by ffmpeg'),
+    username: z.string().optional().describe('snapshot: user name for basic/digest authentication'),
+    password: secret().optional().describe('snapshot: password ({file: ...} or {env: ...}); never logged'),
+    auth: z.enum(['auto', 'basic', 'digest']).default('auto').describe('snapshot: authentication scheme; digest refuses to send the password in clear'),
+    insecure_tls: z.boolean().default(false).describe('snapshot over https: accept the self-signed certificate many cameras ship with'),
+    loop: z.boolean().default(false).describe('stream from a file: loop it forever (tests, demos)'),
+    roi: z
+      .array(normalisedPoint)
+      .min(3)
+      .optional()
+      .describe('Region of interest: polygon of [x, y] points from 0 to 1 of the frame; motion and plates outside it are ignored'),
+    grammar: z.string().optional().describe('Plate grammar for this camera (default: anpr.grammar)'),
+    motion: z.boolean().optional().describe('Override anpr.motion.enabled for this camera (e.g. false for a trigger-driven camera)'),
+  })
+  .superRefine((cam, ctx) => {
+    if ((cam.kind === 'stream' || cam.kind === 'snapshot') && !cam.url) ctx.addIssue({ code: 'custom', path: ['url'], message: `a ${cam.kind} camera needs url` });
+    if (cam.kind === 'directory' && !cam.dir) ctx.addIssue({ code: 'custom', path: ['dir'], message: 'a directory camera needs dir' });
+  })
+  .describe('One camera');
+
+export const anprSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe('Read plates from the cameras below'),
+    cameras: z.array(cameraSchema).default([]).describe('Cameras whose frames are read'),
+    workers: z.number().int().min(1).max(8).default(1).describe('Inference worker threads (each loads its own models)'),
+    threads_per_worker: z.number().int().min(1).max(16).optional().describe('ONNX Runtime threads per worker (default: cores / workers)'),
+    detector: z
+      .union([z.literal('ppocr'), z.strictObject({ yolo: z.string().describe('Path of a YOLO plate detector .onnx (end2end or YOLOv8 output)') })])
+      .default('ppocr')
+      .describe('Plate detector: ppocr (bundled PP-OCRv4 text detector) or {yolo: /path/model.onnx}'),
+    recogniser: z.enum(['ppocr', 'tesseract']).default('ppocr').describe('Character recogniser: ppocr (bundled PP-OCRv4) or tesseract (tesseract.js, bundled English data)'),
+    detector_max_side: z.number().int().min(320).max(2048).default(800).describe('Longer side of the detector input; raise for distant plates, lower for speed'),
+    grammar: z.string().default('cl').describe('Plate grammar: cl (Chile), br, eu or generic'),
+    min_confidence: z.number().min(0).max(1).default(0.5).describe('Readings less confident than this are ignored'),
+    motion: z
+      .strictObject({
+        enabled: z.boolean().default(true).describe('Only read frames with motion in the region of interest (an idle street costs almost no CPU)'),
+        width: z.number().int().min(32).max(640).default(160).describe('Width of the grey frame compared for motion'),
+        threshold: z.number().int().min(1).max(255).default(18).describe('Grey-level change (0-255) for a pixel to count as moving'),
+        min_changed: z.number().min(0).max(1).default(0.004).describe('Fraction of the region that must change'),
+        cooldown: duration().prefault('2s').describe('Keep reading this long after motion stops (a car stopped at the gantry)'),
+      })
+      .prefault({})
+      .describe('Motion gate before inference'),
+    tracking: z
+      .strictObject({
+        max_gap: duration().prefault('1500ms').describe('A plate unseen for this long has passed: its reads are voted into one plate.read'),
+        max_track: duration().prefault('10s').describe('A plate in view longer than this (parked, queued) is reported and tracked anew'),
+        dedup_window: duration().prefault('60s').describe('The same plate on the same camera is not reported again within this time'),
+        min_frames: z.number().int().min(1).default(1).describe('Passages read in fewer frames are dropped as noise'),
+      })
+      .prefault({})
+      .describe('Voting of reads over consecutive frames'),
+    hits: z
+      .strictObject({
+        min_confidence: z.number().min(0).max(1).default(0.6).describe('Single-frame reads less confident than this do not raise a hit (the voted read still can)'),
+        fuzzy: z.boolean().default(true).describe('Also match hotlist plates that differ only by OCR-confusable characters (O/0, I/1, B/8...); the match kind is reported'),
+        dedup_window: duration().prefault('5m').describe('A hit for the same hotlist plate on the same camera is not raised again within this time'),
+      })
+      .prefault({})
+      .describe('Hotlist matches (plate.hit, alarm priority)'),
+    hotlist: z
+      .strictObject({
+        file: z.string().optional().describe('Local CSV or JSON list, placed by the operator (loaded at start)'),
+        url: z.string().regex(/^https:\/\//, 'the hotlist is fetched over https only').optional().describe('https URL of the list; <url>.sha256 and <url>.sig are checked before use'),
+        public_key: secret().optional().describe('Ed25519 public key (PEM) that signs downloaded lists and hotlist.delta commands'),
+        refresh: duration().prefault('15m').describe('How often the URL is checked (ETag: an unchanged list costs one request)'),
+        ca: z.string().optional().describe('CA certificate file (PEM) for the hotlist server, if not a public CA'),
+      })
+      .prefault({})
+      .describe('The stolen-vehicle list ("encargo por robo")'),
+    privacy: z
+      .strictObject({
+        reads: z
+          .enum(['full', 'hashed', 'off'])
+          .default('full')
+          .describe('Plates that are not hits: full (text), hashed (keyed HMAC-SHA256, so a later query for a plate can still match) or off (not sent at all)'),
+        hash_key: secret().optional().describe('Key of the plate hash (at least 16 bytes); required when reads is hashed'),
+      })
+      .prefault({})
+      .describe('Personal data (Chile, law 21.719): what leaves the device about vehicles that are not wanted'),
+    evidence: z
+      .strictObject({
+        dir: z.string().optional().describe('Where hit evidence (plate crop, frame) is kept (default: <data_dir>/evidence)'),
+        retention: duration().prefault('30d').describe('Local evidence older than this is deleted'),
+        max_bytes: bytes().prefault('512MiB').describe('Oldest evidence is deleted beyond this size'),
+        frame_width: z.number().int().min(160).max(1920).default(640).describe('Width of the downscaled frame attached to a hit'),
+        jpeg_quality: z.number().int().min(30).max(95).default(75).describe('JPEG quality of the evidence images'),
+      })
+      .prefault({})
+      .describe('Evidence images attached to hits and kept on the device'),
+  })
+  .prefault({})
+  .describe('Plate reading (ANPR) and hotlist matching');
+
 export const demoSchema = z
   .strictObject({
     embedded_broker: z
@@ -154,6 +262,7 @@ export const configSchema = z
     commands: commandsSchema,
     telemetry: telemetrySchema,
     hardware: hardwareSchema,
+    anpr: anprSchema,
     demo: demoSchema,
   })
   .superRefine((cfg, ctx) => {
@@ -173,6 +282,36 @@ export const configSchema = z
       } catch (err) {
         ctx.addIssue({ code: 'custom', path: ['commands', 'key'], message: (err as Error).message });
       }
+    }
+    const cameraIds = new Set<string>();
+    cfg.anpr.cameras.forEach((cam, i) => {
+      if (cameraIds.has(cam.id)) ctx.addIssue({ code: 'custom', path: ['anpr', 'cameras', i, 'id'], message: `camera id ${cam.id} is used twice` });
+      cameraIds.add(cam.id);
+      if (cam.grammar !== undefined && !GRAMMAR_NAMES.includes(cam.grammar)) {
+        ctx.addIssue({ code: 'custom', path: ['anpr', 'cameras', i, 'grammar'], message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
+      }
+    });
+    if (!GRAMMAR_NAMES.includes(cfg.anpr.grammar)) ctx.addIssue({ code: 'custom', path: ['anpr', 'grammar'], message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
+    if (cfg.anpr.privacy.reads === 'hashed' && !cfg.anpr.privacy.hash_key) {
+      ctx.addIssue({ code: 'custom', path: ['anpr', 'privacy', 'hash_key'], message: 'reads: hashed needs a hash_key (e.g. {file: /etc/vigia/plate-hash-key})' });
+    }
+    const hashKey = cfg.anpr.privacy.hash_key?.reveal();
+    if (hashKey !== undefined && Buffer.byteLength(hashKey) < MIN_HMAC_KEY_BYTES) {
+      ctx.addIssue({ code: 'custom', path: ['anpr', 'privacy', 'hash_key'], message: `the hash key needs at least ${MIN_HMAC_KEY_BYTES} bytes (e.g. openssl rand -base64 32)` });
+    }
+    const hotlistKey = cfg.anpr.hotlist.public_key?.reveal();
+    if (hotlistKey !== undefined) {
+      try {
+        ed25519PublicKey(hotlistKey, 'the key');
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['anpr', 'hotlist', 'public_key'], message: (err as Error).message });
+      }
+    }
+    if (cfg.anpr.hotlist.url && !cfg.anpr.hotlist.public_key) {
+      ctx.addIssue({ code: 'custom', path: ['anpr', 'hotlist', 'public_key'], message: 'a hotlist url needs the public_key that signs the list' });
+    }
+    if (cfg.anpr.enabled && cfg.anpr.cameras.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['anpr', 'cameras'], message: 'anpr is enabled but no camera is configured' });
     }
     if (cfg.mqtt.tls && (cfg.mqtt.tls.cert === undefined) !== (cfg.mqtt.tls.key === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['mqtt', 'tls', cfg.mqtt.tls.cert ? 'key' : 'cert'], message: 'tls.cert and tls.key go together' });

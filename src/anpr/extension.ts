@@ -1,0 +1,491 @@
+import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import type { Context, Extension } from '../controller.js';
+import { CommandError } from '../gateway/commands.js';
+import { decodeCanonicalBase64 } from '../core/keys.js';
+import { createFrameSource, motionGated, type CameraConfig } from '../drivers/camera/index.js';
+import { type Frame, type FrameSource, type FrameSourceDeps, LatestFrameSlot } from '../drivers/camera/source.js';
+import type { ReadResult } from './engine.js';
+import { EvidenceStore } from './evidence.js';
+import { getGrammar, type PlateGrammar } from './grammar.js';
+import type { HotlistMatch } from './hotlist.js';
+import { HotlistStore, type HotlistUpdate } from './hotlist-source.js';
+import { ImageRejected } from './image.js';
+import { FrameDecodeError, MotionGate, pointInPolygon } from './motion.js';
+import { rankWithGrammar, type RankedPlate } from './pipeline.js';
+import { plateHash } from './privacy.js';
+import { PlateTracker, type VotedRead } from './vote.js';
+import { AnprBusyError, AnprWorkerPool } from './worker.js';
+
+/**
+ * Cameras to events: frame sources → motion gate → worker pool (detect, recognise) → grammar →
+ * hotlist match (plate.hit at once, from a single confident frame) → voting over frames
+ * (plate.read per passage, and a hit if only the vote matches). The main thread only moves
+ * frames and small results; decoding and inference run in the workers.
+ */
+
+/** What the extension needs besides the context; tests swap the camera factory or the pool. */
+export interface AnprDeps {
+  createSource?: (cam: CameraConfig, deps: FrameSourceDeps) => FrameSource;
+  createPool?: () => Pick<AnprWorkerPool, 'read' | 'ready' | 'stats' | 'close'>;
+}
+
+type Pool = ReturnType<NonNullable<AnprDeps['createPool']>>;
+
+interface CameraRuntime {
+  config: CameraConfig;
+  source: FrameSource;
+  slot: LatestFrameSlot;
+  gate: MotionGate | null;
+  grammar: PlateGrammar;
+  /** Recent frames that had plates, by monotonic time: the evidence for a hit raised by a vote. */
+  recent: Map<number, Frame>;
+  online: boolean | null;
+  loop: Promise<void> | undefined;
+  counters: { frames: number; idle: number; read: number; busy: number; plates: number };
+}
+
+/** Frames kept per camera for evidence of a voted hit. */
+const RECENT_FRAMES = 12;
+const FLUSH_INTERVAL_MS = 250;
+
+export class AnprExtension implements Extension {
+  readonly name = 'anpr';
+  #cameras: CameraRuntime[] = [];
+  #pool: Pool | undefined;
+  #tracker: PlateTracker | undefined;
+  #hotlist: HotlistStore | undefined;
+  #evidence: EvidenceStore | undefined;
+  #flushTimer: NodeJS.Timeout | undefined;
+  #refreshTimer: NodeJS.Timeout | undefined;
+  /** Last hit per camera and hotlist plate (monotonic ms), for the hit de-duplication window. */
+  #lastHit = new Map<string, number>();
+  #state: 'stopped' | 'starting' | 'running' | 'failed' = 'stopped';
+  #failure: string | null = null;
+  #lastHotlistProblem: string | null = null;
+  #counters = { rejected: {} as Record<string, number>, reads: 0, readsSuppressed: 0, hits: 0, errors: 0 };
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly deps: AnprDeps = {},
+  ) {}
+
+  async start(): Promise<void> {
+    const { ctx } = this;
+    const cfg = ctx.config.anpr;
+    const log = ctx.logger.child({ mod: 'anpr' });
+    this.#state = 'starting';
+
+    this.#hotlist = new HotlistStore({
+      dataDir: ctx.paths.dataDir,
+      ...(cfg.hotlist.public_key ? { publicKey: cfg.hotlist.public_key.reveal() } : {}),
+      now: () => ctx.clock.wallNow(),
+      logger: ctx.logger.child({ mod: 'hotlist' }),
+    });
+    await this.#hotlistUpdated(await this.#hotlist.open(), 'cache');
+    if (cfg.hotlist.file) await this.#hotlistUpdated(await this.#hotlist.load(resolve(cfg.hotlist.file)), cfg.hotlist.file);
+    this.#registerCommands();
+
+    this.#evidence = new EvidenceStore({
+      dir: resolve(cfg.evidence.dir ?? resolve(ctx.paths.dataDir, 'evidence')),
+      retentionMs: cfg.evidence.retention,
+      maxBytes: cfg.evidence.max_bytes,
+      frameWidth: cfg.evidence.frame_width,
+      jpegQuality: cfg.evidence.jpeg_quality,
+      clock: ctx.clock,
+      clockSynced: () => ctx.clockSync.synced(),
+      logger: log,
+    });
+    await this.#evidence.start();
+
+    this.#tracker = new PlateTracker({
+      dedupWindowMs: cfg.tracking.dedup_window,
+      maxGapMs: cfg.tracking.max_gap,
+      maxTrackMs: cfg.tracking.max_track,
+      minFrames: cfg.tracking.min_frames,
+      clock: ctx.clock,
+    });
+
+    this.#pool =
+      this.deps.createPool?.() ??
+      new AnprWorkerPool({
+        workers: cfg.workers,
+        ...(cfg.threads_per_worker ? { threadsPerWorker: cfg.threads_per_worker } : {}),
+        engine: { detector: cfg.detector, recogniser: cfg.recogniser, maxSide: cfg.detector_max_side },
+      });
+    try {
+      await this.#pool.ready();
+    } catch (err) {
+      // Plate reading is down, alarms are not: report it and keep the daemon running.
+      this.#state = 'failed';
+      this.#failure = (err as Error).message;
+      log.error({ err: this.#failure }, 'ANPR models could not be loaded; plate reading is off');
+      await ctx.emit({ type: 'anpr.failed', priority: 'hit', payload: { error: this.#failure } });
+      return;
+    }
+
+    const createSource = this.deps.createSource ?? createFrameSource;
+    for (const cam of cfg.cameras) {
+      const runtime: CameraRuntime = {
+        config: cam,
+        source: createSource(cam, { clock: ctx.clock, logger: ctx.logger.child({ mod: 'camera', camera: cam.id }) }),
+        slot: new LatestFrameSlot(),
+        gate: motionGated(cam, cfg.motion.enabled)
+          ? new MotionGate({
+              width: cfg.motion.width,
+              threshold: cfg.motion.threshold,
+              minChangedFraction: cfg.motion.min_changed,
+              cooldownMs: cfg.motion.cooldown,
+              ...(cam.roi ? { roi: cam.roi } : {}),
+            })
+          : null,
+        grammar: getGrammar(cam.grammar ?? cfg.grammar),
+        recent: new Map(),
+        online: null,
+        loop: undefined,
+        counters: { frames: 0, idle: 0, read: 0, busy: 0, plates: 0 },
+      };
+      runtime.source.on('frame', (frame) => {
+        runtime.counters.frames++;
+        runtime.slot.put(frame);
+      });
+      runtime.source.on('state', (state, lastError) => void this.#cameraState(runtime, state, lastError));
+      this.#cameras.push(runtime);
+    }
+    for (const cam of this.#cameras) {
+      cam.loop = this.#consume(cam);
+      cam.source.start();
+    }
+
+    this.#flushTimer = setInterval(() => void this.#flush(), FLUSH_INTERVAL_MS);
+    this.#flushTimer.unref();
+    if (cfg.hotlist.url) {
+      void this.#refresh();
+      this.#refreshTimer = setInterval(() => void this.#refresh(), cfg.hotlist.refresh);
+      this.#refreshTimer.unref();
+    }
+    this.#state = 'running';
+    log.info({ cameras: cfg.cameras.map((c) => c.id), workers: cfg.workers, hotlist: this.#hotlist.stats().size }, 'plate reading started');
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#flushTimer);
+    clearInterval(this.#refreshTimer);
+    for (const cam of this.#cameras) cam.slot.close();
+    await Promise.all(this.#cameras.map((cam) => cam.source.stop()));
+    await Promise.all(this.#cameras.map((cam) => cam.loop));
+    // Passages still open are reported now rather than lost with the process.
+    if (this.#tracker) await this.#emitVoted(this.#tracker.drain());
+    await this.#pool?.close();
+    await this.#evidence?.stop();
+    await this.#hotlist?.close();
+    this.#cameras = [];
+    this.#state = 'stopped';
+  }
+
+  status() {
+    return {
+      state: this.#state,
+      error: this.#failure,
+      cameras: Object.fromEntries(
+        this.#cameras.map((c) => [c.config.id, { ...c.source.stats(), ...c.counters, dropped_latest: c.slot.stats().dropped }]),
+      ),
+      workers: this.#pool?.stats() ?? null,
+      tracker: this.#tracker?.stats() ?? null,
+      reads: this.#counters.reads,
+      reads_not_sent: this.#counters.readsSuppressed,
+      hits: this.#counters.hits,
+      rejected_frames: { ...this.#counters.rejected },
+      errors: this.#counters.errors,
+      hotlist: this.#hotlist?.stats() ?? null,
+      evidence: this.#evidence?.stats() ?? null,
+    };
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Frames
+
+  async #consume(cam: CameraRuntime): Promise<void> {
+    for await (const frame of cam.slot) {
+      try {
+        await this.#process(cam, frame);
+      } catch (err) {
+        this.#counters.errors++;
+        this.ctx.logger.error({ mod: 'anpr', camera: cam.config.id, err }, 'frame processing failed');
+      }
+    }
+  }
+
+  async #process(cam: CameraRuntime, frame: Frame): Promise<void> {
+    if (cam.gate) {
+      try {
+        const { motion } = await cam.gate.check(frame.jpeg, frame.monoMs);
+        if (!motion) {
+          cam.counters.idle++;
+          return;
+        }
+      } catch (err) {
+        if (err instanceof FrameDecodeError) return this.#reject('corrupt');
+        throw err;
+      }
+    }
+    let result: ReadResult;
+    try {
+      // The pool takes the bytes it is given; the frame keeps its own for the evidence.
+      result = await this.#pool!.read(new Uint8Array(frame.jpeg));
+    } catch (err) {
+      if (err instanceof AnprBusyError) {
+        cam.counters.busy++;
+        return;
+      }
+      if (err instanceof ImageRejected) return this.#reject(err.reason);
+      throw err;
+    }
+    cam.counters.read++;
+    const cfg = this.ctx.config.anpr;
+    const plates = rankWithGrammar(result.plates, cam.grammar).filter(
+      (p) => p.confidence >= cfg.min_confidence && insideRoi(cam.config.roi, p.box, result.width, result.height),
+    );
+    if (plates.length === 0) return;
+    cam.counters.plates += plates.length;
+    cam.recent.set(frame.monoMs, frame);
+    while (cam.recent.size > RECENT_FRAMES) cam.recent.delete(cam.recent.keys().next().value!);
+
+    for (const plate of plates) {
+      this.#tracker!.add(cam.config.id, {
+        text: plate.text,
+        chars: plate.chars,
+        confidence: plate.confidence,
+        box: plate.box,
+        frameMono: frame.monoMs,
+        ...(plate.format ? { format: plate.format } : {}),
+      });
+      if (plate.confidence >= cfg.hits.min_confidence) await this.#matchFrame(cam, frame, plate, result);
+    }
+  }
+
+  #reject(reason: string): void {
+    this.#counters.rejected[reason] = (this.#counters.rejected[reason] ?? 0) + 1;
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Hits
+
+  #lookup(text: string): HotlistMatch[] {
+    return this.#hotlist!.current().lookup(text, { fuzzy: this.ctx.config.anpr.hits.fuzzy, now: this.ctx.clock.wallNow() });
+  }
+
+  /** The matches not already reported for this camera within the de-duplication window; marks them reported. */
+  #fresh(cameraId: string, matches: HotlistMatch[], monoMs: number): HotlistMatch[] {
+    const window = this.ctx.config.anpr.hits.dedup_window;
+    const out: HotlistMatch[] = [];
+    for (const m of matches) {
+      const key = `${cameraId}\u0000${m.entry.plate}`;
+      const last = this.#lastHit.get(key);
+      if (last !== undefined && monoMs - last < window) continue;
+      this.#lastHit.set(key, monoMs);
+      out.push(m);
+    }
+    if (this.#lastHit.size > 10_000) {
+      for (const [k, t] of this.#lastHit) if (monoMs - t >= window) this.#lastHit.delete(k);
+    }
+    return out;
+  }
+
+  async #matchFrame(cam: CameraRuntime, frame: Frame, plate: RankedPlate, result: ReadResult): Promise<void> {
+    const matches = this.#fresh(cam.config.id, this.#lookup(plate.text), frame.monoMs);
+    for (const match of matches) {
+      await this.#emitHit(cam, frame, match, {
+        trigger: 'frame',
+        text: plate.text,
+        confidence: plate.confidence,
+        format: plate.format,
+        box: plate.box,
+        frame_size: [result.width, result.height],
+        frames: 1,
+      });
+    }
+  }
+
+  async #emitHit(
+    cam: CameraRuntime,
+    frame: Frame | undefined,
+    match: HotlistMatch,
+    read: { trigger: 'frame' | 'vote'; text: string; confidence: number; format: string | null; box: readonly number[]; frame_size?: [number, number]; frames: number },
+  ): Promise<void> {
+    const { ctx } = this;
+    let evidence: Record<string, unknown> | null = null;
+    if (frame) {
+      try {
+        evidence = { ...(await this.#evidence!.capture(frame.jpeg, read.box as [number, number, number, number], { camera: cam.config.id, plate: read.text })) };
+      } catch (err) {
+        ctx.logger.warn({ mod: 'anpr', camera: cam.config.id, err: (err as Error).message }, 'hit evidence could not be made');
+      }
+    }
+    this.#counters.hits++;
+    await ctx.emit({
+      type: 'plate.hit',
+      priority: 'alarm',
+      payload: {
+        camera: cam.config.id,
+        plate: read.text,
+        display: cam.grammar.display(read.text),
+        confidence: round3(read.confidence),
+        format: read.format,
+        trigger: read.trigger,
+        frames: read.frames,
+        box: read.box.map(Math.round),
+        ...(read.frame_size ? { frame_size: read.frame_size } : {}),
+        seen_at: new Date(frame?.wallMs ?? ctx.clock.wallNow()).toISOString(),
+        match: { kind: match.kind, distance: match.distance },
+        entry: match.entry,
+        hotlist_version: this.#hotlist!.current().version,
+        evidence,
+      },
+    });
+    ctx.logger.warn({ mod: 'anpr', camera: cam.config.id, plate: read.text, listed: match.entry.plate, kind: match.kind, trigger: read.trigger }, 'hotlist hit');
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Voted reads
+
+  async #flush(): Promise<void> {
+    try {
+      await this.#emitVoted(this.#tracker!.flush());
+    } catch (err) {
+      this.#counters.errors++;
+      this.ctx.logger.error({ mod: 'anpr', err }, 'could not report plate reads');
+    }
+  }
+
+  async #emitVoted(voted: VotedRead[]): Promise<void> {
+    const { ctx } = this;
+    const privacy = ctx.config.anpr.privacy;
+    for (const v of voted) {
+      const cam = this.#cameras.find((c) => c.config.id === v.cameraId);
+      if (!cam) continue;
+      const matches = this.#lookup(v.text);
+      const fresh = this.#fresh(v.cameraId, matches, v.lastSeenMono);
+      for (const match of fresh) {
+        const frame = cam.recent.get(v.bestFrameMono);
+        await this.#emitHit(cam, frame, match, { trigger: 'vote', text: v.text, confidence: v.confidence, format: v.format, box: v.box, frames: v.frames });
+      }
+      this.#counters.reads++;
+      const hit = matches.length > 0;
+      // A wanted vehicle's read is always sent in full; the privacy setting covers everyone else.
+      const mode = hit ? 'full' : privacy.reads;
+      if (mode === 'off') {
+        this.#counters.readsSuppressed++;
+        continue;
+      }
+      const identity =
+        mode === 'full'
+          ? { plate: v.text, display: cam.grammar.display(v.text), per_char_confidence: v.perCharConfidence.map(round3) }
+          : { plate_hash: plateHash(privacy.hash_key!.reveal(), v.text), hash: 'hmac-sha256' };
+      await ctx.emit({
+        type: 'plate.read',
+        priority: 'read',
+        payload: {
+          camera: v.cameraId,
+          ...identity,
+          confidence: round3(v.confidence),
+          format: v.format,
+          frames: v.frames,
+          first_seen: this.#wallIso(v.firstSeenMono),
+          last_seen: this.#wallIso(v.lastSeenMono),
+          box: v.box.map(Math.round),
+          hit,
+        },
+      });
+    }
+  }
+
+  #wallIso(mono: number): string {
+    const { clock } = this.ctx;
+    return new Date(clock.wallNow() - (clock.monoNow() - mono)).toISOString();
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Cameras and hotlist
+
+  async #cameraState(cam: CameraRuntime, state: string, lastError: string | null): Promise<void> {
+    const online = state === 'running' ? true : state === 'backoff' ? false : null;
+    if (online === null || online === cam.online) return;
+    const wasKnown = cam.online !== null;
+    cam.online = online;
+    // The first successful start is not news; a camera that never came up, or went away, is.
+    if (online && !wasKnown) return;
+    try {
+      await this.ctx.emit({
+        type: online ? 'camera.online' : 'camera.offline',
+        priority: 'hit',
+        payload: { camera: cam.config.id, ...(online ? {} : { error: lastError }) },
+      });
+    } catch (err) {
+      this.ctx.logger.error({ mod: 'anpr', err }, 'could not report camera state');
+    }
+  }
+
+  async #refresh(): Promise<void> {
+    const { url, ca } = this.ctx.config.anpr.hotlist;
+    if (!url || !this.#hotlist) return;
+    let caPem: string | undefined;
+    try {
+      caPem = ca ? readFileSync(ca, 'utf8') : undefined;
+    } catch (err) {
+      this.ctx.logger.error({ mod: 'hotlist', ca, err: (err as Error).message }, 'cannot read the hotlist CA file');
+      return;
+    }
+    await this.#hotlistUpdated(await this.#hotlist.fetch(url, caPem ? { ca: caPem } : {}), url);
+  }
+
+  async #hotlistUpdated(update: HotlistUpdate, source: string): Promise<void> {
+    if (update.ok) {
+      this.#lastHotlistProblem = null;
+      if (update.status === 'replaced') {
+        await this.ctx.emit({ type: 'hotlist.updated', priority: 'telemetry', payload: { source, version: update.version, size: update.size } });
+      }
+      return;
+    }
+    // A refused list is news once (the device goes on matching against the previous one), not at every refresh.
+    const problem = `${update.reason}: ${update.detail}`;
+    if (problem === this.#lastHotlistProblem) return;
+    this.#lastHotlistProblem = problem;
+    await this.ctx.emit({
+      type: 'hotlist.rejected',
+      priority: 'hit',
+      payload: { source, reason: update.reason, detail: update.detail, errors: update.errors?.slice(0, 20) ?? [], kept_version: this.#hotlist!.current().version },
+    });
+  }
+
+  #registerCommands(): void {
+    const { commands } = this.ctx;
+    const store = this.#hotlist!;
+    commands.register('hotlist.delta', async (args) => {
+      const { delta, signature } = args;
+      if (typeof delta !== 'string') throw new CommandError('bad_args', '"delta" must be the delta document as a string (the exact bytes that were signed)');
+      if (typeof signature !== 'string') throw new CommandError('bad_args', '"signature" must be the base64 Ed25519 signature of "delta"');
+      const sig = decodeCanonicalBase64(signature);
+      if (!sig) throw new CommandError('bad_args', '"signature" is not canonical base64');
+      const update = await store.applySignedDelta(Buffer.from(delta, 'utf8'), sig);
+      await this.#hotlistUpdated(update, 'delta');
+      if (!update.ok) throw new CommandError(`hotlist_${update.reason}`, update.detail);
+      return { version: update.version, size: update.size };
+    });
+    commands.register('hotlist.stats', () => store.stats());
+    commands.register('hotlist.refresh', async () => {
+      if (!this.ctx.config.anpr.hotlist.url) throw new CommandError('no_url', 'anpr.hotlist.url is not configured');
+      await this.#refresh();
+      return store.stats();
+    });
+    commands.register('anpr.stats', () => this.status());
+  }
+}
+
+function insideRoi(roi: CameraConfig['roi'], box: readonly number[], width: number, height: number): boolean {
+  if (!roi || width === 0 || height === 0) return true;
+  const [x, y, w, h] = box as [number, number, number, number];
+  return pointInPolygon((x + w / 2) / width, (y + h / 2) / height, roi);
+}
+
+const round3 = (v: number): number => Math.round(v * 1000) / 1000;

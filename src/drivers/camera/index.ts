@@ -1,0 +1,39 @@
+import type { Config } from '../../config/schema.js';
+import { DirectorySource } from './directory.js';
+import { detectInputKind, FfmpegSource } from './ffmpeg.js';
+import { HttpSnapshotSource } from './http-snapshot.js';
+import type { FrameSource, FrameSourceDeps } from './source.js';
+
+export type CameraConfig = Config['anpr']['cameras'][number];
+
+/** The frame source a camera's configuration describes. Constructing it starts nothing. */
+export function createFrameSource(cam: CameraConfig, deps: FrameSourceDeps = {}): FrameSource {
+  switch (cam.kind) {
+    case 'stream':
+      // A file stands in for a camera: read it at its own pace, not as fast as it decodes.
+      return new FfmpegSource({ cameraId: cam.id, url: cam.url!, fps: cam.fps, maxWidth: cam.max_width, loop: cam.loop, realtime: detectInputKind(cam.url!) === 'file' }, deps);
+    case 'snapshot':
+      return new HttpSnapshotSource(
+        {
+          cameraId: cam.id,
+          url: cam.url!,
+          intervalMs: cam.interval,
+          auth: cam.auth,
+          ...(cam.username !== undefined ? { username: cam.username } : {}),
+          ...(cam.password !== undefined ? { password: cam.password.reveal() } : {}),
+          ...(cam.insecure_tls ? { tls: { rejectUnauthorized: false } } : {}),
+        },
+        deps,
+      );
+    case 'directory':
+      return new DirectorySource({ cameraId: cam.id, dir: cam.dir! }, deps);
+  }
+}
+
+/**
+ * Whether a camera's frames go through the motion gate. Upload-directory cameras send a picture
+ * when their own trigger fires, so every picture is worth reading; streams and snapshots are gated.
+ */
+export function motionGated(cam: CameraConfig, defaultEnabled: boolean): boolean {
+  return cam.motion ?? (cam.kind === 'directory' ? false : defaultEnabled);
+}
