@@ -1,9 +1,11 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
+import { createPrivateKey, type KeyObject, sign as signBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { AnprEngine } from './anpr/engine.js';
 import { GRAMMAR_NAMES, getGrammar } from './anpr/grammar.js';
+import { type HotlistEntryInput, parseHotlistCsv, parseHotlistJson } from './anpr/hotlist.js';
 import { HotlistStore } from './anpr/hotlist-source.js';
 import { rankWithGrammar, type RankedPlate } from './anpr/pipeline.js';
 import { ConfigError, configJsonSchema, formatProblem, loadConfig, runConfigCheck } from './config/index.js';
@@ -305,6 +307,60 @@ dataDirOptions(
     await store.close();
   }
 });
+
+hotlist
+  .command('delta')
+  .description('build and sign a hotlist.delta command\'s arguments (JSON on stdout; send with `vigia cmd sign -n hotlist.delta -a "$(...)"`)')
+  .requiredOption('-k, --key <file>', 'Ed25519 private key of the list publisher (PEM)')
+  .option('--base <version>', 'version of the list the delta applies to (see hotlist.stats)')
+  .option('-d, --data-dir <dir>', 'take the base list from this cache and announce the resulting version')
+  .option('--add <file>', 'entries to add (CSV or JSON, like a hot list)')
+  .option('--remove <plate...>', 'plates to remove')
+  .action(async (opts: { key: string; base?: string; dataDir?: string; add?: string; remove?: string[] }) => {
+    const fail = (msg: string): never => {
+      process.stderr.write(`vigia: ${msg}\n`);
+      process.exit(1);
+    };
+    let key: KeyObject;
+    try {
+      key = createPrivateKey(readFileSync(opts.key));
+    } catch (err) {
+      return fail(`cannot read the private key ${opts.key}: ${(err as Error).message}`);
+    }
+    if (key.asymmetricKeyType !== 'ed25519') fail(`${opts.key} is a ${key.asymmetricKeyType} key, an Ed25519 key is needed`);
+    let add: HotlistEntryInput[] = [];
+    if (opts.add) {
+      const text = readFileSync(opts.add, 'utf8');
+      const parsed = opts.add.toLowerCase().endsWith('.json') ? parseHotlistJson(text) : parseHotlistCsv(text);
+      if (parsed.invalidRows > 0) {
+        for (const e of parsed.errors) process.stderr.write(`${opts.add}:${e.line}: ${e.message}\n`);
+        process.exit(1);
+      }
+      add = parsed.entries;
+    }
+    const remove = opts.remove ?? [];
+    let base = opts.base;
+    let version: string | undefined;
+    if (opts.dataDir) {
+      const store = await openHotlist(opts.dataDir);
+      try {
+        const current = store.current();
+        if (base !== undefined && base !== current.version) fail(`--base ${base.slice(0, 12)}… is not the cached list's version ${current.version.slice(0, 12)}…`);
+        base = current.version;
+        try {
+          version = current.applyDelta({ add, remove }).version;
+        } catch (err) {
+          fail((err as Error).message);
+        }
+      } finally {
+        await store.close();
+      }
+    }
+    if (base === undefined || !/^[0-9a-f]{64}$/.test(base)) fail('give --base <64 hex digits> or --data-dir');
+    const delta = JSON.stringify({ base_version: base, add, remove, ...(version ? { version } : {}) });
+    const signature = signBytes(null, Buffer.from(delta, 'utf8'), key).toString('base64');
+    process.stdout.write(JSON.stringify({ delta, signature }) + '\n');
+  });
 
 async function openHotlist(dir: string): Promise<HotlistStore> {
   const store = new HotlistStore({ dataDir: dir });

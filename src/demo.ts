@@ -1,3 +1,5 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config/index.js';
 import type { Context, Extension } from './controller.js';
@@ -11,6 +13,7 @@ class DemoScenario implements Extension {
   readonly name = 'demo-scenario';
   #timers: NodeJS.Timeout[] = [];
   #n = 0;
+  #cars = 0;
 
   constructor(private readonly ctx: Context) {}
 
@@ -19,6 +22,19 @@ class DemoScenario implements Extension {
       this.#timers.push(setInterval(() => void fn().catch((err) => this.ctx.logger.error({ err }, 'demo event failed')), ms));
     every(3_000, () => this.ctx.emit({ type: 'sim.motion', priority: 'read', payload: { input: 'pir-north', n: ++this.#n } }));
     every(15_000, () => this.ctx.emit({ type: 'sim.panic', priority: 'alarm', payload: { input: 'panic-button', note: 'demo press' } }));
+    if (this.ctx.config.anpr.enabled) every(6_000, () => this.#passingCar());
+  }
+
+  /** A car passes the demo gate: a picture lands in the camera's upload directory, as over FTP. */
+  async #passingCar(): Promise<void> {
+    const cam = this.ctx.config.anpr.cameras.find((c) => c.kind === 'directory');
+    if (!cam?.dir) return;
+    const { chileanPlate, scene } = await import('./anpr/synthetic.js');
+    const pairs: [string, string, string] = this.#cars++ % 2 === 0 ? ['BB', 'CL', '12'] : randomPlate();
+    const jpeg = await scene(chileanPlate(pairs, { x: 470, y: 420, w: 330, h: 110 }));
+    const name = join(cam.dir, `car-${Date.now()}`);
+    writeFileSync(`${name}.tmp`, jpeg);
+    renameSync(`${name}.tmp`, `${name}.jpg`);
   }
 
   stop(): void {
@@ -26,8 +42,23 @@ class DemoScenario implements Extension {
   }
 }
 
+/** A plate of the 2007 series (letters without vowels or look-alikes), not on the demo hotlist. */
+function randomPlate(): [string, string, string] {
+  const letters = 'BCDFGHJKLPRSTVWXYZ';
+  const l = () => letters[Math.floor(Math.random() * letters.length)]!;
+  const d = () => String(Math.floor(Math.random() * 10));
+  return [l() + l(), l() + l(), d() + d()];
+}
+
 const file = fileURLToPath(new URL('../config/demo.yaml', import.meta.url));
 const config = loadConfig(file);
+if (config.anpr.enabled) {
+  // The demo's camera directory and hotlist, made here so a fresh clone needs nothing else.
+  for (const cam of config.anpr.cameras) if (cam.dir) mkdirSync(resolve(cam.dir), { recursive: true });
+  if (config.anpr.hotlist.file) {
+    writeFileSync(config.anpr.hotlist.file, 'plate,reason,source,added,expires\nBBCL12,encargo por robo (demo),Carabineros,2026-11-01,\n');
+  }
+}
 const { port, host } = config.demo.embedded_broker;
 process.stderr.write(
   [
@@ -38,6 +69,7 @@ process.stderr.write(
     'Try the control socket:',
     `  npx vigia status -c config/demo.yaml`,
     `  npx vigia sim burst -c config/demo.yaml --count 1000 --type sim.test --priority read`,
+    'A synthetic car passes the demo gate camera every 6 s; BB·CL·12 is on the hotlist (plate.hit, alarm priority).',
     'Ctrl-C stops the demo.',
     '',
   ].join('\n') + '\n',

@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process';
+import { generateKeyPairSync, verify } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { HotlistStore } from '../src/anpr/hotlist-source.js';
 import { CLI } from './helpers/daemon.js';
 import { chileanPlate, scene } from './helpers/plates.js';
 
@@ -120,5 +122,45 @@ describe('vigia hotlist', () => {
     expect(r.stderr).toMatch(new RegExp(`^${csv.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:3: \\S`, 'm'));
     const stats = await run('hotlist', 'stats', '--data-dir', join(dir, 'data'));
     expect(JSON.parse(stats.stdout)).toMatchObject({ size: 0 });
+  });
+
+  it('builds a signed delta that a device holding the public key applies, with the announced version', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-hotlist-cli-'));
+    const data = join(dir, 'data');
+    const csv = join(dir, 'list.csv');
+    writeFileSync(csv, 'plate,reason,source,added,expires\nBBCL12,stolen,carabineros,2026-01-05,\nHJRS37,warrant,pdi,2026-02-01,\n');
+    expect((await run('hotlist', 'import', csv, '--data-dir', data)).code).toBe(0);
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const keyFile = join(dir, 'publisher.pem');
+    writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const addFile = join(dir, 'add.csv');
+    writeFileSync(addFile, 'plate,reason,source,added,expires\nFKZT41,stolen,carabineros,2026-11-30,\n');
+
+    const r = await run('hotlist', 'delta', '-k', keyFile, '--data-dir', data, '--add', addFile, '--remove', 'HJRS37');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const args = JSON.parse(r.stdout) as { delta: string; signature: string };
+    expect(verify(null, Buffer.from(args.delta), publicKey, Buffer.from(args.signature, 'base64'))).toBe(true);
+    const delta = JSON.parse(args.delta) as { base_version: string; version: string; remove: string[] };
+    expect(delta.remove).toEqual(['HJRS37']);
+
+    const device = new HotlistStore({ dataDir: data, publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(), deltaPersistDelayMs: 0 });
+    try {
+      await device.open();
+      expect(device.current().version).toBe(delta.base_version);
+      const applied = await device.applySignedDelta(Buffer.from(args.delta), Buffer.from(args.signature, 'base64'));
+      expect(applied).toMatchObject({ ok: true, version: delta.version, size: 2 });
+      expect(device.current().has('FKZT41')).toBe(true);
+      expect(device.current().has('HJRS37')).toBe(false);
+    } finally {
+      await device.close();
+    }
+
+    const noBase = await run('hotlist', 'delta', '-k', keyFile, '--remove', 'BBCL12');
+    expect(noBase.code).toBe(1);
+    expect(noBase.stderr).toMatch(/--base/);
+    const badKey = await run('hotlist', 'delta', '-k', csv, '--base', delta.base_version);
+    expect(badKey.code).toBe(1);
+    expect(badKey.stderr).toMatch(/cannot read the private key/);
   });
 });

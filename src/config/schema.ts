@@ -141,6 +141,10 @@ export const cameraSchema = z
       .describe('stream: anything ffmpeg reads (rtsp://, http MJPEG, /dev/videoN, a file); snapshot: poll a JPEG snapshot URL (ONVIF-style); directory: JPEGs uploaded by the camera (FTP)'),
     url: z.string().optional().describe('stream or snapshot: the URL (or V4L2 device / file path for stream)'),
     dir: z.string().optional().describe('directory: where the camera uploads its JPEGs'),
+    after_read: z
+      .enum(['delete', 'move'])
+      .default('delete')
+      .describe('directory: what happens to an uploaded picture once read: delete (the SD card never fills; hit evidence is kept apart) or move to <dir>/processed'),
     fps: z.number().positive().max(30).default(4).describe('stream: frames per second taken from the stream'),
     interval: duration().prefault('1s').describe('snapshot: poll period (duration)'),
     max_width: z.number().int().min(320).max(8192).default(1920).describe('stream: frames wider than this are downscaled by ffmpeg'),

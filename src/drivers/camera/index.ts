@@ -26,7 +26,7 @@ export function createFrameSource(cam: CameraConfig, deps: FrameSourceDeps = {})
         deps,
       );
     case 'directory':
-      return new DirectorySource({ cameraId: cam.id, dir: cam.dir! }, deps);
+      return new DirectorySource({ cameraId: cam.id, dir: cam.dir!, after: cam.after_read }, deps);
   }
 }
 
