@@ -1,0 +1,229 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ReadResult } from '../src/anpr/engine.js';
+import { AnprExtension } from '../src/anpr/extension.js';
+import { charsFromText } from '../src/anpr/grammar.js';
+import { ImageRejected } from '../src/anpr/image.js';
+import { plateHash } from '../src/anpr/privacy.js';
+import { AnprBusyError, type PoolStats } from '../src/anpr/worker.js';
+import { loadConfig } from '../src/config/index.js';
+import { Controller } from '../src/controller.js';
+import type { VigiaEvent } from '../src/core/event.js';
+import { createLogger } from '../src/core/logger.js';
+import { BaseFrameSource } from '../src/drivers/camera/source.js';
+import { stringify } from 'yaml';
+
+// The extension's own logic (gating, ROI, thresholds, voting, hits, privacy, camera health) with the
+// hardware boundary replaced: a camera whose frames the test pushes, and a plate reader whose
+// answers the test scripts. Models and the real sources are covered by their own tests and by
+// anpr-daemon.test.ts.
+
+class TestCamera extends BaseFrameSource {
+  #gen = -1;
+  constructor(id: string) {
+    super(id);
+  }
+  protected open(gen: number): void {
+    this.#gen = gen;
+    this.markRunning(gen);
+  }
+  protected async close(): Promise<void> {}
+  push(jpeg: Buffer): void {
+    this.emitFrame(this.#gen, jpeg);
+  }
+  breakDown(): void {
+    this.fail(this.#gen, new Error('connection refused'));
+  }
+}
+
+type Reading = { text: string; p: number; box?: [number, number, number, number] };
+
+class ScriptedReader {
+  answers: Array<Reading[] | Error> = [];
+  calls = 0;
+  async read(): Promise<ReadResult> {
+    this.calls++;
+    const next = this.answers.shift() ?? [];
+    if (next instanceof Error) throw next;
+    return {
+      width: 1280,
+      height: 720,
+      timings: { decode: 1, detect: 1, recognise: 1, total: 3, sessionRun: 2 },
+      plates: next.map((r) => ({ text: r.text, confidence: r.p, box: r.box ?? [500, 400, 300, 100], detectorScore: 0.9, chars: charsFromText(r.text, r.p) })),
+    };
+  }
+  async ready(): Promise<void> {}
+  stats(): PoolStats {
+    return { workers: 1, ready: 1, busy: 0, queued: 0, maxQueue: 1, completed: this.calls, failed: 0, rejectedBusy: 0, restarts: 0, meanLatencyMs: 0 };
+  }
+  async close(): Promise<void> {}
+}
+
+const frame = (shade: number, rect = false) =>
+  sharp({ create: { width: 320, height: 180, channels: 3, background: { r: shade, g: shade, b: shade } } })
+    .composite(rect ? [{ input: { create: { width: 120, height: 90, channels: 3, background: '#ffffff' } }, left: 100, top: 60 }] : [])
+    .jpeg()
+    .toBuffer();
+
+const stops: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const s of stops.splice(0)) await s();
+});
+
+async function start(anpr: Record<string, unknown>, cameras: Array<Record<string, unknown>>) {
+  const dir = mkdtempSync(join(tmpdir(), 'vigia-anpr-ext-'));
+  const hotlist = join(dir, 'hotlist.csv');
+  writeFileSync(hotlist, 'plate,reason,source,added,expires\nBBCL12,encargo por robo,Carabineros,2026-11-01,\n');
+  const file = join(dir, 'vigia.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      device: { id: 'gantry-9', site: 'test', profile: 'gantry' },
+      paths: { data_dir: join(dir, 'data'), runtime_dir: join(dir, 'run') },
+      clock: { sync_source: 'assume-synced' },
+      mqtt: { url: 'mqtt://127.0.0.1:1', reconnect: { min_delay: '10s', max_delay: '10s' } },
+      anpr: { cameras, hotlist: { file: hotlist }, tracking: { max_gap: '200ms' }, ...anpr },
+    }),
+  );
+  const config = loadConfig(file);
+  const reader = new ScriptedReader();
+  const cams = new Map<string, TestCamera>();
+  const controller = new Controller(config, {
+    logger: createLogger('silent'),
+    extensions: (ctx) => [
+      new AnprExtension(ctx, {
+        createPool: () => reader,
+        createSource: (cam) => {
+          const c = new TestCamera(cam.id);
+          cams.set(cam.id, c);
+          return c;
+        },
+      }),
+    ],
+  });
+  const events: VigiaEvent<Record<string, any>>[] = [];
+  controller.ctx.bus.on('event.accepted', (e) => events.push(e as VigiaEvent<Record<string, any>>));
+  await controller.start();
+  stops.push(() => controller.stop());
+  const anprStatus = () => (controller.status() as unknown as { anpr: ReturnType<AnprExtension['status']> }).anpr;
+  return { controller, reader, cams, events, anprStatus, of: (type: string) => events.filter((e) => e.type === type) };
+}
+
+async function until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const directoryCam = { id: 'lane-1', kind: 'directory', dir: '/nonexistent' };
+
+describe('ANPR extension', () => {
+  it('raises a hit from one confident frame at once, with evidence, and reports the voted read after the car has passed', async () => {
+    const t = await start({}, [directoryCam]);
+    t.reader.answers.push([{ text: 'BBCL12', p: 0.95 }]);
+    t.cams.get('lane-1')!.push(await frame(90, true));
+    await until(() => t.of('plate.hit').length === 1, 'hit');
+    const hit = t.of('plate.hit')[0]!;
+    expect(hit.priority).toBe('alarm');
+    expect(hit.payload).toMatchObject({ trigger: 'frame', plate: 'BBCL12', frames: 1, match: { kind: 'exact' }, entry: { plate: 'BBCL12' } });
+    expect(hit.payload.evidence.crop.content_type).toBe('image/jpeg');
+    await until(() => t.of('plate.read').length === 1, 'voted read');
+    expect(t.of('plate.read')[0]!.payload).toMatchObject({ plate: 'BBCL12', hit: true, frames: 1 });
+    expect(t.of('plate.hit')).toHaveLength(1); // the vote matched too, but within the de-duplication window
+  });
+
+  it('raises a hit from the vote when no single frame was confident enough, and de-duplicates the next passage', async () => {
+    const t = await start({ hits: { min_confidence: 0.6 }, tracking: { max_gap: '200ms', dedup_window: '0s' } }, [directoryCam]);
+    const cam = t.cams.get('lane-1')!;
+    for (let i = 0; i < 3; i++) {
+      t.reader.answers.push([{ text: 'BBCL12', p: 0.74 }]); // ~0.55 after the grammar: a read, not a hit
+      cam.push(await frame(90 + i, true));
+      await until(() => t.reader.calls === i + 1, 'frame read');
+    }
+    await until(() => t.of('plate.hit').length === 1, 'voted hit');
+    expect(t.of('plate.hit')[0]!.payload).toMatchObject({ trigger: 'vote', frames: 3, plate: 'BBCL12' });
+    expect(t.of('plate.hit')[0]!.payload.evidence.frame.width).toBe(320);
+
+    t.reader.answers.push([{ text: 'BBCL12', p: 0.95 }]);
+    cam.push(await frame(120, true));
+    await until(() => t.of('plate.read').length === 2, 'second passage');
+    expect(t.of('plate.hit')).toHaveLength(1);
+  });
+
+  it('matches a read differing by a confusable character, and says so', async () => {
+    const t = await start({ grammar: 'generic' }, [directoryCam]);
+    t.reader.answers.push([{ text: 'B8CL12', p: 0.97 }]);
+    t.cams.get('lane-1')!.push(await frame(90, true));
+    await until(() => t.of('plate.hit').length === 1, 'hit');
+    expect(t.of('plate.hit')[0]!.payload).toMatchObject({ plate: 'B8CL12', match: { kind: 'confusable', distance: 1 }, entry: { plate: 'BBCL12' } });
+  });
+
+  it('ignores plates outside the camera region and readings below the confidence floor', async () => {
+    const roi = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]];
+    const t = await start({}, [{ ...directoryCam, roi }]);
+    const cam = t.cams.get('lane-1')!;
+    t.reader.answers.push([{ text: 'BBCL12', p: 0.95, box: [900, 400, 200, 60] }]); // right half
+    cam.push(await frame(90, true));
+    t.reader.answers.push([{ text: 'FKZT41', p: 0.6 }]); // 0.36 after the grammar
+    await until(() => t.reader.calls === 1, 'first read');
+    cam.push(await frame(91, true));
+    await until(() => t.reader.calls === 2, 'second read');
+    await new Promise((r) => setTimeout(r, 400));
+    expect(t.of('plate.hit')).toEqual([]);
+    expect(t.of('plate.read')).toEqual([]);
+    expect(t.anprStatus().cameras['lane-1']).toMatchObject({ read: 2, plates: 0 });
+  });
+
+  it('reads only frames with motion on a gated camera', async () => {
+    const t = await start({ motion: { cooldown: '0s' } }, [{ id: 'street', kind: 'stream', url: 'rtsp://camera/stream' }]);
+    const cam = t.cams.get('street')!;
+    const still = await frame(80);
+    for (let i = 0; i < 5; i++) {
+      cam.push(still);
+      await until(() => t.anprStatus().cameras['street'].idle === i + 1, `idle frame ${i}`);
+    }
+    expect(t.reader.calls).toBe(0);
+    cam.push(await frame(80, true));
+    await until(() => t.reader.calls === 1, 'the moving frame read');
+  });
+
+  it('sends reads of plates not on the list only as a keyed hash, or not at all', async () => {
+    const key = 'hash-key-for-the-extension-test';
+    const hashed = await start({ privacy: { reads: 'hashed', hash_key: key } }, [directoryCam]);
+    hashed.reader.answers.push([{ text: 'FKZT41', p: 0.95 }]);
+    hashed.cams.get('lane-1')!.push(await frame(90, true));
+    await until(() => hashed.of('plate.read').length === 1, 'hashed read');
+    expect(hashed.of('plate.read')[0]!.payload).toMatchObject({ plate_hash: plateHash(key, 'FKZT41'), hash: 'hmac-sha256' });
+    expect(JSON.stringify(hashed.of('plate.read'))).not.toContain('FKZT41');
+
+    const off = await start({ privacy: { reads: 'off' } }, [directoryCam]);
+    off.reader.answers.push([{ text: 'FKZT41', p: 0.95 }], [{ text: 'BBCL12', p: 0.95, box: [100, 100, 300, 100] }]);
+    off.cams.get('lane-1')!.push(await frame(90, true));
+    await until(() => off.anprStatus().reads_not_sent === 1, 'suppressed read');
+    off.cams.get('lane-1')!.push(await frame(91, true));
+    await until(() => off.of('plate.read').length === 1, 'the hit read, sent anyway');
+    expect(off.of('plate.read')[0]!.payload).toMatchObject({ plate: 'BBCL12', hit: true });
+  });
+
+  it('counts rejected and dropped frames, and reports a camera that goes away and comes back', async () => {
+    const t = await start({}, [directoryCam]);
+    const cam = t.cams.get('lane-1')!;
+    t.reader.answers.push(new ImageRejected('corrupt', 'bad JPEG'), new AnprBusyError());
+    cam.push(await frame(90));
+    await until(() => t.reader.calls === 1, 'first');
+    cam.push(await frame(91));
+    await until(() => t.anprStatus().cameras['lane-1'].busy === 1, 'busy');
+    expect(t.anprStatus().rejected_frames).toEqual({ corrupt: 1 });
+
+    cam.breakDown();
+    await until(() => t.of('camera.offline').length === 1, 'offline');
+    expect(t.of('camera.offline')[0]!.payload).toMatchObject({ camera: 'lane-1', error: 'connection refused' });
+    expect(t.of('camera.offline')[0]!.priority).toBe('hit');
+    await until(() => t.of('camera.online').length === 1, 'back online', 5000);
+  });
+});
