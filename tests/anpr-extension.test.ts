@@ -1,4 +1,6 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -15,6 +17,7 @@ import type { VigiaEvent } from '../src/core/event.js';
 import { createLogger } from '../src/core/logger.js';
 import { BaseFrameSource } from '../src/drivers/camera/source.js';
 import { stringify } from 'yaml';
+import { makeTlsFiles } from './helpers/tls.js';
 
 // The extension's own logic (gating, ROI, thresholds, voting, hits, privacy, camera health) with the
 // hardware boundary replaced: a camera whose frames the test pushes, and a plate reader whose
@@ -225,5 +228,43 @@ describe('ANPR extension', () => {
     expect(t.of('camera.offline')[0]!.payload).toMatchObject({ camera: 'lane-1', error: 'connection refused' });
     expect(t.of('camera.offline')[0]!.priority).toBe('hit');
     await until(() => t.of('camera.online').length === 1, 'back online', 5000);
+  });
+
+  it('fetches the signed hotlist from its URL, refreshes it, and keeps the last good list when a download is altered', async () => {
+    const tls = makeTlsFiles();
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    let body = Buffer.from('plate,reason,source,added,expires\nHJRS37,encargo por robo,PDI,2026-11-20,\n');
+    let digestOf = body;
+    const server = createServer({ cert: readFileSync(tls.serverCert), key: readFileSync(tls.serverKey) }, (req, res) => {
+      if (req.url === '/list.csv') return res.end(body);
+      if (req.url === '/list.csv.sha256') return res.end(`${createHash('sha256').update(digestOf).digest('hex')}  list.csv\n`);
+      if (req.url === '/list.csv.sig') return res.end(sign(null, digestOf, privateKey).toString('base64'));
+      res.statusCode = 404;
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise((r) => server.close(() => r())));
+    const url = `https://localhost:${(server.address() as { port: number }).port}/list.csv`;
+    const t = await start(
+      { hotlist: { url, ca: tls.caFile, refresh: '200ms', public_key: publicKey.export({ type: 'spki', format: 'pem' }).toString() } },
+      [directoryCam],
+    );
+    await until(() => t.of('hotlist.updated').some((e) => e.payload.source === url), 'list from the URL');
+    const good = t.anprStatus().hotlist!.version;
+    expect(t.anprStatus().hotlist).toMatchObject({ size: 1, source: url });
+
+    body = Buffer.from(body.toString().replace('HJRS37', 'HJRS38')); // altered in transit: digest no longer matches
+    await until(() => t.of('hotlist.rejected').length === 1, 'altered list refused');
+    expect(t.of('hotlist.rejected')[0]!.payload).toMatchObject({ source: url, reason: 'digest', kept_version: good });
+    await new Promise((r) => setTimeout(r, 600)); // more refreshes of the same bad list: not news again
+    expect(t.of('hotlist.rejected')).toHaveLength(1);
+    expect(t.anprStatus().hotlist!.version).toBe(good);
+
+    digestOf = body; // the publisher signs the new list
+    await until(() => t.anprStatus().hotlist!.version !== good, 'new list installed');
+    t.reader.answers.push([{ text: 'HJRS38', p: 0.95 }]);
+    t.cams.get('lane-1')!.push(await frame(90, true));
+    await until(() => t.of('plate.hit').length === 1, 'hit on the refreshed list');
+    expect(t.of('plate.hit')[0]!.payload.entry).toMatchObject({ plate: 'HJRS38', source: 'PDI' });
   });
 });
