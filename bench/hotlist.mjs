@@ -6,7 +6,12 @@
 // Every measurement runs in a fresh child process (node --expose-gc), so RSS figures are those of
 // a process that holds nothing but the list. Progress goes to stderr; stdout gets the tables and,
 // as its last line, one JSON object.
+//
+// It also measures what the daemon's event loop (alarms, MQTT) goes through while HotlistStore
+// loads the file, applies a signed delta and reloads its cache, with lists built in the worker
+// thread (the default) and on the main thread ('inline'): the longest stall of a 1 ms timer.
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +22,7 @@ import { fmt, median, percentile, procMem, ratio, round, table } from './lib/sta
 const HERE = import.meta.dirname;
 const SELF = fileURLToPath(import.meta.url);
 const DIST = join(HERE, '..', 'dist', 'anpr', 'hotlist.js');
+const DIST_STORE = join(HERE, '..', 'dist', 'anpr', 'hotlist-source.js');
 const QUICK = process.argv.includes('--quick');
 const N = QUICK ? 100_000 : 1_000_000;
 const LOOKUPS = 200_000;
@@ -158,6 +164,54 @@ const settle = async () => {
   }
 };
 const rssMb = () => process.memoryUsage.rss() / 2 ** 20;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** CPU time of the main thread in ms (Linux schedstat), or null where the kernel does not keep it. */
+const SCHEDSTAT = `/proc/self/task/${process.pid}/schedstat`;
+function mainThreadCpuMs() {
+  try {
+    return Number(readFileSync(SCHEDSTAT, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs `fn` while a 1 ms timer ticks on the event loop, as an alarm or an MQTT keep-alive would.
+ * stall_max_ms: the longest time the loop could not run it (gap between ticks minus the 1 ms);
+ * stalled_ms: the time spent in stalls over 10 ms (the daemon's latency budget);
+ * stall_cpu_max_ms: the most CPU the main thread itself used within one gap. On a machine whose
+ * cores are busy with other work a gap also holds time spent waiting for a core; this one does not.
+ */
+async function underLoopProbe(fn) {
+  const gaps = [];
+  const cpu = [];
+  let last = performance.now();
+  let lastCpu = mainThreadCpuMs();
+  let timer;
+  const record = () => {
+    const now = performance.now();
+    const nowCpu = mainThreadCpuMs();
+    gaps.push(now - last - 1);
+    if (nowCpu !== null && lastCpu !== null) cpu.push(nowCpu - lastCpu);
+    last = now;
+    lastCpu = nowCpu;
+  };
+  const tick = () => {
+    record();
+    timer = setTimeout(tick, 1);
+  };
+  timer = setTimeout(tick, 1);
+  const t0 = performance.now();
+  const result = await fn();
+  const ms = performance.now() - t0;
+  clearTimeout(timer);
+  record(); // the gap that ends with fn, which no tick saw
+  const max = (xs) => (xs.length ? xs.reduce((a, b) => (b > a ? b : a), 0) : null);
+  const stalled_ms = gaps.filter((g) => g > 10).reduce((a, b) => a + b, 0);
+  return { result, ms, stall_max_ms: max(gaps), stalled_ms, stall_cpu_max_ms: max(cpu) };
+}
+const phaseFigures = ({ ms, stall_max_ms, stalled_ms, stall_cpu_max_ms }) => ({ ms, stall_max_ms, stalled_ms, stall_cpu_max_ms });
 const vmHwmMb = () => procMem('self', 'VmHWM');
 
 function timeLookups(queries, lookup) {
@@ -265,6 +319,44 @@ async function child(task, args) {
     }
     // Keep the structure alive until after the measurements.
     out.kept = (list?.size ?? 0) + (naive?.size ?? 0) > 0;
+  } else if (task === 'store') {
+    // HotlistStore as the daemon uses it: load the file (read, build, install, write the cache),
+    // apply a signed delta, write the cache, then a new store reloads the cache.
+    const { HotlistStore } = await import(pathToFileURL(DIST_STORE).href);
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const opts = { dataDir: args.dataDir, publicKey: publicKey.export({ type: 'spki', format: 'pem' }), build: args.build, now: () => NOW };
+    await settle();
+    out.rss_before_mb = rssMb();
+    const store = new HotlistStore(opts);
+    const expectOk = (r, what) => {
+      if (!r.ok) throw new Error(`${what} refused: ${r.reason}: ${r.detail}`);
+      return r;
+    };
+    const load = await underLoopProbe(() => store.load(args.file));
+    out.version = expectOk(load.result, 'load').version;
+    out.size = load.result.size;
+    out.load = phaseFigures(load);
+    await settle();
+    out.rss_after_load_mb = rssMb(); // the build worker, if any, is still there (idle)
+    await sleep(1500); // past the worker's idle time
+    await settle();
+    out.rss_mb = rssMb();
+
+    const delta = { base_version: out.version, add: Array.from({ length: 1000 }, (_, k) => makeEntry(args.n + k)), remove: Array.from({ length: 1000 }, (_, k) => listedPlate(k)) };
+    const body = Buffer.from(JSON.stringify(delta));
+    const applied = await underLoopProbe(() => store.applySignedDelta(body, sign(null, body, privateKey)));
+    out.delta_version = expectOk(applied.result, 'delta').version;
+    out.delta = phaseFigures(applied);
+    const flushed = await underLoopProbe(() => store.flush());
+    out.cache_write = phaseFigures(flushed);
+    await store.close();
+
+    const reopened = new HotlistStore(opts);
+    const open = await underLoopProbe(() => reopened.open());
+    if (expectOk(open.result, 'open').version !== out.delta_version) throw new Error('the cache did not hold the list after the delta');
+    out.open = phaseFigures(open);
+    await reopened.close();
+    out.hwm_mb = vmHwmMb();
   } else if (task === 'entries') {
     const entries = Array.from({ length: args.n }, (_, i) => makeEntry(i));
     await settle();
@@ -332,10 +424,23 @@ async function main() {
     entryRuns.push(await runChild('entries', common));
     twoStepRuns.push(await runChild('parse-then-build', common));
   }
-  const versions = new Set([...csvRuns, ...entryRuns, ...twoStepRuns].map((r) => r.version));
+  const storeRuns = { worker: [], inline: [] };
+  for (let r = 0; r < RUNS; r++) {
+    for (const build of ['worker', 'inline']) {
+      log(`▶ run ${r + 1}/${RUNS}: HotlistStore load, delta, cache write, reopen (build: ${build})`);
+      const run = await runChild('store', [...common, '--build', build, '--data-dir', join(dir, `store-${build}-${r}`)]);
+      storeRuns[build].push(run);
+      log(`  load ${fmt(run.load.ms)} ms (longest stall ${fmt(run.load.stall_max_ms, 1)} ms), delta ${fmt(run.delta.ms)} ms (${fmt(run.delta.stall_max_ms, 1)} ms), open ${fmt(run.open.ms)} ms (${fmt(run.open.stall_max_ms, 1)} ms), RSS ${fmt(run.rss_mb, 1)} MB`);
+    }
+  }
+  const allStoreRuns = [...storeRuns.worker, ...storeRuns.inline];
+  const versions = new Set([...csvRuns, ...entryRuns, ...twoStepRuns, ...allStoreRuns].map((r) => r.version));
   if (versions.size !== 1) throw new Error(`the same list gave different versions: ${[...versions].join(', ')}`);
+  if (new Set(allStoreRuns.map((r) => r.delta_version)).size !== 1) throw new Error('the same delta gave different versions in the worker and inline');
 
   const med = (runs, k) => median(runs.map((r) => r[k]));
+  /** Median of a phase's figure over the store runs of one build mode. */
+  const phase = (build, name, k) => median(storeRuns[build].map((r) => r[name][k]));
   const L = csvRuns.at(-1).lookups;
   const NL = naiveRuns.at(-1).lookups;
   const results = {
@@ -360,6 +465,34 @@ async function main() {
     naive_peak_rss_mb_1m: round(med(naiveRuns, 'hwm_mb'), 1),
     naive_lookup_p50_us: round(NL.all.p50, 2),
     naive_lookup_p99_us: round(NL.all.p99, 2),
+    load_loop_block_ms_1m: round(phase('worker', 'load', 'stall_max_ms'), 1),
+    load_loop_block_ms_1m_inline: round(phase('inline', 'load', 'stall_max_ms'), 1),
+    load_loop_block_cpu_ms_1m: round(phase('worker', 'load', 'stall_cpu_max_ms'), 1),
+    load_loop_block_cpu_ms_1m_inline: round(phase('inline', 'load', 'stall_cpu_max_ms'), 1),
+    load_loop_stalled_ms_1m: round(phase('worker', 'load', 'stalled_ms')),
+    load_loop_stalled_ms_1m_inline: round(phase('inline', 'load', 'stalled_ms')),
+    store_load_ms_1m: round(phase('worker', 'load', 'ms')),
+    store_load_ms_1m_inline: round(phase('inline', 'load', 'ms')),
+    delta_loop_block_ms_1m: round(phase('worker', 'delta', 'stall_max_ms'), 1),
+    delta_loop_block_ms_1m_inline: round(phase('inline', 'delta', 'stall_max_ms'), 1),
+    delta_loop_block_cpu_ms_1m: round(phase('worker', 'delta', 'stall_cpu_max_ms'), 1),
+    delta_loop_block_cpu_ms_1m_inline: round(phase('inline', 'delta', 'stall_cpu_max_ms'), 1),
+    delta_ms_1m: round(phase('worker', 'delta', 'ms')),
+    delta_ms_1m_inline: round(phase('inline', 'delta', 'ms')),
+    open_loop_block_ms_1m: round(phase('worker', 'open', 'stall_max_ms'), 1),
+    open_loop_block_ms_1m_inline: round(phase('inline', 'open', 'stall_max_ms'), 1),
+    open_loop_block_cpu_ms_1m: round(phase('worker', 'open', 'stall_cpu_max_ms'), 1),
+    open_loop_block_cpu_ms_1m_inline: round(phase('inline', 'open', 'stall_cpu_max_ms'), 1),
+    open_ms_1m: round(phase('worker', 'open', 'ms')),
+    open_ms_1m_inline: round(phase('inline', 'open', 'ms')),
+    cache_write_loop_block_ms_1m: round(median(allStoreRuns.map((r) => r.cache_write.stall_max_ms)), 1),
+    cache_write_loop_block_cpu_ms_1m: round(median(allStoreRuns.map((r) => r.cache_write.stall_cpu_max_ms)), 1),
+    cache_write_ms_1m: round(median(allStoreRuns.map((r) => r.cache_write.ms))),
+    store_rss_mb_1m: round(med(storeRuns.worker, 'rss_mb'), 1),
+    store_rss_mb_1m_inline: round(med(storeRuns.inline, 'rss_mb'), 1),
+    store_rss_worker_idle_mb_1m: round(med(storeRuns.worker, 'rss_after_load_mb'), 1),
+    store_peak_rss_mb_1m: round(med(storeRuns.worker, 'hwm_mb'), 1),
+    store_peak_rss_mb_1m_inline: round(med(storeRuns.inline, 'hwm_mb'), 1),
     version: [...versions][0],
   };
   results.rss_vs_naive_ratio = ratio(results.rss_mb_1m, results.naive_rss_mb_1m);
@@ -390,6 +523,34 @@ async function main() {
     ),
   );
   out.push('');
+  const ms = (x) => fmt(x);
+  const stall = (x) => fmt(x, 1);
+  out.push(
+    table(
+      ['HotlistStore, event loop', 'build', 'ms', 'longest stall ms', 'main-thread CPU in a stall, max ms', 'stalls > 10 ms, total ms'],
+      [
+        ['load (file -> list + cache)', 'worker', ms(r.store_load_ms_1m), stall(r.load_loop_block_ms_1m), stall(r.load_loop_block_cpu_ms_1m), ms(r.load_loop_stalled_ms_1m)],
+        ['', 'inline', ms(r.store_load_ms_1m_inline), stall(r.load_loop_block_ms_1m_inline), stall(r.load_loop_block_cpu_ms_1m_inline), ms(r.load_loop_stalled_ms_1m_inline)],
+        ['signed delta (+1,000 -1,000)', 'worker', ms(r.delta_ms_1m), stall(r.delta_loop_block_ms_1m), stall(r.delta_loop_block_cpu_ms_1m), '–'],
+        ['', 'inline', ms(r.delta_ms_1m_inline), stall(r.delta_loop_block_ms_1m_inline), stall(r.delta_loop_block_cpu_ms_1m_inline), '–'],
+        ['open (reload the cache)', 'worker', ms(r.open_ms_1m), stall(r.open_loop_block_ms_1m), stall(r.open_loop_block_cpu_ms_1m), '–'],
+        ['', 'inline', ms(r.open_ms_1m_inline), stall(r.open_loop_block_ms_1m_inline), stall(r.open_loop_block_cpu_ms_1m_inline), '–'],
+        ['cache write after the delta', 'either', ms(r.cache_write_ms_1m), stall(r.cache_write_loop_block_ms_1m), stall(r.cache_write_loop_block_cpu_ms_1m), '–'],
+      ],
+    ),
+  );
+  out.push('');
+  out.push(
+    table(
+      ['HotlistStore, memory', 'RSS MB', 'peak RSS MB'],
+      [
+        ['worker: after load, worker idle', fmt(r.store_rss_worker_idle_mb_1m, 1), '–'],
+        ['worker: after the worker ended', fmt(r.store_rss_mb_1m, 1), fmt(r.store_peak_rss_mb_1m, 1)],
+        ['inline', fmt(r.store_rss_mb_1m_inline, 1), fmt(r.store_peak_rss_mb_1m_inline, 1)],
+      ],
+    ),
+  );
+  out.push('');
   out.push('How each figure was measured:');
   out.push(`  load ms       median of ${RUNS} fresh processes; CSV text already in memory -> Hotlist.parse (parse, validate, sort, confusable index, SHA-256 version).`);
   out.push(`                from entries (Hotlist.fromEntries of ${fmt(r.entries)} objects): ${fmt(r.load_from_entries_ms_1m)} ms; parseHotlistCsv + fromEntries: ${fmt(r.parse_then_build_ms_1m)} ms`);
@@ -401,6 +562,13 @@ async function main() {
   out.push(`  lookup µs     performance.now() around each lookup(plate, {fuzzy: true}), ${fmt(LOOKUPS)} lookups after 20,000 warm-up ones, nearest-rank percentiles;`);
   out.push('                a third each listed plates, listed plates with 1-2 characters swapped for a confusable one, plates not on the list;');
   out.push('                naive: Map.get of the normalised plate and an expiry check (exact only)');
+  out.push(`  HotlistStore  median of ${RUNS} fresh processes per build mode. A 1 ms timer runs during each call; its longest stall (gap between ticks`);
+  out.push('                minus 1 ms) is how long alarms and MQTT would have waited; of that gap, the main thread\'s own CPU time (schedstat) is what the');
+  out.push('                code holds it for, the rest is waiting for a core (other processes, the build worker, GC threads on a busy machine).');
+  out.push('                load = store.load(file): read, build, install and the cache write;');
+  out.push('                delta = applySignedDelta adding 1,000 entries and removing 1,000 (the whole list is rebuilt); open = a new store reloading the cache.');
+  out.push('                RSS after forced GCs in the main isolate: right after the load (the worker, idle, still holds its garbage), then 1.5 s later');
+  out.push('                once the worker has ended (idle time 1 s); peak RSS: VmHWM over the whole run, worker included.');
   out.push(`  version       every run built the same list: ${r.version.slice(0, 16)}…`);
   out.push('');
   const target = (label, ok, value) => `  ${ok == null ? 'n/a ' : ok ? 'ok  ' : 'MISS'}  ${label}: ${value}`;
@@ -408,6 +576,13 @@ async function main() {
   out.push(target(`load <= 2 s for ${fmt(r.entries)}`, r.load_ms_1m == null ? null : r.load_ms_1m <= 2000, `${fmt(r.load_ms_1m)} ms`));
   out.push(target('process RSS <= ~150 MB with the list', r.rss_mb_1m == null ? null : r.rss_mb_1m <= 150, `${fmt(r.rss_mb_1m, 1)} MB (${fmt(r.rss_growth_mb_1m, 1)} MB over an empty process)`));
   out.push(target('lookup p99 <= 20 µs with fuzzy', r.lookup_p99_us == null ? null : r.lookup_p99_us <= 20, `${fmt(r.lookup_p99_us, 2)} µs`));
+  out.push(
+    target(
+      'event loop stalls <= 10 ms while loading, applying a delta, reloading the cache',
+      r.load_loop_block_ms_1m == null ? null : Math.max(r.load_loop_block_ms_1m, r.delta_loop_block_ms_1m, r.open_loop_block_ms_1m) <= 10,
+      `${stall(r.load_loop_block_ms_1m)} / ${stall(r.delta_loop_block_ms_1m)} / ${stall(r.open_loop_block_ms_1m)} ms (inline: ${stall(r.load_loop_block_ms_1m_inline)} / ${stall(r.delta_loop_block_ms_1m_inline)} / ${stall(r.open_loop_block_ms_1m_inline)} ms)`,
+    ),
+  );
   out.push('');
   process.stdout.write(out.join('\n') + '\n');
   process.stdout.write(JSON.stringify(results) + '\n');
@@ -419,7 +594,7 @@ if (childAt >= 0) {
     const k = process.argv.indexOf(name);
     return k >= 0 ? process.argv[k + 1] : undefined;
   };
-  await child(process.argv[childAt + 1], { file: opt('--file'), queries: opt('--queries'), n: Number(opt('--n')) });
+  await child(process.argv[childAt + 1], { file: opt('--file'), queries: opt('--queries'), n: Number(opt('--n')), build: opt('--build'), dataDir: opt('--data-dir') });
 } else {
   try {
     await main();

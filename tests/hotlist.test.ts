@@ -15,7 +15,8 @@ import {
   parseHotlistJson,
   type HotlistEntryInput,
 } from '../src/anpr/hotlist.js';
-import { HotlistStore, type HotlistUpdate } from '../src/anpr/hotlist-source.js';
+import { HotlistStore, type HotlistStoreOptions, type HotlistUpdate } from '../src/anpr/hotlist-source.js';
+import { HotlistBuildWorker, hotlistWorkerEntry } from '../src/anpr/hotlist-worker.js';
 import { makeTlsFiles, type TlsFiles } from './helpers/tls.js';
 
 const NOW = Date.UTC(2025, 5, 15, 12, 0, 0); // 2025-06-15T12:00:00Z
@@ -183,6 +184,28 @@ describe('Hotlist version and deltas', () => {
     const l = Hotlist.fromEntries([entry('BBCL12', { reason: 'robo, "con" violencia' }), entry('XY1234', { expires: '2030-12-31' })]);
     const parsed = Hotlist.parse([...l.toCsv()].join(''), 'csv');
     expect(parsed.hotlist?.version).toBe(l.version);
+  });
+
+  it('writes the same CSV as bytes, in chunks of the size asked for', () => {
+    const l = Hotlist.fromEntries(
+      Array.from({ length: 300 }, (_, i) =>
+        entry(`KL${String(i).padStart(4, '0')}`, {
+          reason: i % 3 ? 'apropiación "indebida", año 2025' : 'robo',
+          source: i % 2 ? 'pdi' : 'carabineros',
+          added: i % 4 ? '2025-01-10' : '2025-01-10T10:00:00.5-03:00',
+          expires: i % 5 ? null : i % 2 ? '2030-12-31' : '2030-12-31T23:00:00Z',
+        }),
+      ),
+    );
+    const text = [...l.toCsv()].join('');
+    const chunks = Array.from(l.csvBytes(1000), (c) => Buffer.from(c)); // copied as they come: the buffer is reused
+    expect(chunks.length).toBeGreaterThan(10);
+    expect(chunks.every((c) => c.length < 1200)).toBe(true);
+    expect(Buffer.concat(chunks).toString('utf8')).toBe(text);
+    expect(text).toContain('KL0001,"apropiación ""indebida"", año 2025",pdi,2025-01-10,\n');
+    expect(text).toContain('KL0000,robo,carabineros,2025-01-10T13:00:00.500Z,2030-12-31T23:00:00.000Z\n');
+    expect(Hotlist.parse(text, 'csv').hotlist?.version).toBe(l.version);
+    expect(Array.from(Hotlist.empty().csvBytes(), (c) => Buffer.from(c).toString())).toEqual([CSV_HEADER]);
   });
 });
 
@@ -403,6 +426,233 @@ describe('HotlistStore: local files, deltas, cache', () => {
     const fresh = new HotlistStore({ dataDir: join(dir, 'nothing-here') });
     expectOk(await fresh.open());
     expect(fresh.current().size).toBe(0);
+  });
+});
+
+/** Plate of row i of sampleCsv (BR0000, CR0001, ...): each plate comes back every 10,000 rows, with another source. */
+const samplePlate = (i: number) => `${'BCDFGHJKLP'[i % 10]}${'RSTVWXYZ'[((i / 10) | 0) % 8]}${String(i % 5000).padStart(4, '0')}`;
+
+/** A CSV of `n` valid rows with quoting, several entries per plate, identical rows and expired entries. */
+function sampleCsv(n: number): string {
+  const reasons = ['robo', 'robo con violencia', 'encargo, por robo', 'apropiación "indebida"'];
+  const sources = ['carabineros', 'pdi', 'municipal'];
+  const cell = (t: string) => (/[",]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t);
+  let text = CSV_HEADER;
+  for (let i = 0; i < n; i++) {
+    const plate = samplePlate(i);
+    const expires = i % 7 === 0 ? '2025-03-01' : i % 5 === 0 ? '2030-01-01T00:00:00-03:00' : '';
+    const row = `${plate},${cell(reasons[i % 4]!)},${sources[i % 3]!},2025-01-${String((i % 28) + 1).padStart(2, '0')},${expires}\n`;
+    text += i % 100 === 0 ? row + row : row;
+  }
+  return text;
+}
+
+describe('building lists in a worker thread', () => {
+  // Listed plates, misreads of them (B/8, 0/O, 1/I) and plates that are not listed.
+  const reads = [0, 1, 7, 12, 9972, 19_999].map(samplePlate).flatMap((p) => [p, p.replace('B', '8').replace('0', 'O').replace('1', 'I')]).concat(['ZZ0000', 'BR99999']);
+  const lookups = (list: Hotlist) => reads.map((p) => plates(list, p));
+
+  it('finds the compiled worker script when running from sources', () => {
+    expect(hotlistWorkerEntry()?.pathname).toMatch(/\/dist\/anpr\/hotlist-worker\.js$/);
+  });
+
+  it('builds the same list as the main thread, and ends the worker when idle', async () => {
+    const text = sampleCsv(30_000);
+    const inline = Hotlist.parse(text, 'csv', { now: NOW });
+    const builder = new HotlistBuildWorker({ idleMs: 50 });
+    try {
+      const bytes = Buffer.from(text);
+      const r = await builder.parse(bytes, { format: 'csv', utf8: 'lenient', now: NOW });
+      expect(bytes.byteLength).toBe(0); // transferred, not copied
+      const list = r?.hotlist;
+      if (!list || !inline.hotlist) throw new Error('expected both lists to build');
+      expect({ rows: r.rows, errors: r.errors, invalidRows: r.invalidRows }).toEqual({ rows: inline.rows, errors: [], invalidRows: 0 });
+      expect(list.version).toBe(inline.hotlist.version);
+      expect(list.size).toBe(inline.hotlist.size);
+      expect(list.expiredAtBuild).toBe(inline.hotlist.expiredAtBuild);
+      expect([...list.entries()]).toEqual([...inline.hotlist.entries()]);
+      expect(lookups(list)).toEqual(lookups(inline.hotlist));
+      expect(builder.started).toBe(1);
+
+      const json = JSON.stringify([...inline.hotlist.entries()].slice(0, 500));
+      const fromJson = await builder.parse(Buffer.from(json), { format: 'json', utf8: 'strict', now: NOW });
+      expect(fromJson?.hotlist?.version).toBe(Hotlist.parse(json, 'json', { now: NOW }).hotlist?.version);
+      expect(await builder.parse(Buffer.from([0x70, 0x6c, 0xff, 0x0a]), { format: 'csv', utf8: 'strict', now: NOW })).toBeNull();
+
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(builder.running).toBe(false);
+      expect((await builder.parse(Buffer.from(CSV_HEADER), { format: 'csv', utf8: 'lenient', now: NOW }))?.hotlist?.size).toBe(0);
+      expect(builder.started).toBe(2);
+    } finally {
+      await builder.close();
+    }
+    expect(builder.running).toBe(false);
+  });
+
+  it('moves a list between threads without copying its memory', () => {
+    const list = Hotlist.fromEntries([entry('BBCL12'), entry('FHKT54', { source: 'pdi', expires: '2025-01-31' })], { now: NOW });
+    const version = list.version;
+    const packed = Hotlist.release(list);
+    expect(list.size).toBe(0); // the memory moved out
+    const back = Hotlist.adopt(packed);
+    expect(back.version).toBe(version);
+    expect(back.expiredAtBuild).toBe(1);
+    expect(plates(back, 'BBCL1Z')).toEqual(['confusable:BBCL12:1']);
+    expect(() => Hotlist.adopt({ ...packed, size: packed.size + 1 })).toThrow(RangeError);
+  });
+
+  function storePair(extra: Partial<HotlistStoreOptions> = {}) {
+    const opts = { now: () => NOW, deltaPersistDelayMs: 0, ...extra };
+    const workerDir = tempDir();
+    return {
+      worker: new HotlistStore({ ...opts, dataDir: workerDir, build: 'worker' }),
+      inline: new HotlistStore({ ...opts, dataDir: tempDir(), build: 'inline' }),
+      workerDir,
+    };
+  }
+
+  it('gives a store the same lists, row errors and refusals as building inline', async () => {
+    const dir = tempDir();
+    const good = join(dir, 'good.csv');
+    writeFileSync(good, sampleCsv(20_000));
+    // More bad rows than are reported, a bad JSON element and a file that is not JSON at all.
+    const badRows = Array.from({ length: 1500 }, (_, i) => (i % 2 ? `BB$L${i},robo,pdi,2025-01-10,` : `XY${i},robo,pdi,10/01/2025,`));
+    writeFileSync(join(dir, 'bad.csv'), CSV_HEADER + 'ZZZZ99,robo,pdi,2025-01-10,\n' + badRows.join('\n') + '\nAB1,"never closed\n');
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify({ entries: [entry('BBCL12'), entry('BB$L12'), { plate: 'XY1234' }] }, null, 2));
+    writeFileSync(join(dir, 'broken.json'), '[\n{"plate": "BBCL12",\n}\n]');
+    const { worker, inline } = storePair();
+    try {
+      for (const file of ['good.csv', 'bad.csv', 'bad.json', 'broken.json']) {
+        const [w, i] = [await worker.load(join(dir, file)), await inline.load(join(dir, file))];
+        expect(w, file).toEqual(i);
+      }
+      const invalid = expectRefused(await worker.load(join(dir, 'bad.csv')), 'invalid');
+      expect(invalid.errors).toHaveLength(1000);
+      expect(invalid.detail).toMatch(/^\S+: 1501 invalid row\(s\), first at line 3: /);
+      // Every refusal kept the good list.
+      expect(worker.current().version).toBe(inline.current().version);
+      expect(worker.current().size).toBe(inline.current().size);
+      expect(lookups(worker.current())).toEqual(lookups(inline.current()));
+      expect(worker.stats()).toMatchObject({ size: inline.current().size, rejected: 4, rejected_by: { invalid: 4 }, source: good });
+    } finally {
+      await Promise.all([worker.close(), inline.close()]);
+    }
+  });
+
+  it('applies deltas and reloads the cache through the worker', async () => {
+    const { pub, priv } = keyPair();
+    const dir = tempDir();
+    writeFileSync(join(dir, 'base.csv'), sampleCsv(40_000)); // a block of about 1.8 MB: sent to the worker in several slices
+    const { worker, inline, workerDir } = storePair({ publicKey: pub });
+    try {
+      expectOk(await worker.load(join(dir, 'base.csv')));
+      expectOk(await inline.load(join(dir, 'base.csv')));
+      const base = worker.current();
+      const signed = (doc: object) => {
+        const body = Buffer.from(JSON.stringify({ base_version: base.version, ...doc }));
+        return [body, sign(null, body, priv)] as const;
+      };
+      const [gone, alsoGone] = [samplePlate(1), samplePlate(12)]; // neither expired
+      expect(plates(base, gone)).toEqual([`exact:${gone}:0`, `exact:${gone}:0`, `exact:${gone}:0`, `exact:${gone}:0`]);
+      const [badBody, badSig] = signed({ add: [entry('KLPR12'), entry('KL$R12'), 'AB1234'], remove: [gone, 'B R #'] });
+      const [w, i] = [await worker.applySignedDelta(badBody, badSig), await inline.applySignedDelta(badBody, badSig)];
+      expect(w).toEqual(i);
+      expect(expectRefused(w, 'invalid').errors?.map((e) => e.line)).toEqual([2, 2, 3]);
+      expect(worker.current()).toBe(base);
+
+      const [body, sig] = signed({ add: [entry('KLPR12', { source: 'pdi' })], remove: [gone, alsoGone.toLowerCase()] });
+      const applied = expectOk(await worker.applySignedDelta(body, sig));
+      expect(applied).toEqual(expectOk(await inline.applySignedDelta(body, sig)));
+      expect(applied.version).toBe(base.applyDelta({ add: [entry('KLPR12', { source: 'pdi' })], remove: [gone, alsoGone] }, { now: NOW }).version);
+      expect(plates(worker.current(), 'KLPR12')).toEqual(['exact:KLPR12:0']);
+      expect(plates(worker.current(), gone)).toEqual([]);
+      expect(plates(base, gone)).toHaveLength(4); // the base is still whole
+      await worker.flush();
+
+      const reopened = new HotlistStore({ dataDir: workerDir, now: () => NOW }); // builds in a worker by default
+      expect(expectOk(await reopened.open())).toMatchObject({ version: applied.version, size: applied.size });
+      expect(reopened.stats()).toMatchObject({ deltas_applied: 1, source: join(dir, 'base.csv') });
+      expect(lookups(reopened.current())).toEqual(lookups(worker.current()));
+      await reopened.close();
+    } finally {
+      await Promise.all([worker.close(), inline.close()]);
+    }
+  });
+});
+
+describe('HotlistStore: a build worker that crashes', () => {
+  /** The real worker script, except that it crashes on a message whenever `flag` exists (and removes it): it throws, or exits if the flag says "exit". */
+  function crashingEntry(dir: string, flag: string): string {
+    const script = join(dir, 'crashing-hotlist-worker.mjs');
+    const real = hotlistWorkerEntry();
+    if (!real) throw new Error('the hotlist worker is not built');
+    writeFileSync(
+      script,
+      [
+        "import { existsSync, readFileSync, rmSync } from 'node:fs';",
+        "import { parentPort } from 'node:worker_threads';",
+        `const flag = ${JSON.stringify(flag)};`,
+        'const on = parentPort.on.bind(parentPort);',
+        'parentPort.on = (event, listener) =>',
+        '  on(event, event !== "message" ? listener : (msg) => {',
+        '    if (!existsSync(flag)) return listener(msg);',
+        '    const how = readFileSync(flag, "utf8");',
+        '    rmSync(flag);',
+        '    if (how === "exit") process.exit(70);',
+        '    throw new Error("simulated crash");',
+        '  });',
+        `await import(${JSON.stringify(real.href)});`,
+      ].join('\n'),
+    );
+    return script;
+  }
+
+  it('refuses the update, keeps the current list and builds again with a new worker', async () => {
+    const { pub, priv } = keyPair();
+    const dir = tempDir();
+    const flag = join(dir, 'crash-next');
+    const store = new HotlistStore({ dataDir: join(dir, 'data'), publicKey: pub, now: () => NOW, buildWorkerEntry: crashingEntry(dir, flag) });
+    writeFileSync(join(dir, 'a.csv'), CSV_HEADER + 'BBCL1Z,robo,carabineros,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n');
+    writeFileSync(join(dir, 'b.csv'), CSV_HEADER + 'XY1234,robo,pdi,2025-01-10,\n');
+    try {
+      expectOk(await store.load(join(dir, 'a.csv')));
+      const kept = store.current();
+
+      writeFileSync(flag, '');
+      const crashed = expectRefused(await store.load(join(dir, 'b.csv')), 'build');
+      expect(crashed.detail).toMatch(/b\.csv: hotlist build worker failed: simulated crash$/);
+      expect(store.current()).toBe(kept);
+      expect(plates(store.current(), 'BBCL12')).toEqual(['confusable:BBCL1Z:1']);
+
+      const delta = (doc: object) => {
+        const body = Buffer.from(JSON.stringify({ base_version: store.current().version, ...doc }));
+        return [body, sign(null, body, priv)] as const;
+      };
+      writeFileSync(flag, 'exit');
+      expectRefused(await store.applySignedDelta(...delta({ add: [entry('KLPR12')] })), 'build');
+      expect(store.current()).toBe(kept);
+
+      // The next updates start a new worker and go through.
+      expectOk(await store.applySignedDelta(...delta({ add: [entry('KLPR12')] })));
+      expect(plates(store.current(), 'KLPR12')).toEqual(['exact:KLPR12:0']);
+      expect(expectOk(await store.load(join(dir, 'b.csv'))).size).toBe(1);
+      expect(store.stats()).toMatchObject({ rejected: 2, rejected_by: { build: 2 } });
+      expect(store.stats().last_error).toBe('build: delta: hotlist build worker exited with code 70');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('refuses to build with a worker script that cannot start', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'a.csv'), CSV_HEADER + 'BBCL12,robo,pdi,2025-01-10,\n');
+    const store = new HotlistStore({ dataDir: dir, now: () => NOW, buildWorkerEntry: join(dir, 'missing-worker.mjs') });
+    try {
+      expectRefused(await store.load(join(dir, 'a.csv')), 'build');
+      expect(store.current().size).toBe(0);
+    } finally {
+      await store.close();
+    }
   });
 });
 

@@ -42,6 +42,16 @@
  * without network matches against the last good list. After a delta the write waits a little
  * (`deltaPersistDelayMs`) so a burst of deltas costs one rewrite of the SD card, not one each.
  *
+ * Building. Parsing, sorting, indexing and hashing a 1M-entry list takes about a second of CPU, and
+ * so does applying a delta to it (the list is rebuilt); the event loop that runs them also carries
+ * alarms and MQTT. By default (`build: 'worker'`) lists are built in a worker thread
+ * (hotlist-worker.ts): the file's bytes are transferred to it and the finished list transferred
+ * back, so the main thread neither parses nor copies them; a delta's base list, which stays in use
+ * here, is copied to the worker in small slices, one per event-loop turn. Row errors, refusals and
+ * the list built are the same as with `build: 'inline'`; if the worker fails (crash, out of
+ * memory) the update is refused as 'build' and the next one starts a new worker. The worker ends
+ * after `buildWorkerIdleMs` without work, which returns the memory a build leaves behind in it.
+ *
  * Nothing is downloaded except the URL the operator configured.
  */
 import { createHash, verify as verifyBytes, type KeyObject } from 'node:crypto';
@@ -50,7 +60,8 @@ import { request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { dirname, extname, join } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { Hotlist, HotlistError, type HotlistEntryInput, type HotlistFormat, type HotlistRowError } from './hotlist.js';
+import { Hotlist, HotlistError, type HotlistEntryInput, type HotlistFormat, type HotlistLoadResult, type HotlistRowError } from './hotlist.js';
+import { HotlistBuildFailed, HotlistBuildWorker, hotlistWorkerEntry, inlineBuilder, type HotlistBuilder, type Utf8Mode } from './hotlist-worker.js';
 import { decodeCanonicalBase64, ed25519PublicKey } from '../core/keys.js';
 
 export type HotlistStoreOptions = {
@@ -66,6 +77,16 @@ export type HotlistStoreOptions = {
   now?: () => number;
   /** How long the cache write waits after a delta (default 5 minutes; 0 writes at once). */
   deltaPersistDelayMs?: number;
+  /**
+   * Where lists are parsed and built (see the module comment): 'worker' (default) in a worker
+   * thread, 'inline' on the calling thread. Without a built worker script (running from TypeScript
+   * sources before `npm run build`) 'worker' falls back to 'inline' with a warning.
+   */
+  build?: 'worker' | 'inline';
+  /** How long the build worker stays after its last build (default 1 s); it is started again when needed. */
+  buildWorkerIdleMs?: number;
+  /** The build worker's script (default: hotlist-worker.js as compiled). */
+  buildWorkerEntry?: string | URL;
   logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 };
 
@@ -92,7 +113,8 @@ export type HotlistRejectReason =
   | 'malformed' // a delta that is not the expected JSON
   | 'base_version' // a delta for another list
   | 'version_mismatch' // a delta whose result is not the version it announced
-  | 'cache'; // the cache file could not be used
+  | 'cache' // the cache file could not be used
+  | 'build'; // the build worker failed (crash, out of memory) before the list was built
 
 export type HotlistUpdate =
   | { ok: true; status: 'replaced' | 'not_modified'; version: string; size: number }
@@ -125,6 +147,8 @@ const CACHE_MAGIC = '# vigia-hotlist-cache 1 ';
 const SIDECAR_MAX_BYTES = 4096;
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 const DELTA_FIELDS = new Set(['base_version', 'add', 'remove', 'version']);
+/** Bytes of CSV per cache write: each chunk is formatted in one go on the event loop, and 64 KiB (about 1,700 entries) is a fraction of a millisecond of work. */
+const CACHE_CHUNK_BYTES = 64 * 1024;
 
 type CacheMeta = { version: string; source: string | null; etag: string | null; etag_url: string | null; loaded_at: string | null; deltas_applied: number };
 
@@ -138,9 +162,12 @@ class Refusal extends Error {
   }
 }
 
+type StoreSettings = Required<Pick<HotlistStoreOptions, 'dataDir' | 'maxBytes' | 'maxDeltaBytes' | 'now' | 'deltaPersistDelayMs'>> & Pick<HotlistStoreOptions, 'logger'>;
+
 export class HotlistStore {
-  readonly #opts: Required<Omit<HotlistStoreOptions, 'publicKey' | 'logger'>> & Pick<HotlistStoreOptions, 'logger'>;
+  readonly #opts: StoreSettings;
   readonly #key: KeyObject | undefined;
+  readonly #builder: HotlistBuilder;
   readonly #cacheFile: string;
   #current: Hotlist = Hotlist.empty();
   #meta: CacheMeta = { version: this.#current.version, source: null, etag: null, etag_url: null, loaded_at: null, deltas_applied: 0 };
@@ -169,6 +196,7 @@ export class HotlistStore {
     };
     this.#key = opts.publicKey === undefined ? undefined : ed25519PublicKey(opts.publicKey, 'the hotlist key');
     this.#cacheFile = join(opts.dataDir, CACHE_FILE);
+    this.#builder = chooseBuilder(opts);
   }
 
   /** The list to match against. Hold on to it for a consistent view; it never changes. */
@@ -203,26 +231,27 @@ export class HotlistStore {
   open(): Promise<HotlistUpdate> {
     return this.#run('cache', async () => {
       if (this.#installed) return { ok: true, status: 'not_modified', version: this.#current.version, size: this.#current.size };
-      let text: string;
+      let bytes: Buffer;
       try {
-        text = await readFile(this.#cacheFile, 'utf8');
+        bytes = await readFile(this.#cacheFile);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ok: true, status: 'not_modified', version: this.#current.version, size: this.#current.size };
         throw new Refusal('cache', `cannot read ${this.#cacheFile}: ${(err as Error).message}`);
       }
-      const nl = text.indexOf('\n');
+      const nl = bytes.indexOf(0x0a);
       let meta: CacheMeta;
       try {
-        if (!text.startsWith(CACHE_MAGIC) || nl < 0) throw new Error('no header line');
-        meta = cacheMeta(JSON.parse(text.slice(CACHE_MAGIC.length, nl)));
+        const header = bytes.toString('utf8', 0, nl < 0 ? bytes.length : nl);
+        if (!header.startsWith(CACHE_MAGIC) || nl < 0) throw new Error('no header line');
+        meta = cacheMeta(JSON.parse(header.slice(CACHE_MAGIC.length)));
       } catch (err) {
         throw new Refusal('cache', `${this.#cacheFile} is not a hotlist cache (${(err as Error).message})`);
       }
       let list: Hotlist;
       try {
-        list = this.#parse(text.slice(nl + 1), 'csv', this.#cacheFile);
+        list = await this.#parse(bytes.subarray(nl + 1), 'csv', 'lenient', this.#cacheFile);
       } catch (err) {
-        throw err instanceof Refusal ? new Refusal('cache', err.message, err.errors) : err;
+        throw err instanceof Refusal && err.reason === 'invalid' ? new Refusal('cache', err.message, err.errors) : err;
       }
       if (list.version !== meta.version) throw new Refusal('cache', `${this.#cacheFile} holds version ${list.version.slice(0, 12)}…, its header says ${meta.version.slice(0, 12)}…`);
       this.#install(list, meta, false);
@@ -235,16 +264,16 @@ export class HotlistStore {
     return this.#run(file, async () => {
       const format = formatOf(file);
       if (!format) throw new Refusal('format', `${file}: the extension must be .csv or .json`);
-      let text: string;
+      let bytes: Buffer;
       try {
         const st = await stat(file);
         if (st.size > this.#opts.maxBytes) throw new Refusal('too_large', `${file} has ${st.size} bytes, the limit is ${this.#opts.maxBytes}`);
-        text = await readFile(file, 'utf8');
+        bytes = await readFile(file);
       } catch (err) {
         if (err instanceof Refusal) throw err;
         throw new Refusal('io', `cannot read ${file}: ${(err as Error).message}`);
       }
-      const list = this.#parse(text, format, file);
+      const list = await this.#parse(bytes, format, 'lenient', file);
       this.#install(list, { version: list.version, source: file, etag: null, etag_url: null, loaded_at: this.#isoNow(), deltas_applied: 0 }, true);
       await this.#persistNow();
       return this.#replaced();
@@ -293,13 +322,7 @@ export class HotlistStore {
       // Authenticated bytes only from here on.
       const format = formatOf(target.pathname) ?? formatOfType(res.headers['content-type']);
       if (!format) throw new Refusal('format', `${url}: cannot tell CSV from JSON (path extension or Content-Type)`);
-      let text: string;
-      try {
-        text = new TextDecoder('utf-8', { fatal: true }).decode(body);
-      } catch {
-        throw new Refusal('invalid', `${url}: the list is not valid UTF-8`);
-      }
-      const list = this.#parse(text, format, url);
+      const list = await this.#parse(body, format, 'strict', url);
       const newEtag = typeof res.headers.etag === 'string' && res.headers.etag.length <= 256 ? res.headers.etag : null;
       this.#install(list, { version: list.version, source: url, etag: newEtag, etag_url: newEtag ? url : null, loaded_at: this.#isoNow(), deltas_applied: 0 }, true);
       await this.#persistNow();
@@ -337,9 +360,10 @@ export class HotlistStore {
       }
       let next: Hotlist;
       try {
-        next = base.applyDelta({ add: (d.add ?? []) as HotlistEntryInput[], remove: (d.remove ?? []) as string[] }, { now: this.#opts.now() });
+        next = await this.#builder.applyDelta(base, { add: (d.add ?? []) as HotlistEntryInput[], remove: (d.remove ?? []) as string[] }, this.#opts.now());
       } catch (err) {
         if (err instanceof HotlistError) throw new Refusal('invalid', `delta: ${err.message}`, err.errors);
+        if (err instanceof HotlistBuildFailed) throw new Refusal('build', `delta: ${err.message}`);
         throw err;
       }
       if (typeof d.version === 'string' && d.version.toLowerCase() !== next.version) {
@@ -357,12 +381,13 @@ export class HotlistStore {
     else await this.#persisting;
   }
 
-  /** Flushes the cache and stops the timer. */
+  /** Flushes the cache, stops the timer and ends the build worker. */
   async close(): Promise<void> {
     await this.#queue.catch(() => undefined);
     await this.flush();
     clearTimeout(this.#persistTimer);
     this.#persistTimer = undefined;
+    await this.#builder.close();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -386,8 +411,16 @@ export class HotlistStore {
     return result;
   }
 
-  #parse(text: string, format: HotlistFormat, where: string): Hotlist {
-    const r = Hotlist.parse(text, format, { now: this.#opts.now() });
+  /** Parses and builds a file's bytes (given away: they may move to the build worker). */
+  async #parse(bytes: Uint8Array, format: HotlistFormat, utf8: Utf8Mode, where: string): Promise<Hotlist> {
+    let r: HotlistLoadResult | null;
+    try {
+      r = await this.#builder.parse(bytes, { format, utf8, now: this.#opts.now() });
+    } catch (err) {
+      if (err instanceof HotlistBuildFailed) throw new Refusal('build', `${where}: ${err.message}`);
+      throw err;
+    }
+    if (!r) throw new Refusal('invalid', `${where}: the list is not valid UTF-8`);
     if (!r.hotlist) {
       const first = r.errors[0];
       throw new Refusal('invalid', `${where}: ${r.invalidRows} invalid row(s)${first ? `, first at line ${first.line}: ${first.message}` : ''}; the whole list is refused`, r.errors);
@@ -468,7 +501,8 @@ async function writeCache(file: string, list: Hotlist, meta: CacheMeta): Promise
   const fh = await open(tmp, 'w', 0o640);
   try {
     await fh.write(`${CACHE_MAGIC}${JSON.stringify({ ...meta, version: list.version })}\n`);
-    for (const chunk of list.toCsv()) await fh.write(chunk);
+    // Each chunk reuses one buffer: it is written before the next one is formatted.
+    for (const chunk of list.csvBytes(CACHE_CHUNK_BYTES)) await fh.write(chunk);
     await fh.sync();
   } catch (err) {
     await fh.close().catch(() => undefined);
@@ -484,6 +518,18 @@ async function writeCache(file: string, list: Hotlist, meta: CacheMeta): Promise
   } finally {
     await dir.close();
   }
+}
+
+function chooseBuilder(opts: HotlistStoreOptions): HotlistBuilder {
+  const mode = opts.build ?? 'worker';
+  if (mode === 'inline') return inlineBuilder;
+  if (mode !== 'worker') throw new TypeError(`build must be 'worker' or 'inline', not ${JSON.stringify(mode)}`);
+  const entry = opts.buildWorkerEntry ?? hotlistWorkerEntry();
+  if (entry === undefined) {
+    opts.logger?.warn({}, 'hotlist worker script not built (npm run build): hotlists are built on the main thread');
+    return inlineBuilder;
+  }
+  return new HotlistBuildWorker({ entry, ...(opts.buildWorkerIdleMs !== undefined ? { idleMs: opts.buildWorkerIdleMs } : {}) });
 }
 
 /** The header of a cache file, checked field by field. */

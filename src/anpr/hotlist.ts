@@ -344,11 +344,15 @@ class Arena {
   readonly #buf: ArrayBuffer;
   #at = 0;
 
+  /** Carves `buffer` when given (it must have exactly the size of the layout), else a new block. */
   constructor(
     readonly length: number,
     layout: { f64: number; u32: number; u8: number },
+    buffer?: ArrayBuffer,
   ) {
-    this.#buf = new ArrayBuffer(length * (8 * layout.f64 + 4 * layout.u32 + layout.u8));
+    const bytes = length * (8 * layout.f64 + 4 * layout.u32 + layout.u8);
+    if (buffer && buffer.byteLength !== bytes) throw new RangeError(`a block of ${length} entries has ${bytes} bytes, not ${buffer.byteLength}`);
+    this.#buf = buffer ?? new ArrayBuffer(bytes);
   }
 
   // Take every Float64Array first, then Uint32Array, then Uint8Array: offsets stay aligned.
@@ -581,11 +585,48 @@ type Store = {
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 
 /**
+ * What a finished list keeps per entry, carved in this order out of one block: the block alone then
+ * carries every column to another thread.
+ */
+const LIST_LAYOUT = { f64: 4, u32: 3, u8: 1 };
+type ListColumns = Pick<Store, 'code' | 'added' | 'until' | 'ckey' | 'reason' | 'source' | 'cidx' | 'flags'>;
+
+function listColumns(arena: Arena): ListColumns {
+  return {
+    code: arena.f64(),
+    added: arena.f64(),
+    until: arena.f64(),
+    ckey: arena.f64(),
+    reason: arena.u32(),
+    source: arena.u32(),
+    cidx: arena.u32(),
+    flags: arena.u8(),
+  };
+}
+
+/**
+ * A finished list as plain data for another thread: every column in one block (`buffer`, which can
+ * be transferred instead of copied) and the table of strings. Only for moving lists between
+ * threads (see hotlist-worker.ts); lists are built with fromEntries, parse and applyDelta.
+ */
+export type PackedHotlist = {
+  size: number;
+  buffer: ArrayBuffer;
+  strings: string[];
+  version: string;
+  expiredAtBuild: number;
+};
+
+/** A PackedHotlist without its block, and the size of the block. */
+export type PackedHotlistHeader = Omit<PackedHotlist, 'buffer'> & { byteLength: number };
+
+/**
  * An immutable, indexed hotlist. Build it with fromEntries() (or from a parsed file); a change
  * (applyDelta) returns a new instance, so whoever holds one always sees one consistent list.
  */
 export class Hotlist {
-  readonly #s: Store;
+  /** Replaced only by release(), which empties a list whose memory moves to another thread. */
+  #s: Store;
 
   private constructor(store: Store) {
     this.#s = store;
@@ -631,6 +672,48 @@ export class Hotlist {
     const { errors, invalidRows, rows } = log;
     if (invalidRows > 0) return { hotlist: null, errors, invalidRows, rows };
     return { hotlist: new Hotlist(finish(cols, opts.now ?? Date.now())), errors, invalidRows, rows };
+  }
+
+  /**
+   * Moves the list's memory out, to be transferred to another thread: the buffer returned is the one
+   * this list was reading, so this instance is left empty. For the build worker only.
+   */
+  static release(list: Hotlist): PackedHotlist {
+    const s = list.#s;
+    list.#s = finish(new Columns(0), 0);
+    return { size: s.n, buffer: s.code.buffer as ArrayBuffer, strings: [...s.strings], version: s.version, expiredAtBuild: s.expiredAtBuild };
+  }
+
+  /**
+   * A list over memory that release() produced, possibly in another thread; takes ownership of
+   * `packed.buffer`. Only the shape is checked: the contents come from finish() in this module, and
+   * checking every entry would cost the receiving thread the time the transfer saved.
+   */
+  static adopt(packed: PackedHotlist): Hotlist {
+    const { size, buffer, strings, version, expiredAtBuild } = packed;
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`not a list size: ${size}`);
+    if (!Array.isArray(strings) || strings.some((t) => typeof t !== 'string')) throw new TypeError('strings must be an array of strings');
+    if (typeof version !== 'string' || !/^[0-9a-f]{64}$/.test(version)) throw new TypeError('version must be a SHA-256 in hex');
+    if (!Number.isSafeInteger(expiredAtBuild) || expiredAtBuild < 0 || expiredAtBuild > size) throw new RangeError(`not a count of expired entries: ${expiredAtBuild}`);
+    const columns = listColumns(new Arena(size, LIST_LAYOUT, buffer));
+    return new Hotlist({ n: size, ...columns, strings, version, expiredAtBuild });
+  }
+
+  /**
+   * The list as a PackedHotlist for another thread while it stays in use here: its header, and
+   * copies of its block in slices of at most `sliceBytes` (copying a 1M-entry block at once holds
+   * the thread for tens of ms). For the build worker only.
+   */
+  static copyOut(list: Hotlist, sliceBytes: number): { header: PackedHotlistHeader; slices: () => Generator<ArrayBuffer> } {
+    const s = list.#s;
+    const block = new Uint8Array(s.code.buffer, 0, s.code.buffer.byteLength);
+    const step = Math.max(1, Math.floor(sliceBytes));
+    return {
+      header: { size: s.n, byteLength: block.byteLength, strings: [...s.strings], version: s.version, expiredAtBuild: s.expiredAtBuild },
+      *slices() {
+        for (let at = 0; at < block.byteLength; at += step) yield block.slice(at, at + step).buffer;
+      },
+    };
   }
 
   /** Number of entries (expired ones included). */
@@ -695,18 +778,47 @@ export class Hotlist {
 
   /** The list as CSV (header first, canonical order), in chunks of about 1 MB; parses back to the same version. */
   *toCsv(): Generator<string> {
+    for (const chunk of this.csvBytes(1 << 20)) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8');
+  }
+
+  /**
+   * The CSV of toCsv() as UTF-8, in chunks of about `chunkBytes` (default 64 KiB). Each chunk is a
+   * view of one reused buffer, valid until the next one is asked for. No string is made per entry,
+   * so writing a large list leaves no garbage for the collector (whose pauses would hold the
+   * thread) and a chunk is a fraction of a millisecond of work.
+   */
+  *csvBytes(chunkBytes = 1 << 16): Generator<Uint8Array> {
     const s = this.#s;
-    const cell = s.strings.map((t) => (/[",]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t));
-    let chunk = `${CSV_COLUMNS.join(',')}\n`;
+    const cells = s.strings.map((t) => Buffer.from(/[",]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t, 'utf8'));
+    const longestCell = cells.reduce((max, c) => Math.max(max, c.length), 0);
+    const limit = Math.max(1, Math.floor(chunkBytes));
+    // Room for a full chunk and one more line: plate, two cells, two dates of 24 bytes, separators.
+    const buf = Buffer.allocUnsafe(limit + MAX_PLATE_LENGTH + 2 * longestCell + 64);
+    const date = dateBytes();
+    let at = buf.write(`${CSV_COLUMNS.join(',')}\n`, 'latin1');
+    // Fields are short: a loop beats a native copy call.
+    const put = (b: Uint8Array, sep: number) => {
+      for (let k = 0; k < b.length; k++) buf[at++] = b[k]!;
+      buf[at++] = sep;
+    };
+    const COMMA = 44;
+    const NL = 10;
     for (let i = 0; i < s.n; i++) {
-      const f = s.flags[i]!;
-      chunk += `${decodePlate(s.code[i]!)},${cell[s.reason[i]!]},${cell[s.source[i]!]},${formatDate(s.added[i]!, (f & F_ADDED_DATE) !== 0)},${expiresText(s.until[i]!, f) ?? ''}\n`;
-      if (chunk.length >= 1 << 20) {
-        yield chunk;
-        chunk = '';
+      if (at >= limit) {
+        yield buf.subarray(0, at);
+        at = 0;
       }
+      at += plateBytes(s.code[i]!, buf, at);
+      buf[at++] = COMMA;
+      put(cells[s.reason[i]!]!, COMMA);
+      put(cells[s.source[i]!]!, COMMA);
+      const f = s.flags[i]!;
+      put(date(s.added[i]!, (f & F_ADDED_DATE) !== 0), COMMA);
+      const until = s.until[i]!;
+      if (until !== Infinity) put(f & F_EXPIRES_DATE ? date(until - (DAY_MS - 1), true) : date(until, false), NL);
+      else buf[at++] = NL;
     }
-    if (chunk) yield chunk;
+    if (at > 0) yield buf.subarray(0, at);
   }
 
   /**
@@ -807,15 +919,8 @@ function finish(cols: Columns, now: number): Store {
   }
 
   // Everything the list keeps, in one block.
-  const arena = new Arena(n, { f64: 4, u32: 3, u8: 1 });
-  const code = arena.f64();
-  const added = arena.f64();
-  const until = arena.f64();
-  const ckey = arena.f64();
-  const reason = arena.u32();
-  const source = arena.u32();
-  const cidx = arena.u32();
-  const flags = arena.u8();
+  const columns = listColumns(new Arena(n, LIST_LAYOUT));
+  const { code, added, until, ckey, reason, source, cidx, flags } = columns;
   for (let k = 0; k < n; k++) code[k] = cols.code[pick[k]!]!;
   for (let k = 0; k < n; k++) added[k] = cols.added[pick[k]!]!;
   for (let k = 0; k < n; k++) until[k] = cols.until[pick[k]!]!;
@@ -847,35 +952,26 @@ function finish(cols: Columns, now: number): Store {
   let expiredAtBuild = 0;
   for (let i = 0; i < n; i++) if (until[i]! < now) expiredAtBuild++;
 
-  const store: Store = {
-    n,
-    code,
-    reason,
-    source,
-    added,
-    until,
-    flags,
-    strings,
-    ckey,
-    cidx,
-    version: EMPTY_SHA256,
-    expiredAtBuild,
-  };
+  const store: Store = { n, ...columns, strings, version: EMPTY_SHA256, expiredAtBuild };
   store.version = canonicalDigest(store);
   return store;
 }
 
-function canonicalDigest(s: Store): string {
-  const hash = createHash('sha256');
-  const text = s.strings.map((t) => Buffer.from(t, 'utf8'));
-  // Dates as bytes: whole days by day number (few distinct), times formatted each time.
+/** formatDate as bytes: whole days kept by day number (a list has few distinct ones), times formatted each time. */
+function dateBytes(): (ms: number, dateOnly: boolean) => Buffer {
   const days = new Map<number, Buffer>();
-  const date = (ms: number, dateOnly: boolean): Buffer => {
+  return (ms, dateOnly) => {
     if (!dateOnly) return Buffer.from(formatDate(ms, false), 'latin1');
     let b = days.get(ms);
     if (!b) days.set(ms, (b = Buffer.from(formatDate(ms, true), 'latin1')));
     return b;
   };
+}
+
+function canonicalDigest(s: Store): string {
+  const hash = createHash('sha256');
+  const text = s.strings.map((t) => Buffer.from(t, 'utf8'));
+  const date = dateBytes();
   // A line is at most 10 + 2 x 800 (200 characters of UTF-8) + 2 x 24 + 5 bytes.
   const buf = Buffer.allocUnsafe(1 << 16);
   const room = buf.length - 2048;
