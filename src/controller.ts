@@ -3,7 +3,7 @@ import type { Config } from './config/schema.js';
 import { type Clock, readBootId, systemClock } from './core/clock.js';
 import { ClockSync } from './core/clock-sync.js';
 import { EventBus } from './core/bus.js';
-import type { EventDraft, VigiaEvent } from './core/event.js';
+import type { EventDraft, GeoStamp, VigiaEvent } from './core/event.js';
 import { createLogger, type Logger } from './core/logger.js';
 import { CommandRouter } from './gateway/commands.js';
 import { ControlServer } from './gateway/control.js';
@@ -42,6 +42,8 @@ export interface Context {
   emit<P extends Record<string, unknown>>(draft: EventDraft<P>): Promise<VigiaEvent<P>>;
   /** Accepted events per type since start. */
   acceptedByType: Record<string, number>;
+  /** Where the device is now (the GPS extension sets it); every event is stamped with it. */
+  location: () => GeoStamp | null;
 }
 
 export interface ControllerDeps {
@@ -153,8 +155,10 @@ export class Controller {
       commands: undefined as unknown as CommandRouter,
       control: new ControlServer(resolve(paths.runtimeDir, 'vigia.sock'), logger.child({ mod: 'control' })),
       acceptedByType,
+      location: () => null,
       async emit(draft) {
-        const event = await outbox.accept(draft);
+        const geo = ctx.location();
+        const event = await outbox.accept(geo ? { ...draft, geo } : draft);
         acceptedByType[event.type] = (acceptedByType[event.type] ?? 0) + 1;
         bus.emit('event.accepted', event as VigiaEvent);
         return event;

@@ -8,8 +8,9 @@ export type ConfigOverlay = DeepPartial<ConfigInput>;
  * file (the file always wins) and only hold what differs from the schema defaults.
  */
 export const PROFILE_DEFAULTS: Readonly<Record<Profile, ConfigOverlay>> = {
-  // Smart pole: few events (panic buttons, telemetry); the schema defaults are sized for it.
-  pole: {},
+  // Smart pole: few events (panic buttons, telemetry); the schema defaults are sized for it. The
+  // alarm behaviour (LED, strobe, snapshot) is what a pole is for.
+  pole: { pole: { enabled: true } },
 
   gantry: {
     outbox: {

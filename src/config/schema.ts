@@ -3,6 +3,7 @@ import { ed25519PublicKey } from '../core/keys.js';
 import { MIN_HMAC_KEY_BYTES } from '../gateway/command-auth.js';
 import { PRIORITIES } from '../core/event.js';
 import { GRAMMAR_NAMES } from '../anpr/grammar.js';
+import { parsePattern } from '../drivers/outputs.js';
 import { secret } from './secret.js';
 import { bytes, duration } from './units.js';
 
@@ -124,12 +125,95 @@ export const telemetrySchema = z
   .prefault({})
   .describe('Periodic health reports');
 
+const lineRef = z
+  .union([
+    z.string().min(1).describe('Line name as the kernel knows it, e.g. GPIO17 (Raspberry Pi header pins are named so on Pi 4 and Pi 5)'),
+    z.strictObject({
+      chip: z.string().min(1).describe('Chip label (pinctrl-bcm2711, pinctrl-rp1...), name (gpiochip0) or path (/dev/gpiochip0)'),
+      offset: z.number().int().min(0).max(1023).describe('Line offset within the chip'),
+    }),
+  ])
+  .describe('Which GPIO line: a line name like GPIO17, or {chip, offset}');
+
+const inputSchema = z
+  .strictObject({
+    line: lineRef,
+    kind: z.enum(['panic', 'motion', 'door', 'tamper']).describe('panic button, PIR motion sensor, cabinet door or tamper switch'),
+    active_low: z.boolean().default(true).describe('Active when the pin is low: a switch to ground with a pull-up (the usual wiring)'),
+    bias: z.enum(['pull-up', 'pull-down', 'disabled', 'as-is']).default('pull-up').describe('Internal resistor; pull-up for switches to ground'),
+    debounce: duration().prefault('30ms').describe('Contact bounce window (the first edge counts at once)'),
+    long_press: duration().prefault('3s').describe('panic: held this long is a long press'),
+    stuck: duration().prefault('60s').describe('panic: held this long is a jammed button (one fault event, not an endless alarm)'),
+    hold: duration().prefault('10s').describe('motion: motion lasts this long after the last trigger'),
+    min_interval: duration().prefault('30s').describe('motion: at most one motion event per interval'),
+  })
+  .describe('A GPIO input');
+
+const outputSchema = z
+  .strictObject({
+    line: lineRef,
+    kind: z.enum(['strobe', 'siren', 'relay', 'led']).describe('What is wired to the line'),
+    active_low: z.boolean().default(false).describe('On when the pin is low (some relay boards)'),
+    max_on: duration()
+      .optional()
+      .describe('Safety cut-off: no pattern runs longer (default: siren 3m, strobe 15m, relay 1h, led none; 0 = none)'),
+  })
+  .describe('A GPIO output');
+
+export const DEFAULT_MAX_ON_MS: Readonly<Record<z.output<typeof outputSchema>['kind'], number>> = {
+  siren: 3 * 60_000,
+  strobe: 15 * 60_000,
+  relay: 3_600_000,
+  led: 0,
+};
+
+const namePattern = /^[a-z][a-z0-9_]{0,31}$/;
+
 export const hardwareSchema = z
   .strictObject({
-    backend: z.enum(['sim', 'auto']).default('auto').describe('auto: detect the real hardware; sim: simulated inputs driven by `vigia sim` (demo, tests)'),
+    backend: z
+      .enum(['auto', 'chardev', 'sysfs', 'sim'])
+      .default('auto')
+      .describe('GPIO access: chardev (/dev/gpiochipN, the only one on Trixie and the Pi 5), sysfs (/sys/class/gpio, older systems), sim (driven by `vigia sim`), auto: the best one present'),
+    inputs: z
+      .record(z.string().regex(namePattern, 'lower-case letters, digits and _'), inputSchema)
+      .default({})
+      .describe('Inputs by name, e.g. panic, pir_north, door'),
+    outputs: z
+      .record(z.string().regex(namePattern, 'lower-case letters, digits and _'), outputSchema)
+      .default({})
+      .describe('Outputs by name, e.g. strobe, siren, button_led'),
+    gps: z
+      .strictObject({
+        port: z.string().describe('Serial device, e.g. /dev/ttyACM0 (USB) or /dev/serial0 (UART)'),
+        baud: z.number().int().positive().default(9600).describe('Baud rate'),
+        sync_clock: z.boolean().default(true).describe('Mark the wall clock as synced from GPS time when NTP has not'),
+        max_fix_age: duration().prefault('10s').describe('Older fixes are not attached to events'),
+      })
+      .optional()
+      .describe('GPS receiver speaking NMEA 0183'),
   })
   .prefault({})
-  .describe('Inputs and outputs (GPIO, cameras)');
+  .describe('Inputs and outputs (GPIO, serial devices)');
+
+const patternSchema = z
+  .union([z.enum(['on', 'off']), z.record(z.string(), z.unknown())])
+  .describe('An output pattern: on, off, {mode: blink, period_ms, duty}, {mode: pulse, ms} or {mode: sequence, steps: [{on, ms}], repeat}');
+
+export const poleSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe('The smart-pole alarm behaviour (on by default in the pole profile)'),
+    panic_input: z.string().default('panic').describe('Input whose press raises alarm.panic'),
+    led_output: z.string().optional().describe('The lit button: shows "received" once the alarm is on disk, "acknowledged" when the call center answers'),
+    strobe_output: z.string().optional().describe('Strobe lit on an alarm'),
+    strobe_for: duration().prefault('60s').describe('How long the strobe runs after a press'),
+    siren_output: z.string().optional().describe('Siren; sounded only by command (output.set), never by a press alone'),
+    led_received: patternSchema.default({ mode: 'blink', period_ms: 250 }).describe('LED pattern while the call center has not answered'),
+    led_acknowledged: patternSchema.default('on').describe('LED pattern once the call center acknowledged'),
+    snapshot_camera: z.string().optional().describe('Camera (an anpr.cameras id) whose picture is attached to the alarm'),
+  })
+  .prefault({})
+  .describe('Smart pole: panic button, strobe, lit button, snapshot');
 
 const normalisedPoint = z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]);
 
@@ -266,6 +350,7 @@ export const configSchema = z
     commands: commandsSchema,
     telemetry: telemetrySchema,
     hardware: hardwareSchema,
+    pole: poleSchema,
     anpr: anprSchema,
     demo: demoSchema,
   })
@@ -316,6 +401,40 @@ export const configSchema = z
     }
     if (cfg.anpr.enabled && cfg.anpr.cameras.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['anpr', 'cameras'], message: 'anpr is enabled but no camera is configured' });
+    }
+    const lines = new Map<string, string>();
+    for (const [kind, map] of [['inputs', cfg.hardware.inputs], ['outputs', cfg.hardware.outputs]] as const) {
+      for (const [name, io] of Object.entries(map)) {
+        const key = typeof io.line === 'string' ? io.line : `${io.line.chip}:${io.line.offset}`;
+        const other = lines.get(key);
+        if (other) ctx.addIssue({ code: 'custom', path: ['hardware', kind, name, 'line'], message: `line ${key} is already used by ${other}` });
+        else lines.set(key, `${kind}.${name}`);
+      }
+    }
+    if (cfg.pole.enabled && Object.keys(cfg.hardware.inputs).length > 0) {
+      const refs: Array<[keyof typeof cfg.pole, 'inputs' | 'outputs', string | undefined]> = [
+        ['panic_input', 'inputs', cfg.pole.panic_input],
+        ['led_output', 'outputs', cfg.pole.led_output],
+        ['strobe_output', 'outputs', cfg.pole.strobe_output],
+        ['siren_output', 'outputs', cfg.pole.siren_output],
+      ];
+      for (const [field, kind, name] of refs) {
+        if (name !== undefined && !Object.hasOwn(cfg.hardware[kind], name)) {
+          ctx.addIssue({ code: 'custom', path: ['pole', field], message: `no hardware.${kind}.${name} is configured (known: ${Object.keys(cfg.hardware[kind]).join(', ') || 'none'})` });
+        }
+      }
+      const panic = cfg.hardware.inputs[cfg.pole.panic_input];
+      if (panic && panic.kind !== 'panic') ctx.addIssue({ code: 'custom', path: ['pole', 'panic_input'], message: `hardware.inputs.${cfg.pole.panic_input} is a ${panic.kind} input, not panic` });
+    }
+    if (cfg.pole.snapshot_camera !== undefined && !cfg.anpr.cameras.some((c) => c.id === cfg.pole.snapshot_camera)) {
+      ctx.addIssue({ code: 'custom', path: ['pole', 'snapshot_camera'], message: `no anpr.cameras entry has id ${cfg.pole.snapshot_camera}` });
+    }
+    for (const field of ['led_received', 'led_acknowledged'] as const) {
+      try {
+        parsePattern(cfg.pole[field]);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['pole', field], message: (err as Error).message });
+      }
     }
     if (cfg.mqtt.tls && (cfg.mqtt.tls.cert === undefined) !== (cfg.mqtt.tls.key === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['mqtt', 'tls', cfg.mqtt.tls.cert ? 'key' : 'cert'], message: 'tls.cert and tls.key go together' });

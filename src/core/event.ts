@@ -33,7 +33,24 @@ export interface VigiaEvent<P = Record<string, unknown>> {
   mono_ms: number;
   /** Per-device sequence number, strictly increasing across restarts. */
   seq: number;
+  /** Where the device was (GPS), when it has a recent fix. */
+  geo?: GeoStamp;
   payload: P;
+}
+
+/** Position attached to events from the latest GPS fix. */
+export interface GeoStamp {
+  lat: number;
+  lon: number;
+  alt_m?: number;
+  speed_kmh?: number;
+  course_deg?: number;
+  /** Fix kind: 2d or 3d (from GSA), or gps/dgps/rtk... (from GGA's quality). */
+  fix: string;
+  satellites?: number;
+  hdop?: number;
+  /** Age of the fix when the event was created, ms. */
+  age_ms: number;
 }
 
 /** What a producer supplies; the gateway stamps the rest. */
@@ -41,6 +58,8 @@ export interface EventDraft<P = Record<string, unknown>> {
   type: string;
   priority: Priority;
   payload: P;
+  /** Set by the gateway from the location provider (GPS), not by producers. */
+  geo?: GeoStamp;
 }
 
 export const newEventId = (): string => uuidv7();

@@ -255,6 +255,7 @@ export class Outbox {
       boot_id: this.opts.bootId,
       mono_ms: Math.round(this.opts.clock.monoNow()),
       seq: ++this.#seq,
+      ...(draft.geo ? { geo: draft.geo } : {}),
       payload: draft.payload,
     };
     const body = JSON.stringify(event);
