@@ -174,6 +174,51 @@ socketOptions(sim.command('clock-sync').description('mark the wall clock as sync
   },
 );
 
+const simInput = (name: string, description: string, active: boolean | 'tap', defaultInput: string) =>
+  socketOptions(sim.command(`${name} [input]`).description(description)).action(async (input: string | undefined, opts: { socket?: string; config?: string }) => {
+    const target = input ?? defaultInput;
+    if (active === 'tap') {
+      // A PIR output pulse: active for a moment, then back.
+      await talk(opts, 'sim.input', { input: target, active: true });
+      await new Promise((r) => setTimeout(r, 200));
+      await talk(opts, 'sim.input', { input: target, active: false });
+    } else {
+      await talk(opts, 'sim.input', { input: target, active });
+    }
+    process.stdout.write(`${target}: ${active === 'tap' ? 'triggered' : active ? 'active' : 'inactive'}\n`);
+  });
+simInput('press', 'press a simulated panic button (default input: panic)', true, 'panic');
+simInput('release', 'release a simulated panic button', false, 'panic');
+simInput('motion', 'trigger a simulated PIR sensor (default input: pir)', 'tap', 'pir');
+socketOptions(sim.command('door <open|close> [input]').description('open or close a simulated door/tamper switch (default input: door)')).action(
+  async (state: string, input: string | undefined, opts: { socket?: string; config?: string }) => {
+    if (state !== 'open' && state !== 'close') {
+      process.stderr.write('vigia: door state must be open or close\n');
+      process.exit(2);
+    }
+    await talk(opts, 'sim.input', { input: input ?? 'door', active: state === 'open' });
+    process.stdout.write(`${input ?? 'door'}: ${state}\n`);
+  },
+);
+
+program
+  .command('outputs')
+  .description('GPIO output tools')
+  .command('safe')
+  .description('put every configured output (siren, strobe, relays, LEDs) in its safe, inactive state; run by systemd after the daemon stops or crashes')
+  .requiredOption('-c, --config <file>', 'the device configuration')
+  .action(async (opts: { config: string }) => {
+    const cfg = loadOrExit(opts.config);
+    const { safeOutputs } = await import('./drivers/safe-outputs.js');
+    const results = await safeOutputs(cfg);
+    let failed = false;
+    for (const r of results) {
+      if (r.error) failed = true;
+      process.stdout.write(`${r.output}: ${r.error ? `FAILED: ${r.error}` : 'safe'}\n`);
+    }
+    process.exitCode = failed ? 1 : 0;
+  });
+
 program
   .command('cmd')
   .description('command tools for the call center and for testing')

@@ -11,6 +11,8 @@ import { Outbox, type RecoveryReport } from './gateway/outbox.js';
 import { Telemetry } from './gateway/telemetry.js';
 import { topicsFor, type Topics } from './gateway/topics.js';
 import { Uplink } from './gateway/uplink.js';
+import { FieldIo } from './drivers/field-io.js';
+import { GpsExtension } from './drivers/serial/gps.js';
 import { SimDriver } from './drivers/sim.js';
 import { VERSION } from './version.js';
 
@@ -173,6 +175,9 @@ export class Controller {
       ctx.commands,
       new Telemetry(ctx),
       ...(config.hardware.backend === 'sim' ? [new SimDriver(ctx)] : []),
+      // Position first, so every event the inputs produce is stamped with it.
+      ...(config.hardware.gps ? [new GpsExtension(ctx)] : []),
+      new FieldIo(ctx),
       ...(config.anpr.enabled ? [lazyAnpr(ctx)] : []),
       ...(deps.extensions?.(ctx) ?? []),
     ];

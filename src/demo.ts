@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config/index.js';
 import type { Context, Extension } from './controller.js';
+import { controlRequest } from './gateway/control.js';
 import { runDaemon } from './daemon.js';
 
 /**
@@ -20,8 +21,19 @@ class DemoScenario implements Extension {
   start(): void {
     const every = (ms: number, fn: () => Promise<unknown>) =>
       this.#timers.push(setInterval(() => void fn().catch((err) => this.ctx.logger.error({ err }, 'demo event failed')), ms));
-    every(3_000, () => this.ctx.emit({ type: 'sim.motion', priority: 'read', payload: { input: 'pir-north', n: ++this.#n } }));
-    every(15_000, () => this.ctx.emit({ type: 'sim.panic', priority: 'alarm', payload: { input: 'panic-button', note: 'demo press' } }));
+    // Through the simulated GPIO lines, exactly as `vigia sim` would: the real input logic runs.
+    const socket = join(this.ctx.paths.runtimeDir, 'vigia.sock');
+    const input = (name: string, active: boolean) => controlRequest(socket, 'sim.input', { input: name, active });
+    every(7_000, async () => {
+      this.#n++;
+      await input('pir', true);
+      await input('pir', false);
+    });
+    every(30_000, async () => {
+      await input('panic', true);
+      await new Promise((r) => setTimeout(r, 300));
+      await input('panic', false);
+    });
     if (this.ctx.config.anpr.enabled) every(6_000, () => this.#passingCar());
   }
 
@@ -70,6 +82,10 @@ process.stderr.write(
     `  npx vigia status -c config/demo.yaml`,
     `  npx vigia sim burst -c config/demo.yaml --count 1000 --type sim.test --priority read`,
     'A synthetic car passes the demo gate camera every 6 s; BB·CL·12 is on the hotlist (plate.hit, alarm priority).',
+    'The panic button is pressed every 30 s (alarm.panic, then alarm.snapshot). Answer as the call center would:',
+    `  npx vigia cmd sign -c config/demo.yaml -n alarm.ack | npx mqtt pub -h ${host} -p ${port} -t vigia/la-serena/pole-demo/cmd/alarm.ack -s`,
+    `  npx vigia cmd sign -c config/demo.yaml -n alarm.clear | npx mqtt pub -h ${host} -p ${port} -t vigia/la-serena/pole-demo/cmd/alarm.clear -s`,
+    '  npx vigia sim press -c config/demo.yaml; npx vigia sim release -c config/demo.yaml; npx vigia sim door open -c config/demo.yaml',
     'Ctrl-C stops the demo.',
     '',
   ].join('\n') + '\n',

@@ -2,13 +2,12 @@ import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { plateHash } from '../src/anpr/privacy.js';
-import { signCommand } from '../src/gateway/command-auth.js';
 import type { VigiaEvent } from '../src/core/event.js';
-import { DaemonProcess, TEST_KEY, writeDeviceConfig } from './helpers/daemon.js';
+import { CommandClient } from './helpers/commander.js';
+import { DaemonProcess, writeDeviceConfig } from './helpers/daemon.js';
 import { startMosquitto, type Broker } from './helpers/mosquitto.js';
 import { chileanPlate, scene } from './helpers/plates.js';
 import { Subscriber } from './helpers/subscriber.js';
@@ -20,18 +19,16 @@ import { Subscriber } from './helpers/subscriber.js';
 const HASH_KEY = 'plate-hash-key-for-tests-0123456789';
 const base = 'vigia/test-site/gantry-01';
 
-type Reply = { ok: boolean; result?: Record<string, unknown>; error?: { code: string; message: string } };
 type AnprStatus = { state: string; hits: number; reads: number; rejected_frames: Record<string, number>; hotlist: { size: number; version: string } };
 
 describe('ANPR in the daemon (real models, real Mosquitto)', () => {
   let broker: Broker;
   let sub: Subscriber;
   let daemon: DaemonProcess;
-  let client: MqttClient;
+  let commander: CommandClient;
   let upload: string;
   let dataDir: string;
   let hotlistKey: KeyObject;
-  const replies = new Map<string, Reply>();
   let n = 0;
 
   /** Drops a picture the way an FTP upload does: written under a temporary name, then renamed. */
@@ -43,13 +40,7 @@ describe('ANPR in the daemon (real models, real Mosquitto)', () => {
   const events = (type: string) => sub.events.filter((e) => e.event.type === type).map((e) => e.event as VigiaEvent<Record<string, any>>);
   const status = async () => (await daemon.request<{ anpr: AnprStatus }>('status')).anpr;
 
-  async function call(name: string, args: Record<string, unknown>): Promise<Reply> {
-    const corr = `c${++n}`;
-    const payload = signCommand({ auth: 'hmac-sha256', key: TEST_KEY, site: 'test-site', device: 'gantry-01', cmd: name, args });
-    await client.publishAsync(`${base}/cmd/${name}`, payload, { qos: 1, properties: { responseTopic: 'test/anpr-replies', correlationData: Buffer.from(corr) } });
-    await sub.waitFor(() => replies.has(corr), 15_000, `reply to ${name}`);
-    return replies.get(corr)!;
-  }
+
 
   beforeAll(async () => {
     broker = await startMosquitto();
@@ -77,17 +68,13 @@ describe('ANPR in the daemon (real models, real Mosquitto)', () => {
 
     daemon = new DaemonProcess(cfg.file, cfg.socket);
     await daemon.start();
-    client = await mqtt.connectAsync(broker.url, { protocolVersion: 5 });
-    client.on('message', (_t, payload, packet) => {
-      const corr = packet.properties?.correlationData?.toString();
-      if (corr) replies.set(corr, JSON.parse(payload.toString()) as Reply);
-    });
-    await client.subscribeAsync('test/anpr-replies', { qos: 1 });
+    commander = new CommandClient(broker.url, 'test-site', 'gantry-01');
+    await commander.connect();
     await sub.waitFor(() => events('hotlist.updated').length > 0, 30_000, 'hotlist loaded');
   }, 60_000);
 
   afterAll(async () => {
-    client?.end(true);
+    commander?.close();
     await daemon?.kill('SIGTERM');
     await sub?.close();
     await broker?.stop();
@@ -161,11 +148,11 @@ describe('ANPR in the daemon (real models, real Mosquitto)', () => {
   it('takes a signed hotlist delta as a command, refuses a forged one, and hits on the new entry', async () => {
     const before = await status();
     const delta = JSON.stringify({ base_version: before.hotlist.version, add: [{ plate: 'FKZT41', reason: 'encargo por robo', source: 'Carabineros', added: '2026-11-30' }] });
-    const forged = await call('hotlist.delta', { delta, signature: sign(null, Buffer.from(delta), generateKeyPairSync('ed25519').privateKey).toString('base64') });
+    const forged = await commander.call('hotlist.delta', { delta, signature: sign(null, Buffer.from(delta), generateKeyPairSync('ed25519').privateKey).toString('base64') });
     expect(forged).toMatchObject({ ok: false, error: { code: 'hotlist_signature' } });
     await sub.waitFor(() => events('hotlist.rejected').some((e) => e.payload.reason === 'signature'), 10_000, 'hotlist.rejected');
 
-    const ok = await call('hotlist.delta', { delta, signature: sign(null, Buffer.from(delta), hotlistKey).toString('base64') });
+    const ok = await commander.call('hotlist.delta', { delta, signature: sign(null, Buffer.from(delta), hotlistKey).toString('base64') });
     expect(ok).toMatchObject({ ok: true, result: { size: 3 } });
     expect((await status()).hotlist.version).toBe(ok.result!.version);
 

@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './ports.js';
 import type { TlsFiles } from './tls.js';
+import { isExecutable } from '../../src/core/executable.js';
 
 /** TLS settings for the broker listener. A full {@link TlsFiles} fits here. */
 export type BrokerTls = Pick<TlsFiles, 'caFile' | 'serverCert' | 'serverKey'> & {
@@ -93,15 +94,6 @@ function installHooks(): void {
 
 // ---------------------------------------------------------------------------
 
-function isExecutable(file: string): boolean {
-  try {
-    if (!statSync(file).isFile()) return false;
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 let cachedBinary: string | undefined;
 

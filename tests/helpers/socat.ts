@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isExecutable } from '../../src/core/executable.js';
 
 /**
  * A pair of linked pseudo-terminals made by socat: the daemon opens `devicePath` as if it were a
@@ -29,15 +30,6 @@ const STARTUP_TIMEOUT_MS = 10_000;
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
-function isExecutable(file: string): boolean {
-  try {
-    if (!statSync(file).isFile()) return false;
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The socat binary; throws with the command that installs it when it is missing. */
 export function findSocat(): string {

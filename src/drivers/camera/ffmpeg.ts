@@ -1,3 +1,4 @@
+import { setPriority } from 'node:os';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { BaseFrameSource, redactUrl, type BackoffOptions, type FrameSourceDeps } from './source.js';
 import { DEFAULT_MAX_FRAME_BYTES, JpegSplitter } from './jpeg.js';
@@ -34,7 +35,12 @@ export interface FfmpegSourceOptions {
   /** Lines of ffmpeg stderr kept for error messages (default 20). */
   stderrLines?: number;
   backoff?: BackoffOptions;
+  /** Scheduling niceness of the ffmpeg process (default 10: below the daemon; 0 leaves it). */
+  niceness?: number;
 }
+
+/** Niceness of background work (video decoding, inference): alarms and MQTT always run first. */
+export const BACKGROUND_NICENESS = 10;
 
 export function detectInputKind(url: string): FfmpegInputKind {
   if (/^rtsps?:\/\//i.test(url)) return 'rtsp';
@@ -151,6 +157,15 @@ export class FfmpegSource extends BaseFrameSource {
     this.#stderr = stderr;
     const splitter = new JpegSplitter({ maxFrameBytes: this.#opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES });
     const child = spawn(program, this.#args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Decoding video is background work: at a lower priority it never delays an alarm. Its
+    // threads are created after this, by the process's main thread, and inherit the priority.
+    if (child.pid !== undefined && (this.#opts.niceness ?? BACKGROUND_NICENESS) !== 0) {
+      try {
+        setPriority(child.pid, this.#opts.niceness ?? BACKGROUND_NICENESS);
+      } catch {
+        // Not allowed (a container without CAP_SYS_NICE can still lower its own priority, so rarely).
+      }
+    }
     let resolveExited!: () => void;
     const exited = new Promise<void>((resolve) => (resolveExited = resolve));
     const running: Running = { child, exited };

@@ -68,3 +68,9 @@ export class GpioLineError extends Error {
 export function describeRef(ref: LineRef): string {
   return 'name' in ref ? (ref.chip ? `${ref.chip}/${ref.name}` : ref.name) : `${ref.chip}:${ref.offset}`;
 }
+
+/** What the hardware backends log: a pino logger fits, and tests pass a recorder. */
+export interface GpioLogger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}

@@ -1,0 +1,23 @@
+import type { Frame, FrameSource } from './source.js';
+
+/**
+ * One picture from a camera, for an alarm: starts the source, takes its first frame and stops it.
+ * Any source works (snapshot URL, stream, upload directory); rejects after `timeoutMs`.
+ */
+export async function grabFrame(source: FrameSource, timeoutMs: number): Promise<Frame> {
+  let onFrame!: (f: Frame) => void;
+  let timer: NodeJS.Timeout | undefined;
+  const frame = new Promise<Frame>((resolve, reject) => {
+    onFrame = resolve;
+    timer = setTimeout(() => reject(new Error(`no frame from camera ${source.cameraId} within ${timeoutMs} ms${source.stats().lastError ? `: ${source.stats().lastError}` : ''}`)), timeoutMs);
+  });
+  source.on('frame', onFrame);
+  source.start();
+  try {
+    return await frame;
+  } finally {
+    clearTimeout(timer);
+    source.off('frame', onFrame);
+    await source.stop();
+  }
+}

@@ -1,0 +1,204 @@
+import type { Config } from '../config/schema.js';
+import { DEFAULT_MAX_ON_MS } from '../config/schema.js';
+import type { Context, Extension } from '../controller.js';
+import { CommandError } from '../gateway/commands.js';
+import { type Timers, systemTimers } from '../core/timers.js';
+import type { Priority } from '../core/event.js';
+import { SimGpio } from './gpio/sim.js';
+import { type GpioBackend, type InputLine, type LineRef } from './gpio/types.js';
+import { DoorSwitch, MotionSensor, PanicButton } from './inputs.js';
+import { Output, parsePattern } from './outputs.js';
+import { PoleAlarm, type PoleDeps } from './pole.js';
+
+/**
+ * The GPIO side of a device: opens the configured inputs and outputs on the selected backend,
+ * turns edges into events, plays output patterns, and (pole profile) runs the pole's alarm. Every
+ * output is put in its safe state when the daemon starts and when it stops.
+ */
+
+type InputConfig = Config['hardware']['inputs'][string];
+type OutputConfig = Config['hardware']['outputs'][string];
+
+export interface FieldIoDeps {
+  /** The GPIO backend for a setting; by default sim, or the best real one present. */
+  createBackend?: (setting: Config['hardware']['backend'], ctx: Context) => Promise<{ backend: GpioBackend; reason: string }>;
+  timers?: Timers;
+  pole?: PoleDeps;
+}
+
+export function lineRef(line: InputConfig['line']): LineRef {
+  return typeof line === 'string' ? { name: line } : { chip: line.chip, offset: line.offset };
+}
+
+export function maxOnMs(out: OutputConfig): number {
+  return out.max_on ?? DEFAULT_MAX_ON_MS[out.kind];
+}
+
+async function defaultBackend(setting: Config['hardware']['backend'], ctx: Context): Promise<{ backend: GpioBackend; reason: string }> {
+  if (setting === 'sim') return { backend: new SimGpio(ctx.clock), reason: 'hardware.backend is sim' };
+  const { selectGpioBackend } = await import('./gpio/select.js');
+  return selectGpioBackend(setting, { clock: ctx.clock, logger: ctx.logger.child({ mod: 'gpio' }) });
+}
+
+export class FieldIo implements Extension {
+  readonly name = 'field-io';
+  #backend: GpioBackend | undefined;
+  #backendReason = '';
+  readonly outputs = new Map<string, Output>();
+  readonly #lines: InputLine[] = [];
+  readonly #inputs = new Map<string, { kind: InputConfig['kind']; logic: PanicButton | MotionSensor | DoorSwitch; line: InputLine }>();
+  #pole: PoleAlarm | undefined;
+  #lineErrors = 0;
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly deps: FieldIoDeps = {},
+  ) {}
+
+  /** The backend in use (the sim backend is driven through it by `vigia sim`). */
+  get backend(): GpioBackend | undefined {
+    return this.#backend;
+  }
+
+  async start(): Promise<void> {
+    const { ctx } = this;
+    const hw = ctx.config.hardware;
+    if (Object.keys(hw.inputs).length === 0 && Object.keys(hw.outputs).length === 0 && hw.backend !== 'sim') return;
+    const { backend, reason } = await (this.deps.createBackend ?? defaultBackend)(hw.backend, ctx);
+    this.#backend = backend;
+    this.#backendReason = reason;
+    ctx.logger.info({ backend: backend.kind, reason }, 'GPIO backend selected');
+    const timers = this.deps.timers ?? systemTimers;
+
+    // Outputs first, in their safe state: whatever a crash left on, it goes off now.
+    for (const [name, cfg] of Object.entries(hw.outputs)) {
+      const line = await backend.output(lineRef(cfg.line), { activeLow: cfg.active_low, initial: false, consumer: `vigia:${name}` });
+      const output = new Output(line, { name, maxOnMs: maxOnMs(cfg), clock: ctx.clock, timers });
+      output.on('cutoff', (pattern, ranMs) => void this.#emit('fault.output_cutoff', 'hit', { output: name, kind: cfg.kind, pattern, ran_ms: Math.round(ranMs) }));
+      output.on('write_error', (err) => ctx.logger.error({ output: name, err: err.message }, 'output write failed'));
+      await output.safe();
+      this.outputs.set(name, output);
+    }
+
+    for (const [name, cfg] of Object.entries(hw.inputs)) {
+      const line = await backend.input(lineRef(cfg.line), { activeLow: cfg.active_low, bias: cfg.bias, consumer: `vigia:${name}` });
+      this.#lines.push(line);
+      const initial = await line.read();
+      const deps = { clock: ctx.clock, timers };
+      const logic = this.#logic(name, cfg, initial, deps);
+      line.on('edge', (e) => logic.edge(e));
+      line.on('error', (err) => {
+        this.#lineErrors++;
+        ctx.logger.error({ input: name, line: line.id, err: err.message }, 'GPIO input error');
+      });
+      this.#inputs.set(name, { kind: cfg.kind, logic, line });
+      if (logic instanceof PanicButton) logic.start();
+    }
+
+    ctx.commands.register('output.set', (args) => this.#setOutput(args));
+    if (hw.backend === 'sim') {
+      ctx.control.handle('sim.input', (args) => this.#simInput(args));
+      ctx.control.handle('sim.outputs', () => this.#outputStates());
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const { logic } of this.#inputs.values()) logic.stop();
+    await this.#pole?.stop();
+    for (const output of this.outputs.values()) {
+      await output.safe();
+      output.stop();
+    }
+    for (const line of this.#lines) await line.close().catch(() => undefined);
+    await this.#backend?.close();
+    this.#inputs.clear();
+    this.#lines.length = 0;
+    this.outputs.clear();
+  }
+
+  status() {
+    return {
+      backend: this.#backend?.kind ?? null,
+      backend_reason: this.#backendReason,
+      inputs: Object.fromEntries([...this.#inputs].map(([name, i]) => [name, { kind: i.kind, line: i.line.id, ...('stats' in i.logic ? i.logic.stats() : { open: (i.logic as DoorSwitch).open }) }])),
+      outputs: Object.fromEntries([...this.outputs].map(([name, o]) => [name, o.stats()])),
+      line_errors: this.#lineErrors,
+      ...(this.#pole ? { pole: this.#pole.status() } : {}),
+    };
+  }
+
+  #logic(name: string, cfg: InputConfig, initial: boolean, deps: { clock: Context['clock']; timers: Timers }): PanicButton | MotionSensor | DoorSwitch {
+    const ctx = this.ctx;
+    const wallIso = (mono: number) => new Date(ctx.clock.wallNow() - (ctx.clock.monoNow() - mono)).toISOString();
+    switch (cfg.kind) {
+      case 'panic': {
+        const button = new PanicButton(initial, { debounceMs: cfg.debounce, longPressMs: cfg.long_press, stuckMs: cfg.stuck }, deps);
+        if (ctx.config.pole.enabled && name === ctx.config.pole.panic_input) {
+          this.#pole = new PoleAlarm(ctx, this, this.deps.pole);
+          this.#pole.attach(name, button);
+        } else {
+          button.on('press', (t) => void this.#emit('alarm.panic', 'alarm', { input: name, pressed_at: wallIso(t), line_mono_ms: Math.round(t) }));
+        }
+        button.on('long_press', (t) => void this.#emit('input.long_press', 'hit', { input: name, at: wallIso(t), held_ms: cfg.long_press }));
+        button.on('stuck', (t, held) => void this.#emit('fault.input_stuck', 'hit', { input: name, since: wallIso(t - held), held_ms: held }));
+        button.on('recovered', (t) => void this.#emit('fault.input_recovered', 'hit', { input: name, at: wallIso(t) }));
+        return button;
+      }
+      case 'motion': {
+        const sensor = new MotionSensor({ debounceMs: cfg.debounce, holdMs: cfg.hold, minIntervalMs: cfg.min_interval }, deps);
+        sensor.on('motion', (t) => void this.#emit('motion.detected', 'read', { input: name, at: wallIso(t) }));
+        sensor.on('still', (t, d) => void this.#emit('motion.ended', 'read', { input: name, at: wallIso(t), duration_ms: Math.round(d) }));
+        return sensor;
+      }
+      case 'door':
+      case 'tamper': {
+        const sw = new DoorSwitch(initial, cfg.debounce, deps);
+        // An opened cabinet is tamper until proven otherwise: reported at hit priority.
+        sw.on('open', (t) => void this.#emit('tamper.opened', 'hit', { input: name, kind: cfg.kind, at: wallIso(t) }));
+        sw.on('close', (t) => void this.#emit('tamper.closed', 'hit', { input: name, kind: cfg.kind, at: wallIso(t) }));
+        if (initial) void this.#emit('tamper.opened', 'hit', { input: name, kind: cfg.kind, at: wallIso(ctx.clock.monoNow()), at_start: true });
+        return sw;
+      }
+    }
+  }
+
+  async #emit(type: string, priority: Priority, payload: Record<string, unknown>): Promise<void> {
+    try {
+      await this.ctx.emit({ type, priority, payload });
+    } catch (err) {
+      this.ctx.logger.error({ err, type }, 'could not store an input event');
+    }
+  }
+
+  async #setOutput(args: Record<string, unknown>) {
+    const name = args.output;
+    if (typeof name !== 'string' || !this.outputs.has(name)) {
+      throw new CommandError('unknown_output', `"output" must be one of: ${[...this.outputs.keys()].join(', ') || 'none configured'}`);
+    }
+    let pattern;
+    try {
+      pattern = parsePattern(args.pattern);
+    } catch (err) {
+      throw new CommandError('bad_pattern', (err as Error).message);
+    }
+    const output = this.outputs.get(name)!;
+    await output.play(pattern);
+    return { output: name, pattern, value: output.value };
+  }
+
+  #simInput(args: Record<string, unknown>) {
+    const name = String(args.input ?? '');
+    const input = this.#inputs.get(name);
+    if (!input) throw new Error(`no input named ${JSON.stringify(name)} (configured: ${[...this.#inputs.keys()].join(', ') || 'none'})`);
+    if (typeof args.active !== 'boolean') throw new Error('"active" must be true or false');
+    const sim = this.#backend;
+    if (!(sim instanceof SimGpio)) throw new Error('inputs can only be simulated with hardware.backend: sim');
+    sim.activate(input.line.id, args.active);
+    return { input: name, active: args.active };
+  }
+
+  #outputStates() {
+    return Object.fromEntries([...this.outputs].map(([name, o]) => [name, { value: o.value, pattern: o.pattern }]));
+  }
+}
+

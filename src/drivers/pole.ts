@@ -1,0 +1,193 @@
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Context } from '../controller.js';
+import { CommandError } from '../gateway/commands.js';
+import { createFrameSource, type CameraConfig } from './camera/index.js';
+import { grabFrame } from './camera/grab.js';
+import type { FrameSource, FrameSourceDeps } from './camera/source.js';
+import type { PanicButton } from './inputs.js';
+import { type Output, parsePattern } from './outputs.js';
+
+/**
+ * The smart pole's alarm: a panic press goes straight to the outbox as `alarm.panic`; the moment
+ * it is on disk the button's LED shows "received" and the strobe starts, then a snapshot is taken
+ * and sent as `alarm.snapshot`, referenced from the alarm by `snapshot.ref` (the alarm never waits
+ * for a camera). The call center answers with `alarm.ack` (LED: "acknowledged") and ends it with
+ * `alarm.clear` (outputs off).
+ */
+
+export type AlarmState = 'idle' | 'raised' | 'acknowledged';
+
+export interface PoleDeps {
+  /** The camera for the snapshot; a frame source is started for each alarm. */
+  createSource?: (cam: CameraConfig, deps: FrameSourceDeps) => FrameSource;
+  /** How long a snapshot may take (default 10 s). */
+  snapshotTimeoutMs?: number;
+}
+
+interface ActiveAlarm {
+  id: string;
+  input: string;
+  presses: number;
+  raisedMono: number;
+  state: 'raised' | 'acknowledged';
+}
+
+/** Width of the picture sent with an alarm: enough to see a person, small enough for a cellular link. */
+const SNAPSHOT_WIDTH = 960;
+
+export class PoleAlarm {
+  #alarm: ActiveAlarm | null = null;
+  #counts = { alarms: 0, presses: 0, acks: 0, clears: 0, snapshots: 0, snapshot_errors: 0 };
+  #snapshots = new Set<Promise<void>>();
+  /** Edge to LED-on times of the last presses (ms), for status and the alarm benchmark. */
+  #ledLatency: number[] = [];
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly io: { outputs: ReadonlyMap<string, Output> },
+    private readonly deps: PoleDeps = {},
+  ) {}
+
+  get state(): AlarmState {
+    return this.#alarm?.state ?? 'idle';
+  }
+
+  status() {
+    const sorted = [...this.#ledLatency].sort((a, b) => a - b);
+    const pct = (p: number) => (sorted.length ? Math.round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! * 100) / 100 : null);
+    return {
+      state: this.state,
+      alarm_id: this.#alarm?.id ?? null,
+      alarm_presses: this.#alarm?.presses ?? 0,
+      ...this.#counts,
+      led_latency_ms: { n: sorted.length, p50: pct(50), p99: pct(99), max: sorted.length ? Math.round(sorted.at(-1)! * 100) / 100 : null },
+    };
+  }
+
+  /** Wires the panic button and the commands. */
+  attach(name: string, button: PanicButton): void {
+    button.on('press', (monoMs) => void this.#press(name, monoMs));
+    this.ctx.commands.register('alarm.ack', (args) => this.#ack(args));
+    this.ctx.commands.register('alarm.clear', (args) => this.#clear(args));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled([...this.#snapshots]);
+  }
+
+  async #press(input: string, monoMs: number): Promise<void> {
+    const { ctx } = this;
+    const cfg = ctx.config.pole;
+    this.#counts.presses++;
+    const camera = cfg.snapshot_camera ? ctx.config.anpr.cameras.find((c) => c.id === cfg.snapshot_camera) : undefined;
+    const snapshotRef = camera ? `panic-${ctx.clock.wallNow()}-${camera.id}.jpg` : null;
+    const repeat = this.#alarm !== null;
+    let event;
+    try {
+      event = await ctx.emit({
+        type: 'alarm.panic',
+        priority: 'alarm',
+        payload: {
+          input,
+          pressed_at: new Date(ctx.clock.wallNow() - (ctx.clock.monoNow() - monoMs)).toISOString(),
+          line_mono_ms: Math.round(monoMs),
+          // A press during an alarm belongs to it: the call center sees one incident, pressed again.
+          alarm_id: this.#alarm?.id ?? null,
+          press: (this.#alarm?.presses ?? 0) + 1,
+          snapshot: camera ? { camera: camera.id, ref: snapshotRef } : null,
+        },
+      });
+    } catch (err) {
+      ctx.logger.fatal({ err, input }, 'PANIC ALARM COULD NOT BE STORED');
+      return;
+    }
+    if (this.#alarm) {
+      this.#alarm.presses++;
+    } else {
+      this.#alarm = { id: event.id, input, presses: 1, raisedMono: monoMs, state: 'raised' };
+      this.#counts.alarms++;
+    }
+    // On disk: tell the person at the pole that help is on its way.
+    const led = this.#output(cfg.led_output);
+    const strobe = this.#output(cfg.strobe_output);
+    await Promise.all([
+      this.#alarm.state === 'raised' ? led?.play(parsePattern(cfg.led_received)) : undefined,
+      strobe?.play({ mode: 'on', for_ms: cfg.strobe_for }),
+    ]);
+    if (led && this.#alarm.state === 'raised') {
+      this.#ledLatency.push(ctx.clock.monoNow() - monoMs);
+      if (this.#ledLatency.length > 10_000) this.#ledLatency.splice(0, this.#ledLatency.length - 10_000);
+    }
+    if (camera && snapshotRef && !repeat) this.#snapshot(camera, snapshotRef, this.#alarm.id);
+  }
+
+  #snapshot(camera: CameraConfig, ref: string, alarmId: string): void {
+    const { ctx } = this;
+    const run = (async () => {
+      try {
+        const source = (this.deps.createSource ?? createFrameSource)(camera, { clock: ctx.clock, logger: ctx.logger.child({ mod: 'camera', camera: camera.id }) });
+        const frame = await grabFrame(source, this.deps.snapshotTimeoutMs ?? 10_000);
+        const { default: sharp } = await import('sharp');
+        const small = await sharp(frame.jpeg).resize({ width: SNAPSHOT_WIDTH, withoutEnlargement: true }).jpeg({ quality: 75 }).toBuffer({ resolveWithObject: true });
+        const dir = resolve(ctx.config.anpr.evidence.dir ?? join(ctx.paths.dataDir, 'evidence'));
+        await mkdir(dir, { recursive: true });
+        await writeFile(join(dir, `${ref}.tmp`), frame.jpeg);
+        await rename(join(dir, `${ref}.tmp`), join(dir, ref));
+        this.#counts.snapshots++;
+        await ctx.emit({
+          type: 'alarm.snapshot',
+          priority: 'hit',
+          payload: {
+            alarm_id: alarmId,
+            camera: camera.id,
+            ref,
+            taken_at: new Date(frame.wallMs).toISOString(),
+            image: { content_type: 'image/jpeg', width: small.info.width, height: small.info.height, data: small.data.toString('base64') },
+          },
+        });
+      } catch (err) {
+        this.#counts.snapshot_errors++;
+        ctx.logger.warn({ camera: camera.id, err: (err as Error).message }, 'alarm snapshot failed');
+        await ctx
+          .emit({ type: 'alarm.snapshot_failed', priority: 'hit', payload: { alarm_id: alarmId, camera: camera.id, ref, error: (err as Error).message } })
+          .catch(() => undefined);
+      }
+    })();
+    this.#snapshots.add(run);
+    void run.finally(() => this.#snapshots.delete(run));
+  }
+
+  #checkAlarm(args: Record<string, unknown>): ActiveAlarm {
+    const alarm = this.#alarm;
+    if (!alarm) throw new CommandError('no_alarm', 'no alarm is active on this pole');
+    if (args.alarm_id !== undefined && args.alarm_id !== alarm.id) throw new CommandError('wrong_alarm', `the active alarm is ${alarm.id}`);
+    return alarm;
+  }
+
+  async #ack(args: Record<string, unknown>) {
+    const alarm = this.#checkAlarm(args);
+    const operator = typeof args.operator === 'string' ? args.operator.slice(0, 64) : null;
+    alarm.state = 'acknowledged';
+    this.#counts.acks++;
+    await this.#output(this.ctx.config.pole.led_output)?.play(parsePattern(this.ctx.config.pole.led_acknowledged));
+    await this.ctx.emit({ type: 'alarm.acknowledged', priority: 'hit', payload: { alarm_id: alarm.id, operator } });
+    return { alarm_id: alarm.id, state: alarm.state };
+  }
+
+  async #clear(args: Record<string, unknown>) {
+    const alarm = this.#checkAlarm(args);
+    const operator = typeof args.operator === 'string' ? args.operator.slice(0, 64) : null;
+    const cfg = this.ctx.config.pole;
+    this.#alarm = null;
+    this.#counts.clears++;
+    await Promise.all([cfg.led_output, cfg.strobe_output, cfg.siren_output].map((name) => this.#output(name)?.safe()));
+    const durationMs = Math.round(this.ctx.clock.monoNow() - alarm.raisedMono);
+    await this.ctx.emit({ type: 'alarm.cleared', priority: 'hit', payload: { alarm_id: alarm.id, operator, presses: alarm.presses, duration_ms: durationMs } });
+    return { alarm_id: alarm.id, state: 'idle' };
+  }
+
+  #output(name: string | undefined): Output | undefined {
+    return name === undefined ? undefined : this.io.outputs.get(name);
+  }
+}
