@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dbPostprocess, plateCandidates } from '../src/anpr/detector.js';
 import { AnprEngine, isPlateLike, rankReadings } from '../src/anpr/engine.js';
-import { cropImage, decodeImage, type DecodedImage, ImageRejected, minAreaRect, type Point, rectCorners, warpQuad } from '../src/anpr/image.js';
+import { cropImage, decodeImage, type DecodedImage, ImageRejected, minAreaRect, type Point, rectCorners, warpQuad, writeChw } from '../src/anpr/image.js';
 import { ModelMissingError, OnnxModel, paddleModelPaths, tesseractLangPath } from '../src/anpr/models.js';
 import { ALPHABET, alphabetIndex, ctcDecode, dropNonCharacters, splitLines } from '../src/anpr/recogniser.js';
 import { TesseractRecogniser } from '../src/anpr/tesseract.js';
@@ -210,6 +210,32 @@ describe('image and geometry helpers', () => {
     // 40x6 kernel, offset 40*6*1.5/92 on every side
     expect(rect.width).toBeCloseTo(40 + 2 * (360 / 92), 3);
     expect(rect.height).toBeCloseTo(6 + 2 * (360 / 92), 3);
+  });
+
+  it('DB post-processing joins diagonal neighbours but not pixels at opposite edges of adjacent rows', () => {
+    const W = 64;
+    const H = 32;
+    const prob = new Float32Array(W * H);
+    const block = (x0: number, y0: number, w: number, h: number) => {
+      for (let y = y0; y < y0 + h; y++) for (let x = x0; x < x0 + w; x++) prob[y * W + x] = 0.9;
+    };
+    block(W - 6, 4, 6, 3); // ends at the right edge on row 6 ...
+    block(0, 7, 6, 3); // ... and this starts at the left edge on row 7: not neighbours
+    block(20, 20, 6, 3);
+    block(26, 23, 6, 3); // touches the block above at one corner only: 8-connected
+    const lines = dbPostprocess(prob, W, H);
+    expect(lines).toHaveLength(3);
+    expect(lines.filter((l) => l.rect.width > 10)).toHaveLength(1);
+  });
+
+  it('writes an image into a planar tensor row by row, channels in the layout\'s order, padding untouched', () => {
+    const img: DecodedImage = { width: 2, height: 1, data: Uint8Array.from([255, 0, 51, 0, 255, 102]) };
+    const out = new Float32Array(3 * 3 * 2).fill(-9);
+    writeChw(img, { mean: [0, 0, 0], std: [1, 1, 1], order: 'bgr' }, out, 0, 3, 2);
+    const plane = (c: number) => [...out.subarray(c * 6, c * 6 + 6)].map((v) => Math.round(v * 100) / 100);
+    expect(plane(0)).toEqual([0.2, 0.4, -9, -9, -9, -9]);
+    expect(plane(1)).toEqual([0, 1, -9, -9, -9, -9]);
+    expect(plane(2)).toEqual([1, 0, -9, -9, -9, -9]);
   });
 
   it('joins the parts of a split plate line and two stacked lines', () => {

@@ -65,62 +65,56 @@ export const DEFAULT_DB: DbOptions = { threshold: 0.3, boxThreshold: 0.6, unclip
 export function dbPostprocess(prob: ArrayLike<number>, width: number, height: number, opts: Partial<DbOptions> = {}): TextLine[] {
   const o = { ...DEFAULT_DB, ...opts };
   const n = width * height;
-  const label = new Uint8Array(n); // 0 unvisited, 1 visited
+  // 1 for a text pixel not yet part of a component; cleared as the flood fill takes it.
+  const open = new Uint8Array(n);
+  for (let i = 0; i < n; i++) if ((prob[i] as number) > o.threshold) open[i] = 1;
   const stack = new Int32Array(n);
-  const pixels = new Int32Array(n);
+  // Leftmost and rightmost pixel of every row of the current component (reset after each).
+  const rowMin = new Int32Array(height).fill(width);
+  const rowMax = new Int32Array(height).fill(-1);
   const lines: TextLine[] = [];
   for (let start = 0; start < n; start++) {
-    if (label[start] || !((prob[start] as number) > o.threshold)) continue;
+    if (!open[start]) continue;
     // Flood fill, 8-connected.
     let sp = 0;
     let count = 0;
     let sum = 0;
     stack[sp++] = start;
-    label[start] = 1;
+    open[start] = 0;
     let y0 = height;
     let y1 = -1;
     while (sp > 0) {
       const j = stack[--sp]!;
-      pixels[count++] = j;
+      count++;
       sum += prob[j] as number;
-      const x = j % width;
-      const y = (j - x) / width;
+      const y = (j / width) | 0;
+      const x = j - y * width;
       if (y < y0) y0 = y;
       if (y > y1) y1 = y;
-      for (let dy = -1; dy <= 1; dy++) {
-        const yy = y + dy;
-        if (yy < 0 || yy >= height) continue;
-        for (let dx = -1; dx <= 1; dx++) {
-          const xx = x + dx;
-          if (xx < 0 || xx >= width || (dx === 0 && dy === 0)) continue;
-          const k = yy * width + xx;
-          if (!label[k] && (prob[k] as number) > o.threshold) {
-            label[k] = 1;
+      if (x < rowMin[y]!) rowMin[y] = x;
+      if (x > rowMax[y]!) rowMax[y] = x;
+      const left = x > 0 ? -1 : 0;
+      const right = x < width - 1 ? 1 : 0;
+      for (let dy = y > 0 ? -1 : 0, dyEnd = y < height - 1 ? 1 : 0; dy <= dyEnd; dy++) {
+        const row = j + dy * width;
+        for (let k = row + left; k <= row + right; k++) {
+          if (open[k]) {
+            open[k] = 0;
             stack[sp++] = k;
           }
         }
       }
     }
+    // Outline of the component: leftmost and rightmost pixel of every row, as pixel squares.
+    const outline: Point[] = [];
+    for (let y = y0; y <= y1; y++) {
+      if (rowMax[y]! >= 0) outline.push([rowMin[y]!, y], [rowMin[y]!, y + 1], [rowMax[y]! + 1, y], [rowMax[y]! + 1, y + 1]);
+      rowMin[y] = width;
+      rowMax[y] = -1;
+    }
     if (count < 4) continue;
     const score = sum / count;
     if (score < o.boxThreshold) continue;
-    // Outline of the component: leftmost and rightmost pixel of every row, as pixel squares.
-    const rows = y1 - y0 + 1;
-    const minX = new Int32Array(rows).fill(width);
-    const maxX = new Int32Array(rows).fill(-1);
-    for (let i = 0; i < count; i++) {
-      const j = pixels[i]!;
-      const x = j % width;
-      const r = (j - x) / width - y0;
-      if (x < minX[r]!) minX[r] = x;
-      if (x > maxX[r]!) maxX[r] = x;
-    }
-    const outline: Point[] = [];
-    for (let r = 0; r < rows; r++) {
-      if (maxX[r]! < 0) continue;
-      const y = y0 + r;
-      outline.push([minX[r]!, y], [minX[r]!, y + 1], [maxX[r]! + 1, y], [maxX[r]! + 1, y + 1]);
-    }
     const rect = minAreaRect(outline);
     if (Math.min(rect.width, rect.height) < 2) continue;
     const grown = unclip(rect, o.unclipRatio);
@@ -298,6 +292,8 @@ const DET_LAYOUT = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], or
 
 /** PP-OCRv4 text detection + DB post-processing + plate filter. */
 export class TextDetector implements PlateDetector {
+  #input: Float32Array | null = null;
+
   private constructor(
     readonly model: OnnxModel,
     private readonly opts: TextDetectorOptions,
@@ -322,16 +318,32 @@ export class TextDetector implements PlateDetector {
   /** Text lines in original pixel coordinates. */
   async detectLines(img: DecodedImage): Promise<TextLine[]> {
     const size = this.inputSize(img.width, img.height);
+    // Resampled by libvips on purpose: the thresholds downstream were tuned on its output, and
+    // readings move with another resampler, or with padding to the multiple of 32 instead.
     const resized = await resizeImage(img, size.width, size.height);
-    const input = new Float32Array(3 * size.width * size.height);
-    writeChw(resized, DET_LAYOUT, input);
-    const out = await this.model.run({ [this.model.inputNames[0]!]: new ort.Tensor('float32', input, [1, 3, size.height, size.width]) });
-    const prob = out[this.model.outputNames[0]!]!;
-    const [, , mh, mw] = prob.dims as number[];
-    const lines = dbPostprocess(prob.data as Float32Array, mw!, mh!, this.opts.db);
-    const sx = img.width / mw!;
-    const sy = img.height / mh!;
-    return lines.map((l) => ({ score: l.score, rect: scaleRect(l.rect, sx, sy) }));
+    const input = this.#takeInput(3 * size.width * size.height);
+    try {
+      writeChw(resized, DET_LAYOUT, input);
+      const out = await this.model.run({ [this.model.inputNames[0]!]: new ort.Tensor('float32', input, [1, 3, size.height, size.width]) });
+      const prob = out[this.model.outputNames[0]!]!;
+      const [, , mh, mw] = prob.dims as number[];
+      const lines = dbPostprocess(prob.data as Float32Array, mw!, mh!, this.opts.db);
+      const sx = img.width / mw!;
+      const sy = img.height / mh!;
+      return lines.map((l) => ({ score: l.score, rect: scaleRect(l.rect, sx, sy) }));
+    } finally {
+      this.#input = input;
+    }
+  }
+
+  /**
+   * The input tensor's buffer, kept from frame to frame rather than leaving megabytes of garbage
+   * per frame. A call made while another one runs gets a buffer of its own.
+   */
+  #takeInput(length: number): Float32Array {
+    const kept = this.#input;
+    this.#input = null;
+    return kept && kept.length === length ? kept : new Float32Array(length);
   }
 
   async detect(img: DecodedImage): Promise<Detection[]> {

@@ -54,9 +54,9 @@ function sniffFormat(b: Uint8Array): string | null {
   return null;
 }
 
-function classify(err: unknown): ImageRejected {
+function classify(err: unknown, maxPixels: number): ImageRejected {
   const message = err instanceof Error ? err.message : String(err);
-  if (/pixel limit|too large|exceeds/i.test(message)) return new ImageRejected('too_large', message);
+  if (/pixel limit|too large|exceeds/i.test(message)) return new ImageRejected('too_large', `image has more than ${maxPixels} pixels (${message})`);
   if (/unsupported image format/i.test(message)) return new ImageRejected('not_image', message);
   return new ImageRejected('corrupt', message);
 }
@@ -64,37 +64,24 @@ function classify(err: unknown): ImageRejected {
 /**
  * Decode a still (JPEG normally; PNG, WebP, GIF, TIFF and HEIF also work) into RGB. Orientation
  * from EXIF is applied; alpha is dropped. Truncated or damaged data is `corrupt` (libvips is told to
- * fail on errors rather than return a half-grey picture).
+ * fail on errors rather than return a half-grey picture). One libvips pass: the pixel limit is
+ * checked against the header before any pixel is decoded.
  */
 export async function decodeImage(input: Uint8Array, opts: DecodeOptions = {}): Promise<DecodedImage> {
   const maxPixels = opts.maxPixels ?? MAX_INPUT_PIXELS;
   if (!input || input.byteLength === 0) throw new ImageRejected('empty', 'no image data');
   if (sniffFormat(input) === null) throw new ImageRejected('not_image', 'data is not a supported image format');
-  const options = { failOn: 'error', limitInputPixels: maxPixels, autoOrient: true } as const;
-  let width: number;
-  let height: number;
   try {
-    const meta = await sharp(input, options).metadata();
-    width = meta.autoOrient?.width ?? meta.width ?? 0;
-    height = meta.autoOrient?.height ?? meta.height ?? 0;
-  } catch (err) {
-    throw classify(err);
-  }
-  if (!(width > 0 && height > 0)) throw new ImageRejected('corrupt', 'image has no size');
-  if (width * height > maxPixels) {
-    throw new ImageRejected('too_large', `image is ${width}x${height}, more than ${maxPixels} pixels`);
-  }
-  try {
-    let pipeline = sharp(input, options).removeAlpha().toColourspace('srgb');
-    const maxSide = opts.maxSide;
-    if (maxSide !== undefined && Math.max(width, height) > maxSide) {
-      pipeline = pipeline.resize({ width: maxSide, height: maxSide, fit: 'inside' });
+    let pipeline = sharp(input, { failOn: 'error', limitInputPixels: maxPixels, autoOrient: true }).removeAlpha().toColourspace('srgb');
+    if (opts.maxSide !== undefined) {
+      pipeline = pipeline.resize({ width: opts.maxSide, height: opts.maxSide, fit: 'inside', withoutEnlargement: true });
     }
     const { data, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+    if (!(info.width > 0 && info.height > 0)) throw new ImageRejected('corrupt', 'image has no size');
     if (info.channels !== 3) return toRgb(data, info.width, info.height, info.channels);
     return { width: info.width, height: info.height, data };
   } catch (err) {
-    throw classify(err);
+    throw err instanceof ImageRejected ? err : classify(err, maxPixels);
   }
 }
 
@@ -241,20 +228,22 @@ export interface TensorLayout {
 /**
  * Write `img` as planar float (C, H, W) into `out` at `offset`, normalised as `(v/255 - mean)/std`.
  * `stride` is the row length of the tensor (>= img.width); columns beyond the image are left as
- * they are (the caller fills padding).
+ * they are (the caller fills padding). One pass over the pixels, all three planes at once.
  */
 export function writeChw(img: DecodedImage, layout: TensorLayout, out: Float32Array, offset = 0, stride = img.width, rows = img.height): void {
   const plane = stride * rows;
   const { data, width, height } = img;
-  for (let c = 0; c < 3; c++) {
-    const src = layout.order === 'rgb' ? c : 2 - c;
-    const scale = 1 / (255 * layout.std[c]!);
-    const shift = layout.mean[c]! / layout.std[c]!;
-    const base = offset + c * plane;
-    for (let y = 0; y < height; y++) {
-      let i = (y * width) * 3 + src;
-      let o = base + y * stride;
-      for (let x = 0; x < width; x++, i += 3, o++) out[o] = data[i]! * scale - shift;
+  // Source channel of each tensor plane, and its normalisation v * scale - shift.
+  const [c0, c1, c2] = layout.order === 'rgb' ? [0, 1, 2] : [2, 1, 0];
+  const [scale0, scale1, scale2] = [0, 1, 2].map((c) => 1 / (255 * layout.std[c]!)) as [number, number, number];
+  const [shift0, shift1, shift2] = [0, 1, 2].map((c) => layout.mean[c]! / layout.std[c]!) as [number, number, number];
+  for (let y = 0; y < height; y++) {
+    let i = y * width * 3;
+    let o = offset + y * stride;
+    for (let x = 0; x < width; x++, i += 3, o++) {
+      out[o] = data[i + c0]! * scale0 - shift0;
+      out[o + plane] = data[i + c1]! * scale1 - shift1;
+      out[o + 2 * plane] = data[i + c2]! * scale2 - shift2;
     }
   }
 }

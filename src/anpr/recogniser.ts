@@ -78,6 +78,7 @@ export interface CtcLine {
  * "other" class that, like the blank, emits nothing and separates repeated characters.
  */
 export function ctcDecode(probs: ArrayLike<number>, offset: number, frames: number, classes: number, classMap: Int8Array): CtcLine {
+  const { letters, letterIndex, others } = classGroups(classMap, classes);
   const acc = new Float64Array(ALPHABET.length);
   const chars: DecodedChar[] = [];
   let prev = -1; // -1 blank, -2 other, else alphabet index
@@ -86,12 +87,13 @@ export function ctcDecode(probs: ArrayLike<number>, offset: number, frames: numb
     const base = offset + t * classes;
     acc.fill(0);
     const blank = probs[base] as number;
+    for (let i = 0; i < letters.length; i++) acc[letterIndex[i]!]! += probs[base + letters[i]!] as number;
     let other = 0;
-    for (let c = 1; c < classes; c++) {
-      const p = probs[base + c] as number;
-      const k = classMap[c]!;
-      if (k >= 0) acc[k]! += p;
-      else if (p > other) other = p;
+    for (let r = 0; r < others.length; r += 2) {
+      for (let c = base + others[r]!, end = base + others[r + 1]!; c < end; c++) {
+        const p = probs[c] as number;
+        if (p > other) other = p;
+      }
     }
     let label = blank >= other ? -1 : -2;
     let best = Math.max(blank, other);
@@ -124,14 +126,51 @@ export function ctcDecode(probs: ArrayLike<number>, offset: number, frames: numb
   return { chars, frames };
 }
 
-function topAlternatives(acc: Float64Array, n: number): CharAlternative[] {
-  const idx: number[] = [];
-  for (let k = 0; k < acc.length; k++) {
-    idx.push(k);
-    idx.sort((a, b) => acc[b]! - acc[a]!);
-    if (idx.length > n) idx.pop();
+interface ClassGroups {
+  classes: number;
+  /** Classes that are a letter or digit, ascending, and the alphabet index of each. */
+  letters: Int32Array;
+  letterIndex: Int32Array;
+  /** Every other class but the blank, as [start, end) ranges, so that they are scanned in tight loops. */
+  others: Int32Array;
+}
+
+const classGroupCache = new WeakMap<Int8Array, ClassGroups>();
+
+function classGroups(classMap: Int8Array, classes: number): ClassGroups {
+  const cached = classGroupCache.get(classMap);
+  if (cached?.classes === classes) return cached;
+  const letters: number[] = [];
+  const letterIndex: number[] = [];
+  const others: number[] = [];
+  for (let c = 1; c < classes; c++) {
+    const k = classMap[c] ?? -1;
+    if (k >= 0) {
+      letters.push(c);
+      letterIndex.push(k);
+    } else if (others.length > 0 && others[others.length - 1] === c) {
+      others[others.length - 1] = c + 1;
+    } else {
+      others.push(c, c + 1);
+    }
   }
-  return idx.map((k) => ({ char: ALPHABET[k]!, prob: round4(acc[k]!) }));
+  const groups = { classes, letters: Int32Array.from(letters), letterIndex: Int32Array.from(letterIndex), others: Int32Array.from(others) };
+  classGroupCache.set(classMap, groups);
+  return groups;
+}
+
+/** The `n` most likely characters, most likely first (ties: alphabet order). */
+function topAlternatives(acc: Float64Array, n: number): CharAlternative[] {
+  const top: number[] = [];
+  for (let k = 0; k < acc.length; k++) {
+    let at = top.length;
+    while (at > 0 && acc[k]! > acc[top[at - 1]!]!) at--;
+    if (at < n) {
+      top.splice(at, 0, k);
+      if (top.length > n) top.pop();
+    }
+  }
+  return top.map((k) => ({ char: ALPHABET[k]!, prob: round4(acc[k]!) }));
 }
 
 const round4 = (v: number) => Math.round(v * 1e4) / 1e4;
@@ -184,7 +223,9 @@ const REC_HEIGHT = 48;
 const REC_LAYOUT = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], order: 'bgr' } as const;
 
 interface LineJob {
-  img: DecodedImage;
+  /** The line as cropped, and resized to the model's height (filled in by `run`). */
+  crop: DecodedImage;
+  img?: DecodedImage;
   width: number;
   result?: CtcLine;
 }
@@ -229,10 +270,10 @@ export class PaddleRecogniser implements PlateRecogniser {
         plans.push(plan);
         continue;
       }
-      if (lines !== 2) plan.whole = await this.lineJob(crop);
+      if (lines !== 2) plan.whole = this.lineJob(crop);
       if (lines === 2 || (lines === undefined && crop.width / crop.height < twoLineAspect)) {
         const [top, bottom] = splitLines(crop);
-        plan.split = [await this.lineJob(top), await this.lineJob(bottom)];
+        plan.split = [this.lineJob(top), this.lineJob(bottom)];
       }
       for (const j of [plan.whole, ...(plan.split ?? [])]) if (j) jobs.push(j);
       plans.push(plan);
@@ -253,16 +294,22 @@ export class PaddleRecogniser implements PlateRecogniser {
     });
   }
 
-  private async lineJob(img: DecodedImage): Promise<LineJob> {
+  private lineJob(crop: DecodedImage): LineJob {
     const maxWidth = this.opts.maxWidth ?? 960;
-    const width = Math.max(16, Math.min(maxWidth, Math.round((img.width * REC_HEIGHT) / img.height)));
-    return { img: await resizeImage(img, width, REC_HEIGHT), width };
+    return { crop, width: Math.max(16, Math.min(maxWidth, Math.round((crop.width * REC_HEIGHT) / crop.height))) };
   }
 
   /** Batches of similar widths, each padded to its widest member. */
   private async run(jobs: LineJob[]): Promise<void> {
     const batchSize = this.opts.batchSize ?? 8;
     const minWidth = this.opts.minWidth ?? 0;
+    // libvips resizes on its own threads: start them all at once rather than one after another.
+    // (A resize in JavaScript would save the thread hop, but readings move with the resampler.)
+    await Promise.all(
+      jobs.map(async (j) => {
+        j.img = await resizeImage(j.crop, j.width, REC_HEIGHT);
+      }),
+    );
     const order = jobs.slice().sort((a, b) => a.width - b.width);
     let i = 0;
     while (i < order.length) {
@@ -273,7 +320,7 @@ export class PaddleRecogniser implements PlateRecogniser {
       const width = Math.ceil(Math.max(minWidth, ...batch.map((j) => j.width)) / 8) * 8;
       const plane = 3 * REC_HEIGHT * width;
       const input = new Float32Array(batch.length * plane); // zeros: mid-grey after normalisation
-      batch.forEach((j, b) => writeChw(j.img, REC_LAYOUT, input, b * plane, width, REC_HEIGHT));
+      batch.forEach((j, b) => writeChw(j.img!, REC_LAYOUT, input, b * plane, width, REC_HEIGHT));
       const out = await this.model.run({ [this.model.inputNames[0]!]: new ort.Tensor('float32', input, [batch.length, 3, REC_HEIGHT, width]) });
       const probs = out[this.model.outputNames[0]!]!;
       const [, T, C] = probs.dims as number[];
