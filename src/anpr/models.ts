@@ -1,6 +1,6 @@
+import { defaultThreads } from './threads.js';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 
@@ -56,9 +56,7 @@ export function tesseractLangPath(): string {
 }
 
 /** Threads for one engine when not configured: the cores, at most 4 (more does not help these models). */
-export function defaultThreads(): number {
-  return Math.max(1, Math.min(4, availableParallelism()));
-}
+export { defaultThreads };
 
 export type Feeds = Record<string, ort.Tensor>;
 

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { AnprEngine, type EngineOptions, type ReadResult } from './engine.js';
+import type { AnprEngine, EngineOptions, ReadResult } from './engine.js';
 import { ImageRejected, type RejectReason } from './image.js';
-import { defaultThreads } from './models.js';
+import { defaultThreads, lowerThreadPriority } from './threads.js';
 
 /**
  * Plate reading off the main thread. Each worker thread owns an {@link AnprEngine} (its own ONNX
@@ -12,6 +12,9 @@ import { defaultThreads } from './models.js';
  * with {@link AnprBusyError} so the caller drops the frame instead of piling up memory and
  * latency. This file is also the worker's entry point (`dist/anpr/worker.js`).
  */
+
+/** Niceness of inference threads: below the daemon's main thread, so alarms always run first. */
+export const INFERENCE_NICENESS = 10;
 
 export interface WorkerPoolOptions {
   /** Worker threads (default 1). */
@@ -23,6 +26,8 @@ export interface WorkerPoolOptions {
   maxQueue?: number;
   /** Worker script; this module compiled to JavaScript by default. */
   entry?: string | URL;
+  /** Scheduling niceness of the worker threads (default INFERENCE_NICENESS; 0 leaves it). */
+  niceness?: number;
 }
 
 export interface PoolStats {
@@ -173,7 +178,7 @@ export class AnprWorkerPool {
 
   #spawn(): Slot {
     const worker = new Worker(this.#entry, {
-      workerData: { [WORKER_MARK]: true, engine: { ...this.#opts.engine, threads: this.#opts.threadsPerWorker } },
+      workerData: { [WORKER_MARK]: true, engine: { ...this.#opts.engine, threads: this.#opts.threadsPerWorker }, niceness: this.#opts.niceness ?? INFERENCE_NICENESS },
     });
     const slot: Slot = { worker, ready: false, job: null };
     worker.on('message', (msg: FromWorker) => this.#onMessage(slot, msg));
@@ -261,10 +266,14 @@ function reviveError(e: { name: string; message: string; reason?: RejectReason }
 }
 
 /** Worker side: one engine, one frame at a time. */
-async function serve(options: EngineOptions): Promise<void> {
+async function serve(options: EngineOptions, niceness: number): Promise<void> {
   const port = parentPort!;
+  // Before the engine starts its inference threads, so they inherit the lower priority.
+  if (niceness !== 0) lowerThreadPriority(niceness);
   let engine: AnprEngine;
   try {
+    // Loaded here, in the worker: the main thread never loads the inference runtime.
+    const { AnprEngine } = await import('./engine.js');
     engine = await AnprEngine.create(options);
   } catch (err) {
     port.postMessage({ type: 'fatal', message: err instanceof Error ? err.message : String(err) } satisfies FromWorker);
@@ -288,5 +297,6 @@ async function serve(options: EngineOptions): Promise<void> {
 }
 
 if (!isMainThread && parentPort && (workerData as Record<string, unknown> | null)?.[WORKER_MARK]) {
-  void serve((workerData as { engine: EngineOptions }).engine);
+  const data = workerData as { engine: EngineOptions; niceness?: number };
+  void serve(data.engine, data.niceness ?? INFERENCE_NICENESS);
 }
