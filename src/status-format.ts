@@ -19,6 +19,13 @@ export function formatStatus(s: DaemonStatus): string {
   const types = Object.entries(s.events.accepted_by_type).sort((a, b) => b[1] - a[1]);
   lines.push(`events     ${types.length ? types.map(([t, n]) => `${t}=${n}`).join(' ') : 'none yet'}`);
   lines.push(`commands   ${s.commands.executed} executed, ${Object.values(s.commands.rejected).reduce((a: number, b) => a + (b ?? 0), 0)} refused`);
+  const io = (s as { 'field-io'?: FieldIoView })['field-io'];
+  if (io?.backend) lines.push(...formatFieldIo(io));
+  const gps = (s as { gps?: GpsView }).gps;
+  if (gps && gps.state !== 'disabled') {
+    const f = gps.fix;
+    lines.push(`gps        ${gps.state}${f ? `: ${f.lat.toFixed(5)}, ${f.lon.toFixed(5)} (${f.fix}, ${f.satellites ?? '?'} satellites, ${age(f.age_ms / 1000)} old)` : ', no fix'}`);
+  }
   const anpr = (s as { anpr?: AnprStatusView }).anpr;
   if (anpr) lines.push(...formatAnpr(anpr));
   return lines.join('\n') + '\n';
@@ -43,5 +50,29 @@ function formatAnpr(a: AnprStatusView): string[] {
   }
   const h = a.hotlist;
   if (h) lines.push(`hotlist    ${h.size} entries, version ${h.version.slice(0, 12)}, updated ${h.updated_at ?? 'never'}${h.last_error ? `, last error: ${h.last_error}` : ''}`);
+  return lines;
+}
+
+interface FieldIoView {
+  backend: string | null;
+  backend_reason?: string;
+  inputs?: Record<string, { kind: string; line: string; pressed?: boolean; stuck?: boolean; active?: boolean; open?: boolean }>;
+  outputs?: Record<string, { pattern: string; value: boolean }>;
+  pole?: { state: string; alarm_id: string | null };
+}
+
+interface GpsView {
+  state: string;
+  fix: { lat: number; lon: number; fix: string; satellites: number | null; age_ms: number } | null;
+}
+
+function formatFieldIo(io: FieldIoView): string[] {
+  const inputs = Object.entries(io.inputs ?? {}).map(([name, i]) => {
+    const state = i.stuck ? 'STUCK' : i.pressed ? 'pressed' : i.active ? 'motion' : i.open ? 'OPEN' : 'idle';
+    return `${name}=${state}`;
+  });
+  const outputs = Object.entries(io.outputs ?? {}).map(([name, o]) => `${name}=${o.pattern}${o.pattern !== 'off' && o.pattern !== 'on' ? `(${o.value ? 'on' : 'off'})` : ''}`);
+  const lines = [`gpio       ${io.backend} (${io.backend_reason ?? ''})`, `  inputs   ${inputs.join(' ') || 'none'}`, `  outputs  ${outputs.join(' ') || 'none'}`];
+  if (io.pole) lines.push(`pole       alarm ${io.pole.state}${io.pole.alarm_id ? ` (${io.pole.alarm_id})` : ''}`);
   return lines;
 }

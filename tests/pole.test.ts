@@ -1,9 +1,11 @@
+import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
+import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VigiaEvent } from '../src/core/event.js';
 import { CommandClient } from './helpers/commander.js';
-import { DaemonProcess, writeDeviceConfig } from './helpers/daemon.js';
+import { CLI, DaemonProcess, writeDeviceConfig } from './helpers/daemon.js';
 import { startMosquitto, type Broker } from './helpers/mosquitto.js';
 import { Subscriber } from './helpers/subscriber.js';
 import { startPtyLink, type PtyLink } from './helpers/socat.js';
@@ -182,4 +184,13 @@ describe('smart pole (simulated GPIO, real Mosquitto)', () => {
     await sub.waitFor(() => events('tamper.opened').length === 1, 10_000, 'door open');
     expect(events('tamper.opened')[0]).toMatchObject({ priority: 'hit', payload: { input: 'door', kind: 'door' } });
   }, 30_000);
+
+  it('vigia status shows the GPIO backend, inputs, outputs, the alarm and the GPS fix', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [CLI, 'status', '-s', daemon.socket]);
+    expect(stdout).toMatch(/^gpio {7}sim \(hardware\.backend is sim\)$/m);
+    expect(stdout).toMatch(/^ {2}inputs {3}.*panic=(idle|pressed|STUCK) pir=\S+ door=OPEN$/m);
+    expect(stdout).toMatch(/^ {2}outputs {2}strobe=\S+ siren=off button_led=\S+$/m);
+    expect(stdout).toMatch(/^pole {7}alarm (raised|acknowledged|idle)/m);
+    expect(stdout).toMatch(/^gps {8}running: -29\.902\d+, -71\.251\d+ \(\w+, 9 satellites, \d+s old\)$/m);
+  });
 });
