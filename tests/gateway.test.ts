@@ -104,14 +104,22 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
         await new Promise((r) => setTimeout(r, 10));
       }
     })();
+    const connects = async () => (await daemon.request<DaemonStatus>('status')).link.connects;
     for (let round = 0; round < 4; round++) {
       await new Promise((r) => setTimeout(r, 300 + round * 150));
+      const before = await connects();
       await broker.kill('SIGKILL');
       await gate!.close(); // the device may only come back once the call center listens again
       await new Promise((r) => setTimeout(r, 200));
       await broker.restart();
       await sub.resubscribed();
       gate!.open();
+      // Each kill must be a real outage and a real reconnect, however slow the machine is.
+      const deadline = Date.now() + 20_000;
+      while ((await connects()) <= before) {
+        if (Date.now() > deadline) throw new Error(`no reconnect after broker kill ${round + 1}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
     await new Promise((r) => setTimeout(r, 300));
     streaming = false;
