@@ -110,7 +110,13 @@ function listChips(chips: SysfsChip[]): string {
 function matchChip(chips: SysfsChip[], spec: string): SysfsChip {
   if (spec.includes('/') || /^gpiochip\d+$/.test(spec)) {
     const name = basename(spec);
-    const chip = chips.find((c) => c.chardevNames.includes(name)) ?? chips.find((c) => c.dir === name);
+    // A parent device with several chips (gpio-sim banks, the Pi 5's brcmstb) lists all their
+    // /dev names on each of them: then the name does not tell which chip is meant.
+    const listing = chips.filter((c) => c.chardevNames.includes(name));
+    if (listing.length > 1) {
+      throw new GpioLineError(`${spec} cannot be told apart in sysfs (its device holds ${listing.map((c) => `${c.dir} [${c.label}]`).join(', ')}): give the chip's label instead`);
+    }
+    const chip = listing[0] ?? chips.find((c) => c.dir === name);
     if (chip) return chip;
     throw new GpioLineError(`no sysfs GPIO chip matches ${spec}: sysfs numbers chips by base, not as /dev does; give the chip's label (chips: ${listChips(chips)})`);
   }

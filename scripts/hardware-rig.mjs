@@ -1,0 +1,603 @@
+#!/usr/bin/env node
+// The hardware test rig: a real Linux kernel with the kernel's GPIO simulator (gpio-sim), booted
+// in QEMU, running this machine's own programs (node, the libgpiod tools, the project) from its
+// root file system shared read-only over 9p.
+//
+// Debian's kernels are built without CONFIG_GPIO_SIM, so the driver is built out of tree from
+// the `linux-source-6.1` package (drivers/gpio/gpio-sim.c with kernel/irq/irq_sim.c in the same
+// module, against the headers of the very kernel the VM boots). The kernel image comes from
+// Debian's `linux-image-<abi>` package, unpacked into the cache (it is not installed: the host's
+// boot setup is left alone), and is booted uncompressed under QEMU's TCG with a busybox initramfs.
+//
+// Everything built is cached in ~/.cache/vigia-hardware-rig/<abi>_<version>/ (VIGIA_RIG_CACHE
+// overrides the directory); missing system packages are installed with apt-get (root needed).
+// Any step that cannot be done fails with the reason: nothing is ever skipped.
+//
+// Usage:
+//   node scripts/hardware-rig.mjs build
+//       Prepares the rig and prints where it is, as JSON.
+//   node scripts/hardware-rig.mjs run [--out DIR] [--timeout SECONDS] [--env NAME=VALUE]... -- COMMAND [ARGS...]
+//       Boots the VM and runs COMMAND in it as root, in the host's file system (read-only, with
+//       tmpfs on /tmp and /run), in the current directory. Inside, $VIGIA_RIG_OUT is a directory
+//       shared with DIR on the host (default: a new temporary directory, printed), for results.
+//       Exits with COMMAND's status; fails if the VM does not get that far.
+//
+// Environment: VIGIA_RIG_CACHE (cache directory), VIGIA_RIG_KERNEL_ABI (e.g. 6.1.0-57-amd64:
+// a given kernel instead of the one linux-headers-amd64 points to), VIGIA_RIG_MEMORY (MiB, 1536),
+// VIGIA_RIG_CPUS (2).
+
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+
+/** Bumped when what the rig builds changes in a way the cache keys would not notice. */
+const RIG_FORMAT = 1;
+
+const SOURCE_PACKAGE = 'linux-source-6.1';
+const SOURCE_TARBALL = `/usr/src/${SOURCE_PACKAGE}.tar.xz`;
+const SOURCE_ROOT = SOURCE_PACKAGE;
+/** Files taken from the kernel sources. */
+const SOURCE_FILES = ['drivers/gpio/gpio-sim.c', 'drivers/gpio/gpiolib.h', 'kernel/irq/irq_sim.c', 'scripts/extract-vmlinux'];
+/** irq_sim.c calls irq_to_desc(), which the kernel does not export; generic_handle_irq() does the same for this call. */
+const IRQ_SIM_PATCH = { from: 'handle_simple_irq(irq_to_desc(irqnum));', to: 'generic_handle_irq(irqnum);' };
+const MODULE_NAME = 'gpio-sim-rig';
+
+/** Modules the initramfs loads (with their dependencies): virtio PCI, the 9p file system over virtio, configfs. */
+const BOOT_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'configfs'];
+
+/** Tool packages: command → Debian package. */
+const TOOL_PACKAGES = [
+  { path: '/usr/bin/qemu-system-x86_64', pkg: 'qemu-system-x86' },
+  // The initramfs needs the static build (Debian's `busybox` package is linked dynamically).
+  { path: '/bin/busybox', pkg: 'busybox-static', check: () => existsSync('/bin/busybox') && dpkgVersion('busybox-static') !== undefined },
+  { path: '/usr/bin/gpiomon', pkg: 'gpiod' },
+  { path: '/sbin/depmod', pkg: 'kmod' },
+  { path: '/usr/bin/make', pkg: 'make' },
+  { path: '/usr/bin/gcc', pkg: 'build-essential' },
+  { path: '/usr/bin/xz', pkg: 'xz-utils' },
+  { path: '/usr/bin/dpkg-deb', pkg: 'dpkg' },
+];
+
+const INIT_SCRIPT = `#!/bin/busybox sh
+/bin/busybox mkdir -p /bin /proc /sys /dev /host
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+say() { echo "rig: $*"; }
+fail() { say "FAILED: $*"; sync; poweroff -f; sleep 5; reboot -f; }
+for m in $(cat /lib/modules/order); do
+  insmod "/lib/modules/$m" || fail "insmod $m"
+done
+OPTS=trans=virtio,version=9p2000.L,msize=512000
+mkdir -p /hostfs /rigout
+mount -t 9p -o "$OPTS,ro,cache=loose" hostroot /hostfs || fail "mounting the host's root over 9p"
+mount -t 9p -o "$OPTS" rigout /rigout || fail "mounting the results directory"
+# A new root on tmpfs: the host's directories bound into it, the VM's own proc, sys, dev, tmp, run.
+mount -t tmpfs -o mode=755 tmpfs /host || fail "tmpfs root"
+for e in /hostfs/* /hostfs/.[!.]*; do
+  n=\${e#/hostfs/}
+  case "$n" in proc|sys|dev|tmp|run|'*'|'.[!.]*') continue ;; esac
+  if [ -L "$e" ]; then
+    ln -s "$(readlink "$e")" "/host/$n"
+  elif [ -d "$e" ]; then
+    mkdir "/host/$n" && mount --bind "$e" "/host/$n" || fail "binding /$n"
+  fi
+done
+mkdir -p /host/proc /host/sys /host/dev /host/tmp /host/run
+mount -t proc proc /host/proc || fail "proc"
+mount -t sysfs sysfs /host/sys || fail "sysfs"
+mount -t configfs configfs /host/sys/kernel/config || fail "configfs"
+mount -t debugfs debugfs /host/sys/kernel/debug || fail "debugfs"
+mount -t devtmpfs devtmpfs /host/dev || fail "devtmpfs"
+mkdir -p /host/dev/shm /host/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /host/dev/shm
+mount -t devpts devpts /host/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /host/tmp || fail "tmpfs on /tmp"
+mount -t tmpfs -o mode=755 tmpfs /host/run || fail "tmpfs on /run"
+# Host directories under /tmp or /run the job needs (a checkout in /tmp), bound over the tmpfs.
+if [ -f /rigout/binds ]; then
+  while IFS= read -r p; do
+    [ -n "$p" ] || continue
+    mkdir -p "/host$p" && mount --bind "/hostfs$p" "/host$p" || fail "binding $p"
+  done < /rigout/binds
+fi
+mkdir -p /host/tmp/rig-out
+mount --bind /rigout /host/tmp/rig-out || fail "binding the results directory"
+insmod /lib/modules/${MODULE_NAME}.ko || fail "insmod ${MODULE_NAME}.ko"
+[ -d /host/sys/kernel/config/gpio-sim ] || fail "no gpio-sim in configfs"
+hostname vigia-rig
+say "ready in $(cut -d' ' -f1 /proc/uptime) s"
+chroot /host /bin/sh /tmp/rig-out/job.sh
+status=$?
+echo "$status" > /host/tmp/rig-out/exit-status
+say "job exited with $status after $(cut -d' ' -f1 /proc/uptime) s"
+sync
+umount /host/tmp/rig-out
+umount /rigout
+poweroff -f
+sleep 5
+reboot -f
+`;
+
+// ---------------------------------------------------------------------------------------------
+
+function log(msg) {
+  process.stderr.write(`hardware-rig: ${msg}\n`);
+}
+
+class RigError extends Error {}
+
+function fail(msg) {
+  throw new RigError(msg);
+}
+
+/** Runs a command; fails with its output when it fails. Returns stdout. */
+function run(cmd, args, { env, cwd } = {}) {
+  const res = spawnSync(cmd, args, { cwd, env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  if (res.error) fail(`cannot run ${cmd}: ${res.error.message}`);
+  if (res.status !== 0) {
+    const out = `${res.stdout ?? ''}${res.stderr ?? ''}`.trim().split('\n').slice(-30).join('\n');
+    fail(`${cmd} ${args.join(' ')} failed (exit ${res.status ?? res.signal})${out ? `:\n${out}` : ''}`);
+  }
+  return res.stdout ?? '';
+}
+
+function dpkgVersion(pkg) {
+  const res = spawnSync('dpkg-query', ['-W', '-f=${Status}\t${Version}', pkg], { encoding: 'utf8' });
+  if (res.status !== 0) return undefined;
+  const [status, version] = res.stdout.split('\t');
+  return status === 'install ok installed' ? version : undefined;
+}
+
+function sha256(data) {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function isRoot() {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+const APT_ENV = { DEBIAN_FRONTEND: 'noninteractive' };
+let aptUpdated = false;
+
+function aptUpdate() {
+  if (aptUpdated) return;
+  log('apt-get update');
+  run('apt-get', ['update'], { env: APT_ENV });
+  aptUpdated = true;
+}
+
+function aptInstall(pkgs) {
+  if (pkgs.length === 0) return;
+  if (!isRoot()) {
+    fail(`missing packages: ${pkgs.join(' ')}; install them with: sudo apt-get install -y --no-install-recommends ${pkgs.join(' ')} (or run as root)`);
+  }
+  const attempt = () =>
+    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { env: { ...process.env, ...APT_ENV }, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  log(`apt-get install ${pkgs.join(' ')}`);
+  let res = attempt();
+  if (res.status !== 0 && !aptUpdated) {
+    aptUpdate();
+    res = attempt();
+  }
+  if (res.status !== 0) {
+    fail(`apt-get install ${pkgs.join(' ')} failed:\n${`${res.stdout}${res.stderr}`.trim().split('\n').slice(-20).join('\n')}`);
+  }
+}
+
+/** apt-cache output, updating the lists first if they know nothing. */
+function aptCache(args) {
+  let res = spawnSync('apt-cache', args, { encoding: 'utf8' });
+  if (res.status !== 0 || !res.stdout.trim()) {
+    aptUpdate();
+    res = spawnSync('apt-cache', args, { encoding: 'utf8' });
+  }
+  if (res.status !== 0) fail(`apt-cache ${args.join(' ')} failed: ${res.stderr.trim()}`);
+  return res.stdout;
+}
+
+function packageVersion(pkg) {
+  const out = aptCache(['show', '--no-all-versions', pkg]);
+  const m = /^Version:\s*(\S+)/m.exec(out);
+  if (!m) fail(`apt knows no version of ${pkg}`);
+  return m[1];
+}
+
+/** The kernel the VM boots: the ABI linux-headers-amd64 points to (or VIGIA_RIG_KERNEL_ABI), and its package version. */
+function chooseKernel() {
+  let abi = process.env.VIGIA_RIG_KERNEL_ABI;
+  if (!abi) {
+    const deps = aptCache(['depends', 'linux-headers-amd64']);
+    const m = /Depends:\s*linux-headers-(6\.1\.0-\d+-amd64)\b/.exec(deps);
+    if (!m) fail(`cannot tell which kernel linux-headers-amd64 is for (a Debian 12 kernel 6.1 is needed):\n${deps}`);
+    abi = m[1];
+  }
+  if (!/^6\.1\.0-\d+-amd64$/.test(abi)) fail(`kernel ABI ${abi}: the rig builds gpio-sim from ${SOURCE_PACKAGE}, so it needs a 6.1.0-N-amd64 kernel`);
+  const version = packageVersion(`linux-headers-${abi}`);
+  return { abi, version };
+}
+
+function cacheRoot() {
+  if (process.env.VIGIA_RIG_CACHE) return resolve(process.env.VIGIA_RIG_CACHE);
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'vigia-hardware-rig');
+}
+
+function readJson(path) {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function writeFileAtomic(path, data) {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The newc cpio format, for the initramfs.
+
+function cpioArchive(entries) {
+  const chunks = [];
+  let ino = 1;
+  const pad4 = (n) => (4 - (n % 4)) % 4;
+  const hex = (n) => n.toString(16).padStart(8, '0');
+  const add = ({ name, mode, data = Buffer.alloc(0), rdevMajor = 0, rdevMinor = 0 }) => {
+    const nameBuf = Buffer.from(`${name}\0`);
+    const header =
+      '070701' +
+      [ino++, mode, 0, 0, 1, 0, data.length, 0, 0, rdevMajor, rdevMinor, nameBuf.length, 0].map(hex).join('');
+    chunks.push(Buffer.from(header), nameBuf, Buffer.alloc(pad4(110 + nameBuf.length)), data, Buffer.alloc(pad4(data.length)));
+  };
+  for (const e of entries) add(e);
+  add({ name: 'TRAILER!!!', mode: 0 });
+  return Buffer.concat(chunks);
+}
+
+const DIR = 0o040755;
+const FILE = 0o100644;
+const EXEC = 0o100755;
+const CHR = 0o020600;
+
+// ---------------------------------------------------------------------------------------------
+// Building the rig.
+
+function ensureTools() {
+  const missing = [...new Set(TOOL_PACKAGES.filter((t) => !(t.check ? t.check() : existsSync(t.path))).map((t) => t.pkg))];
+  aptInstall(missing);
+  const still = TOOL_PACKAGES.filter((t) => !(t.check ? t.check() : existsSync(t.path)));
+  if (still.length > 0) fail(`still missing after apt-get install: ${still.map((t) => `${t.path} (${t.pkg})`).join(', ')}`);
+}
+
+/** Unpacks the kernel image package (downloaded, not installed) into `dir`. */
+function unpackKernelImage(kernel, dir) {
+  const dl = mkdtempSync(join(tmpdir(), 'vigia-rig-deb-'));
+  try {
+    chmodSync(dl, 0o755);
+    const pkg = `linux-image-${kernel.abi}`;
+    log(`downloading ${pkg}=${kernel.version}`);
+    const get = () =>
+      spawnSync('apt-get', ['download', '-o', 'APT::Sandbox::User=root', `${pkg}=${kernel.version}`], { cwd: dl, encoding: 'utf8', env: { ...process.env, ...APT_ENV } });
+    let res = get();
+    if (res.status !== 0) {
+      aptUpdate();
+      res = get();
+    }
+    if (res.status !== 0) fail(`apt-get download ${pkg}=${kernel.version} failed: ${`${res.stdout}${res.stderr}`.trim()}`);
+    const deb = readdirSync(dl).find((f) => f.endsWith('.deb'));
+    if (!deb) fail(`apt-get download ${pkg} left no .deb`);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    log(`unpacking ${deb}`);
+    run('dpkg-deb', ['-x', join(dl, deb), dir]);
+  } finally {
+    rmSync(dl, { recursive: true, force: true });
+  }
+  const vmlinuz = join(dir, 'boot', `vmlinuz-${kernel.abi}`);
+  if (!existsSync(vmlinuz)) fail(`the image package has no ${vmlinuz}`);
+  return vmlinuz;
+}
+
+/** Extracts the few files the rig needs from the kernel source tarball. */
+function extractSources(dir) {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  log(`extracting ${SOURCE_FILES.join(', ')} from ${SOURCE_TARBALL}`);
+  run('tar', ['-xJf', SOURCE_TARBALL, '-C', dir, ...SOURCE_FILES.map((f) => `${SOURCE_ROOT}/${f}`)]);
+  return join(dir, SOURCE_ROOT);
+}
+
+function buildModule(kernel, src, dir) {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  for (const f of ['drivers/gpio/gpio-sim.c', 'drivers/gpio/gpiolib.h', 'kernel/irq/irq_sim.c']) {
+    writeFileSync(join(dir, basename(f)), readFileSync(join(src, f)));
+  }
+  const irqSim = readFileSync(join(dir, 'irq_sim.c'), 'utf8');
+  const uses = irqSim.split(IRQ_SIM_PATCH.from).length - 1;
+  if (uses !== 1) fail(`irq_sim.c: expected one "${IRQ_SIM_PATCH.from}", found ${uses}: the sources changed, the rig needs updating`);
+  writeFileSync(join(dir, 'irq_sim.c'), irqSim.replace(IRQ_SIM_PATCH.from, IRQ_SIM_PATCH.to));
+  writeFileSync(join(dir, 'Kbuild'), `obj-m := ${MODULE_NAME}.o\n${MODULE_NAME}-y := gpio-sim.o irq_sim.o\n`);
+  const headers = `/usr/src/linux-headers-${kernel.abi}`;
+  if (!existsSync(join(headers, 'Makefile'))) fail(`no kernel headers in ${headers}`);
+  log(`building ${MODULE_NAME}.ko against ${headers}`);
+  run('make', ['-C', headers, `M=${dir}`, 'modules']);
+  const ko = join(dir, `${MODULE_NAME}.ko`);
+  if (!existsSync(ko)) fail(`the build produced no ${ko}`);
+  const vermagic = run('/sbin/modinfo', ['-F', 'vermagic', ko]).trim();
+  if (!vermagic.startsWith(`${kernel.abi} `)) fail(`${ko} is for ${vermagic}, not ${kernel.abi}`);
+  return ko;
+}
+
+function extractVmlinux(script, vmlinuz, out) {
+  log('extracting the uncompressed kernel');
+  const res = spawnSync('sh', [script, vmlinuz], { maxBuffer: 512 * 1024 * 1024 });
+  if (res.status !== 0 || !res.stdout || res.stdout.length < 1024 * 1024) {
+    fail(`extract-vmlinux ${vmlinuz} failed: ${res.stderr?.toString().trim() || 'no output'}`);
+  }
+  if (res.stdout.subarray(0, 4).toString('latin1') !== '\x7fELF') fail('extract-vmlinux did not produce an ELF kernel');
+  writeFileAtomic(out, res.stdout);
+}
+
+/** The boot modules in load order (dependencies first), as paths under the unpacked image. */
+function bootModules(kernel, imageDir) {
+  const modDir = join(imageDir, 'lib', 'modules', kernel.abi);
+  run('/sbin/depmod', ['-b', imageDir, kernel.abi]);
+  const dep = new Map();
+  for (const line of readFileSync(join(modDir, 'modules.dep'), 'utf8').split('\n')) {
+    const m = /^([^:]+):\s*(.*)$/.exec(line);
+    if (m) dep.set(m[1], m[2].split(/\s+/).filter(Boolean));
+  }
+  const builtin = new Set(readFileSync(join(modDir, 'modules.builtin'), 'utf8').split('\n').map((l) => basename(l).replace(/\.ko$/, '').replace(/-/g, '_')));
+  const byName = new Map([...dep.keys()].map((k) => [basename(k).replace(/\.ko(\.\w+)?$/, '').replace(/-/g, '_'), k]));
+  const order = [];
+  const visit = (path) => {
+    if (order.includes(path)) return;
+    // modules.dep lists every dependency, nearest last: load from the end.
+    for (const d of [...(dep.get(path) ?? [])].reverse()) visit(d);
+    order.push(path);
+  };
+  for (const name of BOOT_MODULES) {
+    if (builtin.has(name)) continue;
+    const path = byName.get(name);
+    if (!path) fail(`kernel ${kernel.abi} has no module ${name}`);
+    visit(path);
+  }
+  for (const p of order) if (/\.ko\.\w+$/.test(p)) fail(`${p} is compressed; the initramfs loads plain .ko files`);
+  return order.map((p) => join(modDir, p));
+}
+
+function buildInitramfs(modules, simKo, out) {
+  const busybox = readFileSync('/bin/busybox');
+  const names = modules.map((p) => basename(p));
+  const entries = [
+    ...['bin', 'dev', 'lib', 'lib/modules', 'proc', 'sys', 'host', 'tmp'].map((name) => ({ name, mode: DIR })),
+    { name: 'dev/console', mode: CHR, rdevMajor: 5, rdevMinor: 1 },
+    { name: 'dev/null', mode: 0o020666, rdevMajor: 1, rdevMinor: 3 },
+    { name: 'bin/busybox', mode: EXEC, data: busybox },
+    { name: 'init', mode: EXEC, data: Buffer.from(INIT_SCRIPT) },
+    { name: 'lib/modules/order', mode: FILE, data: Buffer.from(`${names.join('\n')}\n`) },
+    ...modules.map((p) => ({ name: `lib/modules/${basename(p)}`, mode: FILE, data: readFileSync(p) })),
+    { name: `lib/modules/${MODULE_NAME}.ko`, mode: FILE, data: readFileSync(simKo) },
+  ];
+  writeFileAtomic(out, cpioArchive(entries));
+}
+
+/**
+ * Prepares the rig (cached). Returns the paths QEMU needs.
+ */
+export function prepareRig() {
+  if (process.platform !== 'linux' || process.arch !== 'x64') fail(`the rig runs on x86-64 Linux (this is ${process.platform}/${process.arch})`);
+  if (!existsSync('/usr/bin/apt-get') && !existsSync('/bin/apt-get')) fail('the rig needs a Debian-style system with apt-get');
+  ensureTools();
+  const kernel = chooseKernel();
+  const root = cacheRoot();
+  const dir = join(root, `${kernel.abi}_${kernel.version}`);
+  mkdirSync(dir, { recursive: true });
+  const manifestFile = join(dir, 'rig.json');
+  const initHash = sha256(`${RIG_FORMAT}\n${INIT_SCRIPT}\n${BOOT_MODULES.join(',')}\n${JSON.stringify(IRQ_SIM_PATCH)}\n${MODULE_NAME}`);
+  const busyboxHash = sha256(readFileSync('/bin/busybox'));
+  const manifest = readJson(manifestFile);
+  const paths = { kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initramfs.cpio'), module: join(dir, 'module', `${MODULE_NAME}.ko`) };
+  if (
+    manifest &&
+    manifest.initHash === initHash &&
+    manifest.busyboxHash === busyboxHash &&
+    Object.values(paths).every((p) => existsSync(p))
+  ) {
+    return { ...manifest, ...paths, cacheDir: dir, cached: true };
+  }
+
+  const started = Date.now();
+  log(`building the rig for kernel ${kernel.abi} (${kernel.version}) in ${dir}`);
+  // The sources and headers must be the very version of the kernel booted.
+  const needed = [];
+  if (dpkgVersion(SOURCE_PACKAGE) !== kernel.version) needed.push(`${SOURCE_PACKAGE}=${kernel.version}`);
+  if (dpkgVersion(`linux-headers-${kernel.abi}`) !== kernel.version) needed.push(`linux-headers-${kernel.abi}=${kernel.version}`);
+  aptInstall(needed);
+  if (!existsSync(SOURCE_TARBALL)) fail(`${SOURCE_PACKAGE} is installed but ${SOURCE_TARBALL} is missing`);
+
+  const work = join(dir, 'work');
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  const imageDir = join(work, 'image');
+  const vmlinuz = unpackKernelImage(kernel, imageDir);
+  const src = extractSources(join(work, 'src'));
+  const ko = buildModule(kernel, src, join(work, 'module'));
+  extractVmlinux(join(src, 'scripts', 'extract-vmlinux'), vmlinuz, paths.kernel);
+  const modules = bootModules(kernel, imageDir);
+  rmSync(join(dir, 'module'), { recursive: true, force: true });
+  mkdirSync(join(dir, 'module'), { recursive: true });
+  writeFileSync(paths.module, readFileSync(ko));
+  buildInitramfs(modules, ko, paths.initrd);
+  const config = join(imageDir, 'boot', `config-${kernel.abi}`);
+  writeFileSync(join(dir, `config-${kernel.abi}`), readFileSync(config));
+  rmSync(work, { recursive: true, force: true });
+
+  const built = {
+    format: RIG_FORMAT,
+    abi: kernel.abi,
+    version: kernel.version,
+    moduleName: MODULE_NAME,
+    bootModules: modules.map((m) => basename(m)),
+    initHash,
+    busyboxHash,
+    builtAt: new Date().toISOString(),
+    buildSeconds: Math.round((Date.now() - started) / 100) / 10,
+  };
+  writeFileAtomic(manifestFile, `${JSON.stringify(built, null, 2)}\n`);
+  log(`rig built in ${built.buildSeconds} s`);
+  return { ...built, ...paths, cacheDir: dir, cached: false };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a command in the VM.
+
+function shellQuote(s) {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Boots the VM, runs `command` in it and powers it off. Resolves with the command's exit status
+ * and the console output; rejects if the VM does not get to run it or does not finish in time.
+ */
+export async function runInVm(rig, command, opts = {}) {
+  const { outDir, timeoutMs = 300_000, env = {}, cwd = process.cwd(), onConsole } = opts;
+  if (command.length === 0) fail('no command to run in the VM');
+  const out = outDir ? resolve(outDir) : mkdtempSync(join(tmpdir(), 'vigia-rig-out-'));
+  mkdirSync(out, { recursive: true });
+  for (const f of ['exit-status', 'job.sh', 'binds', 'results.json']) rmSync(join(out, f), { force: true });
+  // The VM has its own /tmp and /run: a working directory there is bound in from the host.
+  const binds = [resolve(cwd), ...(opts.binds ?? [])].filter((p) => /^\/(tmp|run)(\/|$)/.test(p));
+  if (binds.some((p) => /[\n]/.test(p))) fail('paths to bind into the VM must not contain newlines');
+  writeFileSync(join(out, 'binds'), binds.map((p) => `${p}\n`).join(''));
+  const vars = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: '/tmp',
+    TMPDIR: '/tmp',
+    LANG: 'C.UTF-8',
+    VIGIA_RIG_OUT: '/tmp/rig-out',
+    ...env,
+  };
+  const job = [
+    '#!/bin/sh',
+    `cd ${shellQuote(cwd)} || exit 125`,
+    `exec env -i ${Object.entries(vars).map(([k, v]) => shellQuote(`${k}=${v}`)).join(' ')} ${command.map(shellQuote).join(' ')}`,
+    '',
+  ].join('\n');
+  writeFileSync(join(out, 'job.sh'), job);
+
+  const memory = Number(process.env.VIGIA_RIG_MEMORY ?? 1536);
+  const cpus = Number(process.env.VIGIA_RIG_CPUS ?? 2);
+  const args = [
+    '-accel', 'tcg',
+    '-cpu', 'max',
+    '-machine', 'pc',
+    '-m', String(memory),
+    '-smp', String(cpus),
+    '-nodefaults',
+    '-no-user-config',
+    '-display', 'none',
+    '-serial', 'stdio',
+    '-monitor', 'none',
+    '-no-reboot',
+    '-kernel', rig.kernel,
+    '-initrd', rig.initrd,
+    '-append', 'console=ttyS0 panic=-1 loglevel=4 mitigations=off random.trust_cpu=on rdinit=/init',
+    '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
+    '-virtfs', `local,path=${out},mount_tag=rigout,security_model=none`,
+  ];
+  const started = Date.now();
+  const consoleFile = join(out, 'console.log');
+  const consoleLog = createWriteStream(consoleFile);
+  let text = '';
+  const qemu = spawn('/usr/bin/qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const onData = (buf) => {
+    const s = buf.toString();
+    text += s;
+    if (text.length > 4_000_000) text = text.slice(-2_000_000);
+    consoleLog.write(buf);
+    onConsole?.(s);
+  };
+  qemu.stdout.on('data', onData);
+  qemu.stderr.on('data', onData);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    qemu.kill('SIGKILL');
+  }, timeoutMs);
+  const exit = await new Promise((res, rej) => {
+    qemu.on('error', rej);
+    qemu.on('close', (code, signal) => res({ code, signal }));
+  });
+  clearTimeout(timer);
+  await new Promise((r) => consoleLog.end(r));
+  const seconds = Math.round((Date.now() - started) / 100) / 10;
+  const tail = () => text.split('\n').slice(-40).join('\n');
+  if (timedOut) fail(`the VM did not finish within ${timeoutMs / 1000} s; console (${consoleFile}):\n${tail()}`);
+  const statusFile = join(out, 'exit-status');
+  if (!existsSync(statusFile)) {
+    fail(`the VM stopped (qemu ${exit.signal ?? `exit ${exit.code}`}) before the command finished; console (${consoleFile}):\n${tail()}`);
+  }
+  const status = Number(readFileSync(statusFile, 'utf8').trim());
+  return { status, seconds, outDir: out, console: text, consoleFile };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line.
+
+function usage() {
+  return 'usage: node scripts/hardware-rig.mjs build\n       node scripts/hardware-rig.mjs run [--out DIR] [--timeout SECONDS] [--env NAME=VALUE]... -- COMMAND [ARGS...]';
+}
+
+async function main(argv) {
+  const [cmd, ...rest] = argv;
+  if (cmd === 'build') {
+    const rig = prepareRig();
+    process.stdout.write(`${JSON.stringify(rig, null, 2)}\n`);
+    return 0;
+  }
+  if (cmd === 'run') {
+    const opts = { env: {} };
+    let i = 0;
+    for (; i < rest.length; i++) {
+      const a = rest[i];
+      if (a === '--') {
+        i++;
+        break;
+      } else if (a === '--out') opts.outDir = rest[++i];
+      else if (a === '--timeout') opts.timeoutMs = Number(rest[++i]) * 1000;
+      else if (a === '--env') {
+        const [k, ...v] = String(rest[++i]).split('=');
+        opts.env[k] = v.join('=');
+      } else fail(`unknown option ${a}\n${usage()}`);
+    }
+    const command = rest.slice(i);
+    if (command.length === 0) fail(usage());
+    if (opts.timeoutMs !== undefined && !(opts.timeoutMs > 0)) fail('--timeout must be a number of seconds');
+    const rig = prepareRig();
+    log(`booting kernel ${rig.abi} (${rig.cached ? 'cached' : 'just built'})`);
+    const result = await runInVm(rig, command, { ...opts, onConsole: (s) => process.stdout.write(s) });
+    log(`VM ran for ${result.seconds} s; command exited with ${result.status}; results in ${result.outDir}`);
+    return result.status;
+  }
+  process.stderr.write(`${usage()}\n`);
+  return 2;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`hardware-rig: ${err instanceof RigError ? err.message : err?.stack ?? err}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// `npm ci` runs this (the `prepare` script). A full install builds dist/ with TypeScript; a
+// production-only install (`npm ci --omit=dev`, on a device) has no compiler and uses the dist/
+// that was built before it was copied there.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+let tsc;
+try {
+  tsc = createRequire(join(root, 'package.json')).resolve('typescript/bin/tsc');
+} catch {
+  if (existsSync(join(root, 'dist', 'cli.js'))) {
+    console.log('prepare: TypeScript is not installed (production install); using the existing dist/');
+    process.exit(0);
+  }
+  console.error('prepare: neither TypeScript nor a built dist/ is present: run a full `npm ci`, or copy dist/ from a build');
+  process.exit(1);
+}
+const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+process.exit(r.status ?? 1);
