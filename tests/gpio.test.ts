@@ -21,6 +21,7 @@ import { readSysfsChips, resolveSysfsLine, socPinController, SysfsGpio } from '.
 import { type EdgeEvent, GpioLineError, type InputLine } from '../src/drivers/gpio/types.js';
 import {
   fakePinFactory,
+  holderPid,
   isAlive,
   logRecorder,
   PI4_KERNEL_5_15,
@@ -81,8 +82,14 @@ describe('libgpiod tool output', () => {
   it('parses v1 gpioinfo rows, overflowing names included', () => {
     const lines = parseGpioinfo(V1_GPIOINFO_PI4);
     expect(lines.find((l) => l.name === 'GPIO17')).toEqual({ chip: 'gpiochip0', offset: 17, name: 'GPIO17' });
-    expect(lines.find((l) => l.name === 'STATUS_LED_G_CLK')).toEqual({ chip: 'gpiochip0', offset: 42, name: 'STATUS_LED_G_CLK' });
-    expect(lines.find((l) => l.name === 'PWR_LED_OFF')).toEqual({ chip: 'gpiochip1', offset: 2, name: 'PWR_LED_OFF' });
+    expect(lines.find((l) => l.name === 'STATUS_LED_G_CLK')).toEqual({ chip: 'gpiochip0', offset: 42, name: 'STATUS_LED_G_CLK', consumer: 'led0' });
+    expect(lines.find((l) => l.name === 'PWR_LED_OFF')).toEqual({ chip: 'gpiochip1', offset: 2, name: 'PWR_LED_OFF', consumer: 'led1' });
+    // The holder: in quotes after the name, `unused` when free; v1 shows its own tools by name.
+    expect(lines.find((l) => l.name === 'GPIO17')?.consumer).toBeUndefined();
+    expect(parseGpioinfo('gpiochip0 - 58 lines:\n\tline  17:     "GPIO17"  "gpiomon"   input  active-high [used]\n')).toEqual([
+      { chip: 'gpiochip0', offset: 17, name: 'GPIO17', consumer: 'gpiomon' },
+    ]);
+    expect(parseGpioinfo('gpiochip1 - 8 lines:\n\tline   3:      unnamed   "gpioset"  output  active-high [used]\n')[0]).toMatchObject({ name: undefined, consumer: 'gpioset' });
     expect(lines.filter((l) => l.chip === 'gpiochip1')).toHaveLength(8);
   });
 
@@ -90,7 +97,9 @@ describe('libgpiod tool output', () => {
     const lines = parseGpioinfo(V2_GPIOINFO_PI5);
     expect(lines.filter((l) => l.chip === 'gpiochip0')).toHaveLength(54);
     expect(lines.find((l) => l.name === 'GPIO17')).toEqual({ chip: 'gpiochip0', offset: 17, name: 'GPIO17' });
-    expect(lines.find((l) => l.name === 'PWR_GPIO')).toEqual({ chip: 'gpiochip10', offset: 20, name: 'PWR_GPIO' });
+    expect(lines.find((l) => l.name === 'PWR_GPIO')).toEqual({ chip: 'gpiochip10', offset: 20, name: 'PWR_GPIO', consumer: 'pwr_button' });
+    expect(lines.find((l) => l.name === 'GPIO17')?.consumer).toBeUndefined();
+    expect(parseGpioinfo('gpiochip0 - 54 lines:\n\tline  17:\t"GPIO17"\tinput bias=pull-up edges=both event-clock=monotonic consumer=vigia-panic\n')[0]?.consumer).toBe('vigia-panic');
     expect(parseGpioinfo(V2_GPIOINFO_BY_NAME)).toEqual([{ chip: 'gpiochip0', offset: 17, name: 'GPIO17' }]);
     expect(parseGpioinfo('gpiochip3 - 1 lines:\n\tline   0:\tunnamed         \tinput\n')).toEqual([{ chip: 'gpiochip3', offset: 0, name: undefined }]);
   });
@@ -242,6 +251,7 @@ describe('chardev backend: inputs', () => {
         '  echo "gpiomon: error waiting for events: Input/output error" >&2',
         '  exit 1',
         'fi',
+        'hold "$@"',
         'echo "17 0 5000 400000000"',
         'exec sleep 60',
       ].join('\n'),
@@ -287,6 +297,7 @@ describe('chardev backend: inputs', () => {
         '  echo "gpiomon: unable to read line events: No such device" >&2',
         '  exit 1',
         'fi',
+        'hold "$@"',
         'exec sleep 60',
       ].join('\n'),
     });
@@ -332,7 +343,7 @@ describe('chardev backend: inputs', () => {
   });
 
   it('kills a monitor that ignores SIGTERM with SIGKILL on close', async () => {
-    writeFakeTools(toolsDir(), { version: '1.6.3', gpiodetect: GPIODETECT_PI4, gpioinfo: V1_GPIOINFO_PI4, gpiomon: "trap '' TERM\necho ignoring > \"$D/gpiomon.trap\"\nexec sleep 60" });
+    writeFakeTools(toolsDir(), { version: '1.6.3', gpiodetect: GPIODETECT_PI4, gpioinfo: V1_GPIOINFO_PI4, gpiomon: "trap '' TERM\nhold \"$@\"\necho ignoring > \"$D/gpiomon.trap\"\nexec sleep 60" });
     const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { killGraceMs: 100 }));
     const line = await gpio.input({ name: 'GPIO23' }, input);
     await waitUntil(() => readLines(toolsDir(), 'gpiomon.trap').length === 1, 'the monitor to ignore SIGTERM');
@@ -348,6 +359,101 @@ describe('chardev backend: inputs', () => {
     const gpio = await ChardevGpio.create(chardevOptions(toolsDir()));
     await gpio.input({ name: 'GPIO17' }, input);
     await expect(gpio.output({ chip: 'gpiochip0', offset: 17 }, { activeLow: false, initial: false, consumer: 'x' })).rejects.toThrow(/line pinctrl-bcm2711:17 is already in use/);
+    await gpio.close();
+  });
+});
+
+describe('chardev backend: an input is open once its monitor holds the line', () => {
+  /** A gpiomon that takes `delay` seconds to request its line, then prints what the test drops into `go`. */
+  const slowMonitor = (delay: string, banner = false) =>
+    [
+      `sleep ${delay}`,
+      'hold "$@"',
+      ...(banner ? ['echo "Monitoring line \'${last}\'..."'] : []),
+      'while [ ! -e "$D/go" ]; do sleep 0.01; done',
+      'cat "$D/go"',
+      'exec sleep 60',
+    ].join('\n');
+
+  it('v1: open() waits until gpioinfo shows gpiomon holding the line', async () => {
+    writeFakeTools(toolsDir(), { version: '1.6.3', gpiodetect: GPIODETECT_PI4, gpioinfo: V1_GPIOINFO_PI4, gpioget: 'echo 1', gpiomon: slowMonitor('0.3') });
+    const gpio = await ChardevGpio.create(chardevOptions(toolsDir()));
+    await gpio.input({ name: 'GPIO17' }, input);
+    expect(holderPid(toolsDir(), 'gpiochip0', 17)).toBe(Number(readLines(toolsDir(), 'gpiomon.pid')[0]));
+    // Asked more than once, each time about the chip of the line (the first listing resolved the name).
+    const asked = readLines(toolsDir(), 'gpioinfo.args');
+    expect(asked.length).toBeGreaterThan(2);
+    expect(new Set(asked.slice(1))).toEqual(new Set(['gpiochip0']));
+    await gpio.close();
+  });
+
+  it('v2 with --banner: open() waits for the banner, without asking gpioinfo', async () => {
+    writeFakeTools(toolsDir(), {
+      version: '2.1.3',
+      gpiodetect: GPIODETECT_PI5,
+      gpioinfo: V2_GPIOINFO_PI5,
+      gpiomonHelp: '      --banner\t\tdisplay a banner on successful startup\n',
+      gpioget: 'echo \'"17"=active\'',
+      gpiomon: ['eval "last=\\${$#}"', slowMonitor('0.3', true)].join('\n'),
+    });
+    const gpio = await ChardevGpio.create(chardevOptions(toolsDir()));
+    await gpio.input({ name: 'GPIO17' }, input);
+    expect(holderPid(toolsDir(), 'gpiochip0', 17)).toBe(Number(readLines(toolsDir(), 'gpiomon.pid')[0]));
+    expect(readLines(toolsDir(), 'gpiomon.args')).toEqual(['--chip gpiochip0 --edges both --event-clock monotonic --format=%o %E %S --consumer vigia-panic --banner --bias pull-up 17']);
+    expect(readLines(toolsDir(), 'gpioinfo.args')).toHaveLength(1); // the name's resolution only
+    await gpio.close();
+  });
+
+  it('reports a press made before the monitor held the line, stamped when monitoring began', async () => {
+    writeFakeTools(toolsDir(), { version: '1.6.3', gpiodetect: GPIODETECT_PI4, gpioinfo: V1_GPIOINFO_PI4, gpioget: 'echo 1', gpiomon: slowMonitor('0') });
+    const clock = new ManualClock();
+    // The kernel's monotonic clock runs with the test's: 4990 s + the Clock's ms.
+    const hrtimeNs = () => 4_990_000_000_000n + BigInt(clock.monoNow()) * 1_000_000n;
+    const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { clock, hrtimeNs }));
+    const line = await gpio.input({ name: 'GPIO17' }, input); // read high: released (active-low)
+    const openedAt = clock.monoNow();
+    const { edges } = collect(line);
+    expect(await line.read()).toBe(false);
+    // The button went down between gpioget and the request (unseen); its release is the first edge.
+    clock.advance(500);
+    writeFileSync(join(toolsDir(), 'go'), '17 1 5000 400000000\n');
+    await waitUntil(() => edges.length === 2, 'the missed press and the release');
+    expect(edges).toEqual([
+      { value: true, monoMs: openedAt },
+      { value: false, monoMs: openedAt + 400 },
+    ]);
+    expect(await line.read()).toBe(false);
+    await gpio.close();
+  });
+
+  it('delivers edges that came while open() was waiting to a listener attached right after it', async () => {
+    writeFakeTools(toolsDir(), {
+      version: '1.6.3',
+      gpiodetect: GPIODETECT_PI4,
+      gpioinfo: V1_GPIOINFO_PI4,
+      gpioget: 'echo 1',
+      // Edges at once, then the hold: the first edge already proves the line is held.
+      gpiomon: ['echo "17 0 5000 250000000"', 'echo "17 1 5000 300000000"', 'hold "$@"', 'exec sleep 60'].join('\n'),
+    });
+    const gpio = await ChardevGpio.create(chardevOptions(toolsDir()));
+    const line = await gpio.input({ name: 'GPIO17' }, input);
+    expect(await line.read()).toBe(false); // the level before the edges not yet delivered
+    const { edges } = collect(line);
+    await waitUntil(() => edges.length === 2, 'both edges');
+    expect(edges).toEqual([
+      { value: true, monoMs: 9750 },
+      { value: false, monoMs: 9800 },
+    ]);
+    await gpio.close();
+  });
+
+  it('gives up waiting after the acknowledgement timeout, with a warning, and still follows the line', async () => {
+    writeFakeTools(toolsDir(), { version: '1.6.3', gpiodetect: GPIODETECT_PI4, gpioinfo: V1_GPIOINFO_PI4, gpioget: 'echo 1', gpiomon: 'exec sleep 60' });
+    const { logger, entries } = logRecorder();
+    const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { logger, ackTimeoutMs: 200 }));
+    const line = await gpio.input({ name: 'GPIO17' }, input);
+    expect(entries.filter((e) => e.level === 'warn').map((e) => e.msg)).toEqual(['GPIO input: monitor not yet seen holding the line; edges may be missed until it does']);
+    expect(await line.read()).toBe(false);
     await gpio.close();
   });
 });
@@ -375,6 +481,19 @@ describe('chardev backend: outputs', () => {
     await out.close();
     expect(isAlive(pids[2]!)).toBe(false);
     await expect(out.set(true)).rejects.toThrow(/pinctrl-bcm2711:27 is closed/);
+  });
+
+  it('v1: set() resolves once gpioinfo shows the new gpioset holding the line', async () => {
+    // Each gpioset takes 300 ms to request its line.
+    writeFakeTools(toolsDir(), { version: '1.6.3', gpiodetect: GPIODETECT_PI4, gpioinfo: V1_GPIOINFO_PI4, gpioset: ['sleep 0.3', 'hold "$@"', 'exec sleep 60'].join('\n') });
+    const gpio = await ChardevGpio.create(chardevOptions(toolsDir()));
+    const holders = () => readLines(toolsDir(), 'gpioset.pid').map(Number);
+    const out = await gpio.output({ name: 'GPIO27' }, { activeLow: false, initial: false, consumer: 'vigia-siren' });
+    expect(holderPid(toolsDir(), 'gpiochip0', 27)).toBe(holders()[0]);
+    await out.set(true);
+    expect(holderPid(toolsDir(), 'gpiochip0', 27)).toBe(holders()[1]);
+    expect(readLines(toolsDir(), 'gpioset.args')).toEqual(['--mode=signal gpiochip0 27=0', '--mode=signal gpiochip0 27=1']);
+    await gpio.close();
   });
 
   it('v2 interactive: one gpioset, new values as set commands confirmed by its prompt', async () => {
@@ -435,9 +554,9 @@ describe('chardev backend: outputs', () => {
       version: '1.6.3',
       gpiodetect: GPIODETECT_PI4,
       gpioinfo: V1_GPIOINFO_PI4,
-      gpioset: ['if [ "$RUN" -eq 1 ]; then echo "gpioset: error setting the GPIO line values: Device or resource busy" >&2; exit 1; fi', 'exec sleep 60'].join('\n'),
+      gpioset: ['if [ "$RUN" -eq 1 ]; then echo "gpioset: error setting the GPIO line values: Device or resource busy" >&2; exit 1; fi', 'hold "$@"', 'exec sleep 60'].join('\n'),
     });
-    const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { backoff: { initialMs: 300, jitter: 0 }, settleMs: 1000 }));
+    const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { backoff: { initialMs: 300, jitter: 0 } }));
     const out = await gpio.output({ name: 'GPIO18' }, { activeLow: false, initial: false, consumer: 'vigia-led' }); // returns once the first run failed
     await expect(out.set(true)).rejects.toThrow(/gpioset is not running \(gpioset pinctrl-bcm2711:18 \(GPIO18\) exited with code 1: gpioset: error setting the GPIO line values: Device or resource busy\)/);
     await waitUntil(() => readLines(toolsDir(), 'gpioset.args').length === 2, 'the restart');

@@ -20,14 +20,6 @@ let results: Json;
 let outDir: string;
 let rigSeconds = 0;
 let vmSeconds: number | undefined;
-/**
- * Known driver issues that depend on timing: each run says whether it showed them (printed after
- * the run) instead of failing at random. Make them assertions once the drivers are fixed.
- */
-const observations: string[] = [];
-function observe(shown: boolean, issue: string): void {
-  if (shown) observations.push(issue);
-}
 
 function runRig(): Promise<{ code: number | null; output: string }> {
   return new Promise((resolvePromise, reject) => {
@@ -72,9 +64,6 @@ beforeAll(async () => {
 
 afterAll(() => {
   if (results) printLatencyTable();
-  if (observations.length > 0) {
-    process.stdout.write(`Known driver issues shown in this run:\n${observations.map((o) => `  - ${o}`).join('\n')}\n\n`);
-  }
   if (outDir) process.stdout.write(`VM console and results: ${outDir}\n`);
 });
 
@@ -194,6 +183,15 @@ describe.each(['chardev', 'sysfs'] as const)('%s backend on gpio-sim', (kind) =>
     });
   }
 
+  it('every input is held by the kernel by the time it is open, and passes edges', () => {
+    for (const name of ['bounce', 'longPress', 'stuck', 'stuckAtStart', 'motion']) {
+      const s = ok(name);
+      expect(s.heldAtOpen, name).toBe(true);
+      expect(s.probeMs, name).toBeGreaterThan(0);
+    }
+    expect(ok('pressRightAfterOpen').requestedAtPress).toBe(true);
+  });
+
   it('a bouncing press is one press, a bouncing release one release', () => {
     const s = ok('bounce');
     expect(s.line).toBe(id(soc(), 17, 'GPIO17'));
@@ -264,14 +262,8 @@ describe.each(['chardev', 'sysfs'] as const)('%s backend on gpio-sim', (kind) =>
       expect(step.appliedWithinMs).not.toBeNull();
       expect(step.value).toBe(state === 'out hi' ? 1 : 0); // the sim line's own value
 
-      if (kind === 'sysfs') expect(step.atResolve).toBe(state);
-      // chardev with libgpiod v1: set() resolves once the new gpioset has lived settleMs, which
-      // does not mean it holds the line yet (src/drivers/gpio/chardev.ts, ChardevOutput#ready).
-      else
-        observe(
-          step.atResolve !== state,
-          `chardev ${what}: play() resolved with the line ${step.atResolve}, ${state} only ${step.appliedWithinMs} ms later`,
-        );
+      // sysfs writes the value; chardev resolves once the kernel shows the new gpioset holding it.
+      expect(step.atResolve, `${kind} ${what}: the line when play() resolved`).toBe(state);
     };
     expect(strobe.line).toBe(id(soc(), 23, 'GPIO23'));
     expect(strobe.initial).toBe('out lo');
@@ -314,14 +306,8 @@ describe.each(['chardev', 'sysfs'] as const)('%s backend on gpio-sim', (kind) =>
     expect(s.whileHeld).toEqual({ events: ['press'], pressed: true });
     expect(s.events).toEqual(['press', 'release']);
   };
-  if (kind === 'chardev') {
-    // Known bug (src/drivers/gpio/chardev.ts, ChardevInput.open): open() resolves once gpiomon is
-    // spawned, not once it holds the line; a change in between (here a press held 300 ms) is
-    // never reported. Remove `.fails` once it is fixed.
-    it.fails('KNOWN BUG: a press made right after the input opened is reported', rightAfterOpen);
-  } else {
-    it('a press made right after the input opened is reported', rightAfterOpen);
-  }
+  // chardev: open() resolves once gpiomon holds the line, so nothing made after it goes unseen.
+  it('a press made right after the input opened is reported', rightAfterOpen);
 });
 
 describe('pole on gpio-sim (Controller, chardev backend, outbox on tmpfs, broker unreachable)', () => {
@@ -376,12 +362,9 @@ describe('pole on gpio-sim (Controller, chardev backend, outbox on tmpfs, broker
     for (const [name, states] of Object.entries(p().outputsDuringStop) as [string, string[]][]) {
       expect(states[0]).toBe('out hi');
       expect(states.at(-1)).toBe('released');
-      // The same gpioset race: the gpioset driving the safe level can be stopped before it held
-      // the line, and a Raspberry Pi keeps a released line at its last level (here: on).
-      observe(
-        states.at(-2) !== 'out lo',
-        `pole stop: ${name} went ${states.join(' -> ')}, never driven to its safe level before release`,
-      );
+      // Driven to its safe level before it is released: a Raspberry Pi keeps a released line at
+      // its last level, so releasing it while on would leave the siren on.
+      expect(states.at(-2), `${name}: ${states.join(' -> ')}`).toBe('out lo');
     }
   });
 });

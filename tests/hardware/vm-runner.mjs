@@ -248,17 +248,18 @@ const PRESS = 'pull-down'; // active-low buttons: pressed pulls the line low
 const RELEASE = 'pull-up';
 
 /**
- * Opens an input, waits until the kernel shows it requested, then proves that edges get through
- * by moving the line away from its level and back (the kernel lists a line as requested a little
- * before its interrupt is set up). Scenarios attach their logic afterwards.
+ * Opens an input, notes whether the kernel shows it requested once open() has returned (it
+ * should), then proves that edges get through by moving the line away from its level and back.
+ * Scenarios attach their logic afterwards.
  */
 async function openInput(backend, chip, ref, offset, opts) {
   const t0 = now();
   const line = await backend.input(ref, { consumer: 'vigia:test', ...opts });
   const openMs = now() - t0;
+  const heldAtOpen = requestedLines().has(chip.sysfsBase + offset);
   const held = await waitRequested(chip, offset);
   const probeMs = await probeEdges(line, chip, offset);
-  return { line, openMs: round(openMs), requestedAfterOpenMs: held.waitedMs, probeMs, consumer: held.consumer };
+  return { line, openMs: round(openMs), heldAtOpen, requestedAfterOpenMs: held.waitedMs, probeMs, consumer: held.consumer };
 }
 
 async function probeEdges(line, chip, offset) {

@@ -16,6 +16,8 @@ export interface FakeToolsSpec {
   gpioinfo: string;
   /** Printed by `gpioset --help`. */
   gpiosetHelp?: string;
+  /** Printed by `gpiomon --help`. */
+  gpiomonHelp?: string;
   /** Shell script bodies run after the common prelude (which sets D to the tools directory). */
   gpioget?: string;
   gpioset?: string;
@@ -29,20 +31,68 @@ function shellQuote(s: string): string {
 }
 
 /**
+ * Records the line a tool's arguments name as held by this process, as the kernel would once the
+ * tool requested it: `gpioinfo` shows the holder while the process lives. v1 tools are shown by
+ * their own name, v2 by their `--consumer`.
+ */
+const HOLD_FUNCTION = (tool: string, major: number) =>
+  [
+    'hold() {',
+    `  chip=; off=; cons=${tool}; prev=`,
+    '  for a in "$@"; do',
+    '    case "$prev" in --chip) chip=$a; prev=; continue;; --consumer) [ ' + major + ' -ge 2 ] && cons=$a; prev=; continue;; esac',
+    '    case "$a" in --chip|--consumer) prev=$a; continue;; -*) continue;; esac',
+    '    if [ -z "$chip" ]; then chip=$a; else off=${a%%=*}; fi',
+    '  done',
+    '  mkdir -p "$D/held" && echo "$$ $cons" > "$D/held/$chip.$off"',
+    '}',
+  ].join('\n');
+
+/**
+ * `gpioinfo`: the scripted listing, with the lines that live fake tools hold shown as the kernel
+ * shows them (v1: the consumer in quotes and `[used]`; v2: `consumer="..."`).
+ */
+const GPIOINFO_BODY = (major: number) =>
+  [
+    'for f in "$D"/held/*; do',
+    '  [ -e "$f" ] || continue',
+    '  read -r pid cons < "$f"',
+    '  kill -0 "$pid" 2>/dev/null && echo "${f##*/} $cons"',
+    'done > "$D/held.now.$$"',
+    `awk -v major=${major} -v q='"' '`,
+    '  FILENAME == ARGV[1] { held[$1] = $2; next }',
+    '  /^[^ \t].* - [0-9]+ lines:/ { chip = $1; print; next }',
+    '  match($0, /line +[0-9]+:/) {',
+    '    key = chip "." (substr($0, RSTART + 5, RLENGTH - 6) + 0)',
+    '    if (key in held) {',
+    '      if (major == 1) { row = $0; sub(/unused/, q held[key] q, row); print row " [used]" }',
+    '      else print $0 " consumer=" q held[key] q',
+    '      next',
+    '    }',
+    '  }',
+    '  { print }',
+    `' "$D/held.now.$$" "$D/gpioinfo.out"`,
+    'rm -f "$D/held.now.$$"',
+  ].join('\n');
+
+/**
  * Writes the five tools into `dir`. Every run appends its arguments to `<tool>.args`, its pid to
- * `<tool>.pid` and bumps `<tool>.runs` (the script sees the run number as $RUN).
+ * `<tool>.pid` and bumps `<tool>.runs` (the script sees the run number as $RUN). Long-running
+ * tools call `hold "$@"` once they would hold their line (the default bodies do, then sleep).
  */
 export function writeFakeTools(dir: string, spec: FakeToolsSpec): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'gpiodetect.out'), spec.gpiodetect);
   writeFileSync(join(dir, 'gpioinfo.out'), spec.gpioinfo);
   writeFileSync(join(dir, 'gpioset.help'), spec.gpiosetHelp ?? 'Usage: gpioset [OPTIONS] <chip name/number> <offset1>=<value1> ...\n');
+  writeFileSync(join(dir, 'gpiomon.help'), spec.gpiomonHelp ?? 'Usage: gpiomon [OPTIONS] <chip name/number> <offset 1> <offset 2> ...\n');
+  const major = Number.parseInt(spec.version, 10);
   const bodies: Record<(typeof TOOLS)[number], string> = {
     gpiodetect: 'cat "$D/gpiodetect.out"',
-    gpioinfo: 'cat "$D/gpioinfo.out"',
+    gpioinfo: GPIOINFO_BODY(major),
     gpioget: spec.gpioget ?? 'echo 0',
-    gpioset: spec.gpioset ?? 'exec sleep 60',
-    gpiomon: spec.gpiomon ?? 'exec sleep 60',
+    gpioset: spec.gpioset ?? 'hold "$@"\nexec sleep 60',
+    gpiomon: spec.gpiomon ?? 'hold "$@"\nexec sleep 60',
   };
   for (const tool of TOOLS) {
     const script = [
@@ -53,6 +103,7 @@ export function writeFakeTools(dir: string, spec: FakeToolsSpec): void {
       `echo "$RUN" > "$D/${tool}.runs"`,
       `echo "$*" >> "$D/${tool}.args"`,
       `echo "$$" >> "$D/${tool}.pid"`,
+      HOLD_FUNCTION(tool, major),
       bodies[tool],
       '',
     ].join('\n');
@@ -71,6 +122,12 @@ export function readLines(dir: string, name: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** The pid of the live fake tool holding a line (see `hold`), if any. */
+export function holderPid(dir: string, chip: string, offset: number): number | undefined {
+  const [pid] = readLines(dir, join('held', `${chip}.${offset}`))[0]?.split(' ') ?? [];
+  return pid !== undefined && isAlive(Number(pid)) ? Number(pid) : undefined;
 }
 
 export function isAlive(pid: number): boolean {

@@ -8,6 +8,7 @@ import {
   type ChipInfo,
   INTERACTIVE_PROMPT,
   type LineInfo,
+  type RawEdge,
   type ToolsMajor,
   type ToolsVersion,
   getArgs,
@@ -15,6 +16,7 @@ import {
   holdArgs,
   interactiveSetCommand,
   isHoldBanner,
+  isMonitorBanner,
   monitorArgs,
   parseEdgeRow,
   parseGetOutput,
@@ -22,6 +24,7 @@ import {
   parseGpioinfo,
   parseToolsVersion,
   supportsInteractiveSet,
+  supportsMonitorBanner,
 } from './libgpiod-cli.js';
 import { type BackoffPolicy, type ProcessFailure, SupervisedProcess } from './supervisor.js';
 import {
@@ -58,7 +61,13 @@ import { isExecutable } from '../../core/executable.js';
  * - `read()`: the kernel grants a line to one requester, so `gpioget` cannot read a line that our
  *   `gpiomon` holds (EBUSY). The level is read with `gpioget` before the monitor starts (and
  *   again before each restart, emitting the edge missed meanwhile), then followed edge by edge.
- * - Outputs: a long-running `gpioset` holds the value (v1 `--mode=signal`, v2 by default). A new
+ * - An input is open once its `gpiomon` holds the line, not once it is spawned: v2 says so with
+ *   `--banner` (when its build has it), otherwise `gpioinfo` is polled until the line shows the
+ *   monitor as its consumer. A change between the `gpioget` and that moment cannot be read (the
+ *   tools expose no value of a held line); the edge that follows it then runs against the known
+ *   level, and the missed edge is reported first, stamped when monitoring began.
+ * - Outputs: a long-running `gpioset` holds the value (v1 `--mode=signal`, v2 by default), and is
+ *   taken as holding it once v2 prints its banner, or once `gpioinfo` shows v1's as the consumer. A new
  *   value is a `set` command on stdin for a v2 gpioset built with `--interactive` (its stdin stays
  *   open: at end of input it would spin), otherwise the process is replaced. `close()` releases
  *   the line without driving it again: Raspberry Pi OS kernels keep a released output at its level
@@ -121,8 +130,8 @@ export interface ChardevOptions {
   ackTimeoutMs?: number;
   /** Edge timestamps older than this, or in the future, are taken as from another clock. */
   maxEventAgeMs?: number;
-  /** A v1 gpioset still running this long after it started is taken as holding its line. */
-  settleMs?: number;
+  /** How often `gpioinfo` is asked whether a tool that cannot say so itself holds its line yet. */
+  holdPollMs?: number;
 }
 
 interface ResolvedLine {
@@ -136,19 +145,85 @@ interface LineContext {
   readonly tools: ToolPaths;
   readonly major: ToolsMajor;
   readonly interactiveSet: boolean;
+  /** gpiomon has `--banner` (v2): it says when it holds its line. */
+  readonly monitorBanner: boolean;
   readonly clock: Clock;
   readonly timers: Timers;
   readonly logger: GpioLogger | undefined;
   readonly hrtimeNs: () => bigint;
   readonly maxEventAgeMs: number;
   readonly ackTimeoutMs: number;
-  readonly settleMs: number;
+  readonly holdPollMs: number;
   run(tool: LibgpiodTool, args: string[]): Promise<string>;
+  /** The consumer holding a line now, from a fresh `gpioinfo` of its chip; undefined when free. */
+  holder(line: ResolvedLine): Promise<string | undefined>;
   supervise(label: string, tool: LibgpiodTool, args: () => string[], beforeRestart?: () => Promise<void>): SupervisedProcess;
 }
 
 function lineId(line: ResolvedLine): string {
   return `${line.chip.label}:${line.offset}${line.name ? ` (${line.name})` : ''}`;
+}
+
+/**
+ * Polls `gpioinfo` until `consumer` holds the line, for about ackTimeoutMs; gives up sooner when
+ * `stillWanted()` turns false (that run ended). A failed gpioinfo is retried: the tool can be
+ * slow on a busy box.
+ */
+async function pollHolder(ctx: LineContext, line: ResolvedLine, consumer: string, stillWanted: () => boolean): Promise<boolean> {
+  // A tool holds its line within milliseconds of starting: ask often at first, then less.
+  for (let waited = 0, pause = 2; waited < ctx.ackTimeoutMs && stillWanted(); waited += pause, pause = Math.min(pause * 2, ctx.holdPollMs)) {
+    const holder = await ctx.holder(line).catch(() => undefined);
+    if (holder === consumer) return true;
+    if (!stillWanted()) break;
+    await new Promise<void>((resolve) => ctx.timers.setTimeout(resolve, pause));
+  }
+  return false;
+}
+
+type Wait = 'ok' | 'down' | 'timeout';
+
+/** Callers waiting on a line's process, their conditions checked again at each wake(). */
+class Waiters {
+  readonly #checks = new Set<() => void>();
+
+  constructor(private readonly timers: Timers) {}
+
+  wake(): void {
+    for (const check of [...this.#checks]) check();
+  }
+
+  /** Resolves once `done()` holds, or `down()` does, or the time is up. */
+  waitFor(done: () => boolean, down: () => boolean, timeoutMs: number): Promise<Wait> {
+    return new Promise((resolve) => {
+      const finish = (result: Wait) => {
+        this.#checks.delete(check);
+        this.timers.clearTimeout(timer);
+        resolve(result);
+      };
+      const check = () => {
+        if (done()) finish('ok');
+        else if (down()) finish('down');
+      };
+      const timer = this.timers.setTimeout(() => finish('timeout'), timeoutMs);
+      this.#checks.add(check);
+      check();
+    });
+  }
+}
+
+/** Promises in flight, forgotten as they settle. */
+class Polls {
+  readonly #pending = new Set<Promise<unknown>>();
+
+  add(promise: Promise<unknown>): void {
+    this.#pending.add(promise);
+    const forget = () => this.#pending.delete(promise);
+    promise.then(forget, forget);
+  }
+
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#pending]);
+  }
 }
 
 function failureError(f: ProcessFailure): GpioLineError {
@@ -161,6 +236,17 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
   #level: boolean | undefined;
   #warnedClock = false;
   readonly #monitor: SupervisedProcess;
+  /** The current run of the monitor: whether it holds the line yet, when it started, edges seen. */
+  #run = { held: false, startedMono: 0, edges: 0 };
+  #closed = false;
+  readonly #waiters: Waiters;
+  /**
+   * Edges that came while open() was still waiting are delivered just after it returns, so that
+   * a caller who attaches its listener right after the await gets them, in order.
+   */
+  #heldBack: RawEdge[] | undefined = [];
+  /** gpioinfo polls in progress: close() waits for them, so that no tool outlives the line. */
+  readonly #polls = new Polls();
 
   constructor(
     private readonly ctx: LineContext,
@@ -170,16 +256,21 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
   ) {
     super();
     this.id = lineId(line);
-    const args = monitorArgs(ctx.major, line.chip.name, line.offset, opts.bias, opts.consumer);
+    this.#waiters = new Waiters(ctx.timers);
+    const args = monitorArgs(ctx.major, line.chip.name, line.offset, opts.bias, opts.consumer, ctx.monitorBanner);
     this.#monitor = ctx.supervise(`gpiomon ${this.id}`, 'gpiomon', () => args, () => this.#resync());
+    this.#monitor.on('started', () => this.#onStarted());
     this.#monitor.on('line', (row) => this.#onRow(row));
     this.#monitor.on('failure', (f) => {
+      this.#run = { held: false, startedMono: 0, edges: 0 };
+      this.#waiters.wake();
       const error = failureError(f);
       ctx.logger?.warn({ line: this.id, attempt: f.attempt, restartInMs: f.restartInMs, err: f.error.message }, 'GPIO input monitor stopped; restarting');
       if (this.listenerCount('error') > 0) this.emit('error', error);
     });
   }
 
+  /** Resolves once the monitor holds the line: from then on no change goes unseen. */
   async open(): Promise<void> {
     try {
       this.#level = await this.#readLevel();
@@ -187,6 +278,16 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
       this.ctx.logger?.warn({ line: this.id, err: (err as Error).message }, 'GPIO input: initial read failed');
     }
     this.#monitor.start();
+    const down = () => this.#closed || (!this.#monitor.running && this.#monitor.lastFailure !== undefined);
+    const result = await this.#waiters.waitFor(() => this.#run.held, down, this.ctx.ackTimeoutMs);
+    if (result === 'timeout') {
+      this.ctx.logger?.warn({ line: this.id, waitedMs: this.ctx.ackTimeoutMs }, 'GPIO input: monitor not yet seen holding the line; edges may be missed until it does');
+    }
+    setImmediate(() => {
+      const heldBack = this.#heldBack ?? [];
+      this.#heldBack = undefined;
+      for (const edge of heldBack) this.#deliver(edge);
+    });
   }
 
   async read(): Promise<boolean> {
@@ -200,7 +301,11 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    this.#run = { held: false, startedMono: 0, edges: 0 };
+    this.#waiters.wake();
     await this.#monitor.stop();
+    await this.#polls.settled();
     this.onClose();
   }
 
@@ -231,27 +336,60 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
     if (previous !== undefined && previous !== level) this.emit('edge', { value: this.#logical(level), monoMs: this.ctx.clock.monoNow() });
   }
 
+  #onStarted(): void {
+    const run = { held: false, startedMono: this.ctx.clock.monoNow(), edges: 0 };
+    this.#run = run;
+    if (this.ctx.monitorBanner) return; // its banner says when it holds the line
+    // Tools without a banner: v1's consumer is always its own name.
+    const consumer = this.ctx.major === 1 ? 'gpiomon' : this.opts.consumer;
+    const poll = pollHolder(this.ctx, this.line, consumer, () => this.#run === run && !run.held).then((held) => {
+      if (held && this.#run === run) this.#setHeld(run);
+    });
+    this.#polls.add(poll);
+  }
+
+  #setHeld(run: { held: boolean }): void {
+    run.held = true;
+    this.#waiters.wake();
+  }
+
   #onRow(row: string): void {
+    if (isMonitorBanner(row)) {
+      this.#setHeld(this.#run);
+      return;
+    }
     const edge = parseEdgeRow(row);
     if (!edge || edge.offset !== this.line.offset) return;
-    this.#level = edge.rising;
+    if (!this.#run.held) this.#setHeld(this.#run); // an edge proves it
+    if (this.#heldBack) this.#heldBack.push(edge);
+    else this.#deliver(edge);
+  }
+
+  #deliver(edge: RawEdge): void {
     const { monoMs, trusted } = kernelTimestampToMono(edge.timestampNs, this.ctx.hrtimeNs(), this.ctx.clock.monoNow(), this.ctx.maxEventAgeMs);
     if (!trusted && !this.#warnedClock) {
       this.#warnedClock = true;
       this.ctx.logger?.warn({ line: this.id }, 'GPIO edge timestamps are not CLOCK_MONOTONIC; using the time of reception');
     }
+    const run = this.#run;
+    if (this.#level === edge.rising) {
+      // The opposite change went unseen: made before this monitor held the line, or a pulse too
+      // short for the kernel to read its level. Report it first, so that no press is lost.
+      const missedAt = run.edges === 0 && run.startedMono > 0 ? Math.min(run.startedMono, monoMs) : monoMs;
+      this.emit('edge', { value: this.#logical(!edge.rising), monoMs: missedAt });
+    }
+    run.edges++;
+    this.#level = edge.rising;
     this.emit('edge', { value: this.#logical(edge.rising), monoMs });
   }
 }
 
-type Wait = 'ok' | 'down' | 'timeout';
-
 /** How long to wait for an interactive gpioset's first prompt once its banner is out. */
 const PROMPT_GRACE_MS = 250;
 
-/** What one run of gpioset has shown so far: alive past the settle time (v1), banner printed (v2), prompts printed (interactive). */
+/** What one run of gpioset has shown so far: seen holding the line by gpioinfo (v1), banner printed (v2), prompts printed (interactive). */
 function freshRun() {
-  return { settled: false, banner: false, prompts: 0, carry: '' };
+  return { held: false, banner: false, prompts: 0, carry: '' };
 }
 
 /** An output held by a process that can fail: each failure is also an `error` event. */
@@ -266,7 +404,9 @@ class ChardevOutput extends EventEmitter<{ error: [Error] }> implements ChardevO
   /** Learnt from the first prompt seen: this gpioset prints its prompt on a pipe. */
   #printsPrompts = false;
   #closed = false;
-  readonly #waiters = new Set<() => void>();
+  readonly #waiters: Waiters;
+  /** gpioinfo polls in progress: close() waits for them, so that no tool outlives the line. */
+  readonly #polls = new Polls();
 
   constructor(
     private readonly ctx: LineContext,
@@ -276,18 +416,21 @@ class ChardevOutput extends EventEmitter<{ error: [Error] }> implements ChardevO
   ) {
     super();
     this.id = lineId(line);
+    this.#waiters = new Waiters(ctx.timers);
     this.#value = opts.initial;
     const args = () => holdArgs(ctx.major, line.chip.name, line.offset, this.#level(), opts.consumer, ctx.interactiveSet);
     this.#holder = ctx.supervise(`gpioset ${this.id}`, 'gpioset', args);
     this.#holder.on('started', () => {
       const run = freshRun();
       this.#run = run;
-      // v1 says nothing once the line is requested; a refused request ends it within milliseconds.
-      ctx.timers.setTimeout(() => {
-        if (this.#run !== run) return; // that run has ended
-        run.settled = true;
+      if (ctx.major !== 1) return; // v2 prints its banner
+      // v1 says nothing once the line is requested: the kernel's line info tells.
+      const poll = pollHolder(ctx, line, 'gpioset', () => this.#run === run && this.#holder.running).then((held) => {
+        if (!held || this.#run !== run) return;
+        run.held = true;
         this.#wake();
-      }, ctx.settleMs);
+      });
+      this.#polls.add(poll);
     });
     this.#holder.on('line', (row) => {
       if (isHoldBanner(row)) this.#run.banner = true;
@@ -325,6 +468,7 @@ class ChardevOutput extends EventEmitter<{ error: [Error] }> implements ChardevO
     await this.#queue; // values already asked for are applied first
     this.#closed = true;
     await this.#holder.stop();
+    await this.#polls.settled();
     this.onClose();
   }
 
@@ -332,9 +476,9 @@ class ChardevOutput extends EventEmitter<{ error: [Error] }> implements ChardevO
     return this.#value !== this.opts.activeLow;
   }
 
-  /** v2 prints its banner once the line is requested; v1 is taken as holding it once settled. */
+  /** v2 prints its banner once the line is requested; v1 is seen holding it in gpioinfo. */
   #ready(): boolean {
-    return this.ctx.major === 1 ? this.#run.settled : this.#run.banner || this.#run.prompts > 0;
+    return this.ctx.major === 1 ? this.#run.held : this.#run.banner || this.#run.prompts > 0;
   }
 
   async #apply(value: boolean): Promise<void> {
@@ -374,25 +518,12 @@ class ChardevOutput extends EventEmitter<{ error: [Error] }> implements ChardevO
   }
 
   #wake(): void {
-    for (const waiter of [...this.#waiters]) waiter();
+    this.#waiters.wake();
   }
 
   /** Resolves once `done()` holds, or the holder is down, or the time is up. */
   #waitFor(done: () => boolean, timeoutMs: number): Promise<Wait> {
-    return new Promise((resolve) => {
-      const finish = (result: Wait) => {
-        this.#waiters.delete(check);
-        this.ctx.timers.clearTimeout(timer);
-        resolve(result);
-      };
-      const check = () => {
-        if (done()) finish('ok');
-        else if (!this.#holder.running && this.#holder.lastFailure) finish('down');
-      };
-      const timer = this.ctx.timers.setTimeout(() => finish('timeout'), timeoutMs);
-      this.#waiters.add(check);
-      check();
-    });
+    return this.#waiters.waitFor(done, () => !this.#holder.running && this.#holder.lastFailure !== undefined, timeoutMs);
   }
 }
 
@@ -410,6 +541,7 @@ export class ChardevGpio implements GpioBackend {
     readonly tools: ToolPaths,
     readonly version: ToolsVersion,
     readonly interactiveSet: boolean,
+    readonly monitorBanner: boolean,
   ) {
     this.#opts = opts;
     const timers = opts.timers ?? systemTimers;
@@ -418,14 +550,19 @@ export class ChardevGpio implements GpioBackend {
       tools,
       major: version.major,
       interactiveSet,
+      monitorBanner,
       clock: opts.clock,
       timers,
       logger: opts.logger,
       hrtimeNs: opts.hrtimeNs ?? (() => process.hrtime.bigint()),
       maxEventAgeMs: opts.maxEventAgeMs ?? 60_000,
       ackTimeoutMs: opts.ackTimeoutMs ?? 2000,
-      settleMs: opts.settleMs ?? 50,
+      holdPollMs: opts.holdPollMs ?? 10,
       run,
+      holder: async (line) => {
+        const rows = parseGpioinfo(await run('gpioinfo', gpioinfoArgs(version.major, line.chip.name)));
+        return rows.find((r) => r.chip === line.chip.name && r.offset === line.offset)?.consumer;
+      },
       supervise: (label, tool, args, beforeRestart) =>
         new SupervisedProcess({
           label,
@@ -456,8 +593,9 @@ export class ChardevGpio implements GpioBackend {
     }
     if (!version) throw new Error(`cannot tell the libgpiod tools version from ${tools.gpiodetect} --version`);
     const interactiveSet = version.major === 2 && supportsInteractiveSet(await runTool(tools.gpioset, ['--help'], timeout).catch(() => ''));
-    opts.logger?.info({ version: version.version, interactiveSet }, 'GPIO: libgpiod tools');
-    return new ChardevGpio(opts, tools, version, interactiveSet);
+    const monitorBanner = version.major === 2 && supportsMonitorBanner(await runTool(tools.gpiomon, ['--help'], timeout).catch(() => ''));
+    opts.logger?.info({ version: version.version, interactiveSet, monitorBanner }, 'GPIO: libgpiod tools');
+    return new ChardevGpio(opts, tools, version, interactiveSet, monitorBanner);
   }
 
   async input(ref: LineRef, opts: InputOptions): Promise<InputLine> {

@@ -68,13 +68,16 @@ export interface LineInfo {
   offset: number;
   /** Undefined for lines the tools print as `unnamed`. */
   name: string | undefined;
+  /** Who holds the line (v1 prints the tool's own name, `gpiomon`); undefined while it is free. */
+  consumer: string | undefined;
 }
 
 /**
- * Line names from `gpioinfo`. Both versions print a `gpiochip0 - 58 lines:` header per chip, then
- * one `line  17:` row per line with the name in double quotes or `unnamed` (v1 right-aligns the
- * columns with spaces, v2 separates them with tabs). v2 given line names prints `gpiochip0 17`
- * rows instead; those are understood too.
+ * Line names and holders from `gpioinfo`. Both versions print a `gpiochip0 - 58 lines:` header per
+ * chip, then one `line  17:` row per line with the name in double quotes or `unnamed` (v1
+ * right-aligns the columns with spaces, v2 separates them with tabs). v1 then prints the consumer
+ * in double quotes (or `unused`), v2 a `consumer="..."` attribute when the line is requested. v2
+ * given line names prints `gpiochip0 17` rows instead; those are understood too.
  */
 export function parseGpioinfo(text: string): LineInfo[] {
   const lines: LineInfo[] = [];
@@ -85,15 +88,23 @@ export function parseGpioinfo(text: string): LineInfo[] {
       chip = header[1]!;
       continue;
     }
-    const row = /^\s+line\s+(\d+):\s+(?:"([^"]*)"|unnamed\b)/.exec(raw);
+    const row = /^\s+line\s+(\d+):\s+(?:"([^"]*)"|unnamed\b)(.*)$/.exec(raw);
     if (row && chip !== undefined) {
-      lines.push({ chip, offset: Number(row[1]), name: row[2] });
+      lines.push({ chip, offset: Number(row[1]), name: row[2], consumer: parseConsumer(row[3]!) });
       continue;
     }
-    const found = /^(\S+)\s+(\d+)\s+(?:"([^"]*)"|unnamed\b)/.exec(raw);
-    if (found) lines.push({ chip: found[1]!, offset: Number(found[2]), name: found[3] });
+    const found = /^(\S+)\s+(\d+)\s+(?:"([^"]*)"|unnamed\b)(.*)$/.exec(raw);
+    if (found) lines.push({ chip: found[1]!, offset: Number(found[2]), name: found[3], consumer: parseConsumer(found[4]!) });
   }
   return lines;
+}
+
+/** The holder in what follows a line's name: v2 `consumer="x"` (or unquoted), v1 `"x"`. */
+function parseConsumer(rest: string): string | undefined {
+  const v2 = /\bconsumer=(?:"([^"]*)"|(\S+))/.exec(rest);
+  if (v2) return v2[1] ?? v2[2];
+  const v1 = /^\s+"([^"]*)"/.exec(rest);
+  return v1?.[1];
 }
 
 /** One edge as `gpiomon` printed it with our format. */
@@ -141,10 +152,22 @@ function biasV2(bias: Bias): string[] {
 const FORMAT_V1 = '%o %e %s %n';
 const FORMAT_V2 = '%o %E %S';
 
-export function monitorArgs(major: ToolsMajor, chip: string, offset: number, bias: Bias, consumer: string): string[] {
+/** `banner`: a v2 gpiomon that has `--banner` (see supportsMonitorBanner) says when it holds the line. */
+export function monitorArgs(major: ToolsMajor, chip: string, offset: number, bias: Bias, consumer: string, banner = false): string[] {
   if (major === 1) return ['--line-buffered', `--format=${FORMAT_V1}`, ...biasV1(bias), chip, String(offset)];
-  return ['--chip', chip, '--edges', 'both', '--event-clock', 'monotonic', `--format=${FORMAT_V2}`, '--consumer', consumer, ...biasV2(bias), String(offset)];
+  return ['--chip', chip, '--edges', 'both', '--event-clock', 'monotonic', `--format=${FORMAT_V2}`, '--consumer', consumer, ...(banner ? ['--banner'] : []), ...biasV2(bias), String(offset)];
 }
+
+/** Whether this gpiomon prints a banner once its lines are requested: it says so in `--help`. */
+export function supportsMonitorBanner(helpText: string): boolean {
+  return /--banner\b/.test(helpText);
+}
+
+/** v2 gpiomon --banner prints `Monitoring line '17'...` once the line is requested. */
+export function isMonitorBanner(row: string): boolean {
+  return /^Monitoring lines? /.test(row);
+}
+
 
 export function getArgs(major: ToolsMajor, chip: string, offset: number, bias: Bias, consumer: string): string[] {
   if (major === 1) return [...biasV1(bias), chip, String(offset)];
