@@ -60,6 +60,51 @@ describe('debounce', () => {
   });
 });
 
+describe('debounce after a late change', () => {
+  it('locks out only the rest of a window from the last edge, so a quick tap then a new press is at once', () => {
+    const { s, deps } = setup();
+    const d = new Debouncer(false, 30, deps);
+    const changes: Array<[boolean, number]> = [];
+    d.on('change', (v, t) => changes.push([v, t]));
+    const t0 = s.monoNow();
+    d.edge({ value: true, monoMs: t0 });
+    s.advance(12);
+    d.edge({ value: false, monoMs: t0 + 12 }); // released within the window: reported at its end
+    s.advance(18);
+    expect(changes).toEqual([[true, t0], [false, t0 + 30]]);
+    // Still since t0 + 12: a press at t0 + 45 is past that release's own window, and counts at once.
+    s.advance(15);
+    d.edge({ value: true, monoMs: t0 + 45 });
+    expect(changes).toEqual([[true, t0], [false, t0 + 30], [true, t0 + 45]]);
+    // ...and starts a full window of its own.
+    s.advance(10);
+    d.edge({ value: false, monoMs: t0 + 55 });
+    expect(changes).toHaveLength(3);
+    s.advance(20);
+    expect(changes).toEqual([[true, t0], [false, t0 + 30], [true, t0 + 45], [false, t0 + 75]]);
+  });
+
+  it('still ignores the bounce of a late change that is itself still bouncing', () => {
+    const { s, deps } = setup();
+    const d = new Debouncer(false, 30, deps);
+    const changes: Array<[boolean, number]> = [];
+    d.on('change', (v, t) => changes.push([v, t]));
+    const t0 = s.monoNow();
+    d.edge({ value: true, monoMs: t0 });
+    s.advance(28);
+    d.edge({ value: false, monoMs: t0 + 28 }); // released just before the window ends
+    s.advance(2);
+    expect(changes).toEqual([[true, t0], [false, t0 + 30]]);
+    s.advance(5);
+    d.edge({ value: true, monoMs: t0 + 35 }); // its bounce, 7 ms after it: ignored
+    s.advance(1);
+    d.edge({ value: false, monoMs: t0 + 36 });
+    s.advance(100);
+    expect(changes).toEqual([[true, t0], [false, t0 + 30]]);
+    expect(d.bounces).toBe(3); // the early release, then its two bounces
+  });
+});
+
 describe('panic button', () => {
   const opts = { debounceMs: 30, longPressMs: 3000, stuckMs: 60_000 };
 

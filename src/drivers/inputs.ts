@@ -19,7 +19,9 @@ export interface InputDeps {
  * Leading-edge debounce: the first edge after a quiet period counts at once (a panic press must
  * not wait for the contact to settle), edges during the following `debounceMs` are ignored, and
  * at the end of that window the line's last value is taken, so a change that happened during the
- * bounce is never lost. Emits `change` with the edge's own timestamp.
+ * bounce is never lost. Such a late change locks out only what is left of `debounceMs` since the
+ * line last moved: a quick tap then a new press is not held back by a window counted from when
+ * the tap's release was reported. Emits `change` with the edge's own timestamp.
  */
 export class Debouncer extends EventEmitter<{ change: [value: boolean, monoMs: number] }> {
   #state: boolean;
@@ -63,13 +65,20 @@ export class Debouncer extends EventEmitter<{ change: [value: boolean, monoMs: n
     this.#lockout = undefined;
   }
 
-  #accept(value: boolean, monoMs: number): void {
+  /** `lockoutMs`: how long edges after this one are taken as its bounce. */
+  #accept(value: boolean, monoMs: number, lockoutMs = this.debounceMs): void {
     this.#state = value;
-    this.#lockout = this.deps.timers.setTimeout(() => {
-      this.#lockout = undefined;
-      // The contact settled somewhere else than where it first went: that is a real change too.
-      if (this.#raw !== this.#state) this.#accept(this.#raw, Math.max(this.#rawAt, monoMs + this.debounceMs));
-    }, this.debounceMs);
+    if (lockoutMs > 0) {
+      this.#lockout = this.deps.timers.setTimeout(() => {
+        this.#lockout = undefined;
+        // The contact settled somewhere else than where it first went: that is a real change too.
+        // It has been still since its last edge: only the rest of a window from there is bounce.
+        if (this.#raw !== this.#state) {
+          const rest = this.#rawAt + this.debounceMs - this.deps.clock.monoNow();
+          this.#accept(this.#raw, Math.max(this.#rawAt, monoMs + this.debounceMs), rest);
+        }
+      }, lockoutMs);
+    }
     this.emit('change', value, monoMs);
   }
 }
