@@ -18,13 +18,18 @@ function recorder<T extends { on(e: string, fn: (...a: any[]) => void): unknown 
   return log;
 }
 
+/** A 30 ms debouncer, released at start, recording its changes. */
+function debouncer() {
+  const { s, deps } = setup();
+  const d = new Debouncer(false, 30, deps);
+  const changes: Array<[boolean, number]> = [];
+  d.on('change', (v, t) => changes.push([v, t]));
+  return { s, d, changes, t0: s.monoNow() };
+}
+
 describe('debounce', () => {
   it('takes the first edge at once, ignores the bounce, and reconciles the settled level', () => {
-    const { s, deps } = setup();
-    const d = new Debouncer(false, 30, deps);
-    const changes: Array<[boolean, number]> = [];
-    d.on('change', (v, t) => changes.push([v, t]));
-    const t0 = s.monoNow();
+    const { s, d, changes, t0 } = debouncer();
     d.edge({ value: true, monoMs: t0 });
     expect(changes).toEqual([[true, t0]]); // no waiting for the contact to settle
     s.advance(2);
@@ -47,11 +52,7 @@ describe('debounce', () => {
   });
 
   it('reports a change that happened during the lockout when it settles there', () => {
-    const { s, deps } = setup();
-    const d = new Debouncer(false, 30, deps);
-    const changes: Array<[boolean, number]> = [];
-    d.on('change', (v, t) => changes.push([v, t]));
-    const t0 = s.monoNow();
+    const { s, d, changes, t0 } = debouncer();
     d.edge({ value: true, monoMs: t0 });
     s.advance(10);
     d.edge({ value: false, monoMs: t0 + 10 }); // a 10 ms tap: shorter than the debounce time
@@ -62,11 +63,7 @@ describe('debounce', () => {
 
 describe('debounce after a late change', () => {
   it('locks out only the rest of a window from the last edge, so a quick tap then a new press is at once', () => {
-    const { s, deps } = setup();
-    const d = new Debouncer(false, 30, deps);
-    const changes: Array<[boolean, number]> = [];
-    d.on('change', (v, t) => changes.push([v, t]));
-    const t0 = s.monoNow();
+    const { s, d, changes, t0 } = debouncer();
     d.edge({ value: true, monoMs: t0 });
     s.advance(12);
     d.edge({ value: false, monoMs: t0 + 12 }); // released within the window: reported at its end
@@ -85,11 +82,7 @@ describe('debounce after a late change', () => {
   });
 
   it('still ignores the bounce of a late change that is itself still bouncing', () => {
-    const { s, deps } = setup();
-    const d = new Debouncer(false, 30, deps);
-    const changes: Array<[boolean, number]> = [];
-    d.on('change', (v, t) => changes.push([v, t]));
-    const t0 = s.monoNow();
+    const { s, d, changes, t0 } = debouncer();
     d.edge({ value: true, monoMs: t0 });
     s.advance(28);
     d.edge({ value: false, monoMs: t0 + 28 }); // released just before the window ends
