@@ -9,8 +9,14 @@
 // Debian's `linux-image-<abi>` package, unpacked into the cache (it is not installed: the host's
 // boot setup is left alone), and is booted uncompressed under QEMU's TCG with a busybox initramfs.
 //
-// Everything built is cached in ~/.cache/vigia-hardware-rig/<abi>_<version>/ (VIGIA_RIG_CACHE
-// overrides the directory); missing system packages are installed with apt-get (root needed).
+// Debian 12's libgpiod tools are v1; Raspberry Pi OS trixie ships v2, whose command lines and
+// output differ. So the rig also builds the libgpiod v2 tools of Debian 13 (trixie) from that
+// release's source tarball (checked against a pinned SHA-256) with interactive gpioset, as Debian
+// builds them, and passes their directory to the command in the VM as $VIGIA_RIG_GPIOD2.
+//
+// Everything built is cached in ~/.cache/vigia-hardware-rig/<abi>_<version>/ and, for the tools,
+// libgpiod-<version>/ (VIGIA_RIG_CACHE overrides the directory); missing system packages are
+// installed with apt-get (root needed).
 // Any step that cannot be done fails with the reason: nothing is ever skipped.
 //
 // Usage:
@@ -19,7 +25,8 @@
 //   node scripts/hardware-rig.mjs run [--out DIR] [--timeout SECONDS] [--env NAME=VALUE]... -- COMMAND [ARGS...]
 //       Boots the VM and runs COMMAND in it as root, in the host's file system (read-only, with
 //       tmpfs on /tmp and /run), in the current directory. Inside, $VIGIA_RIG_OUT is a directory
-//       shared with DIR on the host (default: a new temporary directory, printed), for results.
+//       shared with DIR on the host (default: a new temporary directory, printed), for results,
+//       and $VIGIA_RIG_GPIOD2 the directory of the libgpiod v2 tools.
 //       Exits with COMMAND's status; fails if the VM does not get that far.
 //
 // Environment: VIGIA_RIG_CACHE (cache directory), VIGIA_RIG_KERNEL_ABI (e.g. 6.1.0-57-amd64:
@@ -47,6 +54,15 @@ const MODULE_NAME = 'gpio-sim-rig';
 /** Modules the initramfs loads (with their dependencies): virtio PCI, the 9p file system over virtio, configfs. */
 const BOOT_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'configfs'];
 
+/** The libgpiod v2 tools of Debian 13 (trixie, package gpiod 2.2.1-2+deb13u1), from its source. */
+const LIBGPIOD2 = {
+  version: '2.2.1',
+  url: 'http://deb.debian.org/debian/pool/main/libg/libgpiod/libgpiod_2.2.1.orig.tar.xz',
+  sha256: '0e948049c309b87c220fb24ee0d605d7cd5b72f22376e608470903fffa2d4b18',
+  /** As Debian's build: the tools, interactive gpioset (libedit); static, so nothing to install. */
+  configure: ['--enable-tools', '--enable-gpioset-interactive', '--disable-shared', '--enable-static', '--disable-bindings-cxx'],
+};
+
 /** Tool packages: command → Debian package. */
 const TOOL_PACKAGES = [
   { path: '/usr/bin/qemu-system-x86_64', pkg: 'qemu-system-x86' },
@@ -58,6 +74,10 @@ const TOOL_PACKAGES = [
   { path: '/usr/bin/gcc', pkg: 'build-essential' },
   { path: '/usr/bin/xz', pkg: 'xz-utils' },
   { path: '/usr/bin/dpkg-deb', pkg: 'dpkg' },
+  // To build the libgpiod v2 tools.
+  { path: '/usr/bin/curl', pkg: 'curl' },
+  { path: '/usr/bin/pkg-config', pkg: 'pkg-config' },
+  { path: '/usr/include/histedit.h', pkg: 'libedit-dev' },
 ];
 
 const INIT_SCRIPT = `#!/bin/busybox sh
@@ -397,8 +417,46 @@ export function prepareRig() {
   if (process.platform !== 'linux' || process.arch !== 'x64') fail(`the rig runs on x86-64 Linux (this is ${process.platform}/${process.arch})`);
   if (!existsSync('/usr/bin/apt-get') && !existsSync('/bin/apt-get')) fail('the rig needs a Debian-style system with apt-get');
   ensureTools();
-  const kernel = chooseKernel();
   const root = cacheRoot();
+  const gpiod2 = buildLibgpiod2(root);
+  return { ...prepareKernel(root), gpiod2 };
+}
+
+/**
+ * The libgpiod v2 tools, built once into <cache>/libgpiod-<version>/bin. The tarball is Debian's
+ * upstream source for trixie's package, fetched from the Debian archive and checked by hash.
+ */
+function buildLibgpiod2(root) {
+  const dir = join(root, `libgpiod-${LIBGPIOD2.version}`);
+  const bin = join(dir, 'bin');
+  const stamp = join(dir, 'built.json');
+  const wanted = sha256(`${LIBGPIOD2.sha256}\n${LIBGPIOD2.configure.join(' ')}`);
+  if (readJson(stamp)?.key === wanted && ['gpiodetect', 'gpioinfo', 'gpioget', 'gpioset', 'gpiomon'].every((t) => existsSync(join(bin, t)))) return bin;
+  const started = Date.now();
+  log(`building the libgpiod ${LIBGPIOD2.version} tools in ${dir}`);
+  rmSync(dir, { recursive: true, force: true });
+  const work = join(dir, 'work');
+  mkdirSync(work, { recursive: true });
+  const tarball = join(work, basename(LIBGPIOD2.url));
+  run('curl', ['-fsSL', '--retry', '3', '-o', tarball, LIBGPIOD2.url]);
+  const got = sha256(readFileSync(tarball));
+  if (got !== LIBGPIOD2.sha256) fail(`${LIBGPIOD2.url}: SHA-256 ${got}, expected ${LIBGPIOD2.sha256}`);
+  run('tar', ['-xJf', tarball, '-C', work]);
+  const src = join(work, `libgpiod-${LIBGPIOD2.version}`);
+  run(join(src, 'configure'), [...LIBGPIOD2.configure, `--prefix=${dir}`], { cwd: src });
+  run('make', ['-j2'], { cwd: src });
+  run('make', ['install'], { cwd: src });
+  const version = run(join(bin, 'gpiodetect'), ['--version']).split('\n')[0];
+  if (!version.includes(`v${LIBGPIOD2.version}`)) fail(`the built gpiodetect says ${JSON.stringify(version)}`);
+  rmSync(work, { recursive: true, force: true });
+  writeFileAtomic(stamp, `${JSON.stringify({ key: wanted, version, builtAt: new Date().toISOString() }, null, 2)}\n`);
+  log(`libgpiod ${LIBGPIOD2.version} tools built in ${Math.round((Date.now() - started) / 100) / 10} s`);
+  return bin;
+}
+
+/** The kernel, the gpio-sim module and the initramfs, for the kernel linux-headers-amd64 points to. */
+function prepareKernel(root) {
+  const kernel = chooseKernel();
   const dir = join(root, `${kernel.abi}_${kernel.version}`);
   mkdirSync(dir, { recursive: true });
   const manifestFile = join(dir, 'rig.json');
@@ -484,6 +542,7 @@ export async function runInVm(rig, command, opts = {}) {
     TMPDIR: '/tmp',
     LANG: 'C.UTF-8',
     VIGIA_RIG_OUT: '/tmp/rig-out',
+    ...(rig.gpiod2 ? { VIGIA_RIG_GPIOD2: rig.gpiod2 } : {}),
     ...env,
   };
   const job = [

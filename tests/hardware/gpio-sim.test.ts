@@ -77,6 +77,7 @@ function printLatencyTable(): void {
     row('chardev: pull write -> PanicButton press', results.chardev?.latency?.pressToCallbackMs),
     row('chardev:   pull write -> kernel edge stamp', results.chardev?.latency?.writeToEdgeStampMs),
     row('chardev:   kernel edge stamp -> press', results.chardev?.latency?.edgeStampToCallbackMs),
+    row('chardev, libgpiod v2: pull write -> press', results.chardev2?.latency?.pressToCallbackMs),
     row('sysfs:   pull write -> PanicButton press', results.sysfs?.latency?.pressToCallbackMs),
     row('pole (chardev): pull write -> alarm durable', results.pole?.pressToDurableMs),
     `VM (boot, scenarios, power-off): ${vmSeconds ?? '?'} s; with the rig's preparation: ${rigSeconds.toFixed(1)} s`,
@@ -115,7 +116,15 @@ describe('the rig', () => {
   });
 });
 
-describe.each(['chardev', 'sysfs'] as const)('%s backend on gpio-sim', (kind) => {
+/** The results of each backend run: chardev with Debian 12's libgpiod v1 tools, chardev with the v2 tools of Debian 13 that the rig builds, sysfs. */
+const RUNS = {
+  chardev: 'chardev backend, libgpiod v1 tools (Debian 12)',
+  chardev2: 'chardev backend, libgpiod v2 tools (Debian 13)',
+  sysfs: 'sysfs backend',
+} as const;
+
+describe.each(Object.keys(RUNS) as (keyof typeof RUNS)[])('%s on gpio-sim', (kind) => {
+  const chardev = kind !== 'sysfs';
   const b = () => {
     const got = r()[kind];
     if (!got) throw new Error(`no ${kind} results`);
@@ -131,25 +140,31 @@ describe.each(['chardev', 'sysfs'] as const)('%s backend on gpio-sim', (kind) =>
   const aux = () => r().chips.aux;
   /** The line id each backend gives: chardev `label:offset (NAME)`, sysfs adds the global number. */
   const id = (chip: Json, offset: number, name?: string) =>
-    kind === 'chardev' ? `${chip.label}:${offset}${name ? ` (${name})` : ''}` : `${chip.label}:${offset} (${name ? `${name}, ` : ''}sysfs ${chip.sysfsBase + offset})`;
+    chardev ? `${chip.label}:${offset}${name ? ` (${name})` : ''}` : `${chip.label}:${offset} (${name ? `${name}, ` : ''}sysfs ${chip.sysfsBase + offset})`;
 
-  it('is the backend asked for', () => {
-    expect(b().backend.kind).toBe(kind);
-    if (kind === 'chardev') expect(b().backend.reason).toMatch(/^chardev: configured: .* with the libgpiod tools, libgpiod v\d/);
-    else expect(b().backend.reason).toBe('sysfs: configured: /sys/class/gpio/export');
+  it(`is the backend asked for: ${RUNS[kind]}`, () => {
+    expect(b().backend.kind).toBe(chardev ? 'chardev' : 'sysfs');
+    if (kind === 'chardev') {
+      expect(b().backend.reason).toMatch(/^chardev: configured: .* with the libgpiod tools, libgpiod v1\./);
+      expect(b().backend).toMatchObject({ tools: { major: 1 }, interactiveSet: false, monitorBanner: false });
+    } else if (kind === 'chardev2') {
+      expect(b().backend.reason).toMatch(/^chardev: configured: .* with the libgpiod tools, libgpiod v2\.2\.1/);
+      // Both as on trixie: gpioset takes `set` commands, gpiomon says when it holds its line.
+      expect(b().backend).toMatchObject({ tools: { major: 2, version: '2.2.1' }, interactiveSet: true, monitorBanner: true });
+    } else expect(b().backend.reason).toBe('sysfs: configured: /sys/class/gpio/export');
   });
 
   it('resolves line names and chip labels with offsets to the right lines', () => {
     const refs: Json[] = ok('resolve').refs;
     const at = (ref: Json) => refs.find((x) => JSON.stringify(x.ref) === JSON.stringify(ref));
     const where = (chip: Json, offset: number) =>
-      kind === 'chardev' ? { label: chip.label, offset, chip: chip.name } : { label: chip.label, offset, number: chip.sysfsBase + offset };
+      chardev ? { label: chip.label, offset, chip: chip.name } : { label: chip.label, offset, number: chip.sysfsBase + offset };
     expect(at({ name: 'GPIO17' })).toMatchObject(where(soc(), 17));
     expect(at({ chip: 'pinctrl-bcm2711', offset: 3 })).toMatchObject(where(soc(), 3));
     expect(at({ chip: 'vigia-aux', offset: 5 })).toMatchObject(where(aux(), 5));
     expect(at({ chip: 'vigia-aux', offset: 8 }).error).toMatch(/GpioLineError: .*offset 8 is out of range/);
     expect(at({ name: 'GPIO17', chip: 'vigia-aux' }).error).toMatch(/^GpioLineError: /);
-    if (kind === 'chardev') {
+    if (chardev) {
       expect(at({ name: 'PANIC' }).error).toMatch(/^GpioLineError: no GPIO line named PANIC/);
       expect(at({ chip: soc().name, offset: 3 })).toMatchObject(where(soc(), 3));
       expect(at({ chip: aux().name, offset: 5 })).toMatchObject(where(aux(), 5));
@@ -195,7 +210,7 @@ describe.each(['chardev', 'sysfs'] as const)('%s backend on gpio-sim', (kind) =>
   it('a bouncing press is one press, a bouncing release one release', () => {
     const s = ok('bounce');
     expect(s.line).toBe(id(soc(), 17, 'GPIO17'));
-    if (kind === 'chardev') expect(s.consumer).toBe(b().backend.tools.major === 1 ? 'gpiomon' : 'vigia:test');
+    if (chardev) expect(s.consumer).toBe(b().backend.tools.major === 1 ? 'gpiomon' : 'vigia:test');
     else expect(s.consumer).toBe('sysfs');
     expect(s.initial).toBe(false);
     // Precondition: the five level changes of each bounce fell within the debounce window.
@@ -288,9 +303,10 @@ describe.each(['chardev', 'sysfs'] as const)('%s backend on gpio-sim', (kind) =>
     expect(strike.events).toEqual([]);
     expect(strike.blink).toMatchObject({ final: 'out lo', pattern: 'off' });
     expect(strike.stats).toMatchObject({ pattern: 'off', errors: 0 });
-    // sysfs writes each blink step at once. The v1 libgpiod tools replace gpioset for every
-    // change (the line is released meanwhile), so only some high level is required there.
-    if (kind === 'sysfs') expect(strike.blink.transitions).toBeGreaterThanOrEqual(5);
+    // sysfs and an interactive v2 gpioset apply each blink step at once. The v1 libgpiod tools
+    // replace gpioset for every change (the line is released meanwhile), so only some high level
+    // is required there.
+    if (kind !== 'chardev') expect(strike.blink.transitions).toBeGreaterThanOrEqual(5);
     else expect(strike.blink.highSamples).toBeGreaterThanOrEqual(1);
   });
 

@@ -28,7 +28,7 @@ const { Output } = await dist('drivers/outputs.js');
 const OUT_DIR = process.env.VIGIA_RIG_OUT ?? '/tmp/rig-out';
 const PRESSES = Number(process.env.VIGIA_HW_PRESSES ?? 50);
 /** Comma-separated parts to run (chardev, pole, sysfs); all by default. */
-const ONLY = new Set((process.env.VIGIA_HW_ONLY ?? 'chardev,pole,sysfs').split(',').map((s) => s.trim()));
+const ONLY = new Set((process.env.VIGIA_HW_ONLY ?? 'chardev,chardev2,pole,sysfs').split(',').map((s) => s.trim()));
 const CONFIGFS = '/sys/kernel/config/gpio-sim';
 const SOC_LABEL = 'pinctrl-bcm2711';
 const AUX_LABEL = 'vigia-aux';
@@ -684,11 +684,18 @@ async function resolveScenario(backend, sim) {
   return { refs: out };
 }
 
-async function backendScenarios(kind, sim) {
+/** `toolsDir`: libgpiod tools other than the system's (the v2 tools the rig built). */
+async function backendScenarios(kind, sim, toolsDir) {
   const results = {};
   const rec = recorder();
-  const { backend, reason } = await selectGpioBackend(kind, { clock: systemClock, logger: rec.logger });
-  results.backend = { kind: backend.kind, reason, ...(backend.version ? { tools: backend.version } : {}), interactiveSet: backend.interactiveSet ?? null };
+  const { backend, reason } = await selectGpioBackend(kind, { clock: systemClock, logger: rec.logger, ...(toolsDir ? { toolsDir } : {}) });
+  results.backend = {
+    kind: backend.kind,
+    reason,
+    ...(backend.version ? { tools: backend.version } : {}),
+    interactiveSet: backend.interactiveSet ?? null,
+    monitorBanner: backend.monitorBanner ?? null,
+  };
   try {
     await scenario(results, 'resolve', () => resolveScenario(backend, sim));
     // The input scenarios use lines of their own and mostly wait (the 2 s stuck recovery), so they
@@ -893,6 +900,12 @@ async function main() {
     progress('set up');
 
     if (ONLY.has('chardev')) results.chardev = await backendScenarios('chardev', sim).catch((err) => fail('chardev', err));
+    if (ONLY.has('chardev2')) {
+      progress('chardev with the libgpiod v2 tools...');
+      const dir = process.env.VIGIA_RIG_GPIOD2;
+      if (!dir) fail('chardev2', new Error('VIGIA_RIG_GPIOD2 is not set: the rig passes the directory of the libgpiod v2 tools it built'));
+      else results.chardev2 = await backendScenarios('chardev', sim, dir).catch((err) => fail('chardev2', err));
+    }
     if (ONLY.has('pole')) {
       progress('pole...');
       try {
