@@ -198,12 +198,9 @@ describe.each(Object.keys(RUNS) as (keyof typeof RUNS)[])('%s on gpio-sim', (kin
     });
   }
 
-  it('every input is held by the kernel by the time it is open, and passes edges', () => {
-    for (const name of ['bounce', 'longPress', 'stuck', 'stuckAtStart', 'motion']) {
-      const s = ok(name);
-      expect(s.heldAtOpen, name).toBe(true);
-      expect(s.probeMs, name).toBeGreaterThan(0);
-    }
+  it('every input is held by the kernel by the time it is open', () => {
+    // ok() also fails a scenario whose probe edges (moved right after opening) did not arrive.
+    for (const name of ['bounce', 'longPress', 'stuck', 'stuckAtStart', 'motion']) expect(ok(name).heldAtOpen, name).toBe(true);
     expect(ok('pressRightAfterOpen').requestedAtPress).toBe(true);
   });
 

@@ -180,6 +180,11 @@ async function pollHolder(ctx: LineContext, line: ResolvedLine, consumer: string
   return false;
 }
 
+/** One run of an input's gpiomon: whether it holds the line yet, when it started (0: none running), edges it reported. */
+function monitorRun(startedMono: number) {
+  return { held: false, startedMono, edges: 0 };
+}
+
 type Wait = 'ok' | 'down' | 'timeout';
 
 /** Callers waiting on a line's process, their conditions checked again at each wake(). */
@@ -237,7 +242,7 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
   #warnedClock = false;
   readonly #monitor: SupervisedProcess;
   /** The current run of the monitor: whether it holds the line yet, when it started, edges seen. */
-  #run = { held: false, startedMono: 0, edges: 0 };
+  #run = monitorRun(0);
   #closed = false;
   readonly #waiters: Waiters;
   /**
@@ -262,7 +267,7 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
     this.#monitor.on('started', () => this.#onStarted());
     this.#monitor.on('line', (row) => this.#onRow(row));
     this.#monitor.on('failure', (f) => {
-      this.#run = { held: false, startedMono: 0, edges: 0 };
+      this.#run = monitorRun(0);
       this.#waiters.wake();
       const error = failureError(f);
       ctx.logger?.warn({ line: this.id, attempt: f.attempt, restartInMs: f.restartInMs, err: f.error.message }, 'GPIO input monitor stopped; restarting');
@@ -302,7 +307,7 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#run = { held: false, startedMono: 0, edges: 0 };
+    this.#run = monitorRun(0);
     this.#waiters.wake();
     await this.#monitor.stop();
     await this.#polls.settled();
@@ -337,7 +342,7 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
   }
 
   #onStarted(): void {
-    const run = { held: false, startedMono: this.ctx.clock.monoNow(), edges: 0 };
+    const run = monitorRun(this.ctx.clock.monoNow());
     this.#run = run;
     if (this.ctx.monitorBanner) return; // its banner says when it holds the line
     // Tools without a banner: v1's consumer is always its own name.
