@@ -11,7 +11,7 @@ import { rankWithGrammar, type RankedPlate } from './anpr/pipeline.js';
 import { ConfigError, configJsonSchema, formatProblem, loadConfig, runConfigCheck } from './config/index.js';
 import type { Config } from './config/schema.js';
 import { isPriority } from './core/event.js';
-import type { DaemonStatus } from './controller.js';
+import type { DaemonStatus } from './status.js';
 import { runDaemon } from './daemon.js';
 import { controlRequest } from './gateway/control.js';
 import { signCommand } from './gateway/command-auth.js';
@@ -209,7 +209,7 @@ program
   .requiredOption('-c, --config <file>', 'the device configuration')
   .action(async (opts: { config: string }) => {
     const cfg = loadOrExit(opts.config);
-    const { safeOutputs } = await import('./drivers/safe-outputs.js');
+    const { safeOutputs } = await import('./features/safe-outputs.js');
     const results = await safeOutputs(cfg);
     let failed = false;
     for (const r of results) {

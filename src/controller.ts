@@ -1,120 +1,83 @@
 import { resolve } from 'node:path';
 import type { Config } from './config/schema.js';
+import { EventBus } from './core/bus.js';
 import { type Clock, readBootId, systemClock } from './core/clock.js';
 import { ClockSync } from './core/clock-sync.js';
-import { EventBus } from './core/bus.js';
-import type { EventDraft, GeoStamp, VigiaEvent } from './core/event.js';
+import { type EventDraft, isValidEventType, type VigiaEvent } from './core/event.js';
+import { checkDynamicEvent, EVENT_TYPES, type EventPayload, type EventType } from './core/events.js';
+import type { Extension, ExtensionContext } from './core/extension.js';
+import { LocationSlot } from './core/location.js';
 import { createLogger, type Logger } from './core/logger.js';
 import { CommandRouter } from './gateway/commands.js';
 import { ControlServer } from './gateway/control.js';
 import { Outbox, type RecoveryReport } from './gateway/outbox.js';
-import { Telemetry } from './gateway/telemetry.js';
 import { topicsFor, type Topics } from './gateway/topics.js';
 import { Uplink } from './gateway/uplink.js';
-import { FieldIo } from './drivers/field-io.js';
-import { GpsExtension } from './drivers/serial/gps.js';
-import { SimDriver } from './drivers/sim.js';
+import { EXTENSIONS, type ExtensionEntry, type GatewayServices } from './extensions.js';
+import { type DaemonStatus, daemonStatus } from './status.js';
 import { VERSION } from './version.js';
 
-/** A part of the daemon with an explicit lifecycle. Constructors do nothing; start() does the work. */
-export interface Extension {
-  readonly name: string;
-  start(): void | Promise<void>;
-  stop(): void | Promise<void>;
-  /** What `vigia status` shows under the extension's name, if it has anything to say. */
-  status?(): unknown;
-}
-
-/** Everything an extension may use. Hardware, clock and paths are injected so each part tests alone. */
-export interface Context {
-  config: Config;
-  logger: Logger;
-  clock: Clock;
-  clockSync: ClockSync;
-  bus: EventBus;
-  bootId: string;
-  startedMono: number;
-  paths: { dataDir: string; runtimeDir: string; outboxFile: string };
-  topics: Topics;
-  outbox: Outbox;
-  uplink: Uplink;
-  commands: CommandRouter;
-  control: ControlServer;
-  /** The one way an event enters the system: stored durably first, then announced on the bus. */
-  emit<P extends Record<string, unknown>>(draft: EventDraft<P>): Promise<VigiaEvent<P>>;
-  /** Accepted events per type since start. */
-  acceptedByType: Record<string, number>;
-  /** Where the device is now (the GPS extension sets it); every event is stamped with it. */
-  location: () => GeoStamp | null;
+/** An extension the caller adds (tests, the demo), started after the listed ones. */
+export interface ExtraExtension {
+  name: string;
+  create: (ctx: ExtensionContext<Config>) => Extension;
 }
 
 export interface ControllerDeps {
   clock?: Clock;
   logger?: Logger;
   bootId?: string;
-  /** Extra extensions (drivers, ANPR...) started after the gateway and stopped before it. */
-  extensions?: (ctx: Context) => Extension[];
+  /** The extension list (default: `EXTENSIONS`); tests narrow or replace it. */
+  extensions?: readonly ExtensionEntry[];
+  /** Extra extensions started after the listed ones and stopped before them. */
+  extra?: readonly ExtraExtension[];
 }
 
 const EXPIRE_INTERVAL_MS = 60_000;
 
-/** The demo broker (aedes) is loaded only when enabled: field devices never pay for it in memory. */
-function lazyDemoBroker(opts: Config['demo']['embedded_broker'], logger: Logger): Extension {
-  let broker: Extension | undefined;
-  return {
-    name: 'demo-broker',
-    async start() {
-      const { DemoBroker } = await import('./gateway/demo-broker.js');
-      broker = new DemoBroker(opts, logger);
-      await broker.start();
-    },
-    stop: () => broker?.stop(),
-  };
-}
-
-/** Plate reading is loaded only when enabled: a pole without cameras never loads image or ONNX code. */
-function lazyAnpr(ctx: Context): Extension {
-  let anpr: Extension | undefined;
-  return {
-    name: 'anpr',
-    async start() {
-      const { AnprExtension } = await import('./anpr/extension.js');
-      anpr = new AnprExtension(ctx);
-      await anpr.start();
-    },
-    stop: () => anpr?.stop(),
-    status: () => anpr?.status?.() ?? { state: 'starting' },
-  };
-}
-
 /**
- * Wires the extensions. Start order is gateway first (outbox, uplink, commands), producers last,
- * so nothing is produced before it can be stored; stop order is the reverse.
+ * Wires the gateway and the extensions. Start order: outbox, clock, (demo broker), control socket,
+ * uplink, commands, then the extensions in list order, so nothing is produced before it can be
+ * stored. Stop order is the reverse. Each extension gets its own context: its own child logger,
+ * its own bus subscriptions (dropped when it stops), and the shared services of the contract.
  */
 export class Controller {
-  readonly ctx: Context;
-  #extensions: Extension[] = [];
-  #started: Extension[] = [];
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly bus: EventBus;
+  readonly paths: { dataDir: string; runtimeDir: string; outboxFile: string };
+  readonly topics: Topics;
+  readonly #clockSync: ClockSync;
+  readonly #outbox: Outbox;
+  readonly #uplink: Uplink;
+  readonly #commands: CommandRouter;
+  readonly #control: ControlServer;
+  readonly #location = new LocationSlot();
+  readonly #startedMono: number;
+  readonly #deps: ControllerDeps;
+  readonly #acceptedByType: Record<string, number> = {};
+  #started: Array<{ ext: Extension; unsubscribe: Array<() => void> }> = [];
+  #demoBroker: Extension | undefined;
   #expireTimer: NodeJS.Timeout | undefined;
 
   constructor(config: Config, deps: ControllerDeps = {}) {
-    const clock = deps.clock ?? systemClock;
-    const logger = deps.logger ?? createLogger(config.log.level);
+    this.config = config;
+    this.#deps = deps;
+    const clock = (this.clock = deps.clock ?? systemClock);
+    const logger = (this.logger = deps.logger ?? createLogger(config.log.level));
     const bootId = deps.bootId ?? readBootId();
     const dataDir = resolve(config.paths.data_dir);
-    const paths = {
-      dataDir,
-      runtimeDir: resolve(config.paths.runtime_dir),
-      outboxFile: resolve(dataDir, config.outbox.file ?? 'outbox.db'),
-    };
-    const clockSync = new ClockSync(clock, {
+    this.paths = { dataDir, runtimeDir: resolve(config.paths.runtime_dir), outboxFile: resolve(dataDir, config.outbox.file ?? 'outbox.db') };
+    this.#startedMono = clock.monoNow();
+    const clockSync = (this.#clockSync = new ClockSync(clock, {
       source: config.clock.sync_source,
       syncFile: config.clock.sync_file,
       pollIntervalMs: config.clock.poll_interval,
-    });
-    const topics = topicsFor(config.mqtt.topic_prefix, config.device.site, config.device.id);
-    const outbox = new Outbox({
-      file: paths.outboxFile,
+    }));
+    this.topics = topicsFor(config.mqtt.topic_prefix, config.device.site, config.device.id);
+    this.#outbox = new Outbox({
+      file: this.paths.outboxFile,
       maxBytes: config.outbox.max_bytes,
       alarmReserveBytes: config.outbox.alarm_reserve_bytes,
       quotaBytes: config.outbox.quota_bytes,
@@ -130,126 +93,162 @@ export class Controller {
       clockSynced: () => clockSync.synced(),
       logger: logger.child({ mod: 'outbox' }),
     });
-    const bus = new EventBus();
-    const acceptedByType: Record<string, number> = {};
-    const uplink = new Uplink({
+    this.bus = new EventBus({ logger: logger.child({ mod: 'bus' }) });
+    this.#uplink = new Uplink({
       config: config.mqtt,
-      topics,
-      outbox,
+      topics: this.topics,
+      outbox: this.#outbox,
       clock,
       clockSync,
       bootId,
       logger: logger.child({ mod: 'uplink' }),
       birth: { version: VERSION, profile: config.device.profile },
     });
-    const ctx: Context = {
+    this.#commands = new CommandRouter({
       config,
-      logger,
+      outbox: this.#outbox,
+      uplink: this.#uplink,
+      topics: this.topics,
       clock,
       clockSync,
-      bus,
-      bootId,
-      startedMono: clock.monoNow(),
-      paths,
-      topics,
-      outbox,
-      uplink,
-      commands: undefined as unknown as CommandRouter,
-      control: new ControlServer(resolve(paths.runtimeDir, 'vigia.sock'), logger.child({ mod: 'control' })),
-      acceptedByType,
-      location: () => null,
-      async emit(draft) {
-        const geo = ctx.location();
-        const event = await outbox.accept(geo ? { ...draft, geo } : draft);
-        acceptedByType[event.type] = (acceptedByType[event.type] ?? 0) + 1;
-        bus.emit('event.accepted', event as VigiaEvent);
-        return event;
+      logger: logger.child({ mod: 'commands' }),
+      startedMono: this.#startedMono,
+    });
+    this.#control = new ControlServer(resolve(this.paths.runtimeDir, 'vigia.sock'), logger.child({ mod: 'control' }));
+  }
+
+  /** The one way an event enters the system: stored durably first, then announced on the bus. */
+  emit<T extends EventType>(type: T, payload: EventPayload<T>): Promise<VigiaEvent<EventPayload<T>>> {
+    return this.#store({ type, priority: EVENT_TYPES[type].priority, payload }) as Promise<VigiaEvent<EventPayload<T>>>;
+  }
+
+  /** An event whose type is known only at run time: checked against the catalogue before it is stored. */
+  emitDynamic(draft: EventDraft): Promise<VigiaEvent> {
+    if (!isValidEventType(draft.type)) return Promise.reject(new Error(`invalid event type ${JSON.stringify(draft.type)} (lowercase words separated by dots)`));
+    const problem = checkDynamicEvent(draft.type, draft.priority, draft.payload);
+    if (problem) return Promise.reject(new Error(problem));
+    return this.#store({ type: draft.type, priority: draft.priority, payload: draft.payload });
+  }
+
+  async #store(draft: EventDraft): Promise<VigiaEvent> {
+    const geo = this.#location.current();
+    const event = await this.#outbox.accept(geo ? { ...draft, geo } : draft);
+    this.#acceptedByType[event.type] = (this.#acceptedByType[event.type] ?? 0) + 1;
+    this.bus.emit('event.accepted', event);
+    return event;
+  }
+
+  /** A context for one extension: shared services, its own logger and bus subscriptions. */
+  #contextFor(name: string, unsubscribe: Array<() => void>): ExtensionContext<Config> {
+    const { bus } = this;
+    return {
+      config: this.config,
+      logger: this.logger.child({ ext: name }),
+      clock: this.clock,
+      clockTrust: this.#clockSync,
+      paths: { dataDir: this.paths.dataDir, runtimeDir: this.paths.runtimeDir },
+      bus: {
+        on(event, listener) {
+          const off = bus.on(event, listener, name);
+          unsubscribe.push(off);
+          return off;
+        },
       },
+      commands: this.#commands,
+      control: this.#control,
+      location: this.#location,
+      emit: (type, payload) => this.emit(type, payload),
+      emitDynamic: (draft) => this.emitDynamic(draft),
     };
-    ctx.commands = new CommandRouter(ctx);
-    this.ctx = ctx;
-    this.#extensions = [
-      ...(config.demo.embedded_broker.enabled ? [lazyDemoBroker(config.demo.embedded_broker, logger.child({ mod: 'demo-broker' }))] : []),
-      ctx.control,
-      { name: 'uplink', start: () => uplink.start(), stop: () => uplink.stop() },
-      ctx.commands,
-      new Telemetry(ctx),
-      ...(config.hardware.backend === 'sim' ? [new SimDriver(ctx)] : []),
-      // Position first, so every event the inputs produce is stamped with it.
-      ...(config.hardware.gps ? [new GpsExtension(ctx)] : []),
-      new FieldIo(ctx),
-      ...(config.anpr.enabled ? [lazyAnpr(ctx)] : []),
-      ...(deps.extensions?.(ctx) ?? []),
-    ];
   }
 
   async start(): Promise<void> {
-    const { ctx } = this;
-    ctx.logger.info({ device: ctx.config.device.id, site: ctx.config.device.site, profile: ctx.config.device.profile, version: VERSION }, 'starting');
-    const recovery = ctx.outbox.open();
-    ctx.clockSync.on('synced', (source) => {
-      ctx.logger.info({ source }, 'wall clock synchronised');
-      ctx.bus.emit('clock.synced', source);
+    const { config, logger } = this;
+    logger.info({ device: config.device.id, site: config.device.site, profile: config.device.profile, version: VERSION }, 'starting');
+    const recovery = this.#outbox.open();
+    this.#clockSync.on('synced', (source) => {
+      logger.info({ source }, 'wall clock synchronised');
+      this.bus.emit('clock.synced', source);
     });
-    ctx.clockSync.start();
-    ctx.uplink.on('state', (state) => ctx.bus.emit('link.state', state));
-    ctx.control.handle('status', () => this.status());
-    this.#expireTimer = setInterval(() => ctx.outbox.expire(), EXPIRE_INTERVAL_MS);
+    this.#clockSync.start();
+    this.#uplink.on('state', (state) => this.bus.emit('link.state', state));
+    this.#control.handle('status', () => this.status());
+    this.#expireTimer = setInterval(() => this.#outbox.expire(), EXPIRE_INTERVAL_MS);
     this.#expireTimer.unref();
-    ctx.outbox.expire();
-    for (const ext of this.#extensions) {
+    this.#outbox.expire();
+
+    // Modules first, so the control socket never answers before the extensions' handlers exist.
+    const entries = (this.#deps.extensions ?? EXTENSIONS).filter((e) => e.enabled(config));
+    const factories = await Promise.all(entries.map(async (e) => ({ name: e.name, create: await e.load() })));
+    for (const e of this.#deps.extra ?? []) factories.push({ name: e.name, create: (ctx) => e.create(ctx) });
+
+    // The demo broker (aedes) is loaded only when enabled: field devices never pay for it in memory.
+    if (config.demo.embedded_broker.enabled) {
+      const { DemoBroker } = await import('./gateway/demo-broker.js');
+      this.#demoBroker = new DemoBroker(config.demo.embedded_broker, logger.child({ mod: 'demo-broker' }));
+      await this.#demoBroker.start();
+    }
+    await this.#control.start();
+    this.#uplink.start();
+    this.#commands.start();
+
+    const gateway: GatewayServices = { outbox: this.#outbox, uplink: this.#uplink, startedMono: this.#startedMono };
+    for (const { name, create } of factories) {
+      const unsubscribe: Array<() => void> = [];
+      const ext = create(this.#contextFor(name, unsubscribe), gateway);
+      // Listed before it starts: `vigia status` shows an extension that is still starting (ANPR loading its models).
+      this.#started.push({ ext, unsubscribe });
       await ext.start();
-      this.#started.push(ext);
     }
     if (recovery) await this.#reportRecovery(recovery);
-    ctx.logger.info({ outbox_depth: ctx.outbox.depth() }, 'started');
+    logger.info({ outbox_depth: this.#outbox.depth() }, 'started');
   }
 
   async #reportRecovery(r: RecoveryReport): Promise<void> {
-    await this.ctx.emit({ type: 'system.outbox_corrupt', priority: 'hit', payload: { moved_to: r.movedTo, error: r.error } });
+    await this.emit('system.outbox_corrupt', { moved_to: r.movedTo, error: r.error });
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#expireTimer);
-    for (const ext of this.#started.reverse()) {
-      try {
-        await ext.stop();
-      } catch (err) {
-        this.ctx.logger.error({ err, ext: ext.name }, 'error while stopping');
-      }
+    for (const { ext, unsubscribe } of this.#started.reverse()) {
+      for (const off of unsubscribe) off();
+      await this.#stopQuietly(ext.name, ext);
     }
     this.#started = [];
-    this.ctx.clockSync.stop();
-    await this.ctx.outbox.close();
-    this.ctx.logger.info('stopped');
+    await this.#stopQuietly('commands', this.#commands);
+    await this.#stopQuietly('uplink', this.#uplink);
+    await this.#stopQuietly('control', this.#control);
+    if (this.#demoBroker) await this.#stopQuietly('demo-broker', this.#demoBroker);
+    this.#clockSync.stop();
+    await this.#outbox.close();
+    this.logger.info('stopped');
   }
 
-  status() {
-    const { ctx } = this;
-    const outbox = ctx.outbox.stats();
-    const link = ctx.uplink.stats();
-    const now = ctx.clock.monoNow();
-    return {
-      device: ctx.config.device.id,
-      site: ctx.config.device.site,
-      profile: ctx.config.device.profile,
-      version: VERSION,
-      uptime_s: Math.round((now - ctx.startedMono) / 1000),
-      link: { state: link.state, for_s: Math.round((now - link.since) / 1000), protocol: link.protocol === 5 ? '5' : '3.1.1', connects: link.connects, last_error: link.lastError, inflight: link.inflight, window: link.window, published: link.published, acked: link.acked, resent: link.resent },
-      clock: { synced: ctx.clockSync.synced(), source: ctx.clockSync.source() || null },
-      outbox: {
-        depth: outbox.depth,
-        bytes: outbox.bytes,
-        oldest_unsent_age_s: Math.max(0, ...Object.values(outbox.byPriority).map((p) => (p.oldestAgeMs ?? 0) / 1000)),
-        by_priority: outbox.byPriority,
-        evicted: outbox.evicted,
-        last_seq: outbox.lastSeq,
-      },
-      events: { accepted_by_type: { ...ctx.acceptedByType }, published_by_type: link.publishedByType },
-      commands: ctx.commands.stats(),
-      ...Object.fromEntries(this.#extensions.flatMap((ext) => (ext.status ? [[ext.name, ext.status()]] : []))),
-    };
+  async #stopQuietly(name: string, part: { stop(): unknown }): Promise<void> {
+    try {
+      await part.stop();
+    } catch (err) {
+      this.logger.error({ err, ext: name }, 'error while stopping');
+    }
+  }
+
+  /** A started extension by name (tests and the demo reach the simulated hardware through it). */
+  extension<T extends Extension = Extension>(name: string): T | undefined {
+    return this.#started.find(({ ext }) => ext.name === name)?.ext as T | undefined;
+  }
+
+  status(): DaemonStatus {
+    return daemonStatus({
+      config: this.config,
+      now: this.clock.monoNow(),
+      startedMono: this.#startedMono,
+      outbox: this.#outbox.stats(),
+      link: this.#uplink.stats(),
+      clock: { synced: this.#clockSync.synced(), source: this.#clockSync.source() || null },
+      acceptedByType: this.#acceptedByType,
+      commands: this.#commands.stats(),
+      bus: this.bus.stats(),
+      extensions: this.#started.map(({ ext }) => ext),
+    });
   }
 }
-
-export type DaemonStatus = ReturnType<Controller['status']>;

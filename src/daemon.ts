@@ -7,7 +7,7 @@ import { Controller, type ControllerDeps } from './controller.js';
  */
 export async function runDaemon(config: Config, deps: ControllerDeps = {}): Promise<Controller> {
   const controller = new Controller(config, deps);
-  const { logger } = controller.ctx;
+  const { logger } = controller;
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

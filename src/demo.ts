@@ -2,7 +2,8 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config/index.js';
-import type { Context, Extension } from './controller.js';
+import type { Config } from './config/schema.js';
+import type { Extension, ExtensionContext } from './core/extension.js';
 import { controlRequest } from './gateway/control.js';
 import { runDaemon } from './daemon.js';
 
@@ -16,7 +17,7 @@ class DemoScenario implements Extension {
   #n = 0;
   #cars = 0;
 
-  constructor(private readonly ctx: Context) {}
+  constructor(private readonly ctx: Pick<ExtensionContext<Config>, 'config' | 'logger' | 'paths'>) {}
 
   start(): void {
     const every = (ms: number, fn: () => Promise<unknown>) =>
@@ -90,4 +91,4 @@ process.stderr.write(
     '',
   ].join('\n') + '\n',
 );
-await runDaemon(config, { extensions: (ctx) => [new DemoScenario(ctx)] });
+await runDaemon(config, { extra: [{ name: 'demo-scenario', create: (ctx) => new DemoScenario(ctx) }] });

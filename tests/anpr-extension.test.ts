@@ -13,6 +13,7 @@ import { plateHash } from '../src/anpr/privacy.js';
 import { AnprBusyError, type PoolStats } from '../src/anpr/worker.js';
 import { loadConfig } from '../src/config/index.js';
 import { Controller } from '../src/controller.js';
+import { EXTENSIONS } from '../src/extensions.js';
 import type { VigiaEvent } from '../src/core/event.js';
 import { createLogger } from '../src/core/logger.js';
 import { BaseFrameSource } from '../src/drivers/camera/source.js';
@@ -96,19 +97,25 @@ async function start(anpr: Record<string, unknown>, cameras: Array<Record<string
   const cams = new Map<string, TestCamera>();
   const controller = new Controller(config, {
     logger: createLogger('silent'),
-    extensions: (ctx) => [
-      new AnprExtension(ctx, {
-        createPool: () => reader,
-        createSource: (cam) => {
-          const c = new TestCamera(cam.id);
-          cams.set(cam.id, c);
-          return c;
-        },
-      }),
+    // The listed ANPR extension replaced by one reading through the script and the test cameras.
+    extensions: EXTENSIONS.filter((e) => e.name !== 'anpr'),
+    extra: [
+      {
+        name: 'anpr',
+        create: (ctx) =>
+          new AnprExtension(ctx, {
+            createPool: () => reader,
+            createSource: (cam) => {
+              const c = new TestCamera(cam.id);
+              cams.set(cam.id, c);
+              return c;
+            },
+          }),
+      },
     ],
   });
   const events: VigiaEvent<Record<string, any>>[] = [];
-  controller.ctx.bus.on('event.accepted', (e) => events.push(e as VigiaEvent<Record<string, any>>));
+  controller.bus.on('event.accepted', (e) => void events.push(e as VigiaEvent<Record<string, any>>), 'test');
   await controller.start();
   stops.push(() => controller.stop());
   const anprStatus = () => (controller.status() as unknown as { anpr: ReturnType<AnprExtension['status']> }).anpr;

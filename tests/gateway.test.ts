@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { DaemonStatus } from '../src/controller.js';
+import type { DaemonStatus } from '../src/status.js';
 import { signCommand } from '../src/gateway/command-auth.js';
 import { DaemonProcess, TEST_KEY, writeDeviceConfig } from './helpers/daemon.js';
 import { startGate, type Gate } from './helpers/gate.js';

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { ManualScheduler } from '../src/core/timers.js';
 import { SimGpio } from '../src/drivers/gpio/sim.js';
-import { Debouncer, DoorSwitch, MotionSensor, PanicButton, RECOVERY_MS } from '../src/drivers/inputs.js';
-import { Output, parsePattern } from '../src/drivers/outputs.js';
+import { Debouncer, DoorSwitch, MotionSensor, PanicButton, RECOVERY_MS } from '../src/features/inputs.js';
+import { parsePattern } from '../src/core/pattern.js';
+import { Output } from '../src/features/outputs.js';
 
 // Every timing rule with a manual scheduler: time only moves when the test says so.
 

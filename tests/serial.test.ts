@@ -2,14 +2,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { Context } from '../src/controller.js';
 import { type Clock, ManualClock, systemClock } from '../src/core/clock.js';
 import { ClockSync } from '../src/core/clock-sync.js';
 import type { EventDraft, GeoStamp } from '../src/core/event.js';
+import { EVENT_TYPES, type EventPayload, type EventType } from '../src/core/events.js';
+import { LocationSlot } from '../src/core/location.js';
 import { createLogger } from '../src/core/logger.js';
 import { ManualScheduler, systemTimers, type Timers } from '../src/core/timers.js';
-import { GpsClock } from '../src/drivers/serial/gps-clock.js';
-import { type FixLostReason, GpsExtension, type GpsFix, GpsReceiver } from '../src/drivers/serial/gps.js';
+import { type FixLostReason, type GpsFix, GpsReceiver } from '../src/drivers/serial/gps.js';
+import { type GpsContext, GpsExtension } from '../src/features/gps.js';
+import { GpsClock } from '../src/features/gps-clock.js';
 import { LinePort, type LinePortState } from '../src/drivers/serial/line-port.js';
 import { LineSplitter } from '../src/drivers/serial/line-splitter.js';
 import { nmeaChecksum, type NmeaParse, parseNmea } from '../src/drivers/serial/nmea.js';
@@ -486,31 +488,32 @@ function fakeContext(opts: { port: string; syncClock?: boolean; clock?: Clock; m
   const clock = opts.clock ?? systemClock;
   const clockSync = new ClockSync(clock, { source: 'never', syncFile: join(tmp, 'never-synced'), pollIntervalMs: 60_000 });
   const events: Recorded[] = [];
-  const originalLocation = (): GeoStamp | null => null;
+  const location = new LocationSlot();
   const ctx = {
     config: { hardware: { gps: { port: opts.port, baud: 9600, sync_clock: opts.syncClock ?? false, max_fix_age: opts.maxFixAgeMs ?? 10_000 } } },
     logger,
     clock,
-    clockSync,
-    location: originalLocation,
-    emit(draft: EventDraft) {
-      const geo = ctx.location();
-      const event = geo ? { ...draft, geo } : { ...draft };
+    clockTrust: clockSync,
+    location,
+    emit<T extends EventType>(type: T, payload: EventPayload<T>) {
+      const geo = location.current();
+      const draft: Recorded = { type, priority: EVENT_TYPES[type].priority, payload };
+      const event = geo ? { ...draft, geo } : draft;
       events.push(event);
       return Promise.resolve(event);
     },
-  } as unknown as Context;
-  return { ctx, events, logs, clockSync, originalLocation, warnings: () => logs.filter((l) => l.level === 40) };
+  } as unknown as GpsContext;
+  return { ctx, events, logs, clockSync, location, warnings: () => logs.filter((l) => l.level === 40) };
 }
 
 describe('GpsExtension', () => {
   it('stamps events with the location and reports fix and device changes as events', async () => {
     const link = await ptyLink();
-    const { ctx, events, originalLocation } = fakeContext({ port: link.devicePath });
+    const { ctx, events, location } = fakeContext({ port: link.devicePath });
     const ext = new GpsExtension(ctx, { backoff: FAST_BACKOFF });
     expect(ext.name).toBe('gps');
     expect(ext.status().state).toBe('stopped'); // the constructor did nothing
-    expect(ctx.location).toBe(originalLocation);
+    expect(location.current()).toBeNull();
 
     cleanups.push(() => ext.stop());
     await ext.start();
@@ -520,7 +523,8 @@ describe('GpsExtension', () => {
 
     expect(events.map((e) => e.type)).toEqual(['gps.fix_acquired']);
     expect(events[0]).toMatchObject({ priority: 'telemetry', payload: { fix: 'gps', satellites: 9, hdop: 0.8 }, geo: { lat: -29.9027, lon: -71.2519 } });
-    expect(await ctx.emit({ type: 'alarm.panic', priority: 'alarm', payload: {} })).toMatchObject({ geo: { lat: -29.9027, lon: -71.2519, fix: '3d' } });
+    const panic = { input: 'panic', pressed_at: new Date().toISOString(), line_mono_ms: 1, alarm_id: null, press: 1, snapshot: null };
+    expect(await ctx.emit('alarm.panic', panic)).toMatchObject({ geo: { lat: -29.9027, lon: -71.2519, fix: '3d' } });
 
     await link.unplug();
     await until(() => events.some((e) => e.type === 'gps.port_lost'), 'port_lost');
@@ -537,7 +541,7 @@ describe('GpsExtension', () => {
     expect(ext.status()).toMatchObject({ state: 'running', port: { lines: 11 }, nmea: { sentences: { GGA: 4, GSA: 3, RMC: 4 } }, fix: { fix: '3d' }, clock: null });
 
     await ext.stop();
-    expect(ctx.location).toBe(originalLocation);
+    expect(location.current()).toBeNull();
     expect(ext.status().state).toBe('stopped');
   });
 
@@ -583,7 +587,7 @@ describe('GPS clock sync', () => {
     const calls: number[] = [];
     const gpsClock = new GpsClock({
       clock,
-      clockSync,
+      clockTrust: clockSync,
       logger: ctx.logger,
       setSystemTime: async (ms) => {
         calls.push(ms);

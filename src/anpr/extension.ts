@@ -1,7 +1,10 @@
 import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
-import type { Context, Extension } from '../controller.js';
-import { CommandError } from '../gateway/commands.js';
+import { z } from 'zod';
+import type { Config } from '../config/schema.js';
+import { wallIsoAt } from '../core/clock.js';
+import type { EventPayload } from '../core/events.js';
+import { CommandError, type Extension, type ExtensionContext } from '../core/extension.js';
 import { decodeCanonicalBase64 } from '../core/keys.js';
 import { createFrameSource, motionGated, type CameraConfig } from '../drivers/camera/index.js';
 import { type Frame, type FrameSource, type FrameSourceDeps, LatestFrameSlot } from '../drivers/camera/source.js';
@@ -23,6 +26,16 @@ import { AnprBusyError, AnprWorkerPool } from './worker.js';
  * (plate.read per passage, and a hit if only the vote matches). The main thread only moves
  * frames and small results; decoding and inference run in the workers.
  */
+
+export type AnprContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit' | 'commands'>;
+
+const NO_ARGS = z.object({}).strict();
+const DELTA_ARGS = z
+  .object({
+    delta: z.string({ error: '"delta" must be the delta document as a string (the exact bytes that were signed)' }),
+    signature: z.string({ error: '"signature" must be the base64 Ed25519 signature of "delta"' }),
+  })
+  .strict();
 
 /** What the extension needs besides the context; tests swap the camera factory or the pool. */
 export interface AnprDeps {
@@ -66,7 +79,7 @@ export class AnprExtension implements Extension {
   #counters = { rejected: {} as Record<string, number>, reads: 0, readsSuppressed: 0, hits: 0, errors: 0 };
 
   constructor(
-    private readonly ctx: Context,
+    private readonly ctx: AnprContext,
     private readonly deps: AnprDeps = {},
   ) {}
 
@@ -93,7 +106,7 @@ export class AnprExtension implements Extension {
       frameWidth: cfg.evidence.frame_width,
       jpegQuality: cfg.evidence.jpeg_quality,
       clock: ctx.clock,
-      clockSynced: () => ctx.clockSync.synced(),
+      clockSynced: () => ctx.clockTrust.synced(),
       logger: log,
     });
     await this.#evidence.start();
@@ -120,7 +133,7 @@ export class AnprExtension implements Extension {
       this.#state = 'failed';
       this.#failure = (err as Error).message;
       log.error({ err: this.#failure }, 'ANPR models could not be loaded; plate reading is off');
-      await ctx.emit({ type: 'anpr.failed', priority: 'hit', payload: { error: this.#failure } });
+      await ctx.emit('anpr.failed', { error: this.#failure });
       return;
     }
 
@@ -314,7 +327,7 @@ export class AnprExtension implements Extension {
     read: { trigger: 'frame' | 'vote'; text: string; confidence: number; format: string | null; box: readonly number[]; frame_size?: [number, number]; frames: number },
   ): Promise<void> {
     const { ctx } = this;
-    let evidence: Record<string, unknown> | null = null;
+    let evidence: EventPayload<'plate.hit'>['evidence'] = null;
     if (frame) {
       try {
         evidence = { ...(await this.#evidence!.capture(frame.jpeg, read.box as [number, number, number, number], { camera: cam.config.id, plate: read.text })) };
@@ -323,10 +336,7 @@ export class AnprExtension implements Extension {
       }
     }
     this.#counters.hits++;
-    await ctx.emit({
-      type: 'plate.hit',
-      priority: 'alarm',
-      payload: {
+    await ctx.emit('plate.hit', {
         camera: cam.config.id,
         plate: read.text,
         display: cam.grammar.display(read.text),
@@ -341,7 +351,6 @@ export class AnprExtension implements Extension {
         entry: match.entry,
         hotlist_version: this.#hotlist!.current().version,
         evidence,
-      },
     });
     ctx.logger.warn({ mod: 'anpr', camera: cam.config.id, plate: read.text, listed: match.entry.plate, kind: match.kind, trigger: read.trigger }, 'hotlist hit');
   }
@@ -381,11 +390,8 @@ export class AnprExtension implements Extension {
       const identity =
         mode === 'full'
           ? { plate: v.text, display: cam.grammar.display(v.text), per_char_confidence: v.perCharConfidence.map(round3) }
-          : { plate_hash: plateHash(privacy.hash_key!.reveal(), v.text), hash: 'hmac-sha256' };
-      await ctx.emit({
-        type: 'plate.read',
-        priority: 'read',
-        payload: {
+          : { plate_hash: plateHash(privacy.hash_key!.reveal(), v.text), hash: 'hmac-sha256' as const };
+      await ctx.emit('plate.read', {
           camera: v.cameraId,
           ...identity,
           confidence: round3(v.confidence),
@@ -395,14 +401,12 @@ export class AnprExtension implements Extension {
           last_seen: this.#wallIso(v.lastSeenMono),
           box: v.box.map(Math.round),
           hit,
-        },
       });
     }
   }
 
   #wallIso(mono: number): string {
-    const { clock } = this.ctx;
-    return new Date(clock.wallNow() - (clock.monoNow() - mono)).toISOString();
+    return wallIsoAt(this.ctx.clock, mono);
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -416,11 +420,8 @@ export class AnprExtension implements Extension {
     // The first successful start is not news; a camera that never came up, or went away, is.
     if (online && !wasKnown) return;
     try {
-      await this.ctx.emit({
-        type: online ? 'camera.online' : 'camera.offline',
-        priority: 'hit',
-        payload: { camera: cam.config.id, ...(online ? {} : { error: lastError }) },
-      });
+      if (online) await this.ctx.emit('camera.online', { camera: cam.config.id });
+      else await this.ctx.emit('camera.offline', { camera: cam.config.id, error: lastError });
     } catch (err) {
       this.ctx.logger.error({ mod: 'anpr', err }, 'could not report camera state');
     }
@@ -443,7 +444,7 @@ export class AnprExtension implements Extension {
     if (update.ok) {
       this.#lastHotlistProblem = null;
       if (update.status === 'replaced') {
-        await this.ctx.emit({ type: 'hotlist.updated', priority: 'telemetry', payload: { source, version: update.version, size: update.size } });
+        await this.ctx.emit('hotlist.updated', { source, version: update.version, size: update.size });
       }
       return;
     }
@@ -451,20 +452,19 @@ export class AnprExtension implements Extension {
     const problem = `${update.reason}: ${update.detail}`;
     if (problem === this.#lastHotlistProblem) return;
     this.#lastHotlistProblem = problem;
-    await this.ctx.emit({
-      type: 'hotlist.rejected',
-      priority: 'hit',
-      payload: { source, reason: update.reason, detail: update.detail, errors: update.errors?.slice(0, 20) ?? [], kept_version: this.#hotlist!.current().version },
+    await this.ctx.emit('hotlist.rejected', {
+      source,
+      reason: update.reason,
+      detail: update.detail,
+      errors: update.errors?.slice(0, 20) ?? [],
+      kept_version: this.#hotlist!.current().version,
     });
   }
 
   #registerCommands(): void {
     const { commands } = this.ctx;
     const store = this.#hotlist!;
-    commands.register('hotlist.delta', async (args) => {
-      const { delta, signature } = args;
-      if (typeof delta !== 'string') throw new CommandError('bad_args', '"delta" must be the delta document as a string (the exact bytes that were signed)');
-      if (typeof signature !== 'string') throw new CommandError('bad_args', '"signature" must be the base64 Ed25519 signature of "delta"');
+    commands.register('hotlist.delta', DELTA_ARGS, async ({ delta, signature }) => {
       const sig = decodeCanonicalBase64(signature);
       if (!sig) throw new CommandError('bad_args', '"signature" is not canonical base64');
       const update = await store.applySignedDelta(Buffer.from(delta, 'utf8'), sig);
@@ -472,13 +472,13 @@ export class AnprExtension implements Extension {
       if (!update.ok) throw new CommandError(`hotlist_${update.reason}`, update.detail);
       return { version: update.version, size: update.size };
     });
-    commands.register('hotlist.stats', () => store.stats());
-    commands.register('hotlist.refresh', async () => {
+    commands.register('hotlist.stats', NO_ARGS, () => store.stats());
+    commands.register('hotlist.refresh', NO_ARGS, async () => {
       if (!this.ctx.config.anpr.hotlist.url) throw new CommandError('no_url', 'anpr.hotlist.url is not configured');
       await this.#refresh();
       return store.stats();
     });
-    commands.register('anpr.stats', () => this.status());
+    commands.register('anpr.stats', NO_ARGS, () => this.status());
   }
 }
 

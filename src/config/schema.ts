@@ -1,11 +1,14 @@
 import { z } from 'zod';
-import { ed25519PublicKey } from '../core/keys.js';
-import { MIN_HMAC_KEY_BYTES } from '../gateway/command-auth.js';
+import { ed25519PublicKey, MIN_HMAC_KEY_BYTES } from '../core/keys.js';
 import { PRIORITIES } from '../core/event.js';
-import { GRAMMAR_NAMES } from '../anpr/grammar.js';
-import { parsePattern } from '../drivers/outputs.js';
+import { parsePattern } from '../core/pattern.js';
 import { secret } from './secret.js';
 import { bytes, duration } from './units.js';
+
+/** The plate grammars plate reading implements; `anpr/grammar.ts` keys its table by this list, so the two cannot drift. */
+export const GRAMMAR_NAMES = ['cl', 'br', 'eu', 'generic'] as const;
+export type GrammarName = (typeof GRAMMAR_NAMES)[number];
+export const isGrammarName = (name: string): name is GrammarName => (GRAMMAR_NAMES as readonly string[]).includes(name);
 
 /**
  * The one settings schema: it validates the YAML, fills defaults and is exported as JSON Schema
@@ -376,11 +379,11 @@ export const configSchema = z
     cfg.anpr.cameras.forEach((cam, i) => {
       if (cameraIds.has(cam.id)) ctx.addIssue({ code: 'custom', path: ['anpr', 'cameras', i, 'id'], message: `camera id ${cam.id} is used twice` });
       cameraIds.add(cam.id);
-      if (cam.grammar !== undefined && !GRAMMAR_NAMES.includes(cam.grammar)) {
+      if (cam.grammar !== undefined && !isGrammarName(cam.grammar)) {
         ctx.addIssue({ code: 'custom', path: ['anpr', 'cameras', i, 'grammar'], message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
       }
     });
-    if (!GRAMMAR_NAMES.includes(cfg.anpr.grammar)) ctx.addIssue({ code: 'custom', path: ['anpr', 'grammar'], message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
+    if (!isGrammarName(cfg.anpr.grammar)) ctx.addIssue({ code: 'custom', path: ['anpr', 'grammar'], message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
     if (cfg.anpr.privacy.reads === 'hashed' && !cfg.anpr.privacy.hash_key) {
       ctx.addIssue({ code: 'custom', path: ['anpr', 'privacy', 'hash_key'], message: 'reads: hashed needs a hash_key (e.g. {file: /etc/vigia/plate-hash-key})' });
     }

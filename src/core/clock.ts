@@ -17,6 +17,16 @@ export const systemClock: Clock = {
   monoNow: () => performance.timeOrigin + performance.now() - bootWallOrigin,
 };
 
+/** The wall time (epoch ms) of an earlier monotonic instant, e.g. a GPIO edge or a frame, by today's wall clock. */
+export function wallAt(clock: Clock, monoMs: number): number {
+  return clock.wallNow() - (clock.monoNow() - monoMs);
+}
+
+/** `wallAt` as ISO 8601, the form event payloads carry. */
+export function wallIsoAt(clock: Clock, monoMs: number): string {
+  return new Date(wallAt(clock, monoMs)).toISOString();
+}
+
 // performance.timeOrigin is a wall-clock reading; anchoring to it once makes monoNow() monotonic
 // within the process. Across processes of the same boot we use /proc/uptime so values line up.
 const bootWallOrigin = (() => {

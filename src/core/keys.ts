@@ -2,6 +2,9 @@ import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
+/** Minimum HMAC key length: a short key can be brute-forced offline from one observed command. */
+export const MIN_HMAC_KEY_BYTES = 16;
+
 /**
  * Canonical, padded base64 only, at most `maxLength` characters. A lenient decoder would let
  * several strings stand for one signature.

@@ -44,7 +44,7 @@
  * `vigia cmd sign` does the same through signCommand() below.
  */
 import { createHmac, createPrivateKey, randomBytes, sign as signBytes, timingSafeEqual, verify as verifyBytes, type KeyObject } from 'node:crypto';
-import { decodeCanonicalBase64, ed25519PublicKey } from '../core/keys.js';
+import { decodeCanonicalBase64, ed25519PublicKey, MIN_HMAC_KEY_BYTES } from '../core/keys.js';
 
 export type CommandAuthAlgorithm = 'hmac-sha256' | 'ed25519';
 
@@ -83,9 +83,6 @@ export interface NonceStore {
 export const MAX_COMMAND_BYTES = 64 * 1024;
 
 export const NONCE_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
-
-/** Minimum HMAC key length: a short key can be brute-forced offline from one observed command. */
-export const MIN_HMAC_KEY_BYTES = 16;
 
 const SIG_BYTES: Record<CommandAuthAlgorithm, number> = { 'hmac-sha256': 32, ed25519: 64 };
 const OUTER_FIELDS = new Set(['msg', 'sig']);

@@ -1,20 +1,35 @@
 import type { IPublishPacket } from 'mqtt';
-import type { Context } from '../controller.js';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Config } from '../config/schema.js';
+import type { Clock } from '../core/clock.js';
+import type { ClockSync } from '../core/clock-sync.js';
+import { describeIssues } from '../core/events.js';
+import { CommandError, type CommandRegistry } from '../core/extension.js';
 import { CommandVerifier, type CommandRejection } from './command-auth.js';
 import { SqliteNonceStore } from './nonce-store.js';
+import type { Outbox } from './outbox.js';
+import type { Topics } from './topics.js';
+import type { Uplink } from './uplink.js';
 
-export type CommandHandler = (args: Record<string, unknown>) => unknown;
+type CommandHandler = (args: unknown) => unknown;
 
-export class CommandError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
+export interface CommandRouterDeps {
+  config: Pick<Config, 'commands' | 'device'>;
+  outbox: Outbox;
+  uplink: Uplink;
+  topics: Topics;
+  clock: Clock;
+  clockSync: ClockSync;
+  logger: Logger;
+  /** Monotonic time the daemon started, for `ping`'s uptime. */
+  startedMono: number;
 }
 
-type RejectReason = CommandRejection['reason'] | 'unknown_command' | 'no_key' | 'failed';
+/** Commands without arguments take none: a stray field is refused rather than silently ignored. */
+export const NO_ARGS = z.object({}).strict();
+
+type RejectReason = CommandRejection['reason'] | 'unknown_command' | 'no_key' | 'bad_args' | 'failed';
 
 const NONCE_PRUNE_INTERVAL_MS = 10 * 60_000;
 
@@ -24,25 +39,25 @@ const NONCE_PRUNE_INTERVAL_MS = 10 * 60_000;
  * (with its correlation data) or on <base>/cmd/<name>/reply. Nothing a sender puts in a payload
  * can crash the daemon: every failure becomes an error reply and a counter.
  */
-export class CommandRouter {
+export class CommandRouter implements CommandRegistry {
   readonly name = 'commands';
-  #handlers = new Map<string, CommandHandler>();
+  #handlers = new Map<string, { args: z.ZodType; handler: CommandHandler }>();
   #verifier: CommandVerifier | undefined;
   #executed = 0;
   #rejected: Partial<Record<RejectReason, number>> = {};
   #pruneTimer: NodeJS.Timeout | undefined;
   #onMessage = (topic: string, payload: Buffer, packet: IPublishPacket) => void this.handleMessage(topic, payload, packet);
 
-  constructor(private readonly ctx: Context) {}
+  constructor(private readonly deps: CommandRouterDeps) {}
 
-  /** Later capabilities add their commands here (alarm.ack, output.set, hotlist.delta...). */
-  register(name: string, handler: CommandHandler): void {
+  /** Extensions add their commands here (alarm.ack, output.set, hotlist.delta...), each with the schema of its arguments. */
+  register<S extends z.ZodType>(name: string, args: S, handler: (args: z.output<S>) => unknown): void {
     if (this.#handlers.has(name)) throw new Error(`command ${name} is already registered`);
-    this.#handlers.set(name, handler);
+    this.#handlers.set(name, { args, handler: handler as CommandHandler });
   }
 
   start(): void {
-    const { config, outbox, clock, clockSync, uplink, topics, logger } = this.ctx;
+    const { config, outbox, clock, clockSync, uplink, topics, logger, startedMono } = this.deps;
     const key = config.commands.key;
     if (key) {
       const nonces = new SqliteNonceStore(outbox.database());
@@ -58,15 +73,15 @@ export class CommandRouter {
     } else {
       logger.warn('commands.key is not set: every command will be refused');
     }
-    this.register('ping', () => ({ pong: true, time: new Date(clock.wallNow()).toISOString(), uptime_s: Math.round((clock.monoNow() - this.ctx.startedMono) / 1000) }));
-    this.register('outbox.stats', () => outbox.stats());
+    this.register('ping', NO_ARGS, () => ({ pong: true, time: new Date(clock.wallNow()).toISOString(), uptime_s: Math.round((clock.monoNow() - startedMono) / 1000) }));
+    this.register('outbox.stats', NO_ARGS, () => outbox.stats());
     uplink.on('message', this.#onMessage);
     uplink.subscribe(topics.commands);
   }
 
   stop(): void {
     clearInterval(this.#pruneTimer);
-    this.ctx.uplink.off('message', this.#onMessage);
+    this.deps.uplink.off('message', this.#onMessage);
     this.#handlers.clear();
   }
 
@@ -75,35 +90,37 @@ export class CommandRouter {
   }
 
   async handleMessage(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {
-    const name = this.ctx.topics.commandName(topic);
+    const name = this.deps.topics.commandName(topic);
     if (name === undefined) return;
     const reply = (body: Record<string, unknown>) => {
       const responseTopic = packet.properties?.responseTopic;
       const correlationData = packet.properties?.correlationData;
-      this.ctx.uplink.publishDirect(responseTopic ?? this.ctx.topics.reply(name), JSON.stringify({ cmd: name, ...body }), {
+      this.deps.uplink.publishDirect(responseTopic ?? this.deps.topics.reply(name), JSON.stringify({ cmd: name, ...body }), {
         qos: 1,
-        properties: this.ctx.uplink.protocol() === 5 ? { contentType: 'application/json', ...(correlationData ? { correlationData } : {}) } : undefined,
+        properties: this.deps.uplink.protocol() === 5 ? { contentType: 'application/json', ...(correlationData ? { correlationData } : {}) } : undefined,
       });
     };
     const refuse = (reason: RejectReason, detail: string) => {
       this.#rejected[reason] = (this.#rejected[reason] ?? 0) + 1;
-      this.ctx.logger.warn({ cmd: name.slice(0, 64), reason, detail, bytes: payload.length }, 'command refused');
+      this.deps.logger.warn({ cmd: name.slice(0, 64), reason, detail, bytes: payload.length }, 'command refused');
       reply({ ok: false, error: { code: reason, message: detail } });
     };
     if (!this.#verifier) return refuse('no_key', 'this device has no command key configured');
     const verdict = this.#verifier.verify(name, payload);
     if (!verdict.ok) return refuse(verdict.reason, verdict.detail);
-    const handler = this.#handlers.get(name);
-    if (!handler) return refuse('unknown_command', `unknown command ${name}`);
+    const command = this.#handlers.get(name);
+    if (!command) return refuse('unknown_command', `unknown command ${name}`);
+    const args = command.args.safeParse(verdict.args);
+    if (!args.success) return refuse('bad_args', describeIssues(args.error));
     try {
-      const result = await handler(verdict.args);
+      const result = await command.handler(args.data);
       this.#executed++;
-      this.ctx.logger.info({ cmd: name, nonce: verdict.nonce }, 'command executed');
+      this.deps.logger.info({ cmd: name, nonce: verdict.nonce }, 'command executed');
       reply({ ok: true, nonce: verdict.nonce, result: result ?? null });
     } catch (err) {
       const code = err instanceof CommandError ? err.code : 'failed';
       this.#rejected.failed = (this.#rejected.failed ?? 0) + 1;
-      this.ctx.logger.warn({ cmd: name, err: (err as Error).message }, 'command failed');
+      this.deps.logger.warn({ cmd: name, err: (err as Error).message }, 'command failed');
       reply({ ok: false, nonce: verdict.nonce, error: { code, message: (err as Error).message } });
     }
   }

@@ -2,9 +2,21 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { freemem, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
-import type { Context } from '../controller.js';
-import type { EvictionReason } from './outbox.js';
+import type { Config } from '../config/schema.js';
 import type { Priority } from '../core/event.js';
+import type { EventPayload } from '../core/events.js';
+import type { Extension, ExtensionContext } from '../core/extension.js';
+import type { EvictionReason, Outbox } from './outbox.js';
+import type { Uplink } from './uplink.js';
+
+export type TelemetryContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit'>;
+
+/** What health reports on: the gateway's own state. */
+export interface TelemetrySources {
+  outbox: Pick<Outbox, 'stats' | 'onEvicted'>;
+  uplink: Pick<Uplink, 'stats'>;
+  startedMono: number;
+}
 
 /** Evictions are summarised at most this often, so a full disk cannot become an event storm. */
 const EVICTION_REPORT_INTERVAL_MS = 10_000;
@@ -38,21 +50,22 @@ export function readCpuTemperature(sysRoot = '/sys'): number | null {
 }
 
 /** Periodic `health` telemetry and the `system.outbox_evicted` summaries. */
-export class Telemetry {
+export class Telemetry implements Extension {
   readonly name = 'telemetry';
   #timer: NodeJS.Timeout | undefined;
   #evictTimer: NodeJS.Timeout | undefined;
   #pendingEvictions: Partial<Record<Priority, Partial<Record<EvictionReason, number>>>> = {};
 
   constructor(
-    private readonly ctx: Context,
+    private readonly ctx: TelemetryContext,
+    private readonly sources: TelemetrySources,
     private readonly sysRoot = '/sys',
   ) {}
 
   start(): void {
     this.#timer = setInterval(() => void this.report(), this.ctx.config.telemetry.interval);
     this.#timer.unref();
-    this.ctx.outbox.onEvicted((priority, reason, count) => {
+    this.sources.outbox.onEvicted((priority, reason, count) => {
       const byReason = (this.#pendingEvictions[priority] ??= {});
       byReason[reason] = (byReason[reason] ?? 0) + count;
       this.#evictTimer ??= setTimeout(() => void this.#reportEvictions(), reason === 'corrupt' ? 0 : EVICTION_REPORT_INTERVAL_MS);
@@ -69,13 +82,13 @@ export class Telemetry {
     const evicted = this.#pendingEvictions;
     this.#pendingEvictions = {};
     // `hit` priority: above routine reads and telemetry, which are what gets evicted.
-    await this.ctx.emit({ type: 'system.outbox_evicted', priority: 'hit', payload: { evicted } }).catch((err) =>
+    await this.ctx.emit('system.outbox_evicted', { evicted }).catch((err) =>
       this.ctx.logger.error({ err }, 'could not record eviction report'),
     );
   }
 
-  async snapshot(): Promise<Record<string, unknown>> {
-    const { ctx } = this;
+  async snapshot(): Promise<EventPayload<'health'>> {
+    const { ctx, sources } = this;
     let diskFree: number | null = null;
     try {
       const s = await statfs(ctx.paths.dataDir);
@@ -83,10 +96,10 @@ export class Telemetry {
     } catch {
       /* reported as null */
     }
-    const outbox = ctx.outbox.stats();
-    const link = ctx.uplink.stats();
+    const outbox = sources.outbox.stats();
+    const link = sources.uplink.stats();
     return {
-      uptime_s: Math.round((ctx.clock.monoNow() - ctx.startedMono) / 1000),
+      uptime_s: Math.round((ctx.clock.monoNow() - sources.startedMono) / 1000),
       load: loadavg().map((l) => Math.round(l * 100) / 100),
       mem: { total_bytes: totalmem(), free_bytes: freemem(), rss_bytes: process.memoryUsage.rss() },
       disk_free_bytes: diskFree,
@@ -99,13 +112,13 @@ export class Telemetry {
         evicted: outbox.evicted,
       },
       link: { state: link.state, connects: link.connects, resent: link.resent },
-      clock_synced: ctx.clockSync.synced(),
+      clock_synced: ctx.clockTrust.synced(),
     };
   }
 
   async report(): Promise<void> {
     try {
-      await this.ctx.emit({ type: 'health', priority: 'telemetry', payload: await this.snapshot() });
+      await this.ctx.emit('health', await this.snapshot());
     } catch (err) {
       this.ctx.logger.error({ err }, 'could not record health telemetry');
     }

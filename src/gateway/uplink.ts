@@ -3,13 +3,12 @@ import { EventEmitter } from 'node:events';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import type { LinkState } from '../core/bus.js';
 import type { Clock } from '../core/clock.js';
 import type { ClockSync } from '../core/clock-sync.js';
 import { PRIORITIES } from '../core/event.js';
 import type { Outbox, StoredEvent } from './outbox.js';
 import { type Topics } from './topics.js';
-
-export type LinkState = 'offline' | 'connecting' | 'online' | 'stopped';
 
 export interface UplinkStats {
   state: LinkState;

@@ -22,8 +22,8 @@ const dist = (p) => import(join(ROOT, 'dist', p));
 const { systemClock } = await dist('core/clock.js');
 const { systemTimers } = await dist('core/timers.js');
 const { selectGpioBackend } = await dist('drivers/gpio/select.js');
-const { PanicButton, MotionSensor, RECOVERY_MS } = await dist('drivers/inputs.js');
-const { Output } = await dist('drivers/outputs.js');
+const { PanicButton, MotionSensor, RECOVERY_MS } = await dist('features/inputs.js');
+const { Output } = await dist('features/outputs.js');
 
 const OUT_DIR = process.env.VIGIA_RIG_OUT ?? '/tmp/rig-out';
 const PRESSES = Number(process.env.VIGIA_HW_PRESSES ?? 50);
@@ -775,14 +775,14 @@ async function poleScenario(sim, modules) {
   const controller = new Controller(config);
   const accepted = [];
   let onAlarm;
-  controller.ctx.bus.on('event.accepted', (event) => {
+  controller.bus.on('event.accepted', (event) => {
     accepted.push(event.type);
     if (event.type === 'alarm.panic') onAlarm?.(event);
   });
   const t0 = now();
   await controller.start();
   const startMs = now() - t0;
-  const result = { startMs: round(startMs, 0), outboxFile: controller.ctx.paths.outboxFile, phases: {} };
+  const result = { startMs: round(startMs, 0), outboxFile: controller.paths.outboxFile, phases: {} };
   let phaseAt = now();
   const phase = (name) => {
     result.phases[name] = round(now() - phaseAt, 0);
@@ -821,7 +821,7 @@ async function poleScenario(sim, modules) {
 
     // The first press: alarm.panic durable in the outbox, then LED and strobe on.
     const first = await pressOnce();
-    const db = new Database(controller.ctx.paths.outboxFile, { readonly: true, fileMustExist: true });
+    const db = new Database(controller.paths.outboxFile, { readonly: true, fileMustExist: true });
     const rows = db.prepare("SELECT type, priority, body FROM events WHERE type = 'alarm.panic' ORDER BY pos").all();
     db.close();
     result.firstPress = {
@@ -853,7 +853,7 @@ async function poleScenario(sim, modules) {
     phase('stop');
   }
   result.acceptedTypes = accepted;
-  const db = new Database(controller.ctx.paths.outboxFile, { readonly: true, fileMustExist: true });
+  const db = new Database(controller.paths.outboxFile, { readonly: true, fileMustExist: true });
   result.outbox = db
     .prepare('SELECT type, priority, body FROM events ORDER BY pos')
     .all()

@@ -1,10 +1,8 @@
 import type { Logger } from 'pino';
-import type { Context, Extension } from '../../controller.js';
 import { type Clock, systemClock } from '../../core/clock.js';
 import type { GeoStamp } from '../../core/event.js';
 import { systemTimers, type TimerHandle, type Timers } from '../../core/timers.js';
 import type { BackoffOptions } from '../camera/source.js';
-import { GpsClock, type GpsClockStatus, type SetSystemTime } from './gps-clock.js';
 import { LinePort, type LinePortStats, type SerialPortClass } from './line-port.js';
 import { SafeListeners } from './listeners.js';
 import { type GgaSentence, type GsaSentence, type LatLon, type NmeaRejectReason, type NmeaSentence, type NmeaSentenceType, parseNmea, type RmcSentence, type VtgSentence } from './nmea.js';
@@ -273,108 +271,4 @@ export class GpsReceiver {
 function round(value: number, decimals: number): number {
   const f = 10 ** decimals;
   return Math.round(value * f) / f;
-}
-
-export interface GpsExtensionDeps {
-  timers?: Timers;
-  random?: () => number;
-  SerialPort?: SerialPortClass;
-  /** Sets the system clock (default: date -u -s, which needs CAP_SYS_TIME). */
-  setSystemTime?: SetSystemTime;
-  idleTimeoutMs?: number;
-  backoff?: BackoffOptions;
-  allowMissingChecksum?: boolean;
-}
-
-export interface GpsStatus {
-  state: 'disabled' | 'stopped' | 'running';
-  port: LinePortStats | null;
-  nmea: NmeaStats | null;
-  fix: (GpsFix & { age_ms: number }) | null;
-  clock: GpsClockStatus | null;
-}
-
-/**
- * The GPS as a daemon extension: runs the receiver on `hardware.gps`, provides the location that
- * stamps every event, reports fix and device changes as events, and syncs the clock from GPS.
- */
-export class GpsExtension implements Extension {
-  readonly name = 'gps';
-  #receiver: GpsReceiver | undefined;
-  #gpsClock: GpsClock | undefined;
-  #previousLocation: Context['location'] | undefined;
-  #logger: Logger | undefined;
-
-  constructor(
-    private readonly ctx: Context,
-    private readonly deps: GpsExtensionDeps = {},
-  ) {}
-
-  start(): void {
-    const cfg = this.ctx.config.hardware.gps;
-    if (!cfg || this.#receiver) return;
-    const { ctx, deps } = this;
-    const logger = (this.#logger = ctx.logger.child({ mod: 'gps' }));
-    const receiver = new GpsReceiver(
-      { port: cfg.port, baud: cfg.baud, maxFixAgeMs: cfg.max_fix_age, allowMissingChecksum: deps.allowMissingChecksum, idleTimeoutMs: deps.idleTimeoutMs, backoff: deps.backoff },
-      { clock: ctx.clock, timers: deps.timers, logger, random: deps.random, SerialPort: deps.SerialPort },
-    );
-    this.#receiver = receiver;
-
-    receiver.on('fix_acquired', (fix, withoutFixMs) => {
-      logger.info({ fix: fix.fix, satellites: fix.satellites, hdop: fix.hdop }, 'GPS fix acquired');
-      this.#emit('gps.fix_acquired', 'telemetry', { fix: fix.fix, satellites: fix.satellites, hdop: fix.hdop, without_fix_ms: Math.round(withoutFixMs) });
-    });
-    receiver.on('fix_lost', (reason, last) => {
-      logger.info({ reason }, 'GPS fix lost');
-      this.#emit('gps.fix_lost', 'telemetry', { reason, last_lat: round(last.lat, 7), last_lon: round(last.lon, 7), last_fix: last.fix, last_fix_age_ms: Math.round(ctx.clock.monoNow() - last.monoMs) });
-    });
-    receiver.on('port_lost', (error, wasReceiving) => {
-      this.#emit('gps.port_lost', 'hit', { port: cfg.port, error, was_receiving: wasReceiving });
-    });
-    receiver.on('port_restored', (downMs) => {
-      logger.info({ port: cfg.port, down_ms: Math.round(downMs) }, 'GPS receiver back');
-      this.#emit('gps.port_restored', 'hit', { port: cfg.port, down_ms: Math.round(downMs) });
-    });
-    if (cfg.sync_clock) {
-      const gpsClock = (this.#gpsClock = new GpsClock({ clock: ctx.clock, clockSync: ctx.clockSync, logger, setSystemTime: deps.setSystemTime }));
-      receiver.on('time', (utcMs, receivedMono) => gpsClock.offer(utcMs, receivedMono));
-    }
-
-    this.#previousLocation = ctx.location;
-    ctx.location = () => receiver.location();
-    receiver.start();
-  }
-
-  async stop(): Promise<void> {
-    const receiver = this.#receiver;
-    if (!receiver) return;
-    this.#receiver = undefined;
-    if (this.#previousLocation) this.ctx.location = this.#previousLocation;
-    this.#previousLocation = undefined;
-    await receiver.stop();
-  }
-
-  /** The receiver while running (tests and other drivers may read the fix directly). */
-  get receiver(): GpsReceiver | undefined {
-    return this.#receiver;
-  }
-
-  status(): GpsStatus {
-    const receiver = this.#receiver;
-    if (!this.ctx.config.hardware.gps) return { state: 'disabled', port: null, nmea: null, fix: null, clock: null };
-    if (!receiver) return { state: 'stopped', port: null, nmea: null, fix: null, clock: null };
-    const fix = receiver.latest();
-    return {
-      state: 'running',
-      port: receiver.port(),
-      nmea: receiver.nmea(),
-      fix: fix && { ...fix, age_ms: Math.round(this.ctx.clock.monoNow() - fix.monoMs) },
-      clock: this.#gpsClock?.status() ?? null,
-    };
-  }
-
-  #emit(type: string, priority: 'telemetry' | 'hit', payload: Record<string, unknown>): void {
-    this.ctx.emit({ type, priority, payload }).catch((err: unknown) => this.#logger?.error({ err, type }, 'could not store GPS event'));
-  }
 }

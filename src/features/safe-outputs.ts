@@ -9,7 +9,7 @@ import { lineRef } from './field-io.js';
 export async function safeOutputs(config: Config): Promise<Array<{ output: string; error?: string }>> {
   const outputs = Object.entries(config.hardware.outputs);
   if (outputs.length === 0 || config.hardware.backend === 'sim') return outputs.map(([output]) => ({ output }));
-  const { selectGpioBackend } = await import('./gpio/select.js');
+  const { selectGpioBackend } = await import('../drivers/gpio/select.js');
   const { backend } = await selectGpioBackend(config.hardware.backend, { clock: systemClock });
   const results: Array<{ output: string; error?: string }> = [];
   try {

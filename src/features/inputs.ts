@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../core/clock.js';
 import type { TimerHandle, Timers } from '../core/timers.js';
-import type { EdgeEvent } from './gpio/types.js';
+import type { EdgeEvent } from '../drivers/gpio/types.js';
 
 /**
  * What raw edges mean. Contacts bounce for a few milliseconds, PIR sensors chatter, and a panic

@@ -1,24 +1,28 @@
-import type { Context } from '../controller.js';
+import type { Config } from '../config/schema.js';
 import { isPriority, isValidEventType } from '../core/event.js';
+import type { Extension, ExtensionContext } from '../core/extension.js';
+
+export type SimulatorContext = Pick<ExtensionContext<Config>, 'config' | 'control' | 'clockTrust' | 'emitDynamic'>;
 
 const MAX_BURST = 1_000_000;
 /** Above this, burst replies carry only counts and sequence numbers, not every id. */
 const MAX_IDS_IN_REPLY = 10_000;
 
 /**
- * Simulated hardware, driven through the control socket by `vigia sim ...` and by tests. It
- * produces events through the same Context.emit path as the real drivers.
+ * Synthetic events and bursts, driven through the control socket by `vigia sim ...`, tests and
+ * benchmarks. They take the same path into the outbox as the real inputs; a catalogued type must
+ * carry its catalogued priority and payload. (Simulated GPIO lines are the field I/O's `sim.input`.)
  */
-export class SimDriver {
+export class Simulator implements Extension {
   readonly name = 'sim';
 
-  constructor(private readonly ctx: Context) {}
+  constructor(private readonly ctx: SimulatorContext) {}
 
   start(): void {
     this.ctx.control.handle('sim.event', (args) => this.#event(args));
     this.ctx.control.handle('sim.burst', (args) => this.#burst(args));
     this.ctx.control.handle('sim.clock_sync', () => {
-      this.ctx.clockSync.markSynced('sim');
+      this.ctx.clockTrust.markSynced('sim');
       return { synced: true };
     });
   }
@@ -29,7 +33,7 @@ export class SimDriver {
     const { type, priority } = this.#typeAndPriority(args);
     const payload = args.payload ?? {};
     if (typeof payload !== 'object' || Array.isArray(payload)) throw new Error('payload must be a JSON object');
-    const event = await this.ctx.emit({ type, priority, payload: payload as Record<string, unknown> });
+    const event = await this.ctx.emitDynamic({ type, priority, payload: payload as Record<string, unknown> });
     return { id: event.id, seq: event.seq };
   }
 
@@ -46,7 +50,7 @@ export class SimDriver {
     const window = this.ctx.config.outbox.commit_max_events;
     for (let done = 0; done < count; done += window) {
       const pending = [];
-      for (let i = done; i < Math.min(count, done + window); i++) pending.push(this.ctx.emit({ type, priority, payload: { n: i, of: count } }));
+      for (let i = done; i < Math.min(count, done + window); i++) pending.push(this.ctx.emitDynamic({ type, priority, payload: { n: i, of: count } }));
       for (const e of await Promise.all(pending)) {
         first ||= e.seq;
         last = e.seq;

@@ -1,14 +1,16 @@
-import type { Config } from '../config/schema.js';
-import { DEFAULT_MAX_ON_MS } from '../config/schema.js';
-import type { Context, Extension } from '../controller.js';
-import { CommandError } from '../gateway/commands.js';
+import { z } from 'zod';
+import { type Config, DEFAULT_MAX_ON_MS } from '../config/schema.js';
+import { type Clock, wallIsoAt } from '../core/clock.js';
+import type { EventPayload, EventType } from '../core/events.js';
+import { CommandError, type Extension, type ExtensionContext } from '../core/extension.js';
+import { parsePattern } from '../core/pattern.js';
 import { type Timers, systemTimers } from '../core/timers.js';
-import type { Priority } from '../core/event.js';
-import { SimGpio } from './gpio/sim.js';
-import { type GpioBackend, type InputLine, type LineRef } from './gpio/types.js';
+import { SimGpio } from '../drivers/gpio/sim.js';
+import type { GpioBackend, InputLine, LineRef } from '../drivers/gpio/types.js';
 import { DoorSwitch, MotionSensor, PanicButton } from './inputs.js';
-import { Output, parsePattern } from './outputs.js';
-import { PoleAlarm, type PoleDeps } from './pole.js';
+import { Output } from './outputs.js';
+import { panicPayload } from './panic.js';
+import { PoleAlarm, type PoleContext, type PoleDeps } from './pole.js';
 
 /**
  * The GPIO side of a device: opens the configured inputs and outputs on the selected backend,
@@ -19,9 +21,11 @@ import { PoleAlarm, type PoleDeps } from './pole.js';
 type InputConfig = Config['hardware']['inputs'][string];
 type OutputConfig = Config['hardware']['outputs'][string];
 
+export type FieldIoContext = PoleContext & Pick<ExtensionContext<Config>, 'control'>;
+
 export interface FieldIoDeps {
   /** The GPIO backend for a setting; by default sim, or the best real one present. */
-  createBackend?: (setting: Config['hardware']['backend'], ctx: Context) => Promise<{ backend: GpioBackend; reason: string }>;
+  createBackend?: (setting: Config['hardware']['backend'], ctx: FieldIoContext) => Promise<{ backend: GpioBackend; reason: string }>;
   timers?: Timers;
   pole?: PoleDeps;
 }
@@ -34,9 +38,12 @@ export function maxOnMs(out: OutputConfig): number {
   return out.max_on ?? DEFAULT_MAX_ON_MS[out.kind];
 }
 
-async function defaultBackend(setting: Config['hardware']['backend'], ctx: Context): Promise<{ backend: GpioBackend; reason: string }> {
+/** `output.set`: the output is checked against the configured names in the handler, the pattern by `parsePattern`. */
+const OUTPUT_SET_ARGS = z.object({ output: z.string(), pattern: z.unknown() }).strict();
+
+async function defaultBackend(setting: Config['hardware']['backend'], ctx: FieldIoContext): Promise<{ backend: GpioBackend; reason: string }> {
   if (setting === 'sim') return { backend: new SimGpio(ctx.clock), reason: 'hardware.backend is sim' };
-  const { selectGpioBackend } = await import('./gpio/select.js');
+  const { selectGpioBackend } = await import('../drivers/gpio/select.js');
   return selectGpioBackend(setting, { clock: ctx.clock, logger: ctx.logger.child({ mod: 'gpio' }) });
 }
 
@@ -51,7 +58,7 @@ export class FieldIo implements Extension {
   #lineErrors = 0;
 
   constructor(
-    private readonly ctx: Context,
+    private readonly ctx: FieldIoContext,
     private readonly deps: FieldIoDeps = {},
   ) {}
 
@@ -74,7 +81,7 @@ export class FieldIo implements Extension {
     for (const [name, cfg] of Object.entries(hw.outputs)) {
       const line = await backend.output(lineRef(cfg.line), { activeLow: cfg.active_low, initial: false, consumer: `vigia:${name}` });
       const output = new Output(line, { name, maxOnMs: maxOnMs(cfg), clock: ctx.clock, timers });
-      output.on('cutoff', (pattern, ranMs) => void this.#emit('fault.output_cutoff', 'hit', { output: name, kind: cfg.kind, pattern, ran_ms: Math.round(ranMs) }));
+      output.on('cutoff', (pattern, ranMs) => void this.#emit('fault.output_cutoff', { output: name, kind: cfg.kind, pattern, ran_ms: Math.round(ranMs) }));
       output.on('write_error', (err) => ctx.logger.error({ output: name, err: err.message }, 'output write failed'));
       await output.safe();
       this.outputs.set(name, output);
@@ -95,7 +102,7 @@ export class FieldIo implements Extension {
       if (logic instanceof PanicButton) logic.start();
     }
 
-    ctx.commands.register('output.set', (args) => this.#setOutput(args));
+    ctx.commands.register('output.set', OUTPUT_SET_ARGS, (args) => this.#setOutput(args));
     if (hw.backend === 'sim') {
       ctx.control.handle('sim.input', (args) => this.#simInput(args));
       ctx.control.handle('sim.outputs', () => this.#outputStates());
@@ -127,9 +134,9 @@ export class FieldIo implements Extension {
     };
   }
 
-  #logic(name: string, cfg: InputConfig, initial: boolean, deps: { clock: Context['clock']; timers: Timers }): PanicButton | MotionSensor | DoorSwitch {
+  #logic(name: string, cfg: InputConfig, initial: boolean, deps: { clock: Clock; timers: Timers }): PanicButton | MotionSensor | DoorSwitch {
     const ctx = this.ctx;
-    const wallIso = (mono: number) => new Date(ctx.clock.wallNow() - (ctx.clock.monoNow() - mono)).toISOString();
+    const wallIso = (mono: number) => wallIsoAt(ctx.clock, mono);
     switch (cfg.kind) {
       case 'panic': {
         const button = new PanicButton(initial, { debounceMs: cfg.debounce, longPressMs: cfg.long_press, stuckMs: cfg.stuck }, deps);
@@ -137,42 +144,44 @@ export class FieldIo implements Extension {
           this.#pole = new PoleAlarm(ctx, this, this.deps.pole);
           this.#pole.attach(name, button);
         } else {
-          button.on('press', (t) => void this.#emit('alarm.panic', 'alarm', { input: name, pressed_at: wallIso(t), line_mono_ms: Math.round(t) }));
+          // Without the pole's alarm every press is an alarm of its own.
+          button.on('press', (t) => void this.#emit('alarm.panic', panicPayload(ctx.clock, name, t, { alarmId: null, press: 1, snapshot: null })));
         }
-        button.on('long_press', (t) => void this.#emit('input.long_press', 'hit', { input: name, at: wallIso(t), held_ms: cfg.long_press }));
-        button.on('stuck', (t, held) => void this.#emit('fault.input_stuck', 'hit', { input: name, since: wallIso(t - held), held_ms: held }));
-        button.on('recovered', (t) => void this.#emit('fault.input_recovered', 'hit', { input: name, at: wallIso(t) }));
+        button.on('long_press', (t) => void this.#emit('input.long_press', { input: name, at: wallIso(t), held_ms: cfg.long_press }));
+        button.on('stuck', (t, held) => void this.#emit('fault.input_stuck', { input: name, since: wallIso(t - held), held_ms: held }));
+        button.on('recovered', (t) => void this.#emit('fault.input_recovered', { input: name, at: wallIso(t) }));
         return button;
       }
       case 'motion': {
         const sensor = new MotionSensor({ debounceMs: cfg.debounce, holdMs: cfg.hold, minIntervalMs: cfg.min_interval }, deps);
-        sensor.on('motion', (t) => void this.#emit('motion.detected', 'read', { input: name, at: wallIso(t) }));
-        sensor.on('still', (t, d) => void this.#emit('motion.ended', 'read', { input: name, at: wallIso(t), duration_ms: Math.round(d) }));
+        sensor.on('motion', (t) => void this.#emit('motion.detected', { input: name, at: wallIso(t) }));
+        sensor.on('still', (t, d) => void this.#emit('motion.ended', { input: name, at: wallIso(t), duration_ms: Math.round(d) }));
         return sensor;
       }
       case 'door':
       case 'tamper': {
         const sw = new DoorSwitch(initial, cfg.debounce, deps);
+        const kind = cfg.kind;
         // An opened cabinet is tamper until proven otherwise: reported at hit priority.
-        sw.on('open', (t) => void this.#emit('tamper.opened', 'hit', { input: name, kind: cfg.kind, at: wallIso(t) }));
-        sw.on('close', (t) => void this.#emit('tamper.closed', 'hit', { input: name, kind: cfg.kind, at: wallIso(t) }));
-        if (initial) void this.#emit('tamper.opened', 'hit', { input: name, kind: cfg.kind, at: wallIso(ctx.clock.monoNow()), at_start: true });
+        sw.on('open', (t) => void this.#emit('tamper.opened', { input: name, kind, at: wallIso(t) }));
+        sw.on('close', (t) => void this.#emit('tamper.closed', { input: name, kind, at: wallIso(t) }));
+        if (initial) void this.#emit('tamper.opened', { input: name, kind, at: wallIso(ctx.clock.monoNow()), at_start: true });
         return sw;
       }
     }
   }
 
-  async #emit(type: string, priority: Priority, payload: Record<string, unknown>): Promise<void> {
+  async #emit<T extends EventType>(type: T, payload: EventPayload<T>): Promise<void> {
     try {
-      await this.ctx.emit({ type, priority, payload });
+      await this.ctx.emit(type, payload);
     } catch (err) {
       this.ctx.logger.error({ err, type }, 'could not store an input event');
     }
   }
 
-  async #setOutput(args: Record<string, unknown>) {
+  async #setOutput(args: z.output<typeof OUTPUT_SET_ARGS>) {
     const name = args.output;
-    if (typeof name !== 'string' || !this.outputs.has(name)) {
+    if (!this.outputs.has(name)) {
       throw new CommandError('unknown_output', `"output" must be one of: ${[...this.outputs.keys()].join(', ') || 'none configured'}`);
     }
     let pattern;

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import type { Logger } from 'pino';
-import type { Clock } from '../../core/clock.js';
-import type { ClockSync } from '../../core/clock-sync.js';
-import { errorMessage } from '../camera/source.js';
+import { type Clock, wallAt } from '../core/clock.js';
+import type { ClockTrust } from '../core/extension.js';
+import { errorMessage } from '../drivers/camera/source.js';
 
 /** How far the wall clock may be from GPS time and still count as right. */
 export const CLOCK_AGREEMENT_MS = 2_000;
@@ -33,7 +33,7 @@ export const setSystemTimeWithDate: SetSystemTime = (epochMs) =>
 
 export interface GpsClockDeps {
   clock: Clock;
-  clockSync: ClockSync;
+  clockTrust: ClockTrust;
   logger?: Logger;
   setSystemTime?: SetSystemTime;
 }
@@ -60,7 +60,7 @@ export function clockAgrees(offsetMs: number): boolean {
  */
 export class GpsClock {
   readonly #clock: Clock;
-  readonly #clockSync: ClockSync;
+  readonly #clockSync: ClockTrust;
   readonly #logger: Logger | undefined;
   readonly #setSystemTime: SetSystemTime;
   #offsetMs: number | null = null;
@@ -72,7 +72,7 @@ export class GpsClock {
 
   constructor(deps: GpsClockDeps) {
     this.#clock = deps.clock;
-    this.#clockSync = deps.clockSync;
+    this.#clockSync = deps.clockTrust;
     this.#logger = deps.logger;
     this.#setSystemTime = deps.setSystemTime ?? setSystemTimeWithDate;
   }
@@ -103,7 +103,7 @@ export class GpsClock {
 
   /** Wall clock at the moment the sentence was received, minus the GPS time it carried. */
   #offsetAt(utcMs: number, receivedMono: number): number {
-    return this.#clock.wallNow() - (this.#clock.monoNow() - receivedMono) - utcMs;
+    return wallAt(this.#clock, receivedMono) - utcMs;
   }
 
   async #set(utcMs: number, receivedMono: number): Promise<void> {

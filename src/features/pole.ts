@@ -1,12 +1,15 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Context } from '../controller.js';
-import { CommandError } from '../gateway/commands.js';
-import { createFrameSource, type CameraConfig } from './camera/index.js';
-import { grabFrame } from './camera/grab.js';
-import type { FrameSource, FrameSourceDeps } from './camera/source.js';
+import { z } from 'zod';
+import type { Config } from '../config/schema.js';
+import { CommandError, type ExtensionContext } from '../core/extension.js';
+import { parsePattern } from '../core/pattern.js';
+import { createFrameSource, type CameraConfig } from '../drivers/camera/index.js';
+import { grabFrame } from '../drivers/camera/grab.js';
+import type { FrameSource, FrameSourceDeps } from '../drivers/camera/source.js';
 import type { PanicButton } from './inputs.js';
-import { type Output, parsePattern } from './outputs.js';
+import type { Output } from './outputs.js';
+import { panicPayload } from './panic.js';
 
 /**
  * The smart pole's alarm: a panic press goes straight to the outbox as `alarm.panic`; the moment
@@ -17,6 +20,14 @@ import { type Output, parsePattern } from './outputs.js';
  */
 
 export type AlarmState = 'idle' | 'raised' | 'acknowledged';
+
+export type PoleContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'paths' | 'emit' | 'commands'>;
+
+/** `alarm.ack` / `alarm.clear`: the alarm they are meant for (refused if another is active), and who answered. */
+const ANSWER_ARGS = z
+  .object({ alarm_id: z.string().optional(), operator: z.string().transform((s) => s.slice(0, 64)).optional() })
+  .strict();
+type AnswerArgs = z.output<typeof ANSWER_ARGS>;
 
 export interface PoleDeps {
   /** The camera for the snapshot; a frame source is started for each alarm. */
@@ -44,7 +55,7 @@ export class PoleAlarm {
   #ledLatency: number[] = [];
 
   constructor(
-    private readonly ctx: Context,
+    private readonly ctx: PoleContext,
     private readonly io: { outputs: ReadonlyMap<string, Output> },
     private readonly deps: PoleDeps = {},
   ) {}
@@ -68,8 +79,8 @@ export class PoleAlarm {
   /** Wires the panic button and the commands. */
   attach(name: string, button: PanicButton): void {
     button.on('press', (monoMs) => void this.#press(name, monoMs));
-    this.ctx.commands.register('alarm.ack', (args) => this.#ack(args));
-    this.ctx.commands.register('alarm.clear', (args) => this.#clear(args));
+    this.ctx.commands.register('alarm.ack', ANSWER_ARGS, (args) => this.#ack(args));
+    this.ctx.commands.register('alarm.clear', ANSWER_ARGS, (args) => this.#clear(args));
   }
 
   async stop(): Promise<void> {
@@ -85,19 +96,15 @@ export class PoleAlarm {
     const repeat = this.#alarm !== null;
     let event;
     try {
-      event = await ctx.emit({
-        type: 'alarm.panic',
-        priority: 'alarm',
-        payload: {
-          input,
-          pressed_at: new Date(ctx.clock.wallNow() - (ctx.clock.monoNow() - monoMs)).toISOString(),
-          line_mono_ms: Math.round(monoMs),
-          // A press during an alarm belongs to it: the call center sees one incident, pressed again.
-          alarm_id: this.#alarm?.id ?? null,
+      event = await ctx.emit(
+        'alarm.panic',
+        // A press during an alarm belongs to it: the call center sees one incident, pressed again.
+        panicPayload(ctx.clock, input, monoMs, {
+          alarmId: this.#alarm?.id ?? null,
           press: (this.#alarm?.presses ?? 0) + 1,
-          snapshot: camera ? { camera: camera.id, ref: snapshotRef } : null,
-        },
-      });
+          snapshot: camera && snapshotRef ? { camera: camera.id, ref: snapshotRef } : null,
+        }),
+      );
     } catch (err) {
       ctx.logger.fatal({ err, input }, 'PANIC ALARM COULD NOT BE STORED');
       return;
@@ -135,55 +142,49 @@ export class PoleAlarm {
         await writeFile(join(dir, `${ref}.tmp`), frame.jpeg);
         await rename(join(dir, `${ref}.tmp`), join(dir, ref));
         this.#counts.snapshots++;
-        await ctx.emit({
-          type: 'alarm.snapshot',
-          priority: 'hit',
-          payload: {
-            alarm_id: alarmId,
-            camera: camera.id,
-            ref,
-            taken_at: new Date(frame.wallMs).toISOString(),
-            image: { content_type: 'image/jpeg', width: small.info.width, height: small.info.height, data: small.data.toString('base64') },
-          },
+        await ctx.emit('alarm.snapshot', {
+          alarm_id: alarmId,
+          camera: camera.id,
+          ref,
+          taken_at: new Date(frame.wallMs).toISOString(),
+          image: { content_type: 'image/jpeg', width: small.info.width, height: small.info.height, data: small.data.toString('base64') },
         });
       } catch (err) {
         this.#counts.snapshot_errors++;
         ctx.logger.warn({ camera: camera.id, err: (err as Error).message }, 'alarm snapshot failed');
-        await ctx
-          .emit({ type: 'alarm.snapshot_failed', priority: 'hit', payload: { alarm_id: alarmId, camera: camera.id, ref, error: (err as Error).message } })
-          .catch(() => undefined);
+        await ctx.emit('alarm.snapshot_failed', { alarm_id: alarmId, camera: camera.id, ref, error: (err as Error).message }).catch(() => undefined);
       }
     })();
     this.#snapshots.add(run);
     void run.finally(() => this.#snapshots.delete(run));
   }
 
-  #checkAlarm(args: Record<string, unknown>): ActiveAlarm {
+  #checkAlarm(args: AnswerArgs): ActiveAlarm {
     const alarm = this.#alarm;
     if (!alarm) throw new CommandError('no_alarm', 'no alarm is active on this pole');
     if (args.alarm_id !== undefined && args.alarm_id !== alarm.id) throw new CommandError('wrong_alarm', `the active alarm is ${alarm.id}`);
     return alarm;
   }
 
-  async #ack(args: Record<string, unknown>) {
+  async #ack(args: AnswerArgs) {
     const alarm = this.#checkAlarm(args);
-    const operator = typeof args.operator === 'string' ? args.operator.slice(0, 64) : null;
+    const operator = args.operator ?? null;
     alarm.state = 'acknowledged';
     this.#counts.acks++;
     await this.#output(this.ctx.config.pole.led_output)?.play(parsePattern(this.ctx.config.pole.led_acknowledged));
-    await this.ctx.emit({ type: 'alarm.acknowledged', priority: 'hit', payload: { alarm_id: alarm.id, operator } });
+    await this.ctx.emit('alarm.acknowledged', { alarm_id: alarm.id, operator });
     return { alarm_id: alarm.id, state: alarm.state };
   }
 
-  async #clear(args: Record<string, unknown>) {
+  async #clear(args: AnswerArgs) {
     const alarm = this.#checkAlarm(args);
-    const operator = typeof args.operator === 'string' ? args.operator.slice(0, 64) : null;
+    const operator = args.operator ?? null;
     const cfg = this.ctx.config.pole;
     this.#alarm = null;
     this.#counts.clears++;
     await Promise.all([cfg.led_output, cfg.strobe_output, cfg.siren_output].map((name) => this.#output(name)?.safe()));
     const durationMs = Math.round(this.ctx.clock.monoNow() - alarm.raisedMono);
-    await this.ctx.emit({ type: 'alarm.cleared', priority: 'hit', payload: { alarm_id: alarm.id, operator, presses: alarm.presses, duration_ms: durationMs } });
+    await this.ctx.emit('alarm.cleared', { alarm_id: alarm.id, operator, presses: alarm.presses, duration_ms: durationMs });
     return { alarm_id: alarm.id, state: 'idle' };
   }
 

@@ -1,0 +1,159 @@
+import { z } from 'zod';
+import { PRIORITIES, type Priority } from './event.js';
+
+/**
+ * The catalogue of event types: for each, its delivery priority and the schema of its payload.
+ * `emit` takes its payload type from here, so a producer with a wrong payload does not compile;
+ * events from outside the code (the simulator, later flows) are checked against the same schemas at
+ * run time. `docs/mqtt-api.md` documents every type and every payload field listed here (a test
+ * holds the two together). Payload fields are snake_case JSON, as they go on the wire.
+ */
+
+const iso = z.string().describe('ISO 8601 time');
+const nullable = <T extends z.ZodType>(t: T) => t.nullable();
+const box = z.array(z.number());
+const jpegImage = z.object({ content_type: z.literal('image/jpeg'), width: z.number(), height: z.number(), data: z.string() });
+const patternShape = z.object({ mode: z.enum(['off', 'on', 'blink', 'pulse', 'sequence']) }).loose();
+
+const hotlistEntry = z.object({ plate: z.string(), reason: z.string(), source: z.string(), added: z.string(), expires: nullable(z.string()) });
+
+const spec = <P extends Priority, S extends z.ZodObject>(priority: P, payload: S) => ({ priority, payload });
+
+export const EVENT_TYPES = {
+  // Gateway and system health.
+  health: spec(
+    'telemetry',
+    z.object({
+      uptime_s: z.number(),
+      load: z.array(z.number()),
+      mem: z.object({ total_bytes: z.number(), free_bytes: z.number(), rss_bytes: z.number() }),
+      disk_free_bytes: nullable(z.number()),
+      cpu_temp_c: nullable(z.number()),
+      outbox: z.object({
+        depth: z.number(),
+        bytes: z.number(),
+        depth_by_priority: z.record(z.string(), z.number()),
+        oldest_unsent_age_s: z.number(),
+        evicted: z.record(z.string(), z.unknown()),
+      }),
+      link: z.object({ state: z.string(), connects: z.number(), resent: z.number() }),
+      clock_synced: z.boolean(),
+    }),
+  ),
+  'system.outbox_evicted': spec('hit', z.object({ evicted: z.partialRecord(z.enum(PRIORITIES), z.record(z.string(), z.number())) })),
+  'system.outbox_corrupt': spec('hit', z.object({ moved_to: z.string(), error: z.string() })),
+
+  // The pole's alarm and field inputs.
+  'alarm.panic': spec(
+    'alarm',
+    z.object({
+      input: z.string(),
+      pressed_at: iso,
+      line_mono_ms: z.number(),
+      alarm_id: nullable(z.string()),
+      press: z.number().int().positive(),
+      snapshot: nullable(z.object({ camera: z.string(), ref: z.string() })),
+    }),
+  ),
+  'alarm.snapshot': spec('hit', z.object({ alarm_id: z.string(), camera: z.string(), ref: z.string(), taken_at: iso, image: jpegImage })),
+  'alarm.snapshot_failed': spec('hit', z.object({ alarm_id: z.string(), camera: z.string(), ref: z.string(), error: z.string() })),
+  'alarm.acknowledged': spec('hit', z.object({ alarm_id: z.string(), operator: nullable(z.string()) })),
+  'alarm.cleared': spec('hit', z.object({ alarm_id: z.string(), operator: nullable(z.string()), presses: z.number(), duration_ms: z.number() })),
+  'input.long_press': spec('hit', z.object({ input: z.string(), at: iso, held_ms: z.number() })),
+  'fault.input_stuck': spec('hit', z.object({ input: z.string(), since: iso, held_ms: z.number() })),
+  'fault.input_recovered': spec('hit', z.object({ input: z.string(), at: iso })),
+  'motion.detected': spec('read', z.object({ input: z.string(), at: iso })),
+  'motion.ended': spec('read', z.object({ input: z.string(), at: iso, duration_ms: z.number() })),
+  'tamper.opened': spec('hit', z.object({ input: z.string(), kind: z.enum(['door', 'tamper']), at: iso, at_start: z.literal(true).optional() })),
+  'tamper.closed': spec('hit', z.object({ input: z.string(), kind: z.enum(['door', 'tamper']), at: iso })),
+  'fault.output_cutoff': spec('hit', z.object({ output: z.string(), kind: z.string(), pattern: patternShape, ran_ms: z.number() })),
+
+  // GPS.
+  'gps.fix_acquired': spec('telemetry', z.object({ fix: z.string(), satellites: nullable(z.number()), hdop: nullable(z.number()), without_fix_ms: z.number() })),
+  'gps.fix_lost': spec(
+    'telemetry',
+    z.object({ reason: z.enum(['no_fix', 'stale']), last_lat: z.number(), last_lon: z.number(), last_fix: z.string(), last_fix_age_ms: z.number() }),
+  ),
+  'gps.port_lost': spec('hit', z.object({ port: z.string(), error: z.string(), was_receiving: z.boolean() })),
+  'gps.port_restored': spec('hit', z.object({ port: z.string(), down_ms: z.number() })),
+
+  // Plate reading.
+  'plate.hit': spec(
+    'alarm',
+    z.object({
+      camera: z.string(),
+      plate: z.string(),
+      display: z.string(),
+      confidence: z.number(),
+      format: nullable(z.string()),
+      trigger: z.enum(['frame', 'vote']),
+      frames: z.number(),
+      box: box,
+      frame_size: z.tuple([z.number(), z.number()]).optional(),
+      seen_at: iso,
+      match: z.object({ kind: z.enum(['exact', 'confusable']), distance: z.number() }),
+      entry: hotlistEntry,
+      hotlist_version: z.string(),
+      evidence: nullable(
+        z.object({ crop: jpegImage, frame: jpegImage, files: nullable(z.object({ crop: z.string(), frame: z.string() })) }),
+      ),
+    }),
+  ),
+  'plate.read': spec(
+    'read',
+    z.object({
+      camera: z.string(),
+      plate: z.string().optional(),
+      display: z.string().optional(),
+      per_char_confidence: z.array(z.number()).optional(),
+      plate_hash: z.string().optional(),
+      hash: z.literal('hmac-sha256').optional(),
+      confidence: z.number(),
+      format: nullable(z.string()),
+      frames: z.number(),
+      first_seen: iso,
+      last_seen: iso,
+      box: box,
+      hit: z.boolean(),
+    }),
+  ),
+  'hotlist.updated': spec('telemetry', z.object({ source: z.string(), version: z.string(), size: z.number() })),
+  'hotlist.rejected': spec(
+    'hit',
+    z.object({
+      source: z.string(),
+      reason: z.string(),
+      detail: z.string(),
+      errors: z.array(z.object({ line: z.number(), message: z.string() })),
+      kept_version: z.string(),
+    }),
+  ),
+  'camera.offline': spec('hit', z.object({ camera: z.string(), error: nullable(z.string()) })),
+  'camera.online': spec('hit', z.object({ camera: z.string() })),
+  'anpr.failed': spec('hit', z.object({ error: z.string() })),
+} as const;
+
+export type EventType = keyof typeof EVENT_TYPES;
+export type EventPayload<T extends EventType> = z.output<(typeof EVENT_TYPES)[T]['payload']>;
+export type EventPriority<T extends EventType> = (typeof EVENT_TYPES)[T]['priority'];
+
+/** Namespaces whose types are not catalogued: any payload, any priority (simulated hardware). */
+export const OPEN_NAMESPACES = ['sim.'] as const;
+
+export const isCatalogued = (type: string): type is EventType => Object.hasOwn(EVENT_TYPES, type);
+
+/** Why a dynamic event (from the simulator, a flow...) was refused, or null when it may be emitted. */
+export function checkDynamicEvent(type: string, priority: Priority, payload: unknown): string | null {
+  if (!isCatalogued(type)) return null;
+  const entry = EVENT_TYPES[type];
+  if (priority !== entry.priority) return `${type} events have priority ${entry.priority}`;
+  const parsed = entry.payload.safeParse(payload);
+  return parsed.success ? null : `${type} payload: ${describeIssues(parsed.error)}`;
+}
+
+/** `field.path: message; ...` for a zod error, short enough for a command reply or a log line. */
+export function describeIssues(error: z.ZodError, max = 5): string {
+  const parts = error.issues.slice(0, max).map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+  if (error.issues.length > max) parts.push(`and ${error.issues.length - max} more`);
+  return parts.join('; ');
+}
