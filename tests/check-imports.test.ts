@@ -30,18 +30,33 @@ async function check(root: string): Promise<{ code: number; stdout: string }> {
   }
 }
 
+/** Source text from its lines. */
+const source = (...lines: string[]): string => `${lines.join('\n')}\n`;
+
 /** A small tree that follows every rule: each layer imports only those below it. */
 const CLEAN: Record<string, string> = {
-  'core/clock.ts': "export const now = (): number => Date.now();\n",
-  'core/index.ts': "export { now } from './clock.js';\n",
-  'config/schema.ts': "import type { now } from '../core/clock.js';\nexport type Config = { at: ReturnType<typeof now> };\n",
-  'drivers/gpio.ts': "import type { Config } from '../config/schema.js';\nimport { now } from '../core/index.js';\nexport const read = (c: Config) => c.at + now();\n",
-  'features/pole.ts': "import { read } from '../drivers/gpio.js';\nimport { EventEmitter } from 'node:events';\nexport const pole = { read, bus: new EventEmitter() };\n",
-  'anpr/engine.ts': "export const engine = async () => (await import('../drivers/gpio.js')).read;\n",
-  'gateway/uplink.ts': "import type { pole } from '../features/pole.js';\nexport type Uplink = typeof pole;\n",
-  'version.ts': "export const VERSION = '1.0.0';\n",
-  'controller.ts': "import type { Uplink } from './gateway/uplink.js';\nimport { VERSION } from './version.js';\nexport type C = Uplink & { v: typeof VERSION };\n",
-  'cli.ts': "import type { C } from './controller.js';\nimport { Command } from 'commander';\nexport type Cli = C & Command;\n",
+  'core/clock.ts': source('export const now = (): number => Date.now();'),
+  'core/index.ts': source("export { now } from './clock.js';"),
+  'config/schema.ts': source("import type { now } from '../core/clock.js';", 'export type Config = { at: ReturnType<typeof now> };'),
+  'drivers/gpio.ts': source(
+    "import type { Config } from '../config/schema.js';",
+    "import { now } from '../core/index.js';",
+    'export const read = (c: Config) => c.at + now();',
+  ),
+  'features/pole.ts': source(
+    "import { read } from '../drivers/gpio.js';",
+    "import { EventEmitter } from 'node:events';",
+    'export const pole = { read, bus: new EventEmitter() };',
+  ),
+  'anpr/engine.ts': source("export const engine = async () => (await import('../drivers/gpio.js')).read;"),
+  'gateway/uplink.ts': source("import type { pole } from '../features/pole.js';", 'export type Uplink = typeof pole;'),
+  'version.ts': source("export const VERSION = '1.0.0';"),
+  'controller.ts': source(
+    "import type { Uplink } from './gateway/uplink.js';",
+    "import { VERSION } from './version.js';",
+    'export type C = Uplink & { v: typeof VERSION };',
+  ),
+  'cli.ts': source("import type { C } from './controller.js';", "import { Command } from 'commander';", 'export type Cli = C & Command;'),
 };
 
 describe('check-imports', () => {
@@ -59,8 +74,8 @@ describe('check-imports', () => {
     const r = await check(
       tree({
         ...CLEAN,
-        'drivers/a.ts': "import type { B } from './b.js';\nexport type A = { b?: B };\n",
-        'drivers/b.ts': "import { type A } from './a.js';\nexport type B = { a?: A };\n",
+        'drivers/a.ts': source("import type { B } from './b.js';", 'export type A = { b?: B };'),
+        'drivers/b.ts': source("import { type A } from './a.js';", 'export type B = { a?: A };'),
       }),
     );
     expect(r.code).toBe(1);
@@ -69,7 +84,7 @@ describe('check-imports', () => {
   });
 
   it('fails when config imports drivers, with file, line and the rule', async () => {
-    const r = await check(tree({ ...CLEAN, 'config/load.ts': "// loads\nexport { read } from '../drivers/gpio.js';\n" }));
+    const r = await check(tree({ ...CLEAN, 'config/load.ts': source('// loads', "export { read } from '../drivers/gpio.js';") }));
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('src/config/load.ts:2 imports src/drivers/gpio.ts: layer config may not import layer drivers');
   });
@@ -78,8 +93,8 @@ describe('check-imports', () => {
     const r = await check(
       tree({
         ...CLEAN,
-        'anpr/worker.ts': "export const start = async () => (await import('./models/index.js')).load();\n",
-        'anpr/models/index.ts': "import { start } from '../worker.js';\nexport const load = () => start;\n",
+        'anpr/worker.ts': source("export const start = async () => (await import('./models/index.js')).load();"),
+        'anpr/models/index.ts': source("import { start } from '../worker.js';", 'export const load = () => start;'),
       }),
     );
     expect(r.code).toBe(1);
@@ -88,14 +103,14 @@ describe('check-imports', () => {
 
   it('fails when a file other than an entry point imports the controller', async () => {
     const r = await check(
-      tree({ ...CLEAN, 'status-format.ts': "import type { C } from './controller.js';\nexport const format = (c: C) => String(c);\n" }),
+      tree({ ...CLEAN, 'status-format.ts': source("import type { C } from './controller.js';", 'export const format = (c: C) => String(c);') }),
     );
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('src/status-format.ts:1 imports src/controller.ts: only the entry points');
   });
 
   it('keeps features and anpr apart', async () => {
-    const r = await check(tree({ ...CLEAN, 'anpr/alarm.ts': "export { pole } from '../features/pole.js';\n" }));
+    const r = await check(tree({ ...CLEAN, 'anpr/alarm.ts': source("export { pole } from '../features/pole.js';") }));
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('src/anpr/alarm.ts:1 imports src/features/pole.ts: layer anpr may not import layer features');
   });
