@@ -3,7 +3,7 @@ import type { Context, Extension } from '../../controller.js';
 import { type Clock, systemClock } from '../../core/clock.js';
 import type { GeoStamp } from '../../core/event.js';
 import { systemTimers, type TimerHandle, type Timers } from '../../core/timers.js';
-import type { BackoffOptions } from '../camera/source.js';
+import type { BackoffOptions } from '../../core/backoff.js';
 import { GpsClock, type GpsClockStatus, type SetSystemTime } from './gps-clock.js';
 import { LinePort, type LinePortStats, type SerialPortClass } from './line-port.js';
 import { SafeListeners } from './listeners.js';
