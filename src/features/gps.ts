@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.js';
 import type { EventPayload, EventType } from '../core/events.js';
 import type { Extension, ExtensionContext } from '../core/extension.js';
 import type { TimerHandle, Timers } from '../core/timers.js';
-import type { BackoffOptions } from '../drivers/camera/source.js';
+import type { BackoffOptions } from '../core/backoff.js';
 import { GpsReceiver, type GpsFix, type NmeaStats } from '../drivers/serial/gps.js';
 import type { LinePortStats, SerialPortClass } from '../drivers/serial/line-port.js';
 import { GpsClock, type GpsClockStatus, type SetSystemTime } from './gps-clock.js';

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import { Backoff } from '../core/backoff.js';
 import type { LinkState } from '../core/bus.js';
 import type { Clock } from '../core/clock.js';
 import type { ClockSync } from '../core/clock-sync.js';
@@ -54,7 +55,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   #protocol: 4 | 5;
   #inflight = new Map<number, StoredEvent>();
   #window = 1;
-  #attempt = 0;
+  readonly #backoff: Backoff;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #rateTimer: NodeJS.Timeout | undefined;
   #tokens = 0;
@@ -68,6 +69,8 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     super();
     this.#since = deps.clock.monoNow();
     this.#protocol = deps.config.protocol === '3.1.1' ? 4 : 5;
+    const { min_delay, max_delay, jitter } = deps.config.reconnect;
+    this.#backoff = new Backoff({ minDelayMs: min_delay, maxDelayMs: max_delay, factor: 2, jitter }, deps.random);
   }
 
   start(): void {
@@ -167,7 +170,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     });
     this.#client = client;
     client.on('connect', (connack) => {
-      this.#attempt = 0;
+      this.#backoff.reset();
       this.#stats.connects++;
       this.#stats.lastError = null; // `vigia status` shows the current trouble; the log keeps the history
       const receiveMax = connack.properties?.receiveMaximum ?? 65535;
@@ -185,7 +188,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       if (cfg.protocol === 'auto' && this.#protocol === 5 && (code === 132 || code === 1)) {
         this.deps.logger.warn('broker refused MQTT 5, falling back to MQTT 3.1.1');
         this.#protocol = 4;
-        this.#attempt = 0;
+        this.#backoff.reset();
       } else {
         this.deps.logger.warn({ err: err.message, code }, 'uplink error');
       }
@@ -205,10 +208,8 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     this.deps.outbox.rewind();
     if (this.#state === 'stopped') return;
     this.#setState('offline');
-    const { min_delay, max_delay, jitter } = this.deps.config.reconnect;
-    const base = Math.min(max_delay, min_delay * 2 ** this.#attempt++);
-    const delay = Math.max(0, base * (1 + jitter * (2 * (this.deps.random ?? Math.random)() - 1)));
-    this.deps.logger.debug({ delay_ms: Math.round(delay), attempt: this.#attempt }, 'uplink reconnect scheduled');
+    const delay = this.#backoff.next();
+    this.deps.logger.debug({ delay_ms: delay, attempt: this.#backoff.failures }, 'uplink reconnect scheduled');
     this.#reconnectTimer = setTimeout(() => this.#connect(), delay);
   }
 

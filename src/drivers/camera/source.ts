@@ -1,5 +1,9 @@
 import type { Logger } from 'pino';
+import { Backoff, type BackoffOptions } from '../../core/backoff.js';
 import { type Clock, systemClock } from '../../core/clock.js';
+
+// The sources (directory.ts, ffmpeg.ts, http-snapshot.ts) and their users take retry options from here.
+export { backoffDelay, type BackoffOptions } from '../../core/backoff.js';
 
 /** One still image from a camera, always JPEG. */
 export interface Frame {
@@ -53,31 +57,11 @@ export interface FrameSource {
   off<E extends keyof FrameSourceEvents>(event: E, cb: FrameSourceListener<E>): this;
 }
 
-export interface BackoffOptions {
-  /** First retry delay (default 500 ms); doubles per consecutive failure. */
-  minDelayMs?: number;
-  /** Upper bound of the delay (default 30 s). */
-  maxDelayMs?: number;
-  /** ± fraction of random spread, 0..1 (default 0.2), so a fleet does not retry in step. */
-  jitter?: number;
-  /** An attempt that ran this long before failing resets the delay to the minimum (default 10 s). */
-  resetAfterMs?: number;
-}
-
 export interface FrameSourceDeps {
   clock?: Clock;
   logger?: Logger;
   /** Randomness for backoff jitter; injectable for tests. */
   random?: () => number;
-}
-
-const DEFAULT_BACKOFF: Required<BackoffOptions> = { minDelayMs: 500, maxDelayMs: 30_000, jitter: 0.2, resetAfterMs: 10_000 };
-
-/** Exponential backoff with ± jitter, the same rule as the uplink's reconnect loop. */
-export function backoffDelay(attempt: number, opts: BackoffOptions = {}, random: () => number = Math.random): number {
-  const { minDelayMs, maxDelayMs, jitter } = { ...DEFAULT_BACKOFF, ...opts };
-  const base = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(attempt, 30));
-  return Math.max(0, Math.round(base * (1 + jitter * (2 * random() - 1))));
 }
 
 export function errorMessage(err: unknown): string {
@@ -102,14 +86,12 @@ export abstract class BaseFrameSource implements FrameSource {
   readonly name: string;
   protected readonly clock: Clock;
   protected readonly logger: Logger | undefined;
-  readonly #random: () => number;
-  readonly #backoff: Required<BackoffOptions>;
+  readonly #backoff: Backoff;
   readonly #listeners: Record<keyof FrameSourceEvents, Set<AnyListener>> = { frame: new Set(), state: new Set(), error: new Set() };
   #state: FrameSourceState = 'stopped';
   #counters = { frames: 0, dropped: 0, errors: 0, reconnects: 0 };
   #lastError: string | null = null;
   #seq = 0;
-  #attempt = 0;
   #gen = 0;
   #runningSince: number | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -123,8 +105,7 @@ export abstract class BaseFrameSource implements FrameSource {
     this.name = `camera:${cameraId}`;
     this.clock = deps.clock ?? systemClock;
     this.logger = deps.logger;
-    this.#random = deps.random ?? Math.random;
-    this.#backoff = { ...DEFAULT_BACKOFF, ...backoff };
+    this.#backoff = new Backoff(backoff, deps.random);
   }
 
   /** Begins one attempt. Report with emitFrame/markRunning/drop/fail, always passing `gen`. */
@@ -134,7 +115,7 @@ export abstract class BaseFrameSource implements FrameSource {
 
   start(): void {
     if (this.#state !== 'stopped' || this.#stopping) return;
-    this.#attempt = 0;
+    this.#backoff.reset();
     this.#begin();
   }
 
@@ -212,10 +193,10 @@ export abstract class BaseFrameSource implements FrameSource {
     const error = err instanceof Error ? err : new Error(String(err));
     this.#counters.errors++;
     this.#lastError = error.message;
-    if (this.#runningSince !== undefined && this.clock.monoNow() - this.#runningSince >= this.#backoff.resetAfterMs) this.#attempt = 0;
+    const upForMs = this.#runningSince === undefined ? undefined : this.clock.monoNow() - this.#runningSince;
     this.#runningSince = undefined;
-    const delay = backoffDelay(this.#attempt++, this.#backoff, this.#random);
-    this.logger?.warn({ camera: this.cameraId, error: error.message, retry_in_ms: delay, attempt: this.#attempt }, 'camera source failed');
+    const delay = this.#backoff.next(upForMs);
+    this.logger?.warn({ camera: this.cameraId, error: error.message, retry_in_ms: delay, attempt: this.#backoff.failures }, 'camera source failed');
     this.#emit('error', error);
     this.#setState('backoff');
     if (!this.isCurrent(this.#gen)) return; // a listener stopped the source

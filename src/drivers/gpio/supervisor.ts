@@ -1,5 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { Backoff, type BackoffOptions, backoffDelay as sharedBackoffDelay } from '../../core/backoff.js';
 import type { Clock } from '../../core/clock.js';
 import { type TimerHandle, type Timers, systemTimers } from '../../core/timers.js';
 
@@ -24,10 +25,15 @@ export interface BackoffPolicy {
 
 export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.2, stableMs: 10_000 };
 
+/** The policy in the shared backoff's terms. maxMs bounds the jittered delay too: a restart never waits longer than maxMs. */
+function backoffOptions(policy: BackoffPolicy): BackoffOptions {
+  const { initialMs, maxMs, factor, jitter, stableMs } = policy;
+  return { minDelayMs: initialMs, maxDelayMs: maxMs, factor, jitter, resetAfterMs: stableMs, capJitter: true };
+}
+
+/** The delay before restart number `attempt` (0 after the first failure) under `policy`. */
 export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () => number): number {
-  const base = Math.min(policy.maxMs, policy.initialMs * policy.factor ** attempt);
-  const spread = 1 - policy.jitter + 2 * policy.jitter * random();
-  return Math.max(0, Math.min(policy.maxMs, Math.round(base * spread)));
+  return sharedBackoffDelay(attempt, backoffOptions(policy), random);
 }
 
 export interface ProcessFailure {
@@ -72,12 +78,10 @@ type Events = {
 export class SupervisedProcess extends EventEmitter<Events> {
   readonly #opts: SupervisorOptions;
   readonly #timers: Timers;
-  readonly #policy: BackoffPolicy;
-  readonly #random: () => number;
+  readonly #backoff: Backoff;
   #child: ChildProcessWithoutNullStreams | undefined;
   #exited: Promise<void> | undefined;
   #restartTimer: TimerHandle | undefined;
-  #attempt = 0;
   #stopped = true;
   #lastFailure: Error | undefined;
 
@@ -85,8 +89,7 @@ export class SupervisedProcess extends EventEmitter<Events> {
     super();
     this.#opts = opts;
     this.#timers = opts.timers ?? systemTimers;
-    this.#policy = { ...DEFAULT_BACKOFF, ...opts.backoff };
-    this.#random = opts.random ?? Math.random;
+    this.#backoff = new Backoff(backoffOptions({ ...DEFAULT_BACKOFF, ...opts.backoff }), opts.random);
   }
 
   /** Whether a child is running now (not between a failure and its restart). */
@@ -174,9 +177,8 @@ export class SupervisedProcess extends EventEmitter<Events> {
       if (this.#child !== child) return;
       this.#child = undefined;
       if (this.#stopped) return;
-      if (this.#opts.clock.monoNow() - startedAt >= this.#policy.stableMs) this.#attempt = 0;
       const tail = stderrTail.trim().split('\n').slice(-3).join(' | ');
-      this.#failed(new Error(`${label} ${how}${tail ? `: ${tail}` : ''}`));
+      this.#failed(new Error(`${label} ${how}${tail ? `: ${tail}` : ''}`), this.#opts.clock.monoNow() - startedAt);
     };
     child.on('error', (err) => {
       // Without a pid it never ran (ENOENT, EACCES...): no `exit` follows. Otherwise (a failed
@@ -194,10 +196,11 @@ export class SupervisedProcess extends EventEmitter<Events> {
     });
   }
 
-  #failed(error: Error): void {
+  /** `ranForMs`: how long the child ran, when it did start (a long enough run resets the backoff). */
+  #failed(error: Error, ranForMs?: number): void {
     this.#lastFailure = error;
-    const attempt = ++this.#attempt;
-    const restartInMs = backoffDelay(attempt - 1, this.#policy, this.#random);
+    const restartInMs = this.#backoff.next(ranForMs);
+    const attempt = this.#backoff.failures;
     this.#restartTimer = this.#timers.setTimeout(() => {
       this.#restartTimer = undefined;
       if (this.#stopped) return;

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../../core/clock.js';
 import type { GeoStamp } from '../../core/event.js';
 import { systemTimers, type TimerHandle, type Timers } from '../../core/timers.js';
-import type { BackoffOptions } from '../camera/source.js';
+import type { BackoffOptions } from '../../core/backoff.js';
 import { LinePort, type LinePortStats, type SerialPortClass } from './line-port.js';
 import { SafeListeners } from './listeners.js';
 import { type GgaSentence, type GsaSentence, type LatLon, type NmeaRejectReason, type NmeaSentence, type NmeaSentenceType, parseNmea, type RmcSentence, type VtgSentence } from './nmea.js';

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
+import { Backoff, type BackoffOptions } from '../../core/backoff.js';
 import { type Clock, systemClock } from '../../core/clock.js';
 import { systemTimers, type TimerHandle, type Timers } from '../../core/timers.js';
-import { backoffDelay, type BackoffOptions, errorMessage } from '../camera/source.js';
+import { errorMessage } from '../camera/source.js';
 import { SafeListeners } from './listeners.js';
 import { LineSplitter } from './line-splitter.js';
 
@@ -82,7 +83,6 @@ export interface LinePortStats {
 
 const DEFAULT_MAX_LINE_BYTES = 1024;
 const CLOSE_TIMEOUT_MS = 2_000;
-const DEFAULT_BACKOFF: Required<BackoffOptions> = { minDelayMs: 500, maxDelayMs: 30_000, jitter: 0.2, resetAfterMs: 10_000 };
 
 /** One connection: its handle, our listeners on it, and whether open() succeeded. */
 interface Attempt {
@@ -122,11 +122,10 @@ async function loadSerialPort(): Promise<SerialPortClass> {
 export class LinePort {
   readonly name: string;
   readonly #opts: Required<Omit<LinePortOptions, 'idleTimeoutMs' | 'backoff'>> & { idleTimeoutMs: number | undefined };
-  readonly #backoff: Required<BackoffOptions>;
+  readonly #backoff: Backoff;
   readonly #clock: Clock;
   readonly #timers: Timers;
   readonly #logger: Logger | undefined;
-  readonly #random: () => number;
   readonly #listeners: SafeListeners<LinePortEvents>;
   readonly #splitter: LineSplitter;
   #SerialPort: SerialPortClass | undefined;
@@ -136,7 +135,6 @@ export class LinePort {
   #lastLineMono: number | null = null;
   #running = false;
   #gen = 0;
-  #failures = 0;
   #attempt: Attempt | undefined;
   #released: Promise<void> = Promise.resolve();
   #retryTimer: TimerHandle | undefined;
@@ -154,11 +152,10 @@ export class LinePort {
       maxLineBytes: opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
       idleTimeoutMs: opts.idleTimeoutMs,
     };
-    this.#backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+    this.#backoff = new Backoff(opts.backoff, deps.random);
     this.#clock = deps.clock ?? systemClock;
     this.#timers = deps.timers ?? systemTimers;
     this.#logger = deps.logger;
-    this.#random = deps.random ?? Math.random;
     this.#SerialPort = deps.SerialPort;
     this.#listeners = new SafeListeners(deps.logger, { port: opts.path });
     this.#splitter = new LineSplitter(this.#opts.maxLineBytes, {
@@ -174,7 +171,7 @@ export class LinePort {
   start(): void {
     if (this.#running || this.#stopping) return;
     this.#running = true;
-    this.#failures = 0;
+    this.#backoff.reset();
     this.#begin();
   }
 
@@ -318,9 +315,8 @@ export class LinePort {
     if (attempt) this.#released = this.#release(attempt);
     // A connection that stayed up a while was healthy: the next outage starts from the short delay.
     const upFor = attempt?.openedMono === undefined ? 0 : this.#clock.monoNow() - attempt.openedMono;
-    if (upFor >= this.#backoff.resetAfterMs) this.#failures = 0;
-    const delay = backoffDelay(this.#failures++, this.#backoff, this.#random);
-    this.#logger?.warn({ port: this.#opts.path, error: error.message, retry_in_ms: delay, attempt: this.#failures }, 'serial port failed');
+    const delay = this.#backoff.next(upFor);
+    this.#logger?.warn({ port: this.#opts.path, error: error.message, retry_in_ms: delay, attempt: this.#backoff.failures }, 'serial port failed');
     this.#setState('backoff');
     this.#listeners.emit('error', error);
     this.#markLost(error.message);
