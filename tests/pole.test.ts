@@ -141,6 +141,12 @@ describe('smart pole (simulated GPIO, real Mosquitto)', () => {
   it('a signed alarm.ack switches the LED to "acknowledged"; output.set drives the siren, cut off by its safety limit', async () => {
     const alarmId = events('alarm.panic')[0]!.id;
     expect(await commander.call('alarm.ack', { alarm_id: 'someone-else' })).toMatchObject({ ok: false, error: { code: 'wrong_alarm' } });
+    // Arguments are checked against the command's schema before any handler runs, with one error code for all.
+    expect(await commander.call('alarm.ack', { alarm_id: alarmId, operator: 7 })).toMatchObject({ ok: false, error: { code: 'bad_args', message: /^operator: / } });
+    expect(await commander.call('alarm.ack', { alarm_id: alarmId, operatr: 'op-7' })).toMatchObject({ ok: false, error: { code: 'bad_args', message: /operatr/ } });
+    expect(await commander.call('ping', { verbose: true })).toMatchObject({ ok: false, error: { code: 'bad_args' } });
+    expect(await commander.call('output.set', { pattern: 'on' })).toMatchObject({ ok: false, error: { code: 'bad_args', message: /^output: / } });
+    expect((await outputs()).button_led!.pattern.mode).toBe('blink');
     expect(await commander.call('alarm.ack', { alarm_id: alarmId, operator: 'op-7' })).toMatchObject({ ok: true, result: { alarm_id: alarmId, state: 'acknowledged' } });
     expect((await outputs()).button_led).toEqual({ value: true, pattern: { mode: 'on' } });
     await sub.waitFor(() => events('alarm.acknowledged').length === 1, 10_000, 'alarm.acknowledged');
