@@ -14,7 +14,8 @@ import { detectInputKind, FfmpegSource, ffmpegArgs } from '../src/drivers/camera
 import { DigestSession, chooseChallenge, parseWwwAuthenticate } from '../src/drivers/camera/http-auth.js';
 import { HttpSnapshotSource } from '../src/drivers/camera/http-snapshot.js';
 import { isJpeg, JpegSplitter } from '../src/drivers/camera/jpeg.js';
-import { backoffDelay, type Frame, type FrameSource, type FrameSourceState, LatestFrameSlot } from '../src/drivers/camera/source.js';
+import { backoffDelay } from '../src/core/backoff.js';
+import { type Frame, type FrameSource, type FrameSourceState, LatestFrameSlot } from '../src/drivers/camera/source.js';
 import { mulberry32 as rng } from './helpers/random.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vigia-camera-'));

@@ -16,7 +16,8 @@ import {
   supportsInteractiveSet,
 } from '../src/drivers/gpio/libgpiod-cli.js';
 import { selectGpioBackend } from '../src/drivers/gpio/select.js';
-import { backoffDelay, DEFAULT_BACKOFF } from '../src/drivers/gpio/supervisor.js';
+import { backoffDelay } from '../src/core/backoff.js';
+import { SUPERVISOR_BACKOFF } from '../src/drivers/gpio/supervisor.js';
 import { readSysfsChips, resolveSysfsLine, socPinController, SysfsGpio } from '../src/drivers/gpio/sysfs.js';
 import { type EdgeEvent, GpioLineError, type InputLine } from '../src/drivers/gpio/types.js';
 import {
@@ -145,7 +146,7 @@ describe('timestamps and backoff', () => {
   });
 
   it('doubles the delay up to the cap, spread by the jitter', () => {
-    const policy = { ...DEFAULT_BACKOFF, initialMs: 100, maxMs: 1000, jitter: 0.2 };
+    const policy = { ...SUPERVISOR_BACKOFF, minDelayMs: 100, maxDelayMs: 1000, jitter: 0.2 };
     expect([0, 1, 2, 3, 4, 10].map((a) => backoffDelay(a, policy, () => 0.5))).toEqual([100, 200, 400, 800, 1000, 1000]);
     expect(backoffDelay(1, policy, () => 0)).toBe(160);
     expect(backoffDelay(1, policy, () => 1)).toBe(240);
@@ -163,7 +164,7 @@ function chardevOptions(dir: string, extra: Partial<ChardevOptions> = {}): Chard
     toolsDir: dir,
     devDir: join(tmp, 'dev'),
     hrtimeNs: () => 5_000_500_000_000n,
-    backoff: { initialMs: 20, maxMs: 100, factor: 2, jitter: 0, stableMs: 60_000 },
+    backoff: { minDelayMs: 20, maxDelayMs: 100, factor: 2, jitter: 0, resetAfterMs: 60_000 },
     killGraceMs: 1000,
     ackTimeoutMs: 2000,
     ...extra,
@@ -556,7 +557,7 @@ describe('chardev backend: outputs', () => {
       gpioinfo: V1_GPIOINFO_PI4,
       gpioset: ['if [ "$RUN" -eq 1 ]; then echo "gpioset: error setting the GPIO line values: Device or resource busy" >&2; exit 1; fi', 'hold "$@"', 'exec sleep 60'].join('\n'),
     });
-    const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { backoff: { initialMs: 300, jitter: 0 } }));
+    const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { backoff: { minDelayMs: 300, jitter: 0 } }));
     const out = await gpio.output({ name: 'GPIO18' }, { activeLow: false, initial: false, consumer: 'vigia-led' }); // returns once the first run failed
     await expect(out.set(true)).rejects.toThrow(/gpioset is not running \(gpioset pinctrl-bcm2711:18 \(GPIO18\) exited with code 1: gpioset: error setting the GPIO line values: Device or resource busy\)/);
     await waitUntil(() => readLines(toolsDir(), 'gpioset.args').length === 2, 'the restart');

@@ -1,7 +1,8 @@
 import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { BaseFrameSource, errorMessage, type BackoffOptions, type FrameSourceDeps } from './source.js';
+import { BaseFrameSource, errorMessage, type FrameSourceDeps } from './source.js';
+import type { BackoffOptions } from '../../core/backoff.js';
 import { endsWithEoi, isJpeg } from './jpeg.js';
 
 export interface DirectorySourceOptions {

@@ -1,6 +1,7 @@
 import { setPriority } from 'node:os';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { BaseFrameSource, redactUrl, type BackoffOptions, type FrameSourceDeps } from './source.js';
+import { BaseFrameSource, redactUrl, type FrameSourceDeps } from './source.js';
+import type { BackoffOptions } from '../../core/backoff.js';
 import { DEFAULT_MAX_FRAME_BYTES, JpegSplitter } from './jpeg.js';
 
 export type FfmpegInputKind = 'rtsp' | 'http' | 'v4l2' | 'file' | 'other';

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { BaseFrameSource, redactUrl, type BackoffOptions, type FrameSourceDeps } from './source.js';
+import { BaseFrameSource, redactUrl, type FrameSourceDeps } from './source.js';
+import type { BackoffOptions } from '../../core/backoff.js';
 import { basicAuthorization, chooseChallenge, DigestSession, parseWwwAuthenticate } from './http-auth.js';
 import { isJpeg } from './jpeg.js';
 

@@ -3,7 +3,6 @@ import { Backoff, type BackoffOptions } from '../../core/backoff.js';
 import { type Clock, systemClock } from '../../core/clock.js';
 
 // The sources (directory.ts, ffmpeg.ts, http-snapshot.ts) and their users take retry options from here.
-export { backoffDelay, type BackoffOptions } from '../../core/backoff.js';
 
 /** One still image from a camera, always JPEG. */
 export interface Frame {

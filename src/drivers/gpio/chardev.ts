@@ -26,7 +26,8 @@ import {
   supportsInteractiveSet,
   supportsMonitorBanner,
 } from './libgpiod-cli.js';
-import { type BackoffPolicy, type ProcessFailure, SupervisedProcess } from './supervisor.js';
+import type { BackoffOptions } from '../../core/backoff.js';
+import { type ProcessFailure, SupervisedProcess } from './supervisor.js';
 import {
   type EdgeEvent,
   type GpioBackend,
@@ -120,7 +121,7 @@ export interface ChardevOptions {
   devDir?: string;
   /** CLOCK_MONOTONIC now in ns, the clock of the kernel's edge timestamps. */
   hrtimeNs?: () => bigint;
-  backoff?: Partial<BackoffPolicy>;
+  backoff?: BackoffOptions;
   random?: () => number;
   /** SIGTERM, then SIGKILL after this long. */
   killGraceMs?: number;

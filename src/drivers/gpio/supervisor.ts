@@ -1,6 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { Backoff, type BackoffOptions, backoffDelay as sharedBackoffDelay } from '../../core/backoff.js';
+import { Backoff, type BackoffOptions } from '../../core/backoff.js';
 import type { Clock } from '../../core/clock.js';
 import { type TimerHandle, type Timers, systemTimers } from '../../core/timers.js';
 
@@ -12,29 +12,8 @@ import { type TimerHandle, type Timers, systemTimers } from '../../core/timers.j
  * SIGTERM, then SIGKILL if it lingers.
  */
 
-export interface BackoffPolicy {
-  /** Delay before the first restart. */
-  initialMs: number;
-  maxMs: number;
-  factor: number;
-  /** Spread, as a fraction of the delay either way (0.2: ±20 %), so restarts don't synchronise. */
-  jitter: number;
-  /** A run at least this long resets the backoff: the next failure is treated as a first one. */
-  stableMs: number;
-}
-
-export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, factor: 2, jitter: 0.2, stableMs: 10_000 };
-
-/** The policy in the shared backoff's terms. maxMs bounds the jittered delay too: a restart never waits longer than maxMs. */
-function backoffOptions(policy: BackoffPolicy): BackoffOptions {
-  const { initialMs, maxMs, factor, jitter, stableMs } = policy;
-  return { minDelayMs: initialMs, maxDelayMs: maxMs, factor, jitter, resetAfterMs: stableMs, capJitter: true };
-}
-
-/** The delay before restart number `attempt` (0 after the first failure) under `policy`. */
-export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () => number): number {
-  return sharedBackoffDelay(attempt, backoffOptions(policy), random);
-}
+/** Restarts: a run of 10 s counts as healthy, and maxDelayMs bounds the jittered delay too (a restart never waits longer). */
+export const SUPERVISOR_BACKOFF: BackoffOptions = { minDelayMs: 500, maxDelayMs: 30_000, factor: 2, jitter: 0.2, resetAfterMs: 10_000, capJitter: true };
 
 export interface ProcessFailure {
   /** Describes the exit (or the spawn error) and the stderr tail. */
@@ -53,7 +32,7 @@ export interface SupervisorOptions {
   args: () => string[];
   clock: Clock;
   timers?: Timers;
-  backoff?: Partial<BackoffPolicy>;
+  backoff?: BackoffOptions;
   random?: () => number;
   /** SIGTERM, then SIGKILL after this long. */
   killGraceMs?: number;
@@ -89,7 +68,7 @@ export class SupervisedProcess extends EventEmitter<Events> {
     super();
     this.#opts = opts;
     this.#timers = opts.timers ?? systemTimers;
-    this.#backoff = new Backoff(backoffOptions({ ...DEFAULT_BACKOFF, ...opts.backoff }), opts.random);
+    this.#backoff = new Backoff({ ...SUPERVISOR_BACKOFF, ...opts.backoff }, opts.random);
   }
 
   /** Whether a child is running now (not between a failure and its restart). */
