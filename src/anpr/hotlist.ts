@@ -30,33 +30,19 @@
  *
  * Confusable matching. Plate readers mistake characters of similar shape. With `fuzzy`, a lookup
  * also returns listed plates of the same length that differ from the read only at 1 or 2 positions,
- * and only by characters of the same class below. Each plate is also indexed under its
- * "confusable key" (every character replaced by its class representative), so a fuzzy lookup is a
- * second binary search plus a check of the few plates sharing the key, never a scan.
- *
- *   0 O D Q   round glyphs; 0/O are near identical in plate fonts, D and Q lose their straight edge
- *             or tail to blur, dirt and bolt heads
- *   1 I       a bar; the flag of the 1 is small and often lost
- *   2 Z       same strokes, different curvature
- *   4 A       closed/open apex, confused at low resolution and on worn paint
- *   5 S       differ only in the upper-left corner
- *   6 G       differ only in the closing stroke
- *   7 T       a top bar and one stroke; the slant is lost at an angle
- *   8 B       the most frequent confusion of all, mainly when the left edge is in shadow
- *
- * The classes have to be disjoint (a key maps each character to one representative), so a
- * character sits in the class of its most frequent partner: T goes with 7, not with 1 (a serif-less
- * 1 reads as I far more often than as T), and L, J, U, C, 3 are in no class: L and J keep a foot,
- * U an open top, C and 3 an opening that a read rarely loses, and adding them would merge classes
- * ({1 I L}, {3 8 B}) and multiply false alarms. A confusable match is still only a candidate:
- * consumers get `kind: 'confusable'` and the `distance`, and should have an officer compare the
- * image before acting.
+ * and only by characters of the same look-alike class (LOOKALIKE_CLASSES in plate-text.ts, which
+ * says why these classes and no others). Each plate is also indexed under its "confusable key"
+ * (every character replaced by its class representative), so a fuzzy lookup is a second binary
+ * search plus a check of the few plates sharing the key, never a scan. A confusable match is still
+ * only a candidate: consumers get `kind: 'confusable'` and the `distance`, and should have an
+ * officer compare the image before acting.
  *
  * Memory. Nothing is kept per entry as a JS object: plates are packed into exact integers (base 37,
  * ten positions, which also sorts them), the other fields are parallel typed arrays, and reason and
  * source are indexes into one table of distinct strings. A million entries take about 45 MB.
  */
 import { createHash } from 'node:crypto';
+import { LOOKALIKE_CLASSES } from './plate-text.js';
 
 export type HotlistEntryInput = {
   plate: string;
@@ -119,7 +105,6 @@ export const MAX_TEXT_LENGTH = 200;
 /** Largest number of differing positions for a confusable match. */
 export const MAX_CONFUSABLE_DISTANCE = 2;
 export const MAX_REPORTED_ERRORS = 1000;
-export const CONFUSABLE_CLASSES: readonly string[] = ['0ODQ', '1I', '2Z', '4A', '5S', '6G', '7T', '8B'];
 export const CSV_COLUMNS = ['plate', 'reason', 'source', 'added', 'expires'] as const;
 
 /** Thrown by fromEntries/applyDelta for invalid input; carries every problem found. */
@@ -155,7 +140,7 @@ const WIDE_SEPARATORS = new Set([0x00a0, 0x00b7, 0x2010, 0x2011, 0x2012, 0x2013,
 
 /** Class representative of each digit value (identity outside the confusable classes). */
 const CLASS_OF = new Uint8Array(BASE).map((_, i) => i);
-for (const cls of CONFUSABLE_CLASSES) {
+for (const cls of LOOKALIKE_CLASSES) {
   const rep = ALPHABET.indexOf(cls[0]!) + 1;
   for (const ch of cls) CLASS_OF[ALPHABET.indexOf(ch) + 1] = rep;
 }
@@ -250,7 +235,10 @@ function positionsApart(a: number, b: number): number {
   return halfApart((a - la) / HALF, (b - lb) / HALF) + halfApart(la, lb);
 }
 
-/** "bb-cl 12" → "BBCL12"; null when the text is not a plate (see the module comment). */
+/**
+ * "bb-cl 12" → "BBCL12"; null when the text is not a plate a list may hold (see the module comment).
+ * Stricter than normalisePlateText (plate-text.ts), which normalises readings.
+ */
 export function normalisePlate(text: string): string | null {
   const code = encodePlate(text);
   return code < 0 ? null : decodePlate(code);
