@@ -21,8 +21,9 @@ import { fmt, median, percentile, procMem, ratio, round, table } from './lib/sta
 
 const HERE = import.meta.dirname;
 const SELF = fileURLToPath(import.meta.url);
-const DIST = join(HERE, '..', 'dist', 'anpr', 'hotlist.js');
-const DIST_STORE = join(HERE, '..', 'dist', 'anpr', 'hotlist-source.js');
+const DIST = join(HERE, '..', 'dist', 'anpr', 'hotlist', 'list.js');
+const DIST_PARSE = join(HERE, '..', 'dist', 'anpr', 'hotlist', 'parse.js');
+const DIST_STORE = join(HERE, '..', 'dist', 'anpr', 'hotlist', 'source.js');
 const QUICK = process.argv.includes('--quick');
 const N = QUICK ? 100_000 : 1_000_000;
 const LOOKUPS = 200_000;
@@ -130,7 +131,7 @@ function writeCsv(file, n) {
   writeFileSync(file, parts.join(''));
 }
 
-// Confusable partners used to make "misread" queries (within the classes of src/anpr/hotlist.ts).
+// Confusable partners used to make "misread" queries (within LOOKALIKE_CLASSES of src/anpr/plate-text.ts).
 const PARTNER = { B: '8', 8: 'B', S: '5', 5: 'S', Z: '2', 2: 'Z', G: '6', 6: 'G', T: '7', 7: 'T', D: '0', 0: 'O', 1: 'I', 4: 'A', A: '4', O: '0', I: '1', Q: '0' };
 
 /** LOOKUPS queries, a third each: plates on the list, misreads of listed plates (1-2 confusable characters), plates not on the list. */
@@ -272,7 +273,8 @@ function splitQuoted(line) {
 }
 
 async function child(task, args) {
-  const { Hotlist, parseHotlistCsv } = await import(pathToFileURL(DIST).href);
+  const { Hotlist } = await import(pathToFileURL(DIST).href);
+  const { parseHotlistCsv } = await import(pathToFileURL(DIST_PARSE).href);
   const out = { task };
   if (task === 'baseline') {
     // The same process with the module loaded and nothing else.

@@ -1,12 +1,12 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
-import { createPrivateKey, type KeyObject, sign as signBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { basename, extname, join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { annotateImage } from './anpr/annotate.js';
 import type { AnprEngine } from './anpr/engine.js';
 import { GRAMMAR_NAMES, getGrammar } from './anpr/grammar.js';
-import { type HotlistEntryInput, parseHotlistCsv, parseHotlistJson } from './anpr/hotlist.js';
-import { HotlistStore } from './anpr/hotlist-source.js';
+import { buildSignedDelta, DeltaError, type SignedDelta } from './anpr/hotlist/delta.js';
+import { HotlistStore } from './anpr/hotlist/source.js';
 import { rankWithGrammar, type RankedPlate } from './anpr/pipeline.js';
 import { ConfigError, configJsonSchema, formatProblem, loadConfig, runConfigCheck } from './config/index.js';
 import type { Config } from './config/schema.js';
@@ -66,30 +66,6 @@ function writeImageError(image: string, reason: string, message: string, json?: 
   if (json) process.stdout.write(JSON.stringify({ image, error: reason }) + '\n');
   else process.stdout.write(`${image}: rejected (${reason})\n`);
   process.stderr.write(`vigia: ${image}: ${message}\n`);
-}
-
-const xmlEscape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-
-/** The image with a green rectangle and label per plate, written to `out` (format from its extension, JPEG otherwise). */
-async function annotateImage(data: Buffer, plates: readonly RankedPlate[], out: string): Promise<void> {
-  const { default: sharp } = await import('sharp');
-  const img = sharp(data, { failOn: 'none' });
-  const { width, height } = await img.metadata();
-  if (!width || !height) throw new Error('no image size');
-  const stroke = Math.max(2, Math.round(Math.min(width, height) / 300));
-  const font = Math.max(12, Math.round(Math.min(width, height) / 30));
-  const shapes = plates.map((p) => {
-    const [x, y, w, h] = p.box.map(Math.round) as [number, number, number, number];
-    const label = xmlEscape(`${p.text} ${p.confidence.toFixed(2)}`);
-    const ty = y - stroke * 2 > font ? y - stroke * 2 : y + h + font;
-    return `<rect x="${x}" y="${y}" width="${w}" height="${h}" fill="none" stroke="#00e000" stroke-width="${stroke}"/>
-      <text x="${x}" y="${ty}" font-family="DejaVu Sans, Liberation Sans, Arial, sans-serif" font-weight="bold" font-size="${font}" fill="#00e000" stroke="#000" stroke-width="1">${label}</text>`;
-  });
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${shapes.join('')}</svg>`;
-  const drawn = img.composite([{ input: Buffer.from(svg), top: 0, left: 0 }]);
-  const ext = extname(out).toLowerCase();
-  const encoded = ext === '.png' ? drawn.png() : ext === '.webp' ? drawn.webp() : drawn.jpeg({ quality: 90 });
-  await encoded.toFile(out);
 }
 
 async function talk(opts: { socket?: string; config?: string }, op: string, args: Record<string, unknown> = {}): Promise<unknown> {
@@ -362,49 +338,16 @@ hotlist
   .option('--add <file>', 'entries to add (CSV or JSON, like a hot list)')
   .option('--remove <plate...>', 'plates to remove')
   .action(async (opts: { key: string; base?: string; dataDir?: string; add?: string; remove?: string[] }) => {
-    const fail = (msg: string): never => {
-      process.stderr.write(`vigia: ${msg}\n`);
-      process.exit(1);
-    };
-    let key: KeyObject;
+    let signed: SignedDelta;
     try {
-      key = createPrivateKey(readFileSync(opts.key));
+      signed = await buildSignedDelta({ keyFile: opts.key, base: opts.base, dataDir: opts.dataDir, addFile: opts.add, remove: opts.remove });
     } catch (err) {
-      return fail(`cannot read the private key ${opts.key}: ${(err as Error).message}`);
+      if (!(err instanceof DeltaError)) throw err;
+      if (err.rows) for (const e of err.rows.errors) process.stderr.write(`${err.rows.file}:${e.line}: ${e.message}\n`);
+      else process.stderr.write(`vigia: ${err.message}\n`);
+      process.exit(1);
     }
-    if (key.asymmetricKeyType !== 'ed25519') fail(`${opts.key} is a ${key.asymmetricKeyType} key, an Ed25519 key is needed`);
-    let add: HotlistEntryInput[] = [];
-    if (opts.add) {
-      const text = readFileSync(opts.add, 'utf8');
-      const parsed = opts.add.toLowerCase().endsWith('.json') ? parseHotlistJson(text) : parseHotlistCsv(text);
-      if (parsed.invalidRows > 0) {
-        for (const e of parsed.errors) process.stderr.write(`${opts.add}:${e.line}: ${e.message}\n`);
-        process.exit(1);
-      }
-      add = parsed.entries;
-    }
-    const remove = opts.remove ?? [];
-    let base = opts.base;
-    let version: string | undefined;
-    if (opts.dataDir) {
-      const store = await openHotlist(opts.dataDir);
-      try {
-        const current = store.current();
-        if (base !== undefined && base !== current.version) fail(`--base ${base.slice(0, 12)}… is not the cached list's version ${current.version.slice(0, 12)}…`);
-        base = current.version;
-        try {
-          version = current.applyDelta({ add, remove }).version;
-        } catch (err) {
-          fail((err as Error).message);
-        }
-      } finally {
-        await store.close();
-      }
-    }
-    if (base === undefined || !/^[0-9a-f]{64}$/.test(base)) fail('give --base <64 hex digits> or --data-dir');
-    const delta = JSON.stringify({ base_version: base, add, remove, ...(version ? { version } : {}) });
-    const signature = signBytes(null, Buffer.from(delta, 'utf8'), key).toString('base64');
-    process.stdout.write(JSON.stringify({ delta, signature }) + '\n');
+    process.stdout.write(JSON.stringify(signed) + '\n');
   });
 
 async function openHotlist(dir: string): Promise<HotlistStore> {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { HotlistStore } from '../src/anpr/hotlist-source.js';
+import { HotlistStore } from '../src/anpr/hotlist/source.js';
 import { CLI } from './helpers/daemon.js';
 import { chileanPlate, scene } from './helpers/plates.js';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { charsFromText, getGrammar, GRAMMAR_NAMES, normalisePlate, type RecognisedChar } from '../src/anpr/grammar.js';
+import { charsFromText, getGrammar, GRAMMAR_NAMES, type RecognisedChar } from '../src/anpr/grammar.js';
 import { brOldToMercosul } from '../src/anpr/grammars/br.js';
+import { normalisePlateText } from '../src/anpr/plate-text.js';
 
 const cl = getGrammar('cl');
 const br = getGrammar('br');
@@ -38,7 +39,7 @@ describe('normalise', () => {
     ['', ''],
   ])('%j → %j', (input, expected) => {
     expect(cl.normalise(input)).toBe(expected);
-    expect(normalisePlate(input)).toBe(expected);
+    expect(normalisePlateText(input)).toBe(expected);
   });
 });
 

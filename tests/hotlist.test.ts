@@ -6,17 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  confusableForm,
-  Hotlist,
-  HotlistError,
-  normalisePlate,
-  parseHotlistCsv,
-  parseHotlistJson,
-  type HotlistEntryInput,
-} from '../src/anpr/hotlist.js';
-import { HotlistStore, type HotlistStoreOptions, type HotlistUpdate } from '../src/anpr/hotlist-source.js';
-import { HotlistBuildWorker, hotlistWorkerEntry } from '../src/anpr/hotlist-worker.js';
+import { HotlistBuildWorker, hotlistWorkerEntry } from '../src/anpr/hotlist/build-worker.js';
+import type { HotlistEntryInput } from '../src/anpr/hotlist/entry.js';
+import { Hotlist, HotlistError } from '../src/anpr/hotlist/list.js';
+import { parseHotlistCsv, parseHotlistJson } from '../src/anpr/hotlist/parse.js';
+import { confusableForm, normalisePlate } from '../src/anpr/hotlist/plate-code.js';
+import { HotlistStore, type HotlistStoreOptions, type HotlistUpdate } from '../src/anpr/hotlist/source.js';
 import { makeTlsFiles, type TlsFiles } from './helpers/tls.js';
 
 const NOW = Date.UTC(2025, 5, 15, 12, 0, 0); // 2025-06-15T12:00:00Z
@@ -453,7 +448,7 @@ describe('building lists in a worker thread', () => {
   const lookups = (list: Hotlist) => reads.map((p) => plates(list, p));
 
   it('finds the compiled worker script when running from sources', () => {
-    expect(hotlistWorkerEntry()?.pathname).toMatch(/\/dist\/anpr\/hotlist-worker\.js$/);
+    expect(hotlistWorkerEntry()?.pathname).toMatch(/\/dist\/anpr\/hotlist\/build-worker\.js$/);
   });
 
   it('builds the same list as the main thread, and ends the worker when idle', async () => {

@@ -11,8 +11,8 @@ import { type Frame, type FrameSource, type FrameSourceDeps, LatestFrameSlot } f
 import type { ReadResult } from './engine.js';
 import { EvidenceStore } from './evidence.js';
 import { getGrammar, type PlateGrammar } from './grammar.js';
-import type { HotlistMatch } from './hotlist.js';
-import { HotlistStore, type HotlistUpdate } from './hotlist-source.js';
+import type { HotlistMatch } from './hotlist/list.js';
+import { HotlistStore, type HotlistUpdate } from './hotlist/source.js';
 import { ImageRejected } from './image.js';
 import { FrameDecodeError, MotionGate, pointInPolygon } from './motion.js';
 import { rankWithGrammar, type RankedPlate } from './pipeline.js';

@@ -1,6 +1,5 @@
 import { br } from './grammars/br.js';
 import { cl } from './grammars/cl.js';
-import { normalisePlateText } from './grammars/engine.js';
 import { eu } from './grammars/eu.js';
 import { generic } from './grammars/generic.js';
 
@@ -69,8 +68,6 @@ export function getGrammar(name: string): PlateGrammar {
   if (g === undefined) throw new Error(`unknown plate grammar ${JSON.stringify(name)} (known: ${GRAMMAR_NAMES.join(', ')})`);
   return g;
 }
-
-export const normalisePlate = normalisePlateText;
 
 /**
  * Per-character input for a reading that only has text (a recogniser without alternatives, a

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { normalisePlateText } from './grammars/engine.js';
+import { normalisePlateText } from './plate-text.js';
 
 /**
  * Keyed hash of a plate (HMAC-SHA256, hex) for `privacy.reads: hashed`. Without the key the hash

@@ -1,5 +1,5 @@
 import type { RecognisedChar } from './grammar.js';
-import { normalisePlateText } from './grammars/engine.js';
+import { normalisePlateText } from './plate-text.js';
 
 /**
  * Multi-frame voting. A camera sees a passing plate in many consecutive frames and misreads some

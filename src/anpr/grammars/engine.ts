@@ -1,4 +1,5 @@
 import type { PlateCandidate, PlateFormat, PlateGrammar, RecognisedChar } from '../grammar.js';
+import { DIGIT_LOOKALIKES, FORBIDDEN_LETTER_LOOKALIKES, isDigit, isLetter, LETTER_LOOKALIKE_DIGIT, normalisePlateText, upperCaseChar } from '../plate-text.js';
 
 /**
  * The shared machinery behind every grammar: formats are compiled once at module load into class
@@ -28,42 +29,6 @@ const TRIM_MAX_PROB = 0.5;
 /** Readings beyond this are noise to every caller. */
 const MAX_CANDIDATES = 8;
 
-/** Glyphs OCR engines swap across classes, most likely first. Used only without an alternative. */
-const DIGIT_TO_LETTERS: Readonly<Record<string, string>> = {
-  '0': 'ODQ',
-  '1': 'I',
-  '2': 'Z',
-  '4': 'A',
-  '5': 'S',
-  '6': 'G',
-  '7': 'T',
-  '8': 'B',
-};
-const LETTER_TO_DIGIT: Readonly<Record<string, string>> = {
-  O: '0',
-  D: '0',
-  Q: '0',
-  I: '1',
-  Z: '2',
-  A: '4',
-  S: '5',
-  G: '6',
-  T: '7',
-  B: '8',
-};
-/**
- * Letters a format forbids, read in place of one it allows: O for D (Chile's restricted set has
- * no O), Q for O, U for V, E for F (a lost lower bar), Ñ for N. Kept short on purpose: every entry
- * is a guess that can turn a misread into a different, valid plate.
- */
-const LETTER_TO_LETTERS: Readonly<Record<string, string>> = {
-  O: 'D',
-  Q: 'OD',
-  U: 'V',
-  E: 'F',
-  Ñ: 'N',
-};
-
 /** Optional knobs a grammar module adds to its formats. */
 export interface FormatSpec extends PlateFormat {
   /** Multiplies the score: below 1 for formats that exist but should lose ties (not yet issued). */
@@ -89,46 +54,12 @@ export interface GrammarSpec {
   trim: boolean;
 }
 
-export function isDigit(ch: string): boolean {
-  const c = ch.charCodeAt(0);
-  return ch.length === 1 && c >= 48 && c <= 57;
-}
-
-/** Any cased letter, so European plates keep Ä, Ö, Ü, Å; ASCII takes the fast path. */
-export function isLetter(ch: string): boolean {
-  if (ch.length !== 1) return false;
-  const c = ch.charCodeAt(0);
-  if (c < 128) return (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
-  return ch.toUpperCase() !== ch.toLowerCase();
-}
-
-function upper(ch: string): string {
-  const c = ch.charCodeAt(0);
-  if (ch.length === 1 && c >= 97 && c <= 122) return String.fromCharCode(c - 32);
-  if (c < 128) return ch;
-  const u = ch.toUpperCase();
-  return u.length === 1 ? u : ch; // 'ß' would become "SS"; leave it alone
-}
-
-/**
- * Upper-case letters and digits only: drops spaces, dots, hyphens, the middle dot of Chilean
- * plates and anything else a recogniser or an operator types between the characters.
- */
-export function normalisePlateText(text: string): string {
-  let out = '';
-  for (const raw of text) {
-    const ch = upper(raw);
-    if (isDigit(ch) || isLetter(ch)) out += ch;
-  }
-  return out;
-}
-
 function letterTest(letters: string | undefined): (ch: string) => boolean {
   if (letters === undefined) return isLetter;
   const ascii = new Uint8Array(128);
   const other = new Set<string>();
   for (const ch of letters) {
-    if (!isLetter(ch) || upper(ch) !== ch) throw new Error(`format letters must be upper-case letters, got ${JSON.stringify(ch)}`);
+    if (!isLetter(ch) || upperCaseChar(ch) !== ch) throw new Error(`format letters must be upper-case letters, got ${JSON.stringify(ch)}`);
     const c = ch.charCodeAt(0);
     if (c < 128) ascii[c] = 1;
     else other.add(ch);
@@ -168,7 +99,7 @@ let pickPenalty = 1;
 
 /** The character a format position takes from a recognised one, or false when none fits. */
 function pick(f: CompiledFormat, cls: number, rc: RecognisedChar, correct: boolean): boolean {
-  const best = upper(rc.best);
+  const best = upperCaseChar(rc.best);
   if (fits(f, cls, best)) {
     pickChar = best;
     pickProb = clampProb(rc.prob);
@@ -177,7 +108,7 @@ function pick(f: CompiledFormat, cls: number, rc: RecognisedChar, correct: boole
   }
   if (!correct) return false;
   for (const alt of rc.alternatives) {
-    const ch = upper(alt.char);
+    const ch = upperCaseChar(alt.char);
     if (ch !== best && fits(f, cls, ch)) {
       pickChar = ch;
       pickProb = clampProb(alt.prob);
@@ -186,7 +117,8 @@ function pick(f: CompiledFormat, cls: number, rc: RecognisedChar, correct: boole
     }
   }
   if (cls === ANY) return false; // the class is ambiguous: no confusion to repair towards
-  const confusions = isDigit(best) ? DIGIT_TO_LETTERS[best] : cls === DIGIT ? LETTER_TO_DIGIT[best] : LETTER_TO_LETTERS[best];
+  // No alternative fits: try the glyphs readers confuse with this one (plate-text.ts), a guess the recogniser did not offer.
+  const confusions = isDigit(best) ? DIGIT_LOOKALIKES[best] : cls === DIGIT ? LETTER_LOOKALIKE_DIGIT[best] : FORBIDDEN_LETTER_LOOKALIKES[best];
   if (confusions !== undefined) {
     for (const ch of confusions) {
       if (fits(f, cls, ch)) {
@@ -259,7 +191,7 @@ export function buildGrammar(g: GrammarSpec): PlateGrammar {
     }
   };
 
-  const trimmable = (rc: RecognisedChar): boolean => BORDER_GLYPHS.includes(upper(rc.best)) || !(rc.prob >= TRIM_MAX_PROB);
+  const trimmable = (rc: RecognisedChar): boolean => BORDER_GLYPHS.includes(upperCaseChar(rc.best)) || !(rc.prob >= TRIM_MAX_PROB);
 
   return {
     name: g.name,

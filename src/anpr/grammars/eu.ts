@@ -1,4 +1,5 @@
-import { anyOfLength, buildGrammar, isDigit, isLetter, type FormatSpec } from './engine.js';
+import { isDigit, isLetter } from '../plate-text.js';
+import { anyOfLength, buildGrammar, type FormatSpec } from './engine.js';
 
 /**
  * A permissive grammar for roads with plates of several European countries: 4 to 8 letters and

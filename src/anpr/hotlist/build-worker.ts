@@ -1,17 +1,9 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData, type MessagePort, type TransferListItem } from 'node:worker_threads';
-import {
-  Hotlist,
-  HotlistError,
-  type HotlistDelta,
-  type HotlistEntryInput,
-  type HotlistFormat,
-  type HotlistLoadResult,
-  type HotlistRowError,
-  type PackedHotlist,
-  type PackedHotlistHeader,
-} from './hotlist.js';
+import type { HotlistEntryInput, HotlistRowError } from './entry.js';
+import { Hotlist, HotlistError, type HotlistDelta, type HotlistLoadResult, type PackedHotlist, type PackedHotlistHeader } from './list.js';
+import type { HotlistFormat } from './parse.js';
 
 /**
  * Building hotlists off the main thread. Parsing, sorting, indexing and hashing a 1M-entry list
@@ -22,7 +14,7 @@ import {
  * The worker is started when a build is asked for and ended after `idleMs` without work: a build
  * leaves the file's text and the build columns (about 100 MB for 1M entries) as garbage in the
  * worker, and ending it returns that memory at once. This file is also the worker's entry point
- * (`dist/anpr/hotlist-worker.js`).
+ * (`dist/anpr/hotlist/build-worker.js`).
  */
 
 /** How a file's bytes become text: 'strict' refuses invalid UTF-8, 'lenient' replaces it with U+FFFD. */
@@ -105,7 +97,7 @@ type Job = { resolve: (reply: FromWorker) => void; reject: (err: Error) => void 
 export function hotlistWorkerEntry(): URL | undefined {
   const self = new URL(import.meta.url);
   if (self.pathname.endsWith('.js')) return self;
-  const built = new URL('../../dist/anpr/hotlist-worker.js', self);
+  const built = new URL('../../../dist/anpr/hotlist/build-worker.js', self);
   return existsSync(fileURLToPath(built)) ? built : undefined;
 }
 

@@ -45,7 +45,7 @@
  * Building. Parsing, sorting, indexing and hashing a 1M-entry list takes about a second of CPU, and
  * so does applying a delta to it (the list is rebuilt); the event loop that runs them also carries
  * alarms and MQTT. By default (`build: 'worker'`) lists are built in a worker thread
- * (hotlist-worker.ts): the file's bytes are transferred to it and the finished list transferred
+ * (build-worker.ts): the file's bytes are transferred to it and the finished list transferred
  * back, so the main thread neither parses nor copies them; a delta's base list, which stays in use
  * here, is copied to the worker in small slices, one per event-loop turn. Row errors, refusals and
  * the list built are the same as with `build: 'inline'`; if the worker fails (crash, out of
@@ -60,9 +60,11 @@ import { request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
 import { dirname, extname, join } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { Hotlist, HotlistError, type HotlistEntryInput, type HotlistFormat, type HotlistLoadResult, type HotlistRowError } from './hotlist.js';
-import { HotlistBuildFailed, HotlistBuildWorker, hotlistWorkerEntry, inlineBuilder, type HotlistBuilder, type Utf8Mode } from './hotlist-worker.js';
-import { decodeCanonicalBase64, ed25519PublicKey } from '../core/keys.js';
+import { decodeCanonicalBase64, ed25519PublicKey } from '../../core/keys.js';
+import { HotlistBuildFailed, HotlistBuildWorker, hotlistWorkerEntry, inlineBuilder, type HotlistBuilder, type Utf8Mode } from './build-worker.js';
+import type { HotlistEntryInput, HotlistRowError } from './entry.js';
+import { Hotlist, HotlistError, type HotlistLoadResult } from './list.js';
+import type { HotlistFormat } from './parse.js';
 
 export type HotlistStoreOptions = {
   /** Directory for the cache of the last good list (created when missing). */
@@ -85,7 +87,7 @@ export type HotlistStoreOptions = {
   build?: 'worker' | 'inline';
   /** How long the build worker stays after its last build (default 1 s); it is started again when needed. */
   buildWorkerIdleMs?: number;
-  /** The build worker's script (default: hotlist-worker.js as compiled). */
+  /** The build worker's script (default: build-worker.js as compiled). */
   buildWorkerEntry?: string | URL;
   logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 };
