@@ -4,7 +4,8 @@ import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { annotateImage } from './anpr/annotate.js';
 import type { AnprEngine } from './anpr/engine.js';
-import { GRAMMAR_NAMES, getGrammar } from './anpr/grammar.js';
+import { getGrammar } from './anpr/grammar.js';
+import { GRAMMAR_NAMES, isGrammarName } from './config/schema.js';
 import { buildSignedDelta, DeltaError, type SignedDelta } from './anpr/hotlist/delta.js';
 import { HotlistStore } from './anpr/hotlist/source.js';
 import { rankWithGrammar, type RankedPlate } from './anpr/pipeline.js';
@@ -57,7 +58,7 @@ const jsonObject = (value: string) => {
 };
 
 const grammarName = (value: string) => {
-  if (!GRAMMAR_NAMES.includes(value)) throw new InvalidArgumentError(`expected one of ${GRAMMAR_NAMES.join(', ')}`);
+  if (!isGrammarName(value)) throw new InvalidArgumentError(`expected one of ${GRAMMAR_NAMES.join(', ')}`);
   return value;
 };
 const round3 = (n: number) => Math.round(n * 1000) / 1000;

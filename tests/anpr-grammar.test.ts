@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { charsFromText, getGrammar, GRAMMAR_NAMES, type RecognisedChar } from '../src/anpr/grammar.js';
+import { charsFromText, getGrammar } from '../src/anpr/grammar.js';
+import type { RecognisedChar } from '../src/anpr/grammars/types.js';
+import { GRAMMAR_NAMES } from '../src/config/schema.js';
 import { brOldToMercosul } from '../src/anpr/grammars/br.js';
 import { normalisePlateText } from '../src/anpr/plate-text.js';
 

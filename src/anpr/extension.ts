@@ -10,7 +10,8 @@ import { createFrameSource, motionGated, type CameraConfig } from '../drivers/ca
 import { type Frame, type FrameSource, type FrameSourceDeps, LatestFrameSlot } from '../drivers/camera/source.js';
 import type { ReadResult } from './engine.js';
 import { EvidenceStore } from './evidence.js';
-import { getGrammar, type PlateGrammar } from './grammar.js';
+import { getGrammar } from './grammar.js';
+import type { PlateGrammar } from './grammars/types.js';
 import type { HotlistMatch } from './hotlist/list.js';
 import { HotlistStore, type HotlistUpdate } from './hotlist/source.js';
 import { ImageRejected } from './image.js';

@@ -1,5 +1,5 @@
 import type { PlateReading } from './engine.js';
-import type { PlateGrammar } from './grammar.js';
+import type { PlateGrammar } from './grammars/types.js';
 
 /**
  * Engine readings re-ranked through a plate grammar: each reading becomes its best valid plate

@@ -1,4 +1,4 @@
-import type { RecognisedChar } from './grammar.js';
+import type { RecognisedChar } from './grammars/types.js';
 import { normalisePlateText } from './plate-text.js';
 
 /**

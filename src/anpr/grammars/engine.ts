@@ -1,4 +1,4 @@
-import type { PlateCandidate, PlateFormat, PlateGrammar, RecognisedChar } from '../grammar.js';
+import type { PlateCandidate, PlateFormat, PlateGrammar, RecognisedChar } from './types.js';
 import { DIGIT_LOOKALIKES, FORBIDDEN_LETTER_LOOKALIKES, isDigit, isLetter, LETTER_LOOKALIKE_DIGIT, normalisePlateText, upperCaseChar } from '../plate-text.js';
 
 /**
