@@ -4,8 +4,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startGate, type Gate } from './helpers/gate.js';
-import { startMosquitto, type Broker } from './helpers/mosquitto.js';
+import { mosquittoVersion, startMosquitto, type Broker } from './helpers/mosquitto.js';
 import { freePort } from './helpers/ports.js';
+import { Subscriber } from './helpers/subscriber.js';
 import { makeTlsFiles, type TlsFiles } from './helpers/tls.js';
 
 // ---------------------------------------------------------------------------
@@ -136,6 +137,7 @@ describe('mosquitto broker', () => {
     const pub = await connectOnce(broker.url);
     await roundTrip(pub, sub, 'harness/qos1', 'hello');
     expect(broker.log()).toContain('mosquitto version');
+    expect(mosquittoVersion()).toMatch(/^\d+\.\d+/);
   });
 
   it('restarts on the same port after SIGKILL and clients reconnect', async () => {
@@ -320,6 +322,17 @@ describe('gate', () => {
     await roundTrip(device, observer, 'harness/gate', 'again');
   });
 
+  it('starts closed when asked, and lets clients in on open()', async () => {
+    gate = await startGate(broker.port, { open: false });
+    expect(gate.isOpen).toBe(false);
+    const device = newClient(`mqtt://127.0.0.1:${gate.port}`);
+    await sleep(300);
+    expect(device.connected).toBe(false);
+    const back = waitEvent(device, 'connect');
+    gate.open();
+    await back;
+  });
+
   it('drops the downstream side when the broker dies, and while it is down', async () => {
     const localBroker = await startMosquitto();
     try {
@@ -346,6 +359,44 @@ describe('gate', () => {
       await back;
     } finally {
       await localBroker.stop();
+    }
+  });
+});
+
+describe('subscriber counting ids only', () => {
+  let broker: Broker;
+
+  beforeAll(async () => {
+    broker = await startMosquitto();
+  });
+  afterAll(async () => {
+    await broker?.stop();
+  });
+
+  it('counts events by id without keeping them, calls its hooks, and forgets on reset()', async () => {
+    const sub = new Subscriber(broker.url, { qos: 1, keepEvents: false });
+    await sub.connect();
+    try {
+      const seen: string[] = [];
+      sub.onEvent = (_topic, _payload, id) => seen.push(id);
+      const pub = await connectOnce(broker.url);
+      const id = '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b';
+      // The envelope's first field is the id (read without parsing); elsewhere it is parsed.
+      await pub.publishAsync('vigia/s/d/events/read/t', JSON.stringify({ id, seq: 1 }), { qos: 1 });
+      await pub.publishAsync('vigia/s/d/events/read/t', JSON.stringify({ id, seq: 1 }), { qos: 1 });
+      await pub.publishAsync('vigia/s/d/events/read/t', JSON.stringify({ seq: 2, id: 'late-id' }), { qos: 1 });
+      await pub.publishAsync('vigia/s/d/status', 'online', { qos: 1 });
+      await sub.waitFor(() => sub.received === 3 && sub.other.length === 1, 5_000, 'three events and a status');
+      expect(sub.events).toEqual([]);
+      expect(seen).toEqual([id, id, 'late-id']);
+      expect(sub.distinct).toBe(2);
+      expect(sub.duplicates()).toBe(1);
+      expect(sub.missing([id, 'never-sent'])).toEqual(['never-sent']);
+      expect(sub.lastAt).toBeGreaterThanOrEqual(sub.firstAt!);
+      sub.reset();
+      expect([sub.received, sub.distinct, sub.other.length, sub.firstAt]).toEqual([0, 0, 0, undefined]);
+    } finally {
+      await sub.close();
     }
   });
 });

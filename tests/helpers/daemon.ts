@@ -11,18 +11,34 @@ export const TEST_KEY = 'test-command-key-0123456789';
 
 type Plain = { [k: string]: unknown };
 
-const merge = (base: Plain, over: Plain): Plain => {
+/** Config `over` laid over `base`: objects merge key by key, anything else (arrays included) replaces. */
+export const mergeConfig = (base: Plain, over: Plain): Plain => {
   const out: Plain = { ...base };
   for (const [k, v] of Object.entries(over)) {
-    out[k] = v && typeof v === 'object' && !Array.isArray(v) && out[k] && typeof out[k] === 'object' ? merge(out[k] as Plain, v as Plain) : v;
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && out[k] && typeof out[k] === 'object' ? mergeConfig(out[k] as Plain, v as Plain) : v;
   }
   return out;
 };
 
+// Daemons still running when this process exits (a test or benchmark that crashed) are killed.
+const liveDaemons = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function killAtExit(child: ChildProcess): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const c of liveDaemons) c.kill('SIGKILL');
+    });
+  }
+  liveDaemons.add(child);
+  child.once('exit', () => liveDaemons.delete(child));
+}
+
 /** A device config in a fresh directory, pointed at the given broker URL. */
 export function writeDeviceConfig(brokerUrl: string, over: Plain = {}, dir = mkdtempSync(join(tmpdir(), 'vigia-dev-'))) {
   mkdirSync(dir, { recursive: true });
-  const cfg = merge(
+  const cfg = mergeConfig(
     {
       device: { id: 'pole-0001', site: 'test-site', profile: 'pole' },
       paths: { data_dir: join(dir, 'data'), runtime_dir: join(dir, 'run') },
@@ -50,16 +66,27 @@ export class DaemonProcess {
     readonly socket: string,
   ) {}
 
-  async start(): Promise<void> {
-    this.proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  get alive(): boolean {
+    return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** Resolves once the control socket answers; the benchmarks time it, so it polls often. */
+  async start(timeoutMs = 20_000): Promise<void> {
+    const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    killAtExit(proc);
     const append = (b: Buffer) => {
       this.output = (this.output + b.toString()).slice(-200_000);
     };
-    this.proc.stdout!.on('data', append);
-    this.proc.stderr!.on('data', append);
-    const deadline = Date.now() + 20_000;
+    proc.stdout!.on('data', append);
+    proc.stderr!.on('data', append);
+    const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (this.proc.exitCode !== null) throw new Error(`daemon exited with ${this.proc.exitCode}:\n${this.output}`);
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`daemon exited with ${proc.exitCode ?? proc.signalCode}:\n${this.output}`);
       if (existsSync(this.socket)) {
         try {
           await controlRequest(this.socket, 'status', {}, 2000);
@@ -68,9 +95,9 @@ export class DaemonProcess {
           /* not ready yet */
         }
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 25));
     }
-    throw new Error(`daemon did not come up:\n${this.output}`);
+    throw new Error(`daemon did not come up within ${timeoutMs} ms:\n${this.output}`);
   }
 
   request<T>(op: string, args: Record<string, unknown> = {}, timeoutMs = 60_000): Promise<T> {

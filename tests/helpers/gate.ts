@@ -22,15 +22,20 @@ export interface Gate {
   stop(): Promise<void>;
 }
 
+export interface GateOptions {
+  /** Let connections through from the start. Default true; false keeps the device offline until open(). */
+  open?: boolean;
+}
+
 interface Pair {
   downstream: Socket;
   upstream: Socket;
   closed: Promise<void>;
 }
 
-/** Starts a gate on an ephemeral 127.0.0.1 port forwarding to 127.0.0.1:upstreamPort. Starts open. */
-export async function startGate(upstreamPort: number): Promise<Gate> {
-  let isOpen = true;
+/** Starts a gate on an ephemeral 127.0.0.1 port forwarding to 127.0.0.1:upstreamPort. Starts open unless told otherwise. */
+export async function startGate(upstreamPort: number, { open = true }: GateOptions = {}): Promise<Gate> {
+  let isOpen = open;
   let stopped = false;
   const pairs = new Set<Pair>();
 

@@ -1,12 +1,13 @@
-// A realistic plate-read payload (~300 bytes of JSON), varied per event so nothing compresses
-// or caches unrealistically.
+// Event bodies for the outbox benchmark: a realistic plate-read payload (~300 bytes of JSON), varied
+// per event so nothing compresses or caches unrealistically, and envelopes shaped like Vigía's for
+// the baselines that publish without the daemon.
 import { randomUUID } from 'node:crypto';
 
 const LETTERS = 'BCDFGHJKLPRSTVWXYZ';
-const plate = (i) =>
-  LETTERS[i % 18] + LETTERS[(i >> 3) % 18] + LETTERS[(i >> 7) % 18] + LETTERS[(i >> 11) % 18] + String(10 + (i % 90));
+const letter = (k: number) => LETTERS[k % LETTERS.length]!;
+const plate = (i: number) => letter(i) + letter(i >> 3) + letter(i >> 7) + letter(i >> 11) + String(10 + (i % 90));
 
-export function readPayload(i) {
+export function readPayload(i: number) {
   return {
     plate: plate(i),
     country: 'CL',
@@ -18,14 +19,14 @@ export function readPayload(i) {
     vehicle: { class: 'car', color: 'white', make: 'toyota' },
     bbox: [400 + (i % 50), 280 + (i % 40), 600 + (i % 50), 350 + (i % 40)],
     frame: 100000 + i,
-    image: `sha256:${(i.toString(16).padStart(8, '0') + 'c0ffee9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f').slice(0, 64)}`,
+    image: `sha256:${`${i.toString(16).padStart(8, '0')}c0ffee9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f`.slice(0, 64)}`,
   };
 }
 
 export const READ_PAYLOAD_BYTES = Buffer.byteLength(JSON.stringify(readPayload(12345)));
 
 /** An envelope shaped like Vigía's (id first, so subscribers can read it quickly), for the baselines. */
-export function envelope(seq, type, priority, payload, device = 'baseline', id = randomUUID()) {
+export function envelope(seq: number, type: string, priority: string, payload: object, device = 'baseline', id: string = randomUUID()): string {
   return JSON.stringify({
     id,
     device,
@@ -42,4 +43,5 @@ export function envelope(seq, type, priority, payload, device = 'baseline', id =
 }
 
 /** A UUID-shaped id that names (run, seq), so a counter can tell exactly which events went missing. */
-export const streamId = (run, seq) => `b0000000-0000-4000-8000-${(run & 0xffff).toString(16).padStart(4, '0')}${seq.toString(16).padStart(8, '0')}`;
+export const streamId = (run: number, seq: number): string =>
+  `b0000000-0000-4000-8000-${(run & 0xffff).toString(16).padStart(4, '0')}${seq.toString(16).padStart(8, '0')}`;

@@ -10,14 +10,22 @@
 // Press time is taken in this process just before the control request that moves the line, so the
 // figures include the local control-socket hop: an upper bound of the daemon's own latency.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chileanPlate, scene } from '../dist/anpr/synthetic.js';
-import { onCleanup, scoped } from './lib/cleanup.mjs';
-import { DaemonProcess, writeDeviceConfig } from './lib/daemon.mjs';
-import { startMosquitto } from './lib/mosquitto.mjs';
-import { fmt, percentile, ratio, round, sleep, table } from './lib/stats.mjs';
-import { nowMs, Subscriber } from './lib/subscriber.mjs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DaemonProcess } from '../tests/helpers/daemon.js';
+import type { Broker } from '../tests/helpers/mosquitto.js';
+import { nowMs, Subscriber } from '../tests/helpers/subscriber.js';
+import { startBenchBroker } from './lib/broker.js';
+import { importBuilt } from './lib/built.js';
+import { onCleanup, scoped, trackDir } from './lib/cleanup.js';
+import type { StatusReply } from './lib/daemon-replies.js';
+import { writeBenchDeviceConfig } from './lib/device.js';
+import { percentile, ratio, round } from './lib/stats.js';
+import { fmt, table } from './lib/table.js';
+
+const { chileanPlate, scene } = await importBuilt<typeof import('../src/anpr/synthetic.js')>('../dist/anpr/synthetic.js', import.meta.url);
 
 const quick = process.argv.includes('--quick');
 const PRESSES = quick ? 200 : 1000;
@@ -31,7 +39,8 @@ const HARDWARE = {
 };
 const POLE = { led_output: 'button_led', strobe_output: 'strobe' };
 
-async function makeVideo(dir) {
+/** A 4 s MJPEG video of a street scene with a Chilean plate, for the cameras to loop. */
+async function makeVideo(dir: string): Promise<string> {
   const jpeg = await scene(chileanPlate(['BB', 'CL', '12'], { x: 480, y: 430, w: 320, h: 106 }));
   const still = join(dir, 'scene.jpg');
   const video = join(dir, 'street.avi');
@@ -40,52 +49,65 @@ async function makeVideo(dir) {
   return video;
 }
 
-async function phase(name, broker, over) {
-  const cfg = writeDeviceConfig(broker.url, { hardware: HARDWARE, pole: POLE, ...over });
+interface PhaseResult {
+  name: string;
+  presses: number;
+  received: number;
+  lost: number;
+  p50: number | null;
+  p99: number | null;
+  max: number | null;
+  led: { p50: number | null; p99: number | null } | undefined;
+  fps: number | null;
+}
+
+async function phase(name: string, broker: Broker, over: { anpr?: { enabled: boolean } & Record<string, unknown> }): Promise<PhaseResult> {
+  const cfg = writeBenchDeviceConfig(broker.url, { hardware: HARDWARE, pole: POLE, ...over });
   const daemon = new DaemonProcess(cfg.file, cfg.socket);
   onCleanup(() => daemon.kill('SIGKILL'));
   await daemon.start(60_000);
-  const sub = new Subscriber(broker.url, { topic: 'vigia/bench/pole-0001/events/alarm/alarm.panic' });
-  let waiting;
-  const arrivals = [];
+  const status = () => daemon.request<StatusReply>('status');
+  const topic = 'vigia/bench/pole-0001/events/alarm/alarm.panic';
+  const sub = new Subscriber(broker.url, { topic, qos: 1, keepEvents: false, extra: { reconnectPeriod: 100 } });
+  let waiting: (() => void) | undefined;
+  const arrivals: number[] = [];
   sub.onEvent = (_topic, _payload, _id, t) => {
     arrivals.push(t);
     waiting?.();
   };
   await sub.connect();
 
-  let anprBefore;
+  let anprBefore: StatusReply['anpr'];
   if (over.anpr?.enabled) {
     // Saturated means every worker busy: wait until frames are being read.
     for (let i = 0; i < 300; i++) {
-      const s = (await daemon.request('status')).anpr;
-      if (s?.workers?.completed >= 4) break;
+      const s = (await status()).anpr;
+      if ((s?.workers?.completed ?? 0) >= 4) break;
       await sleep(100);
     }
-    anprBefore = (await daemon.request('status')).anpr;
-    if (!(anprBefore?.workers?.completed > 0)) throw new Error(`ANPR is not reading frames:\n${JSON.stringify(anprBefore)}`);
+    anprBefore = (await status()).anpr;
+    if (!((anprBefore?.workers?.completed ?? 0) > 0)) throw new Error(`ANPR is not reading frames:\n${JSON.stringify(anprBefore)}`);
   }
 
-  const latencies = [];
+  const latencies: number[] = [];
   const t0 = performance.now();
   for (let i = 0; i < PRESSES; i++) {
-    const arrived = new Promise((resolve) => {
+    const arrived = new Promise<void>((resolve) => {
       waiting = resolve;
     });
     const pressedAt = nowMs();
     await daemon.request('sim.input', { input: 'panic', active: true });
     const got = await Promise.race([arrived.then(() => true), sleep(5_000).then(() => false)]);
-    if (got) latencies.push(arrivals.at(-1) - pressedAt);
+    if (got) latencies.push(arrivals.at(-1)! - pressedAt);
     await daemon.request('sim.input', { input: 'panic', active: false });
     await sleep(GAP_MS);
   }
   const seconds = (performance.now() - t0) / 1000;
   // Stragglers get a last chance before counting losses.
   for (let i = 0; i < 100 && arrivals.length < PRESSES; i++) await sleep(100);
-  const status = await daemon.request('status');
-  const fieldIo = status['field-io'];
-  let fps = null;
-  if (anprBefore) fps = round((status.anpr.workers.completed - anprBefore.workers.completed) / seconds, 1);
+  const after = await status();
+  let fps: number | null = null;
+  if (anprBefore) fps = round(((after.anpr?.workers?.completed ?? 0) - (anprBefore.workers?.completed ?? 0)) / seconds, 1);
   await sub.close();
   await daemon.kill('SIGTERM');
   cfg.remove();
@@ -97,17 +119,15 @@ async function phase(name, broker, over) {
     p50: round(percentile(latencies, 50), 2),
     p99: round(percentile(latencies, 99), 2),
     max: round(Math.max(...latencies), 2),
-    led: fieldIo.pole.led_latency_ms,
+    led: after['field-io']?.pole?.led_latency_ms,
     fps,
   };
 }
 
 await scoped(async () => {
-  const broker = await startMosquitto();
+  const broker = await startBenchBroker();
   onCleanup(() => broker.stop());
-  const { mkdtempSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'vigia-bench-alarm-'));
+  const dir = trackDir(mkdtempSync(join(tmpdir(), 'vigia-bench-alarm-')));
   const video = await makeVideo(dir);
 
   const idle = await phase('idle', broker, {});
@@ -124,7 +144,18 @@ await scoped(async () => {
     },
   });
 
-  const rows = [idle, loaded].map((r) => [r.name, fmt(r.presses), fmt(r.received), fmt(r.lost), fmt(r.p50, 2), fmt(r.p99, 2), fmt(r.max, 2), fmt(r.led?.p50, 2), fmt(r.led?.p99, 2), r.fps === null ? '–' : fmt(r.fps, 1)]);
+  const rows = [idle, loaded].map((r) => [
+    r.name,
+    fmt(r.presses),
+    fmt(r.received),
+    fmt(r.lost),
+    fmt(r.p50, 2),
+    fmt(r.p99, 2),
+    fmt(r.max, 2),
+    fmt(r.led?.p50, 2),
+    fmt(r.led?.p99, 2),
+    r.fps === null ? '–' : fmt(r.fps, 1),
+  ]);
   console.log(`\nPanic press → alarm.panic at a Mosquitto subscriber (${PRESSES} presses per phase, ms)\n`);
   console.log(table(['phase', 'presses', 'received', 'lost', 'p50', 'p99', 'max', 'LED p50', 'LED p99', 'ANPR fps'], rows));
   console.log(

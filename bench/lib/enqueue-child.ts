@@ -1,14 +1,18 @@
-// Child process for the enqueue phase: an in-process Outbox (synchronous=full, group commit) on a
-// temp file, with concurrent producers calling accept(). Runs alone so that strace and
-// /proc/<pid>/io see only this workload. Prints one JSON line with the phase's figures.
+// Child process for the outbox benchmark's enqueue phase: an in-process Outbox (synchronous=full,
+// group commit) on a temp file, with concurrent producers calling accept(). Runs alone so that
+// strace and /proc/<pid>/io see only this workload. Prints one JSON line with the phase's figures.
 //
-// usage: node enqueue-child.mjs --file F --events N [--producers P] [--window W]
+// usage: enqueue-child.ts --file F --events N [--producers P] [--window W]
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
 import pino from 'pino';
-import { Outbox } from '../../dist/gateway/outbox.js';
-import { systemClock } from '../../dist/core/clock.js';
-import { readPayload } from './payload.mjs';
+import type { Priority } from '../../src/core/event.js';
+import { importBuilt } from './built.js';
+import { totalEvicted } from './daemon-replies.js';
+import { readPayload } from './payload.js';
+import { procIo } from './proc.js';
+
+const { Outbox } = await importBuilt<typeof import('../../src/gateway/outbox.js')>('../../dist/gateway/outbox.js', import.meta.url);
+const { systemClock } = await importBuilt<typeof import('../../src/core/clock.js')>('../../dist/core/clock.js', import.meta.url);
 
 const { values } = parseArgs({
   options: {
@@ -18,15 +22,27 @@ const { values } = parseArgs({
     window: { type: 'string', default: '256' },
   },
 });
+if (!values.file) {
+  process.stderr.write('enqueue-child: --file is required\n');
+  process.exit(2);
+}
 const N = Number(values.events);
 const P = Number(values.producers);
 const W = Number(values.window);
 
-const procIo = () => Object.fromEntries(readFileSync('/proc/self/io', 'utf8').trim().split('\n').map((l) => l.split(':').map((s) => s.trim())).map(([k, v]) => [k, Number(v)]));
 const wallUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
+interface OutboxDefaults {
+  max_bytes: number;
+  alarm_reserve_bytes: number;
+  quota_bytes: Record<Priority, number>;
+  ttl: Record<Priority, number | 'never'>;
+  commit_interval: number;
+  commit_max_events: number;
+}
+
 // The daemon's defaults for the outbox, taken from the config schema when it loads.
-let o = {
+let o: OutboxDefaults = {
   max_bytes: 256 * 2 ** 20,
   alarm_reserve_bytes: 16 * 2 ** 20,
   quota_bytes: { alarm: 256 * 2 ** 20, hit: 64 * 2 ** 20, read: 128 * 2 ** 20, telemetry: 16 * 2 ** 20 },
@@ -36,7 +52,7 @@ let o = {
 };
 let defaultsFrom = 'built-in copy';
 try {
-  const { configSchema } = await import('../../dist/config/schema.js');
+  const { configSchema } = await importBuilt<typeof import('../../src/config/schema.js')>('../../dist/config/schema.js', import.meta.url);
   const cfg = configSchema.parse({ device: { id: 'bench', site: 'bench', profile: 'pole' }, mqtt: { url: 'mqtt://127.0.0.1:1' } });
   o = cfg.outbox;
   defaultsFrom = 'config schema';
@@ -64,13 +80,13 @@ const outbox = new Outbox({
 outbox.open();
 
 // Pre-build the drafts so the measured phase is the outbox, not the payload generator.
-const drafts = Array.from({ length: N }, (_, i) => ({ type: 'anpr.read', priority: 'read', payload: readPayload(i) }));
+const drafts = Array.from({ length: N }, (_, i) => ({ type: 'anpr.read', priority: 'read' as const, payload: readPayload(i) }));
 let firstBody = 0;
 
-async function producer(k) {
-  const window = [];
+async function producer(k: number): Promise<void> {
+  const window: Array<Promise<unknown>> = [];
   for (let i = k; i < N; i += P) {
-    window.push(outbox.accept(drafts[i]));
+    window.push(outbox.accept(drafts[i]!));
     if (window.length >= W) {
       const e = await window.shift();
       if (!firstBody) firstBody = Buffer.byteLength(JSON.stringify(e));
@@ -90,13 +106,13 @@ const ioAfter = procIo();
 const stats = outbox.stats();
 await outbox.close();
 
-const io = Object.fromEntries(Object.keys(ioAfter).map((k) => [k, ioAfter[k] - (ioBefore[k] ?? 0)]));
+const io = Object.fromEntries(Object.keys(ioAfter).map((k) => [k, ioAfter[k]! - (ioBefore[k] ?? 0)]));
 process.stdout.write(
-  JSON.stringify({
+  `${JSON.stringify({
     events: N,
     accepted: stats.accepted,
     depth: stats.depth,
-    evicted: Object.values(stats.evicted).reduce((a, r) => a + Object.values(r).reduce((x, y) => x + y, 0), 0),
+    evicted: totalEvicted(stats.evicted),
     commits: stats.commits - commitsBefore,
     ms,
     per_s: N / (ms / 1000),
@@ -109,5 +125,5 @@ process.stdout.write(
     commit_interval_ms: o.commit_interval,
     commit_max_events: o.commit_max_events,
     defaults_from: defaultsFrom,
-  }) + '\n',
+  })}\n`,
 );

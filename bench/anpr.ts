@@ -7,10 +7,12 @@
 // Score: top-1 exact match of the best plate (uppercase, separators removed); for eu the letter O
 // and the digit 0 count as the same (the strict score is reported beside it).
 // Progress goes to stderr; stdout gets the tables and, as its last line, one JSON object.
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { fmt, median, ratio, round, table } from './lib/stats.mjs';
+import { importBuilt } from './lib/built.js';
+import { median, ratio, round } from './lib/stats.js';
+import { fmt, table } from './lib/table.js';
 
 const HERE = import.meta.dirname;
 const DATA = join(HERE, '..', '..', 'shared', 'anpr-bench');
@@ -18,17 +20,27 @@ const QUICK = process.argv.includes('--quick');
 const LIMIT = QUICK ? 30 : Infinity;
 const SATURATE_MS = QUICK ? 5_000 : 10_000;
 const POOL_WORKERS = 2;
-const log = (msg) => process.stderr.write(`${msg}\n`);
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
 
-const { AnprEngine } = await import('../dist/anpr/engine.js');
-const { rankWithGrammar } = await import('../dist/anpr/pipeline.js');
-const { getGrammar } = await import('../dist/anpr/grammar.js');
-const { AnprWorkerPool } = await import('../dist/anpr/worker.js');
+type EngineModule = typeof import('../src/anpr/engine.js');
+type AnprEngine = import('../src/anpr/engine.js').AnprEngine;
+type EngineOptions = import('../src/anpr/engine.js').EngineOptions;
+const { AnprEngine } = await importBuilt<EngineModule>('../dist/anpr/engine.js', import.meta.url);
+const { rankWithGrammar } = await importBuilt<typeof import('../src/anpr/pipeline.js')>('../dist/anpr/pipeline.js', import.meta.url);
+const { getGrammar } = await importBuilt<typeof import('../src/anpr/grammar.js')>('../dist/anpr/grammar.js', import.meta.url);
+const { AnprWorkerPool } = await importBuilt<typeof import('../src/anpr/worker.js')>('../dist/anpr/worker.js', import.meta.url);
 
 // ---------------------------------------------------------------------------------------------
 // Data
 
-function loadSet(name) {
+interface LabelledImage {
+  name: string;
+  /** The plate as labelled, normalised. */
+  truth: string;
+  jpeg: Buffer;
+}
+
+function loadSet(name: string): LabelledImage[] {
   const dir = join(DATA, name);
   if (!existsSync(dir)) {
     log(`anpr bench: image folder ${dir} is missing (expected ../shared/anpr-bench/{eu,br} next to the repository)`);
@@ -40,7 +52,7 @@ function loadSet(name) {
     .slice(0, LIMIT)
     .map((f) => {
       const line = readFileSync(join(dir, f.slice(0, -4) + '.txt'), 'utf8').trim().split('\n')[0];
-      const truth = normalise(line.split('\t')[5] ?? '');
+      const truth = normalise(line?.split('\t')[5] ?? '');
       return { name: f, truth, jpeg: readFileSync(join(dir, f)) };
     });
   if (images.length === 0) {
@@ -50,17 +62,32 @@ function loadSet(name) {
   return images;
 }
 
-const normalise = (s) => s.toUpperCase().replace(/[^A-Z0-9]/g, '');
-const o0 = (s) => s.replace(/O/g, '0');
+const percent = (x: number | null) => (x === null ? null : x * 100);
+const normalise = (s: string) => s.toUpperCase().replace(/[^A-Z0-9]/g, '');
+const o0 = (s: string) => s.replace(/O/g, '0');
 
 // ---------------------------------------------------------------------------------------------
 // Accuracy and stage timings, one image at a time on one engine
 
-async function score(engine, set, images, grammarName) {
+type Stage = 'decode' | 'detect' | 'recognise' | 'total' | 'sessionRun';
+const STAGES: readonly Stage[] = ['decode', 'detect', 'recognise', 'total', 'sessionRun'];
+
+interface Score {
+  n: number;
+  failed: number;
+  top1: number | null;
+  strict: number | null;
+  /** Median ms per stage. */
+  median: Record<Stage, number | null>;
+  /** Images and median total ms by frame size. */
+  bySize: Map<string, { n: number; total: number | null }>;
+}
+
+async function score(engine: AnprEngine, set: 'eu' | 'br', images: LabelledImage[], grammarName: string): Promise<Score> {
   const grammar = getGrammar(grammarName);
-  const T = { decode: [], detect: [], recognise: [], total: [], sessionRun: [] };
+  const T: Record<Stage, number[]> = { decode: [], detect: [], recognise: [], total: [], sessionRun: [] };
   /** Total time by frame size (the targets name a 1280x720 frame). */
-  const bySize = new Map();
+  const bySize = new Map<string, number[]>();
   let ok = 0;
   let strict = 0;
   let failed = 0;
@@ -72,14 +99,15 @@ async function score(engine, set, images, grammarName) {
     } catch (err) {
       // A rejected or unreadable image counts as a miss (and adds no timings).
       failed++;
-      log(`  ${set}/${img.name}: ${err?.name ?? 'Error'}: ${err?.message ?? err}`);
+      const e = err instanceof Error ? err : new Error(String(err));
+      log(`  ${set}/${img.name}: ${e.name}: ${e.message}`);
       if (++i % 20 === 0) log(`  ${set}: ${i}/${images.length}`);
       continue;
     }
-    for (const k in T) T[k].push(r.timings[k]);
+    for (const k of STAGES) T[k].push(r.timings[k]);
     const size = frameSize(r.width, r.height);
     if (!bySize.has(size)) bySize.set(size, []);
-    bySize.get(size).push(r.timings.total);
+    bySize.get(size)!.push(r.timings.total);
     const ranked = rankWithGrammar(r.plates, grammar);
     const best = normalise(ranked[0]?.text ?? r.plates[0]?.text ?? '');
     if (best === img.truth) strict++;
@@ -92,14 +120,14 @@ async function score(engine, set, images, grammarName) {
     failed,
     top1: round(ok / n, 3),
     strict: round(strict / n, 3),
-    median: Object.fromEntries(Object.entries(T).map(([k, v]) => [k, round(median(v), 1)])),
+    median: Object.fromEntries(STAGES.map((k) => [k, round(median(T[k]), 1)])) as Record<Stage, number | null>,
     bySize: new Map([...bySize].map(([k, v]) => [k, { n: v.length, total: round(median(v), 1) }])),
   };
 }
 
 /** Frames a pixel or two short of a common size (cropped by an encoder) count as that size. */
-function frameSize(width, height) {
-  const common = [
+function frameSize(width: number, height: number): string {
+  const common: Array<[number, number]> = [
     [1280, 720],
     [1280, 960],
     [1280, 1280],
@@ -109,7 +137,7 @@ function frameSize(width, height) {
   return near ? `${near[0]}x${near[1]}` : 'other';
 }
 
-async function withEngine(opts, fn) {
+async function withEngine<T>(opts: EngineOptions, fn: (engine: AnprEngine) => Promise<T>): Promise<T> {
   const engine = await AnprEngine.create(opts);
   try {
     return await fn(engine);
@@ -121,7 +149,7 @@ async function withEngine(opts, fn) {
 // ---------------------------------------------------------------------------------------------
 // Saturated worker pool: keep every worker busy and the queue full for SATURATE_MS
 
-async function saturate(images) {
+async function saturate(images: LabelledImage[]) {
   const maxQueue = POOL_WORKERS;
   const pool = new AnprWorkerPool({ workers: POOL_WORKERS, threadsPerWorker: 1, maxQueue });
   try {
@@ -137,11 +165,11 @@ async function saturate(images) {
     const deadline = t0 + SATURATE_MS;
     let tEnd = t0;
     histogram.enable();
-    await new Promise((resolveAll) => {
+    await new Promise<void>((resolveAll) => {
       let inFlight = 0;
       const feed = () => {
         while (!stopping && inFlight < inFlightMax) {
-          const img = images[next++ % images.length];
+          const img = images[next++ % images.length]!;
           inFlight++;
           // read() transfers the buffer: hand it a fresh copy every time.
           pool
@@ -150,8 +178,8 @@ async function saturate(images) {
               () => {
                 if (performance.now() <= deadline) completed++;
               },
-              (err) => {
-                if (err?.name === 'AnprBusyError') busy++;
+              (err: unknown) => {
+                if (err instanceof Error && err.name === 'AnprBusyError') busy++;
                 else failed++;
               },
             )
@@ -204,18 +232,19 @@ const tessBr = await withEngine({ recogniser: 'tesseract' }, (engine) => score(e
 log(`saturated pool (${POOL_WORKERS} workers x 1 thread, ${SATURATE_MS / 1000} s)…`);
 const sat = await saturate(br);
 
-const rows = [
+const scored: Array<[string, string, Score]> = [
   ['ppocr', 'eu', ppEu],
   ['ppocr', 'br', ppBr],
   ['tesseract', 'eu', tessEu],
   ['tesseract', 'br', tessBr],
-].map(([rec, set, r]) => [
+];
+const rows = scored.map(([rec, set, r]) => [
   rec,
   set,
   fmt(r.n),
   fmt(r.failed),
-  fmt(r.top1 * 100, 1) + '%',
-  fmt(r.strict * 100, 1) + '%',
+  `${fmt(percent(r.top1), 1)}%`,
+  `${fmt(percent(r.strict), 1)}%`,
   fmt(r.median.decode, 1),
   fmt(r.median.detect, 1),
   fmt(r.median.recognise, 1),
@@ -228,10 +257,13 @@ console.log(`ANPR accuracy and stage timings (median ms per image, one engine, s
 console.log(
   table(['recogniser', 'set', 'images', 'errors', 'top-1', 'strict', 'decode', 'detect', 'recognise', 'total', 'session.run', 'overhead'], rows),
 );
-console.log('\ntop-1: O and 0 count as the same on eu; strict: exact. overhead = median total / median session.run.\n' +
+console.log(
+  '\ntop-1: O and 0 count as the same on eu; strict: exact. overhead = median total / median session.run.\n' +
     'JSON: median_ms_* and overhead_ratio are ppocr on eu; median_ms_total_br is ppocr on br (mostly 1280x1280 frames);\n' +
-    'median_ms_total_1280x720 is ppocr on the br frames of that size, the one the latency target names.\n');
-const sizes = [...ppBr.bySize].sort(([a], [b]) => (a === 'other') - (b === 'other') || a.localeCompare(b, 'en', { numeric: true }));
+    'median_ms_total_1280x720 is ppocr on the br frames of that size, the one the latency target names.\n',
+);
+// Named sizes in numeric order, 'other' last.
+const sizes = [...ppBr.bySize].sort(([a], [b]) => Number(a === 'other') - Number(b === 'other') || a.localeCompare(b, 'en', { numeric: true }));
 console.log('ppocr on br by frame size (median ms per image)\n');
 console.log(table(['frame', 'images', 'total'], sizes.map(([size, v]) => [size, fmt(v.n), fmt(v.total, 1)])));
 console.log('');
