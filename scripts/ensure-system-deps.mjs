@@ -91,9 +91,7 @@ const ok = run('apt-get', ['update'], env) && run('apt-get', ['install', '-y', .
 
 missing = missingEntries();
 if (!ok || missing.length > 0) {
-  process.stderr.write(
-    `ensure-system-deps: still missing after apt-get install: ${describe(missing) || '(apt-get failed)'}\n`,
-  );
+  process.stderr.write(`ensure-system-deps: still missing after apt-get install: ${describe(missing) || '(apt-get failed)'}\n`);
   process.exit(1);
 }
 process.exit(0);

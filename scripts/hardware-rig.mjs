@@ -197,7 +197,11 @@ function aptInstall(pkgs) {
     fail(`missing packages: ${pkgs.join(' ')}; install them with: sudo apt-get install -y --no-install-recommends ${pkgs.join(' ')} (or run as root)`);
   }
   const attempt = () =>
-    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { env: { ...process.env, ...APT_ENV }, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], {
+      env: { ...process.env, ...APT_ENV },
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    });
   log(`apt-get install ${pkgs.join(' ')}`);
   let res = attempt();
   if (res.status !== 0 && !aptUpdated) {
@@ -271,9 +275,7 @@ function cpioArchive(entries) {
   const hex = (n) => n.toString(16).padStart(8, '0');
   const add = ({ name, mode, data = Buffer.alloc(0), rdevMajor = 0, rdevMinor = 0 }) => {
     const nameBuf = Buffer.from(`${name}\0`);
-    const header =
-      '070701' +
-      [ino++, mode, 0, 0, 1, 0, data.length, 0, 0, rdevMajor, rdevMinor, nameBuf.length, 0].map(hex).join('');
+    const header = `070701${[ino++, mode, 0, 0, 1, 0, data.length, 0, 0, rdevMajor, rdevMinor, nameBuf.length, 0].map(hex).join('')}`;
     chunks.push(Buffer.from(header), nameBuf, Buffer.alloc(pad4(110 + nameBuf.length)), data, Buffer.alloc(pad4(data.length)));
   };
   for (const e of entries) add(e);
@@ -304,7 +306,11 @@ function unpackKernelImage(kernel, dir) {
     const pkg = `linux-image-${kernel.abi}`;
     log(`downloading ${pkg}=${kernel.version}`);
     const get = () =>
-      spawnSync('apt-get', ['download', '-o', 'APT::Sandbox::User=root', `${pkg}=${kernel.version}`], { cwd: dl, encoding: 'utf8', env: { ...process.env, ...APT_ENV } });
+      spawnSync('apt-get', ['download', '-o', 'APT::Sandbox::User=root', `${pkg}=${kernel.version}`], {
+        cwd: dl,
+        encoding: 'utf8',
+        env: { ...process.env, ...APT_ENV },
+      });
     let res = get();
     if (res.status !== 0) {
       aptUpdate();
@@ -375,8 +381,19 @@ function bootModules(kernel, imageDir) {
     const m = /^([^:]+):\s*(.*)$/.exec(line);
     if (m) dep.set(m[1], m[2].split(/\s+/).filter(Boolean));
   }
-  const builtin = new Set(readFileSync(join(modDir, 'modules.builtin'), 'utf8').split('\n').map((l) => basename(l).replace(/\.ko$/, '').replace(/-/g, '_')));
-  const byName = new Map([...dep.keys()].map((k) => [basename(k).replace(/\.ko(\.\w+)?$/, '').replace(/-/g, '_'), k]));
+  const builtin = new Set(
+    readFileSync(join(modDir, 'modules.builtin'), 'utf8')
+      .split('\n')
+      .map((l) => basename(l).replace(/\.ko$/, '').replace(/-/g, '_')),
+  );
+  const byName = new Map(
+    [...dep.keys()].map((k) => [
+      basename(k)
+        .replace(/\.ko(\.\w+)?$/, '')
+        .replace(/-/g, '_'),
+      k,
+    ]),
+  );
   const order = [];
   const visit = (path) => {
     if (order.includes(path)) return;
@@ -464,12 +481,7 @@ function prepareKernel(root) {
   const busyboxHash = sha256(readFileSync('/bin/busybox'));
   const manifest = readJson(manifestFile);
   const paths = { kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initramfs.cpio'), module: join(dir, 'module', `${MODULE_NAME}.ko`) };
-  if (
-    manifest &&
-    manifest.initHash === initHash &&
-    manifest.busyboxHash === busyboxHash &&
-    Object.values(paths).every((p) => existsSync(p))
-  ) {
+  if (manifest && manifest.initHash === initHash && manifest.busyboxHash === busyboxHash && Object.values(paths).every((p) => existsSync(p))) {
     return { ...manifest, ...paths, cacheDir: dir, cached: true };
   }
 
@@ -548,7 +560,9 @@ export async function runInVm(rig, command, opts = {}) {
   const job = [
     '#!/bin/sh',
     `cd ${shellQuote(cwd)} || exit 125`,
-    `exec env -i ${Object.entries(vars).map(([k, v]) => shellQuote(`${k}=${v}`)).join(' ')} ${command.map(shellQuote).join(' ')}`,
+    `exec env -i ${Object.entries(vars)
+      .map(([k, v]) => shellQuote(`${k}=${v}`))
+      .join(' ')} ${command.map(shellQuote).join(' ')}`,
     '',
   ].join('\n');
   writeFileSync(join(out, 'job.sh'), job);
@@ -556,22 +570,35 @@ export async function runInVm(rig, command, opts = {}) {
   const memory = Number(process.env.VIGIA_RIG_MEMORY ?? 1536);
   const cpus = Number(process.env.VIGIA_RIG_CPUS ?? 2);
   const args = [
-    '-accel', 'tcg',
-    '-cpu', 'max',
-    '-machine', 'pc',
-    '-m', String(memory),
-    '-smp', String(cpus),
+    '-accel',
+    'tcg',
+    '-cpu',
+    'max',
+    '-machine',
+    'pc',
+    '-m',
+    String(memory),
+    '-smp',
+    String(cpus),
     '-nodefaults',
     '-no-user-config',
-    '-display', 'none',
-    '-serial', 'stdio',
-    '-monitor', 'none',
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-monitor',
+    'none',
     '-no-reboot',
-    '-kernel', rig.kernel,
-    '-initrd', rig.initrd,
-    '-append', 'console=ttyS0 panic=-1 loglevel=4 mitigations=off random.trust_cpu=on rdinit=/init',
-    '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
-    '-virtfs', `local,path=${out},mount_tag=rigout,security_model=none`,
+    '-kernel',
+    rig.kernel,
+    '-initrd',
+    rig.initrd,
+    '-append',
+    'console=ttyS0 panic=-1 loglevel=4 mitigations=off random.trust_cpu=on rdinit=/init',
+    '-virtfs',
+    'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
+    '-virtfs',
+    `local,path=${out},mount_tag=rigout,security_model=none`,
   ];
   const started = Date.now();
   const consoleFile = join(out, 'console.log');
@@ -655,7 +682,7 @@ if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err) => {
-      process.stderr.write(`hardware-rig: ${err instanceof RigError ? err.message : err?.stack ?? err}\n`);
+      process.stderr.write(`hardware-rig: ${err instanceof RigError ? err.message : (err?.stack ?? err)}\n`);
       process.exit(1);
     },
   );

@@ -27,7 +27,7 @@ function loadOrExit(file: string): Config {
     return loadConfig(file);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    for (const p of err.problems) process.stderr.write(formatProblem(p) + '\n');
+    for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
     process.exit(EX_CONFIG);
   }
 }
@@ -64,7 +64,7 @@ const grammarName = (value: string) => {
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
 function writeImageError(image: string, reason: string, message: string, json?: boolean): void {
-  if (json) process.stdout.write(JSON.stringify({ image, error: reason }) + '\n');
+  if (json) process.stdout.write(`${JSON.stringify({ image, error: reason })}\n`);
   else process.stdout.write(`${image}: rejected (${reason})\n`);
   process.stderr.write(`vigia: ${image}: ${message}\n`);
 }
@@ -94,22 +94,24 @@ config
   .description('validate a configuration file; exits 78 and lists every problem as FILE:LINE:COL field: message')
   .argument('<file>')
   .action((file: string) => {
-    process.exitCode = runConfigCheck(file, { stdout: (s) => process.stdout.write(s + '\n'), stderr: (s) => process.stderr.write(s + '\n') });
+    process.exitCode = runConfigCheck(file, { stdout: (s) => process.stdout.write(`${s}\n`), stderr: (s) => process.stderr.write(`${s}\n`) });
   });
 config
   .command('schema')
   .description('print the JSON Schema of the configuration (for editor completion)')
   .action(() => {
-    process.stdout.write(JSON.stringify(configJsonSchema(), null, 2) + '\n');
+    process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
   });
 
 const socketOptions = (cmd: Command) =>
-  cmd.option('-s, --socket <path>', `control socket (default: $VIGIA_SOCKET or ${DEFAULT_SOCKET})`).option('-c, --config <file>', 'take the socket path from this configuration');
+  cmd
+    .option('-s, --socket <path>', `control socket (default: $VIGIA_SOCKET or ${DEFAULT_SOCKET})`)
+    .option('-c, --config <file>', 'take the socket path from this configuration');
 
-socketOptions(program.command('status').description('show the running daemon\'s state').option('--json', 'machine-readable output')).action(
+socketOptions(program.command('status').description("show the running daemon's state").option('--json', 'machine-readable output')).action(
   async (opts: { socket?: string; config?: string; json?: boolean }) => {
     const status = (await talk(opts, 'status')) as DaemonStatus;
-    process.stdout.write(opts.json ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+    process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
   },
 );
 
@@ -131,7 +133,7 @@ socketOptions(
     ms: number;
     per_s: number;
   };
-  if (opts.ids && r.ids) process.stdout.write(r.ids.join('\n') + '\n');
+  if (opts.ids && r.ids) process.stdout.write(`${r.ids.join('\n')}\n`);
   else process.stdout.write(`accepted ${r.accepted} events (seq ${r.first_seq}..${r.last_seq}) in ${r.ms} ms, ${r.per_s}/s\n`);
 });
 socketOptions(
@@ -142,7 +144,7 @@ socketOptions(
     .option('-p, --priority <priority>', 'alarm, hit, read or telemetry', priority, 'telemetry')
     .option('--payload <json>', 'payload (JSON object)', jsonObject),
 ).action(async (opts: { type: string; priority: string; payload?: object; socket?: string; config?: string }) => {
-  process.stdout.write(JSON.stringify(await talk(opts, 'sim.event', { type: opts.type, priority: opts.priority, payload: opts.payload ?? {} })) + '\n');
+  process.stdout.write(`${JSON.stringify(await talk(opts, 'sim.event', { type: opts.type, priority: opts.priority, payload: opts.payload ?? {} }))}\n`);
 });
 socketOptions(sim.command('clock-sync').description('mark the wall clock as synchronised (as NTP or GPS would)')).action(
   async (opts: { socket?: string; config?: string }) => {
@@ -152,18 +154,20 @@ socketOptions(sim.command('clock-sync').description('mark the wall clock as sync
 );
 
 const simInput = (name: string, description: string, active: boolean | 'tap', defaultInput: string) =>
-  socketOptions(sim.command(`${name} [input]`).description(description)).action(async (input: string | undefined, opts: { socket?: string; config?: string }) => {
-    const target = input ?? defaultInput;
-    if (active === 'tap') {
-      // A PIR output pulse: active for a moment, then back.
-      await talk(opts, 'sim.input', { input: target, active: true });
-      await new Promise((r) => setTimeout(r, 200));
-      await talk(opts, 'sim.input', { input: target, active: false });
-    } else {
-      await talk(opts, 'sim.input', { input: target, active });
-    }
-    process.stdout.write(`${target}: ${active === 'tap' ? 'triggered' : active ? 'active' : 'inactive'}\n`);
-  });
+  socketOptions(sim.command(`${name} [input]`).description(description)).action(
+    async (input: string | undefined, opts: { socket?: string; config?: string }) => {
+      const target = input ?? defaultInput;
+      if (active === 'tap') {
+        // A PIR output pulse: active for a moment, then back.
+        await talk(opts, 'sim.input', { input: target, active: true });
+        await new Promise((r) => setTimeout(r, 200));
+        await talk(opts, 'sim.input', { input: target, active: false });
+      } else {
+        await talk(opts, 'sim.input', { input: target, active });
+      }
+      process.stdout.write(`${target}: ${active === 'tap' ? 'triggered' : active ? 'active' : 'inactive'}\n`);
+    },
+  );
 simInput('press', 'press a simulated panic button (default input: panic)', true, 'panic');
 simInput('release', 'release a simulated panic button', false, 'panic');
 simInput('motion', 'trigger a simulated PIR sensor (default input: pir)', 'tap', 'pir');
@@ -212,7 +216,9 @@ program
       process.stderr.write('vigia: no key: set commands.key in the configuration or pass --key-file\n');
       process.exit(EX_CONFIG);
     }
-    process.stdout.write(signCommand({ auth: cfg.commands.auth, key, site: cfg.device.site, device: cfg.device.id, cmd: opts.name, args: opts.args ?? {} }) + '\n');
+    process.stdout.write(
+      `${signCommand({ auth: cfg.commands.auth, key, site: cfg.device.site, device: cfg.device.id, cmd: opts.name, args: opts.args ?? {} })}\n`,
+    );
   });
 
 const anpr = program.command('anpr').description('plate reading tools');
@@ -257,7 +263,7 @@ anpr
         }
         if (opts.json) {
           const out = plates.map((p) => ({ text: p.text, confidence: round3(p.confidence), box: p.box.map(Math.round), format: p.format }));
-          process.stdout.write(JSON.stringify({ image, plates: out }) + '\n');
+          process.stdout.write(`${JSON.stringify({ image, plates: out })}\n`);
         } else if (plates.length === 0) {
           process.stdout.write(`${image}: no plate\n`);
         } else {
@@ -281,34 +287,36 @@ anpr
 
 const hotlist = program.command('hotlist').description('hot-list tools (the list the daemon matches plates against)');
 const dataDirOptions = (cmd: Command) =>
-  cmd.option('-d, --data-dir <dir>', 'data directory holding the hot-list cache').option('-c, --config <file>', 'take the data directory from this configuration');
+  cmd
+    .option('-d, --data-dir <dir>', 'data directory holding the hot-list cache')
+    .option('-c, --config <file>', 'take the data directory from this configuration');
 function dataDir(opts: { dataDir?: string; config?: string }): string {
   if (opts.dataDir) return opts.dataDir;
   if (opts.config) return loadOrExit(opts.config).paths.data_dir;
   process.stderr.write('vigia: give --data-dir or --config\n');
   process.exit(2);
 }
-dataDirOptions(hotlist.command('import').description('load a CSV or JSON hot list into the cache; exit 1 with FILE:LINE: message lines if it is refused').argument('<file>')).action(
-  async (file: string, opts: { dataDir?: string; config?: string }) => {
-    const store = new HotlistStore({ dataDir: dataDir(opts) });
-    try {
-      const r = await store.load(file);
-      if (r.ok) {
-        process.stdout.write(`imported ${r.size} entries, version ${r.version}\n`);
-      } else {
-        if (r.errors?.length) for (const e of r.errors) process.stderr.write(`${file}:${e.line}: ${e.message}\n`);
-        else process.stderr.write(`vigia: ${r.detail}\n`);
-        process.exitCode = 1;
-      }
-    } finally {
-      await store.close();
+dataDirOptions(
+  hotlist.command('import').description('load a CSV or JSON hot list into the cache; exit 1 with FILE:LINE: message lines if it is refused').argument('<file>'),
+).action(async (file: string, opts: { dataDir?: string; config?: string }) => {
+  const store = new HotlistStore({ dataDir: dataDir(opts) });
+  try {
+    const r = await store.load(file);
+    if (r.ok) {
+      process.stdout.write(`imported ${r.size} entries, version ${r.version}\n`);
+    } else {
+      if (r.errors?.length) for (const e of r.errors) process.stderr.write(`${file}:${e.line}: ${e.message}\n`);
+      else process.stderr.write(`vigia: ${r.detail}\n`);
+      process.exitCode = 1;
     }
-  },
-);
+  } finally {
+    await store.close();
+  }
+});
 dataDirOptions(hotlist.command('stats').description('statistics of the cached hot list (JSON)')).action(async (opts: { dataDir?: string; config?: string }) => {
   const store = await openHotlist(dataDir(opts));
   try {
-    process.stdout.write(JSON.stringify(store.stats(), null, 2) + '\n');
+    process.stdout.write(`${JSON.stringify(store.stats(), null, 2)}\n`);
   } finally {
     await store.close();
   }
@@ -323,7 +331,7 @@ dataDirOptions(
   const store = await openHotlist(dataDir(opts));
   try {
     const matches = store.current().lookup(plate, { fuzzy: opts.fuzzy });
-    for (const m of matches) process.stdout.write(JSON.stringify({ plate: m.entry.plate, kind: m.kind, distance: m.distance, entry: m.entry }) + '\n');
+    for (const m of matches) process.stdout.write(`${JSON.stringify({ plate: m.entry.plate, kind: m.kind, distance: m.distance, entry: m.entry })}\n`);
     process.exitCode = matches.length ? 0 : 1;
   } finally {
     await store.close();
@@ -348,7 +356,7 @@ hotlist
       else process.stderr.write(`vigia: ${err.message}\n`);
       process.exit(1);
     }
-    process.stdout.write(JSON.stringify(signed) + '\n');
+    process.stdout.write(`${JSON.stringify(signed)}\n`);
   });
 
 async function openHotlist(dir: string): Promise<HotlistStore> {

@@ -14,7 +14,6 @@ import { runDaemon } from './daemon.js';
 class DemoScenario implements Extension {
   readonly name = 'demo-scenario';
   #timers: NodeJS.Timeout[] = [];
-  #n = 0;
   #cars = 0;
 
   constructor(private readonly ctx: Pick<ExtensionContext<Config>, 'config' | 'logger' | 'paths'>) {}
@@ -26,7 +25,6 @@ class DemoScenario implements Extension {
     const socket = join(this.ctx.paths.runtimeDir, 'vigia.sock');
     const input = (name: string, active: boolean) => controlRequest(socket, 'sim.input', { input: name, active });
     every(7_000, async () => {
-      this.#n++;
       await input('pir', true);
       await input('pir', false);
     });
@@ -74,7 +72,7 @@ if (config.anpr.enabled) {
 }
 const { port, host } = config.demo.embedded_broker;
 process.stderr.write(
-  [
+  `${[
     '',
     `Vigía demo: device ${config.device.site}/${config.device.id}, simulated hardware, embedded broker on ${host}:${port}.`,
     'Watch the events in another terminal:',
@@ -89,6 +87,6 @@ process.stderr.write(
     '  npx vigia sim press -c config/demo.yaml; npx vigia sim release -c config/demo.yaml; npx vigia sim door open -c config/demo.yaml',
     'Ctrl-C stops the demo.',
     '',
-  ].join('\n') + '\n',
+  ].join('\n')}\n`,
 );
 await runDaemon(config, { extra: [{ name: 'demo-scenario', create: (ctx) => new DemoScenario(ctx) }] });

@@ -13,8 +13,13 @@ export function formatStatus(s: DaemonStatus): string {
   ];
   for (const [p, v] of Object.entries(s.outbox.by_priority)) {
     const ev = s.outbox.evicted[p as keyof typeof s.outbox.evicted];
-    const evicted = Object.entries(ev).filter(([, n]) => n > 0).map(([r, n]) => `${n} ${r}`).join(', ');
-    lines.push(`  ${p.padEnd(9)} ${String(v.depth).padStart(8)} events ${size(v.bytes).padStart(10)}  oldest ${age(v.oldestAgeMs === null ? null : v.oldestAgeMs / 1000).padStart(4)}${evicted ? `  evicted: ${evicted}` : ''}`);
+    const evicted = Object.entries(ev)
+      .filter(([, n]) => n > 0)
+      .map(([r, n]) => `${n} ${r}`)
+      .join(', ');
+    lines.push(
+      `  ${p.padEnd(9)} ${String(v.depth).padStart(8)} events ${size(v.bytes).padStart(10)}  oldest ${age(v.oldestAgeMs === null ? null : v.oldestAgeMs / 1000).padStart(4)}${evicted ? `  evicted: ${evicted}` : ''}`,
+    );
   }
   const types = Object.entries(s.events.accepted_by_type).sort((a, b) => b[1] - a[1]);
   lines.push(`events     ${types.length ? types.map(([t, n]) => `${t}=${n}`).join(' ') : 'none yet'}`);
@@ -27,18 +32,23 @@ export function formatStatus(s: DaemonStatus): string {
   const gps = (s as { gps?: GpsView }).gps;
   if (gps && gps.state !== 'disabled') {
     const f = gps.fix;
-    lines.push(`gps        ${gps.state}${f ? `: ${f.lat.toFixed(5)}, ${f.lon.toFixed(5)} (${f.fix}, ${f.satellites ?? '?'} satellites, ${age(f.age_ms / 1000)} old)` : ', no fix'}`);
+    lines.push(
+      `gps        ${gps.state}${f ? `: ${f.lat.toFixed(5)}, ${f.lon.toFixed(5)} (${f.fix}, ${f.satellites ?? '?'} satellites, ${age(f.age_ms / 1000)} old)` : ', no fix'}`,
+    );
   }
   const anpr = (s as { anpr?: AnprStatusView }).anpr;
   if (anpr) lines.push(...formatAnpr(anpr));
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /** The part of the ANPR extension's status the terminal view shows. */
 interface AnprStatusView {
   state: string;
   error?: string | null;
-  cameras?: Record<string, { state: string; frames: number; idle: number; read: number; plates: number; busy: number; dropped_latest: number; lastError: string | null }>;
+  cameras?: Record<
+    string,
+    { state: string; frames: number; idle: number; read: number; plates: number; busy: number; dropped_latest: number; lastError: string | null }
+  >;
   reads?: number;
   hits?: number;
   rejected_frames?: Record<string, number>;
@@ -49,10 +59,15 @@ function formatAnpr(a: AnprStatusView): string[] {
   const rejected = Object.values(a.rejected_frames ?? {}).reduce((x, y) => x + y, 0);
   const lines = [`anpr       ${a.state}${a.error ? ` (${a.error})` : ''}, ${a.reads ?? 0} reads, ${a.hits ?? 0} hits, ${rejected} frames rejected`];
   for (const [id, c] of Object.entries(a.cameras ?? {})) {
-    lines.push(`  ${id.padEnd(12)} ${c.state.padEnd(8)} ${c.frames} frames: ${c.idle} idle, ${c.read} read, ${c.plates} plates, ${c.dropped_latest + c.busy} dropped${c.lastError ? `  last error: ${c.lastError}` : ''}`);
+    lines.push(
+      `  ${id.padEnd(12)} ${c.state.padEnd(8)} ${c.frames} frames: ${c.idle} idle, ${c.read} read, ${c.plates} plates, ${c.dropped_latest + c.busy} dropped${c.lastError ? `  last error: ${c.lastError}` : ''}`,
+    );
   }
   const h = a.hotlist;
-  if (h) lines.push(`hotlist    ${h.size} entries, version ${h.version.slice(0, 12)}, updated ${h.updated_at ?? 'never'}${h.last_error ? `, last error: ${h.last_error}` : ''}`);
+  if (h)
+    lines.push(
+      `hotlist    ${h.size} entries, version ${h.version.slice(0, 12)}, updated ${h.updated_at ?? 'never'}${h.last_error ? `, last error: ${h.last_error}` : ''}`,
+    );
   return lines;
 }
 
@@ -74,8 +89,14 @@ function formatFieldIo(io: FieldIoView): string[] {
     const state = i.stuck ? 'STUCK' : i.pressed ? 'pressed' : i.active ? 'motion' : i.open ? 'OPEN' : 'idle';
     return `${name}=${state}`;
   });
-  const outputs = Object.entries(io.outputs ?? {}).map(([name, o]) => `${name}=${o.pattern}${o.pattern !== 'off' && o.pattern !== 'on' ? `(${o.value ? 'on' : 'off'})` : ''}`);
-  const lines = [`gpio       ${io.backend} (${io.backend_reason ?? ''})`, `  inputs   ${inputs.join(' ') || 'none'}`, `  outputs  ${outputs.join(' ') || 'none'}`];
+  const outputs = Object.entries(io.outputs ?? {}).map(
+    ([name, o]) => `${name}=${o.pattern}${o.pattern !== 'off' && o.pattern !== 'on' ? `(${o.value ? 'on' : 'off'})` : ''}`,
+  );
+  const lines = [
+    `gpio       ${io.backend} (${io.backend_reason ?? ''})`,
+    `  inputs   ${inputs.join(' ') || 'none'}`,
+    `  outputs  ${outputs.join(' ') || 'none'}`,
+  ];
   if (io.pole) lines.push(`pole       alarm ${io.pole.state}${io.pole.alarm_id ? ` (${io.pole.alarm_id})` : ''}`);
   return lines;
 }

@@ -40,8 +40,6 @@ describe('ANPR in the daemon (real models, real Mosquitto)', () => {
   const events = (type: string) => sub.events.filter((e) => e.event.type === type).map((e) => e.event as VigiaEvent<Record<string, any>>);
   const status = async () => (await daemon.request<{ anpr: AnprStatus }>('status')).anpr;
 
-
-
   beforeAll(async () => {
     broker = await startMosquitto();
     sub = new Subscriber(broker.url);
@@ -53,18 +51,25 @@ describe('ANPR in the daemon (real models, real Mosquitto)', () => {
     dataDir = join(dir, 'data');
     mkdirSync(upload, { recursive: true });
     const hotlist = join(dir, 'hotlist.csv');
-    writeFileSync(hotlist, 'plate,reason,source,added,expires\nBBCL12,encargo por robo,Carabineros,2026-11-01,\nXYZW99,encargo por robo,PDI,2026-10-01,2026-10-02\n');
-    const cfg = writeDeviceConfig(broker.url, {
-      device: { id: 'gantry-01', site: 'test-site', profile: 'gantry' },
-      anpr: {
-        enabled: true,
-        workers: 1,
-        cameras: [{ id: 'lane-1', kind: 'directory', dir: upload }],
-        tracking: { max_gap: '800ms', dedup_window: '0s' },
-        hotlist: { file: hotlist, public_key: keys.publicKey.export({ type: 'spki', format: 'pem' }).toString() },
-        privacy: { reads: 'hashed', hash_key: HASH_KEY },
+    writeFileSync(
+      hotlist,
+      'plate,reason,source,added,expires\nBBCL12,encargo por robo,Carabineros,2026-11-01,\nXYZW99,encargo por robo,PDI,2026-10-01,2026-10-02\n',
+    );
+    const cfg = writeDeviceConfig(
+      broker.url,
+      {
+        device: { id: 'gantry-01', site: 'test-site', profile: 'gantry' },
+        anpr: {
+          enabled: true,
+          workers: 1,
+          cameras: [{ id: 'lane-1', kind: 'directory', dir: upload }],
+          tracking: { max_gap: '800ms', dedup_window: '0s' },
+          hotlist: { file: hotlist, public_key: keys.publicKey.export({ type: 'spki', format: 'pem' }).toString() },
+          privacy: { reads: 'hashed', hash_key: HASH_KEY },
+        },
       },
-    }, dir);
+      dir,
+    );
 
     daemon = new DaemonProcess(cfg.file, cfg.socket);
     await daemon.start();
@@ -147,8 +152,14 @@ describe('ANPR in the daemon (real models, real Mosquitto)', () => {
 
   it('takes a signed hotlist delta as a command, refuses a forged one, and hits on the new entry', async () => {
     const before = await status();
-    const delta = JSON.stringify({ base_version: before.hotlist.version, add: [{ plate: 'FKZT41', reason: 'encargo por robo', source: 'Carabineros', added: '2026-11-30' }] });
-    const forged = await commander.call('hotlist.delta', { delta, signature: sign(null, Buffer.from(delta), generateKeyPairSync('ed25519').privateKey).toString('base64') });
+    const delta = JSON.stringify({
+      base_version: before.hotlist.version,
+      add: [{ plate: 'FKZT41', reason: 'encargo por robo', source: 'Carabineros', added: '2026-11-30' }],
+    });
+    const forged = await commander.call('hotlist.delta', {
+      delta,
+      signature: sign(null, Buffer.from(delta), generateKeyPairSync('ed25519').privateKey).toString('base64'),
+    });
     expect(forged).toMatchObject({ ok: false, error: { code: 'hotlist_signature' } });
     await sub.waitFor(() => events('hotlist.rejected').some((e) => e.payload.reason === 'signature'), 10_000, 'hotlist.rejected');
 

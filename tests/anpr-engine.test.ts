@@ -12,7 +12,7 @@ import { ModelMissingError, OnnxModel, paddleModelPaths, tesseractLangPath } fro
 import { ALPHABET, alphabetIndex, ctcDecode, dropNonCharacters, splitLines } from '../src/anpr/recogniser.js';
 import { TesseractRecogniser } from '../src/anpr/tesseract.js';
 import { AnprBusyError, AnprWorkerPool } from '../src/anpr/worker.js';
-import { chileanPlate, oneLinePlate, type PlateSpec, scene, twoLinePlate } from './helpers/plates.js';
+import { chileanPlate, oneLinePlate, scene, twoLinePlate } from './helpers/plates.js';
 import { decodeEnd2End, decodeYoloOutput, decodeYolov8, letterboxParams, nms, unletterbox, YoloPlateDetector } from '../src/anpr/yolo.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -139,16 +139,23 @@ describe('ANPR engine (PP-OCRv4 detection + recognition)', () => {
   describe('rejects bad input with ImageRejected and keeps working', () => {
     const cases: Array<[string, () => Promise<Uint8Array>, string]> = [
       ['empty', async () => new Uint8Array(0), 'empty'],
-      ['truncated JPEG', async () => {
-        const jpeg = await scene(oneLinePlate('BB·CL·12', FLAT));
-        return jpeg.subarray(0, jpeg.length >> 1);
-      }, 'corrupt'],
+      [
+        'truncated JPEG',
+        async () => {
+          const jpeg = await scene(oneLinePlate('BB·CL·12', FLAT));
+          return jpeg.subarray(0, jpeg.length >> 1);
+        },
+        'corrupt',
+      ],
       ['PNG signature, no image', async () => Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.from('not really a png at all')]), 'corrupt'],
       ['text', async () => Buffer.from('GET / HTTP/1.1\r\n\r\n'), 'not_image'],
       ['random bytes', async () => Uint8Array.from({ length: 4096 }, (_, i) => (i * 7919 + 13) % 251), 'not_image'],
       [
         '50 megapixels',
-        async () => sharp({ create: { width: 8000, height: 6250, channels: 3, background: '#777' } }).jpeg({ quality: 30 }).toBuffer(),
+        async () =>
+          sharp({ create: { width: 8000, height: 6250, channels: 3, background: '#777' } })
+            .jpeg({ quality: 30 })
+            .toBuffer(),
         'too_large',
       ],
     ];
@@ -173,7 +180,9 @@ describe('ANPR engine (PP-OCRv4 detection + recognition)', () => {
 
 describe('image and geometry helpers', () => {
   it('decodes to RGB and applies limits', async () => {
-    const png = await sharp({ create: { width: 40, height: 20, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 1 } } }).png().toBuffer();
+    const png = await sharp({ create: { width: 40, height: 20, channels: 4, background: { r: 255, g: 0, b: 0, alpha: 1 } } })
+      .png()
+      .toBuffer();
     const img = await decodeImage(png);
     expect([img.width, img.height, img.data.length]).toEqual([40, 20, 40 * 20 * 3]);
     expect([...img.data.subarray(0, 3)]).toEqual([255, 0, 0]);
@@ -183,7 +192,8 @@ describe('image and geometry helpers', () => {
   it('fits a minimum-area rectangle to rotated points and warps it upright', () => {
     const angle = (20 * Math.PI) / 180;
     const pts: Point[] = [];
-    for (let u = -50; u <= 50; u += 5) for (let v = -10; v <= 10; v += 5) pts.push([200 + u * Math.cos(angle) - v * Math.sin(angle), 100 + u * Math.sin(angle) + v * Math.cos(angle)]);
+    for (let u = -50; u <= 50; u += 5)
+      for (let v = -10; v <= 10; v += 5) pts.push([200 + u * Math.cos(angle) - v * Math.sin(angle), 100 + u * Math.sin(angle) + v * Math.cos(angle)]);
     const r = minAreaRect(pts);
     expect(r.width).toBeCloseTo(100, 3);
     expect(r.height).toBeCloseTo(20, 3);
@@ -228,7 +238,7 @@ describe('image and geometry helpers', () => {
     expect(lines.filter((l) => l.rect.width > 10)).toHaveLength(1);
   });
 
-  it('writes an image into a planar tensor row by row, channels in the layout\'s order, padding untouched', () => {
+  it("writes an image into a planar tensor row by row, channels in the layout's order, padding untouched", () => {
     const img: DecodedImage = { width: 2, height: 1, data: Uint8Array.from([255, 0, 51, 0, 255, 102]) };
     const out = new Float32Array(3 * 3 * 2).fill(-9);
     writeChw(img, { mean: [0, 0, 0], std: [1, 1, 1], order: 'bgr' }, out, 0, 3, 2);
@@ -366,7 +376,7 @@ describe('YOLO plate detector', () => {
     const found = await det.detect(await decodeImage(jpeg));
     expect(found).toHaveLength(1);
     expect(found[0]!.score).toBeCloseTo(0.92, 5);
-    found[0]!.box.forEach((v, i) => expect(v).toBeCloseTo([FLAT.x - 4, FLAT.y - 4, FLAT.w + 8, FLAT.h + 8][i]!, 0));
+    for (const [i, v] of found[0]!.box.entries()) expect(v).toBeCloseTo([FLAT.x - 4, FLAT.y - 4, FLAT.w + 8, FLAT.h + 8][i]!, 0);
     await det.close();
 
     const engine = await AnprEngine.create({ detector: { yolo: file }, threads: 2 });

@@ -39,7 +39,9 @@ describe('hit evidence', () => {
   it('cuts a crop around the plate and a downscaled frame, both JPEG, and keeps them as files', async () => {
     const { dir, evidence } = store();
     await evidence.start();
-    const frame = await sharp({ create: { width: 1280, height: 720, channels: 3, background: '#445566' } }).jpeg().toBuffer();
+    const frame = await sharp({ create: { width: 1280, height: 720, channels: 3, background: '#445566' } })
+      .jpeg()
+      .toBuffer();
     const e = await evidence.capture(frame, [500, 400, 300, 100], { camera: 'lane/1', plate: 'BBCL12' });
     const crop = await sharp(Buffer.from(e.crop.data, 'base64')).metadata();
     expect(crop).toMatchObject({ format: 'jpeg', width: 390, height: 130 }); // 15 % margin per side
@@ -54,7 +56,9 @@ describe('hit evidence', () => {
   it('clamps a box at the frame edge', async () => {
     const { evidence } = store();
     await evidence.start();
-    const frame = await sharp({ create: { width: 640, height: 480, channels: 3, background: '#000' } }).jpeg().toBuffer();
+    const frame = await sharp({ create: { width: 640, height: 480, channels: 3, background: '#000' } })
+      .jpeg()
+      .toBuffer();
     const e = await evidence.capture(frame, [600, 450, 100, 60], { camera: 'c', plate: 'P' });
     expect(e.crop.width).toBeLessThanOrEqual(640 - 585);
     expect(e.crop.height).toBeLessThanOrEqual(480 - 441);

@@ -174,7 +174,12 @@ describe('ANPR extension', () => {
   });
 
   it('ignores plates outside the camera region and readings below the confidence floor', async () => {
-    const roi = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]];
+    const roi = [
+      [0, 0],
+      [0.5, 0],
+      [0.5, 1],
+      [0, 1],
+    ];
     const t = await start({}, [{ ...directoryCam, roi }]);
     const cam = t.cams.get('lane-1')!;
     t.reader.answers.push([{ text: 'BBCL12', p: 0.95, box: [900, 400, 200, 60] }]); // right half
@@ -195,7 +200,7 @@ describe('ANPR extension', () => {
     const still = await frame(80);
     for (let i = 0; i < 5; i++) {
       cam.push(still);
-      await until(() => t.anprStatus().cameras['street']?.idle === i + 1, `idle frame ${i}`);
+      await until(() => t.anprStatus().cameras.street?.idle === i + 1, `idle frame ${i}`);
     }
     expect(t.reader.calls).toBe(0);
     cam.push(await frame(80, true));
@@ -252,10 +257,9 @@ describe('ANPR extension', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     stops.push(() => new Promise((r) => server.close(() => r())));
     const url = `https://localhost:${(server.address() as { port: number }).port}/list.csv`;
-    const t = await start(
-      { hotlist: { url, ca: tls.caFile, refresh: '200ms', public_key: publicKey.export({ type: 'spki', format: 'pem' }).toString() } },
-      [directoryCam],
-    );
+    const t = await start({ hotlist: { url, ca: tls.caFile, refresh: '200ms', public_key: publicKey.export({ type: 'spki', format: 'pem' }).toString() } }, [
+      directoryCam,
+    ]);
     await until(() => t.of('hotlist.updated').some((e) => e.payload.source === url), 'list from the URL');
     const good = t.anprStatus().hotlist!.version;
     expect(t.anprStatus().hotlist).toMatchObject({ size: 1, source: url });

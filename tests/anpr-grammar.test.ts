@@ -98,12 +98,23 @@ describe('cl interpretation', () => {
   });
 
   it('replaces a letter in a digit position by the recogniser alternative of the right class', () => {
-    const chars = reading('BBCL1Z', 0.95, { 5: [['Z', 0.6], ['2', 0.3], ['7', 0.1]] });
+    const chars = reading('BBCL1Z', 0.95, {
+      5: [
+        ['Z', 0.6],
+        ['2', 0.3],
+        ['7', 0.1],
+      ],
+    });
     expect(top(chars)).toMatchObject({ text: 'BBCL12', format: 'car_2007', corrected: 1 });
   });
 
   it('prefers the right-class alternative over the confusion map (Z→7 when the recogniser says so)', () => {
-    const chars = reading('BBCL1Z', 0.95, { 5: [['Z', 0.6], ['7', 0.3]] });
+    const chars = reading('BBCL1Z', 0.95, {
+      5: [
+        ['Z', 0.6],
+        ['7', 0.3],
+      ],
+    });
     expect(top(chars)?.text).toBe('BBCL17');
   });
 
@@ -130,7 +141,13 @@ describe('cl interpretation', () => {
   });
 
   it('replaces a letter the format forbids by the most probable allowed alternative', () => {
-    const chars = reading('BACL12', 0.9, { 1: [['A', 0.7], ['E', 0.15], ['H', 0.1]] });
+    const chars = reading('BACL12', 0.9, {
+      1: [
+        ['A', 0.7],
+        ['E', 0.15],
+        ['H', 0.1],
+      ],
+    });
     expect(top(chars)).toMatchObject({ text: 'BHCL12', format: 'car_2007', corrected: 1 });
     // Without an allowed alternative there is nothing honest to offer.
     expect(cl.interpret(charsFromText('BACL12'))).toEqual([]);
@@ -165,7 +182,14 @@ describe('cl interpretation', () => {
   });
 
   it('returns candidates best first, deduplicated by text', () => {
-    const candidates = cl.interpret(reading('1BCL12', 0.9, { 0: [['1', 0.5], ['I', 0.3]] }));
+    const candidates = cl.interpret(
+      reading('1BCL12', 0.9, {
+        0: [
+          ['1', 0.5],
+          ['I', 0.3],
+        ],
+      }),
+    );
     const texts = candidates.map((c) => c.text);
     expect(new Set(texts).size).toBe(texts.length);
     for (let i = 1; i < candidates.length; i++) expect(candidates[i - 1]!.score).toBeGreaterThanOrEqual(candidates[i]!.score);
@@ -178,7 +202,12 @@ describe('cl interpretation', () => {
   });
 
   it('is fast enough to run per frame and per candidate', () => {
-    const chars = reading('8BCL1Z', 0.8, { 5: [['Z', 0.6], ['2', 0.3]] });
+    const chars = reading('8BCL1Z', 0.8, {
+      5: [
+        ['Z', 0.6],
+        ['2', 0.3],
+      ],
+    });
     const started = performance.now();
     for (let i = 0; i < 20_000; i++) cl.interpret(chars);
     const perCallUs = ((performance.now() - started) * 1000) / 20_000;
@@ -237,7 +266,12 @@ describe('eu', () => {
   });
 
   it('only replaces glyphs that are neither letters nor digits, and may drop a border', () => {
-    const chars = reading('AB-1234', 0.9, { 2: [['-', 0.5], ['C', 0.3]] });
+    const chars = reading('AB-1234', 0.9, {
+      2: [
+        ['-', 0.5],
+        ['C', 0.3],
+      ],
+    });
     expect(top(chars, eu)).toMatchObject({ text: 'ABC1234', corrected: 1 });
     const bordered = eu.interpret(charsFromText('IAB1234', 0.9)).map((c) => c.text);
     expect(bordered[0]).toBe('IAB1234'); // as read first: an I may belong to the plate here

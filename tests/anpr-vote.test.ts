@@ -12,7 +12,13 @@ function read(text: string, frameMono: number, confidence = 0.9, box: PlateBox =
 
 function tracker(opts: { dedupWindowMs?: number; maxGapMs?: number; minFrames?: number; maxTrackMs?: number } = {}) {
   const clock = new ManualClock(Date.UTC(2026, 0, 1), 0);
-  const t = new PlateTracker({ dedupWindowMs: opts.dedupWindowMs ?? 60_000, maxGapMs: opts.maxGapMs ?? 500, minFrames: opts.minFrames, maxTrackMs: opts.maxTrackMs, clock });
+  const t = new PlateTracker({
+    dedupWindowMs: opts.dedupWindowMs ?? 60_000,
+    maxGapMs: opts.maxGapMs ?? 500,
+    minFrames: opts.minFrames,
+    maxTrackMs: opts.maxTrackMs,
+    clock,
+  });
   return { t, clock };
 }
 
@@ -57,7 +63,14 @@ describe('plate voting', () => {
   it('uses per-character probabilities when the recogniser gives them', () => {
     const { t } = tracker();
     const sureOfZ = charsFromText('BBCL1Z', 0.9);
-    sureOfZ[5] = { best: 'Z', prob: 0.2, alternatives: [{ char: 'Z', prob: 0.2 }, { char: '2', prob: 0.15 }] };
+    sureOfZ[5] = {
+      best: 'Z',
+      prob: 0.2,
+      alternatives: [
+        { char: 'Z', prob: 0.2 },
+        { char: '2', prob: 0.15 },
+      ],
+    };
     // Two frames say Z but were unsure of it; one frame says 2 with a weak whole-plate confidence.
     t.add('cam1', read('BBCL1Z', 0, 0.9, LEFT, { chars: sureOfZ }));
     t.add('cam1', read('BBCL1Z', 40, 0.9, LEFT, { chars: sureOfZ }));

@@ -25,9 +25,13 @@ describe('EventBus', () => {
     const { logger, lines } = recordingLogger();
     const bus = new EventBus({ logger });
     const calls: string[] = [];
-    bus.on('link.state', () => {
-      throw new Error('flow bug');
-    }, 'nodered');
+    bus.on(
+      'link.state',
+      () => {
+        throw new Error('flow bug');
+      },
+      'nodered',
+    );
     bus.on('link.state', (state) => void calls.push(state), 'telemetry');
     expect(() => {
       bus.emit('link.state', 'online');
@@ -67,10 +71,14 @@ describe('EventBus', () => {
     const bus = new EventBus();
     const seen: string[] = [];
     const off = bus.on('clock.synced', (s) => void seen.push(`gone:${s}`), 'gone');
-    bus.on('clock.synced', (s) => {
-      seen.push(`relay:${s}`);
-      if (s === 'ntp') bus.emit('clock.synced', 'again');
-    }, 'relay');
+    bus.on(
+      'clock.synced',
+      (s) => {
+        seen.push(`relay:${s}`);
+        if (s === 'ntp') bus.emit('clock.synced', 'again');
+      },
+      'relay',
+    );
     off();
     expect(bus.listenerCount('clock.synced')).toBe(1);
     bus.emit('clock.synced', 'ntp');

@@ -63,9 +63,10 @@ function alive(pid: number): boolean {
 async function jpeg(width: number, height: number, seed = 1): Promise<Buffer> {
   const px = Buffer.alloc(width * height * 3);
   for (let i = 0; i < px.length; i++) px[i] = (i * 31 + seed * 97) % 251;
-  return sharp(px, { raw: { width, height, channels: 3 } }).jpeg({ quality: 80 }).toBuffer();
+  return sharp(px, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 80 })
+    .toBuffer();
 }
-
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -96,7 +97,7 @@ describe('JpegSplitter', () => {
         at += size;
       }
       expect(out.length).toBe(expected.length);
-      out.forEach((f, i) => expect(f.equals(expected[i]!)).toBe(true));
+      for (const [i, f] of out.entries()) expect(f.equals(expected[i]!)).toBe(true);
       expect(splitter.buffered).toBe(0);
     }
   });
@@ -198,7 +199,9 @@ describe('FfmpegSource', () => {
     const sources = [...(/\bdrawtext\b/.test(filters) ? [`color=c=gray:size=320x240:rate=10,${text}`] : []), 'testsrc=size=320x240:rate=10'];
     for (const src of sources) {
       try {
-        execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', src, '-t', '2', '-c:v', 'mpeg4', '-q:v', '4', video], { stdio: 'pipe' });
+        execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', src, '-t', '2', '-c:v', 'mpeg4', '-q:v', '4', video], {
+          stdio: 'pipe',
+        });
         pattern = src;
         break;
       } catch {
@@ -271,7 +274,9 @@ describe('FfmpegSource', () => {
   });
 
   it('reports a missing ffmpeg binary as an error, not a crash', async () => {
-    const w = watch(new FfmpegSource({ cameraId: 'c', url: video, fps: 5, ffmpegPath: join(tmp, 'no-such-ffmpeg'), backoff: { minDelayMs: 30, maxDelayMs: 30 } }));
+    const w = watch(
+      new FfmpegSource({ cameraId: 'c', url: video, fps: 5, ffmpegPath: join(tmp, 'no-such-ffmpeg'), backoff: { minDelayMs: 30, maxDelayMs: 30 } }),
+    );
     await until(() => w.source.stats().errors >= 2, 10000, 'two errors');
     expect(w.source.stats().lastError).toMatch(/cannot run .*no-such-ffmpeg: .*ENOENT/);
   });
@@ -310,7 +315,9 @@ describe('FfmpegSource', () => {
     const fake = join(tmp, 'silent-ffmpeg');
     writeFileSync(fake, '#!/bin/sh\nexec sleep 30\n');
     chmodSync(fake, 0o755);
-    const w = watch(new FfmpegSource({ cameraId: 'c', url: video, fps: 5, ffmpegPath: fake, stallTimeoutMs: 150, backoff: { minDelayMs: 20, maxDelayMs: 20 } }));
+    const w = watch(
+      new FfmpegSource({ cameraId: 'c', url: video, fps: 5, ffmpegPath: fake, stallTimeoutMs: 150, backoff: { minDelayMs: 20, maxDelayMs: 20 } }),
+    );
     await until(() => w.source.stats().reconnects >= 1, 10000, 'a restart');
     expect(w.source.stats().lastError).toMatch(/no frame for 150 ms; ffmpeg was killed by SIGTERM/);
   });
@@ -386,7 +393,10 @@ function digestCamera(opts: { user: string; pass: string; algorithms: string[]; 
 
 describe('HTTP digest helpers', () => {
   it('parses several challenges and prefers the strongest Digest', () => {
-    const challenges = parseWwwAuthenticate(['Digest realm="a, b", qop="auth,auth-int", algorithm=MD5, nonce="n1", Basic realm="x"', 'Digest realm="a", algorithm=SHA-256, nonce="n2", stale=true']);
+    const challenges = parseWwwAuthenticate([
+      'Digest realm="a, b", qop="auth,auth-int", algorithm=MD5, nonce="n1", Basic realm="x"',
+      'Digest realm="a", algorithm=SHA-256, nonce="n2", stale=true',
+    ]);
     expect(challenges.map((c) => c.scheme)).toEqual(['digest', 'basic', 'digest']);
     expect(challenges[0]!.params).toMatchObject({ realm: 'a, b', qop: 'auth,auth-int', algorithm: 'MD5', nonce: 'n1' });
     expect(chooseChallenge(challenges)?.params.nonce).toBe('n2');
@@ -395,7 +405,13 @@ describe('HTTP digest helpers', () => {
   it('matches the RFC 7616 section 3.9.1 example (SHA-256 and MD5)', () => {
     const challenge = (algorithm: string) => ({
       scheme: 'digest',
-      params: { realm: 'http-auth@example.org', qop: 'auth, auth-int', algorithm, nonce: '7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v', opaque: 'FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS' },
+      params: {
+        realm: 'http-auth@example.org',
+        qop: 'auth, auth-int',
+        algorithm,
+        nonce: '7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v',
+        opaque: 'FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS',
+      },
     });
     const cnonce = () => 'f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ';
     const sha = new DigestSession(challenge('SHA-256'), 'Mufasa', 'Circle of Life', cnonce).authorization('GET', '/dir/index.html');
@@ -430,7 +446,16 @@ describe('HttpSnapshotSource', () => {
     await until(() => ok.frames.length >= 2, 15000, 'snapshots');
     await ok.source.stop();
 
-    const bad = watch(new HttpSnapshotSource({ cameraId: 'cam-2', url: cam.url, intervalMs: 50, username: 'admin', password: 'wrong', backoff: { minDelayMs: 50, maxDelayMs: 50 } }));
+    const bad = watch(
+      new HttpSnapshotSource({
+        cameraId: 'cam-2',
+        url: cam.url,
+        intervalMs: 50,
+        username: 'admin',
+        password: 'wrong',
+        backoff: { minDelayMs: 50, maxDelayMs: 50 },
+      }),
+    );
     await until(() => bad.source.stats().errors >= 2, 15000, 'auth errors');
     expect(bad.frames.length).toBe(0);
     expect(bad.source.stats().lastError).toMatch(/authentication failed \(HTTP 401\)/);
@@ -451,20 +476,26 @@ describe('HttpSnapshotSource', () => {
     expect(cam.log.filter((l) => l.status === 401).length).toBe(1);
     await w.source.stop();
 
-    const strict = watch(new HttpSnapshotSource({ cameraId: 'cam-3', url: cam.url, username: 'viewer', password: 'pa ss', auth: 'digest', backoff: { minDelayMs: 1000 } }));
+    const strict = watch(
+      new HttpSnapshotSource({ cameraId: 'cam-3', url: cam.url, username: 'viewer', password: 'pa ss', auth: 'digest', backoff: { minDelayMs: 1000 } }),
+    );
     await until(() => strict.source.stats().errors >= 1, 10000, 'an error');
     expect(strict.source.stats().lastError).toMatch(/offers only Basic/);
   });
 
   it('rejects and counts bodies that are not JPEG', async () => {
     let mode: 'html' | 'png' | 'big' = 'html';
-    const png = await sharp({ create: { width: 16, height: 16, channels: 3, background: 'red' } }).png().toBuffer();
+    const png = await sharp({ create: { width: 16, height: 16, channels: 3, background: 'red' } })
+      .png()
+      .toBuffer();
     const cam = await cameraServer((_req, res) => {
       if (mode === 'html') res.writeHead(200, { 'Content-Type': 'text/html' }).end('<html>login</html>');
       else if (mode === 'png') res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end(png);
       else res.writeHead(200, { 'Content-Type': 'image/jpeg' }).end(Buffer.concat([image, Buffer.alloc(image.length)]));
     });
-    const w = watch(new HttpSnapshotSource({ cameraId: 'cam-4', url: cam.url, intervalMs: 20, maxBytes: image.length + 1000, backoff: { minDelayMs: 20, maxDelayMs: 20 } }));
+    const w = watch(
+      new HttpSnapshotSource({ cameraId: 'cam-4', url: cam.url, intervalMs: 20, maxBytes: image.length + 1000, backoff: { minDelayMs: 20, maxDelayMs: 20 } }),
+    );
     await until(() => w.source.stats().errors >= 2, 10000, 'errors');
     expect(w.source.stats().lastError).toMatch(/not a JPEG \(Content-Type "text\/html"\)/);
     mode = 'png';
@@ -499,7 +530,11 @@ describe('DirectorySource', () => {
     // The FTP server finishes files elsewhere and renames them into place (here: the whole directory).
     const staging = join(tmp, 'ftp-a-staging');
     mkdirSync(staging);
-    const files = { 'cam_20260101_000010.jpg': await jpeg(64, 48, 10), 'cam_20260101_000009.jpg': await jpeg(64, 48, 9), 'upload.jpg.part': await jpeg(8, 8, 1) };
+    const files = {
+      'cam_20260101_000010.jpg': await jpeg(64, 48, 10),
+      'cam_20260101_000009.jpg': await jpeg(64, 48, 9),
+      'upload.jpg.part': await jpeg(8, 8, 1),
+    };
     const past = new Date(Date.now() - 60_000);
     for (const [name, data] of Object.entries(files)) {
       writeFileSync(join(staging, name), data);

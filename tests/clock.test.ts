@@ -50,8 +50,8 @@ describe('clock sync', () => {
 describe('CPU temperature', () => {
   const zone = (root: string, name: string, type: string, temp: string) => {
     mkdirSync(join(root, 'class/thermal', name), { recursive: true });
-    writeFileSync(join(root, 'class/thermal', name, 'type'), type + '\n');
-    writeFileSync(join(root, 'class/thermal', name, 'temp'), temp + '\n');
+    writeFileSync(join(root, 'class/thermal', name, 'type'), `${type}\n`);
+    writeFileSync(join(root, 'class/thermal', name, 'temp'), `${temp}\n`);
   };
 
   it('reads the CPU zone of a Raspberry Pi thermal tree', () => {

@@ -62,7 +62,17 @@ function setup(over: Partial<CommandAuthOptions> = {}, clock = new TestClock(), 
 
 function signed(over: Partial<Parameters<typeof signCommand>[0]> = {}): Buffer {
   return Buffer.from(
-    signCommand({ auth: 'hmac-sha256', key: KEY, site: SITE, device: DEVICE, cmd: 'alarm.ack', args: { input: 'door' }, ts: NOW, nonce: freshNonce(), ...over }),
+    signCommand({
+      auth: 'hmac-sha256',
+      key: KEY,
+      site: SITE,
+      device: DEVICE,
+      cmd: 'alarm.ack',
+      args: { input: 'door' },
+      ts: NOW,
+      nonce: freshNonce(),
+      ...over,
+    }),
   );
 }
 
@@ -169,7 +179,14 @@ describe('CommandVerifier: rejections', () => {
     const { verifier } = setup();
     const { msg, sig } = envelope(signed());
     expect(sig.endsWith('=')).toBe(true);
-    const variants = [`${sig}\n`, ` ${sig}`, sig.replace(/=+$/, ''), `${sig}==`, sig.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''), `${sig.slice(0, 20)}\n${sig.slice(20)}`];
+    const variants = [
+      `${sig}\n`,
+      ` ${sig}`,
+      sig.replace(/=+$/, ''),
+      `${sig}==`,
+      sig.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''),
+      `${sig.slice(0, 20)}\n${sig.slice(20)}`,
+    ];
     // A non-zero value in the unused low bits decodes to the same bytes with a lenient decoder.
     const last = sig.at(-2)!;
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
@@ -312,7 +329,7 @@ describe('CommandVerifier: rejections', () => {
       ['nonce too short', JSON.stringify(innerMsg({ nonce: 'abc' }))],
       ['nonce too long', JSON.stringify(innerMsg({ nonce: 'a'.repeat(65) }))],
       ['nonce with bad characters', JSON.stringify(innerMsg({ nonce: 'abcdefgh/ijklmnop' }))],
-      ['nonce is a number', JSON.stringify(innerMsg({ nonce: 12345678901234567 }))],
+      ['nonce is a number', JSON.stringify(innerMsg({ nonce: 1234567890123456 }))],
       ['args is an array', JSON.stringify(innerMsg({ args: ['door'] }))],
       ['args is null', JSON.stringify(innerMsg({ args: null }))],
       ['args is a string', JSON.stringify(innerMsg({ args: 'door' }))],
@@ -432,7 +449,6 @@ describe('MemoryNonceStore', () => {
 // ---------------------------------------------------------------------------------------------
 // Fuzz: random and mutated payloads. Set FUZZ_SEED to reproduce or explore another sequence.
 
-
 class Rng {
   constructor(readonly next: () => number) {}
   int(n: number): number {
@@ -451,7 +467,23 @@ class Rng {
   }
 }
 
-const FUZZ_STRINGS = ['', 'alarm.ack', SITE, DEVICE, '__proto__', 'constructor', 'prototype', 'polluted', 'ñandú', '東京', '🚨', '\u0000', '\ud800', '\u202e', 'a'.repeat(300)];
+const FUZZ_STRINGS = [
+  '',
+  'alarm.ack',
+  SITE,
+  DEVICE,
+  '__proto__',
+  'constructor',
+  'prototype',
+  'polluted',
+  'ñandú',
+  '東京',
+  '🚨',
+  '\u0000',
+  '\ud800',
+  '\u202e',
+  'a'.repeat(300),
+];
 const FUZZ_NUMBERS = [0, -0, 1, -1, NOW, 1e308, -1e308, 5e-324, 2 ** 53, 2 ** 53 + 2, 0.1, 1732000000000.5];
 
 function randomJson(rng: Rng, depth = 0): unknown {
@@ -526,7 +558,16 @@ describe('fuzz', () => {
     const nonce = () => rng.bytes(18).toString('base64url');
     const validFor = (auth: keyof typeof verifiers) => {
       const args = rng.chance(0.5) ? { input: rng.pick(FUZZ_STRINGS.filter((s) => s !== '__proto__' && s !== '\ud800')), level: rng.int(10) } : {};
-      return signCommand({ auth, key: signingKey[auth], site: SITE, device: DEVICE, cmd: 'alarm.ack', args, ts: NOW + rng.int(2 * WINDOW) - WINDOW, nonce: nonce() });
+      return signCommand({
+        auth,
+        key: signingKey[auth],
+        site: SITE,
+        device: DEVICE,
+        cmd: 'alarm.ack',
+        args,
+        ts: NOW + rng.int(2 * WINDOW) - WINDOW,
+        nonce: nonce(),
+      });
     };
     const setIn = (msg: string, field: string, valueJson: string) => {
       const obj = JSON.parse(msg) as Record<string, unknown>;
@@ -608,23 +649,79 @@ describe('fuzz', () => {
         // Structured edits of a valid payload, keeping the original signature.
         const edits: Array<[string, () => string]> = [
           ['swap msg and sig', () => JSON.stringify({ msg: orig.sig, sig: orig.msg })],
-          ['swap site and device', () => JSON.stringify({ msg: orig.msg.replace(`"${SITE}"`, '"\0S"').replace(`"${DEVICE}"`, `"${SITE}"`).replace('"\0S"', `"${DEVICE}"`), sig: orig.sig })],
+          [
+            'swap site and device',
+            () =>
+              JSON.stringify({
+                msg: orig.msg.replace(`"${SITE}"`, '"\0S"').replace(`"${DEVICE}"`, `"${SITE}"`).replace('"\0S"', `"${DEVICE}"`),
+                sig: orig.sig,
+              }),
+          ],
           ['other device', () => JSON.stringify({ msg: orig.msg.replace(DEVICE, 'pole-0143'), sig: orig.sig })],
           ['other command', () => JSON.stringify({ msg: orig.msg.replace('alarm.ack', 'siren.set'), sig: orig.sig })],
-          ['huge ts', () => JSON.stringify({ msg: orig.msg.replace(/"ts":\d+/, rng.pick(['"ts":1e400', '"ts":99999999999999999999999', '"ts":-0'])), sig: orig.sig })],
-          ['nested args', () => JSON.stringify({ msg: orig.msg.replace(/"args":\{.*\}\}$/, `"args":{"a":${'['.repeat(50)}${']'.repeat(50)}}}`), sig: orig.sig })],
-          ['unicode in msg', () => JSON.stringify({ msg: orig.msg.replace('alarm', rng.pick(['alarm\u200b', 'a\u0301larm', 'аlarm', 'alarm\ud83d\udea8'])), sig: orig.sig })],
+          [
+            'huge ts',
+            () => JSON.stringify({ msg: orig.msg.replace(/"ts":\d+/, rng.pick(['"ts":1e400', '"ts":99999999999999999999999', '"ts":-0'])), sig: orig.sig }),
+          ],
+          [
+            'nested args',
+            () => JSON.stringify({ msg: orig.msg.replace(/"args":\{.*\}\}$/, `"args":{"a":${'['.repeat(50)}${']'.repeat(50)}}}`), sig: orig.sig }),
+          ],
+          [
+            'unicode in msg',
+            () => JSON.stringify({ msg: orig.msg.replace('alarm', rng.pick(['alarm\u200b', 'a\u0301larm', 'аlarm', 'alarm\ud83d\udea8'])), sig: orig.sig }),
+          ],
           ['escaped char in msg', () => JSON.stringify({ msg: orig.msg.replace('"v":1', '"\\u0076":1'), sig: orig.sig })],
-          ['reordered msg', () => JSON.stringify({ msg: JSON.stringify(Object.fromEntries(Object.entries(JSON.parse(orig.msg) as object).reverse())), sig: orig.sig })],
+          [
+            'reordered msg',
+            () => JSON.stringify({ msg: JSON.stringify(Object.fromEntries(Object.entries(JSON.parse(orig.msg) as object).reverse())), sig: orig.sig }),
+          ],
           ['whitespace in msg', () => JSON.stringify({ msg: rng.chance(0.5) ? `${orig.msg} ` : orig.msg.replace(',', ', '), sig: orig.sig })],
           ['__proto__ in msg', () => JSON.stringify({ msg: orig.msg.replace('{', '{"__proto__":{"polluted":true},'), sig: orig.sig })],
           ['__proto__ in envelope', () => `{"__proto__":{"polluted":true},"msg":${JSON.stringify(orig.msg)},"sig":"${orig.sig}"}`],
           ['duplicate msg key', () => `{"msg":${JSON.stringify(orig.msg)},"sig":"${orig.sig}","msg":${JSON.stringify(orig.msg.replace('"v":1', '"v":1 '))}}`],
           ['sig char changed', () => JSON.stringify({ msg: orig.msg, sig: orig.sig.slice(0, 5) + (orig.sig[5] === 'A' ? 'B' : 'A') + orig.sig.slice(6) })],
-          ['sig re-encoded', () => JSON.stringify({ msg: orig.msg, sig: rng.pick([`${orig.sig}\n`, orig.sig.replace(/=+$/, ''), Buffer.from(orig.sig, 'base64').toString('base64url'), `${orig.sig}=`, `=${orig.sig}`]) })],
+          [
+            'sig re-encoded',
+            () =>
+              JSON.stringify({
+                msg: orig.msg,
+                sig: rng.pick([
+                  `${orig.sig}\n`,
+                  orig.sig.replace(/=+$/, ''),
+                  Buffer.from(orig.sig, 'base64').toString('base64url'),
+                  `${orig.sig}=`,
+                  `=${orig.sig}`,
+                ]),
+              }),
+          ],
           ['sig type', () => JSON.stringify({ msg: orig.msg, sig: rng.pick([[orig.sig], { s: orig.sig }, 1e308, true]) })],
-          ['wrong key', () => signCommand({ auth, key: auth === 'hmac-sha256' ? `${KEY}!` : ed25519FromSeed(rng.bytes(32)).privatePem, site: SITE, device: DEVICE, cmd: 'alarm.ack', ts: NOW, nonce: nonce() })],
-          ['wrong target', () => signCommand({ auth, key: signingKey[auth], site: rng.pick([SITE, 'coquimbo']), device: rng.pick([DEVICE, 'pole-0143']), cmd: rng.pick(['siren.set', 'alarm.ackx'].filter((c) => c !== topic)), ts: NOW, nonce: nonce() })],
+          [
+            'wrong key',
+            () =>
+              signCommand({
+                auth,
+                key: auth === 'hmac-sha256' ? `${KEY}!` : ed25519FromSeed(rng.bytes(32)).privatePem,
+                site: SITE,
+                device: DEVICE,
+                cmd: 'alarm.ack',
+                ts: NOW,
+                nonce: nonce(),
+              }),
+          ],
+          [
+            'wrong target',
+            () =>
+              signCommand({
+                auth,
+                key: signingKey[auth],
+                site: rng.pick([SITE, 'coquimbo']),
+                device: rng.pick([DEVICE, 'pole-0143']),
+                cmd: rng.pick(['siren.set', 'alarm.ackx'].filter((c) => c !== topic)),
+                ts: NOW,
+                nonce: nonce(),
+              }),
+          ],
           ['extra envelope field', () => JSON.stringify({ msg: orig.msg, sig: orig.sig, [rng.pick(['kid', 'constructor', 'v', 'args'])]: 1 })],
           ['array envelope', () => JSON.stringify([orig.msg, orig.sig])],
           // These keep msg and sig identical and may be accepted:
@@ -640,7 +737,10 @@ describe('fuzz', () => {
       try {
         const parsed = JSON.parse(payload.toString('utf8')) as unknown;
         judgedIdentical =
-          typeof parsed === 'object' && parsed !== null && (parsed as Record<string, unknown>).msg === orig.msg && (parsed as Record<string, unknown>).sig === orig.sig;
+          typeof parsed === 'object' &&
+          parsed !== null &&
+          (parsed as Record<string, unknown>).msg === orig.msg &&
+          (parsed as Record<string, unknown>).sig === orig.sig;
       } catch {
         // not JSON: not identical
       }
@@ -682,6 +782,7 @@ describe('fuzz', () => {
     expect(Object.getOwnPropertyNames(Array.prototype).sort(), `FUZZ_SEED=${seed}`).toEqual(arrayNamesBefore);
     // The harness is not vacuous: untouched payloads pass and every stage refuses something.
     expect(controlsAccepted, `FUZZ_SEED=${seed}`).toBeGreaterThan(50);
-    for (const reason of ['malformed', 'unsigned', 'bad_signature', 'wrong_target', 'too_large']) expect(tally[reason] ?? 0, `${reason}, FUZZ_SEED=${seed}`).toBeGreaterThan(0);
+    for (const reason of ['malformed', 'unsigned', 'bad_signature', 'wrong_target', 'too_large'])
+      expect(tally[reason] ?? 0, `${reason}, FUZZ_SEED=${seed}`).toBeGreaterThan(0);
   });
 });

@@ -171,7 +171,13 @@ describe('defaults and units', () => {
     expect(config.paths).toEqual({ data_dir: '/var/lib/vigia', runtime_dir: '/run/vigia' });
     expect(config.log.level).toBe('info');
     expect(config.clock).toEqual({ sync_source: 'auto', sync_file: '/run/systemd/timesync/synchronized', poll_interval: 5000 });
-    expect(config.outbox).toMatchObject({ max_bytes: 256 * MiB, alarm_reserve_bytes: 16 * MiB, commit_interval: 25, commit_max_events: 2000, synchronous: 'full' });
+    expect(config.outbox).toMatchObject({
+      max_bytes: 256 * MiB,
+      alarm_reserve_bytes: 16 * MiB,
+      commit_interval: 25,
+      commit_max_events: 2000,
+      synchronous: 'full',
+    });
     expect(config.outbox.ttl.alarm).toBe('never');
     expect(config.mqtt).toMatchObject({ protocol: 'auto', topic_prefix: 'vigia', keepalive: 30_000, connect_timeout: 15_000, inflight_window: 64 });
     expect(config.mqtt.reconnect).toEqual({ min_delay: 1000, max_delay: 60_000, jitter: 0.3 });
@@ -210,7 +216,9 @@ describe('problems', () => {
     const tab = write(`${MINIMAL}outbox:\n\tmax_bytes: 1GiB\n`);
     expect(problems(tab)).toEqual([`${tab}:8:1: YAML syntax error: Tabs are not allowed as indentation`]);
     const unclosed = write(`${MINIMAL}outbox:\n  ttl: [1\n  max_bytes: 1GiB\n`);
-    expect(problems(unclosed)).toEqual([`${unclosed}:9:3: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]`]);
+    expect(problems(unclosed)).toEqual([
+      `${unclosed}:9:3: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]`,
+    ]);
   });
 
   it('reports duplicate keys as a YAML error', () => {
@@ -299,9 +307,18 @@ describe('problems', () => {
   });
 
   it('loads a camera with its defaults and resolves the plate-reading defaults', () => {
-    const file = write(`${MINIMAL}anpr:\n  enabled: true\n  cameras:\n    - {id: gate, kind: snapshot, url: "http://10.0.0.9/snap.jpg", username: admin, password: secret-pass}\n`);
+    const file = write(
+      `${MINIMAL}anpr:\n  enabled: true\n  cameras:\n    - {id: gate, kind: snapshot, url: "http://10.0.0.9/snap.jpg", username: admin, password: secret-pass}\n`,
+    );
     const cfg = loadConfig(file);
-    expect(cfg.anpr).toMatchObject({ grammar: 'cl', workers: 1, detector: 'ppocr', recogniser: 'ppocr', privacy: { reads: 'full' }, hits: { fuzzy: true, dedup_window: 300_000 } });
+    expect(cfg.anpr).toMatchObject({
+      grammar: 'cl',
+      workers: 1,
+      detector: 'ppocr',
+      recogniser: 'ppocr',
+      privacy: { reads: 'full' },
+      hits: { fuzzy: true, dedup_window: 300_000 },
+    });
     expect(cfg.anpr.cameras[0]).toMatchObject({ id: 'gate', kind: 'snapshot', interval: 1000, auth: 'auto' });
     expect(JSON.stringify(cfg)).not.toContain('secret-pass');
   });
@@ -433,7 +450,7 @@ describe('command key checks', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vigia-key-'));
     const base = 'device:\n  id: p1\n  site: s1\n  profile: pole\nmqtt:\n  url: mqtt://h:1883\ncommands:\n';
     const short = join(dir, 'short.yaml');
-    writeFileSync(short, base + '  key: tooshort\n');
+    writeFileSync(short, `${base}  key: tooshort\n`);
     expect(() => loadConfig(short)).toThrow(/short\.yaml:8:8 commands\.key: an HMAC key needs at least 16 bytes/);
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     const priv = join(dir, 'cc.key');
@@ -441,10 +458,10 @@ describe('command key checks', () => {
     const pub = join(dir, 'cc.pub');
     writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
     const withPriv = join(dir, 'priv.yaml');
-    writeFileSync(withPriv, base + `  auth: ed25519\n  key: {file: ${priv}}\n`);
+    writeFileSync(withPriv, `${base}  auth: ed25519\n  key: {file: ${priv}}\n`);
     expect(() => loadConfig(withPriv)).toThrow(/commands\.key: the key is a private key/);
     const withPub = join(dir, 'pub.yaml');
-    writeFileSync(withPub, base + `  auth: ed25519\n  key: {file: ${pub}}\n`);
+    writeFileSync(withPub, `${base}  auth: ed25519\n  key: {file: ${pub}}\n`);
     expect(loadConfig(withPub).commands.auth).toBe('ed25519');
   });
 });

@@ -150,7 +150,8 @@ describe('extension contract', () => {
         continue;
       }
       if (row.priority !== spec.priority) problems.push(`${type}: documented as ${row.priority}, catalogued as ${spec.priority}`);
-      for (const field of Object.keys(spec.payload.shape)) if (!row.text.includes(`\`${field}\``)) problems.push(`${type}: payload field ${field} undocumented`);
+      for (const field of Object.keys(spec.payload.shape))
+        if (!row.text.includes(`\`${field}\``)) problems.push(`${type}: payload field ${field} undocumented`);
     }
     for (const type of documented.keys()) {
       const open = OPEN_NAMESPACES.some((ns) => type === `${ns}*`);

@@ -43,7 +43,16 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
     await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'event');
     const got = sub.events.find((e) => e.event.id === r.id)!;
     expect(got.topic).toBe('vigia/test-site/pole-0001/events/hit/sim.check');
-    expect(got.event).toMatchObject({ id: r.id, device: 'pole-0001', site: 'test-site', type: 'sim.check', priority: 'hit', clock: 'synced', seq: r.seq, payload });
+    expect(got.event).toMatchObject({
+      id: r.id,
+      device: 'pole-0001',
+      site: 'test-site',
+      type: 'sim.check',
+      priority: 'hit',
+      clock: 'synced',
+      seq: r.seq,
+      payload,
+    });
     expect(got.event.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(Date.now() - Date.parse(got.event.time)).toBeLessThan(60_000);
     // A late subscriber gets the retained birth message, flagged as retained.
@@ -277,7 +286,7 @@ describe('commands (signed, MQTT 5 request/response)', () => {
 
   it('survives 1000 random malformed payloads, answering each with an error', async () => {
     let seed = 0x5eed;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const valid = sign('ping');
     const payloads: Buffer[] = [];
     for (let i = 0; i < 1000; i++) {
@@ -310,10 +319,16 @@ describe('TLS uplink', () => {
     const tls = makeTlsFiles();
     const broker = await startMosquitto({ tls: { ...tls, requireCertificate: true } });
     cleanups.push(() => broker.stop());
-    const sub = new Subscriber(broker.url, 'vigia/#', 0, { ca: readFileSync(tls.caFile), cert: readFileSync(tls.clientCert), key: readFileSync(tls.clientKey) });
+    const sub = new Subscriber(broker.url, 'vigia/#', 0, {
+      ca: readFileSync(tls.caFile),
+      cert: readFileSync(tls.clientCert),
+      key: readFileSync(tls.clientKey),
+    });
     await sub.connect();
     cleanups.push(() => sub.close());
-    const good = writeDeviceConfig(broker.url.replace('127.0.0.1', 'localhost'), { mqtt: { tls: { ca: tls.caFile, cert: tls.clientCert, key: { file: tls.clientKey } } } });
+    const good = writeDeviceConfig(broker.url.replace('127.0.0.1', 'localhost'), {
+      mqtt: { tls: { ca: tls.caFile, cert: tls.clientCert, key: { file: tls.clientKey } } },
+    });
     const daemon = new DaemonProcess(good.file, good.socket);
     cleanups.push(() => daemon.kill());
     await daemon.start();
@@ -364,7 +379,7 @@ describe('broker authentication', () => {
     const sub = new Subscriber(broker.url, 'vigia/#', 0, { username: 'center', password: 'center-pass' });
     await sub.connect();
     cleanups.push(() => sub.close());
-    writeFileSync(join(dir, 'mqtt-password'), password + '\n');
+    writeFileSync(join(dir, 'mqtt-password'), `${password}\n`);
     const cfg = writeDeviceConfig(broker.url, { log: { level: 'debug' }, mqtt: { username: 'pole-0001', password: { file: join(dir, 'mqtt-password') } } });
     const daemon = new DaemonProcess(cfg.file, cfg.socket);
     cleanups.push(() => daemon.kill());

@@ -90,7 +90,10 @@ describe('libgpiod tool output', () => {
     expect(parseGpioinfo('gpiochip0 - 58 lines:\n\tline  17:     "GPIO17"  "gpiomon"   input  active-high [used]\n')).toEqual([
       { chip: 'gpiochip0', offset: 17, name: 'GPIO17', consumer: 'gpiomon' },
     ]);
-    expect(parseGpioinfo('gpiochip1 - 8 lines:\n\tline   3:      unnamed   "gpioset"  output  active-high [used]\n')[0]).toMatchObject({ name: undefined, consumer: 'gpioset' });
+    expect(parseGpioinfo('gpiochip1 - 8 lines:\n\tline   3:      unnamed   "gpioset"  output  active-high [used]\n')[0]).toMatchObject({
+      name: undefined,
+      consumer: 'gpioset',
+    });
     expect(lines.filter((l) => l.chip === 'gpiochip1')).toHaveLength(8);
   });
 
@@ -100,7 +103,9 @@ describe('libgpiod tool output', () => {
     expect(lines.find((l) => l.name === 'GPIO17')).toEqual({ chip: 'gpiochip0', offset: 17, name: 'GPIO17' });
     expect(lines.find((l) => l.name === 'PWR_GPIO')).toEqual({ chip: 'gpiochip10', offset: 20, name: 'PWR_GPIO', consumer: 'pwr_button' });
     expect(lines.find((l) => l.name === 'GPIO17')?.consumer).toBeUndefined();
-    expect(parseGpioinfo('gpiochip0 - 54 lines:\n\tline  17:\t"GPIO17"\tinput bias=pull-up edges=both event-clock=monotonic consumer=vigia-panic\n')[0]?.consumer).toBe('vigia-panic');
+    expect(
+      parseGpioinfo('gpiochip0 - 54 lines:\n\tline  17:\t"GPIO17"\tinput bias=pull-up edges=both event-clock=monotonic consumer=vigia-panic\n')[0]?.consumer,
+    ).toBe('vigia-panic');
     expect(parseGpioinfo(V2_GPIOINFO_BY_NAME)).toEqual([{ chip: 'gpiochip0', offset: 17, name: 'GPIO17' }]);
     expect(parseGpioinfo('gpiochip3 - 1 lines:\n\tline   0:\tunnamed         \tinput\n')).toEqual([{ chip: 'gpiochip3', offset: 0, name: undefined }]);
   });
@@ -128,7 +133,16 @@ describe('libgpiod tool output', () => {
     expect(monitorArgs(1, 'gpiochip0', 17, 'pull-up', 'vigia')).toEqual(['--line-buffered', '--format=%o %e %s %n', '--bias=pull-up', 'gpiochip0', '17']);
     expect(monitorArgs(1, 'gpiochip0', 17, 'disabled', 'vigia')).toContain('--bias=disable');
     expect(monitorArgs(2, 'gpiochip0', 17, 'as-is', 'vigia')).toEqual([
-      '--chip', 'gpiochip0', '--edges', 'both', '--event-clock', 'monotonic', '--format=%o %E %S', '--consumer', 'vigia', '17',
+      '--chip',
+      'gpiochip0',
+      '--edges',
+      'both',
+      '--event-clock',
+      'monotonic',
+      '--format=%o %E %S',
+      '--consumer',
+      'vigia',
+      '17',
     ]);
     expect(getArgs(1, 'gpiochip0', 17, 'pull-down', 'vigia')).toEqual(['--bias=pull-down', 'gpiochip0', '17']);
     expect(getArgs(2, 'gpiochip0', 17, 'disabled', 'vigia')).toEqual(['--chip', 'gpiochip0', '--consumer', 'vigia', '--bias', 'disabled', '17']);
@@ -197,7 +211,9 @@ describe('chardev backend: setup and line resolution', () => {
 
   it('refuses to start without the tools, saying how to install them', async () => {
     mkdirSync(toolsDir('empty'));
-    await expect(ChardevGpio.create(chardevOptions(toolsDir('empty')))).rejects.toThrow(/libgpiod tools missing: gpiodetect, gpioinfo, gpioget, gpioset, gpiomon.*apt install gpiod/);
+    await expect(ChardevGpio.create(chardevOptions(toolsDir('empty')))).rejects.toThrow(
+      /libgpiod tools missing: gpiodetect, gpioinfo, gpioget, gpioset, gpiomon.*apt install gpiod/,
+    );
   });
 
   it('resolves names, labels, device names and paths on a Pi 4 (v1)', async () => {
@@ -216,10 +232,16 @@ describe('chardev backend: setup and line resolution', () => {
   it('says clearly why a line cannot be resolved', async () => {
     writeFakeTools(toolsDir(), { version: '1.6.3', gpiodetect: GPIODETECT_PI5_EARLY, gpioinfo: V1_GPIOINFO_PI5 });
     const gpio = await ChardevGpio.create(chardevOptions(toolsDir()));
-    await expect(gpio.resolve({ name: 'PANIC' })).rejects.toThrow(/no GPIO line named PANIC \(searched gpiochip0 \[gpio-brcmstb@107d508500\], .*gpiochip4 \[pinctrl-rp1\]\)/);
-    await expect(gpio.resolve({ name: '2712_WAKE' })).rejects.toThrow(/line name 2712_WAKE is on several chips \(gpiochip2:8 \[gpio-brcmstb@107d517c00\], gpiochip4:47 \[pinctrl-rp1\]\): give the chip too/);
+    await expect(gpio.resolve({ name: 'PANIC' })).rejects.toThrow(
+      /no GPIO line named PANIC \(searched gpiochip0 \[gpio-brcmstb@107d508500\], .*gpiochip4 \[pinctrl-rp1\]\)/,
+    );
+    await expect(gpio.resolve({ name: '2712_WAKE' })).rejects.toThrow(
+      /line name 2712_WAKE is on several chips \(gpiochip2:8 \[gpio-brcmstb@107d517c00\], gpiochip4:47 \[pinctrl-rp1\]\): give the chip too/,
+    );
     await expect(gpio.resolve({ chip: 'pinctrl-rp1', offset: 54 })).rejects.toThrow(/offset 54 is out of range, gpiochip4 \[pinctrl-rp1\] has 54 lines/);
-    await expect(gpio.resolve({ chip: 'pinctrl-bcm2711', offset: 17 })).rejects.toThrow(/no GPIO chip labelled pinctrl-bcm2711 \(chips: gpiochip0 \[gpio-brcmstb@107d508500\]/);
+    await expect(gpio.resolve({ chip: 'pinctrl-bcm2711', offset: 17 })).rejects.toThrow(
+      /no GPIO chip labelled pinctrl-bcm2711 \(chips: gpiochip0 \[gpio-brcmstb@107d508500\]/,
+    );
     await expect(gpio.resolve({ chip: 'gpiochip9', offset: 1 })).rejects.toThrow(GpioLineError);
     expect(await gpio.resolve({ name: 'GPIO17' })).toMatchObject({ chip: { name: 'gpiochip4', label: 'pinctrl-rp1' }, offset: 17 });
   });
@@ -272,8 +294,13 @@ describe('chardev backend: inputs', () => {
     ]);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toBeInstanceOf(GpioLineError);
-    expect(errors[0]!.message).toMatch(/^gpiomon pinctrl-bcm2711:17 \(GPIO17\) exited with code 1: gpiomon: error waiting for events: Input\/output error; restart 1 in 20 ms$/);
-    expect(readLines(toolsDir(), 'gpiomon.args')).toEqual(['--line-buffered --format=%o %e %s %n --bias=pull-up gpiochip0 17', '--line-buffered --format=%o %e %s %n --bias=pull-up gpiochip0 17']);
+    expect(errors[0]!.message).toMatch(
+      /^gpiomon pinctrl-bcm2711:17 \(GPIO17\) exited with code 1: gpiomon: error waiting for events: Input\/output error; restart 1 in 20 ms$/,
+    );
+    expect(readLines(toolsDir(), 'gpiomon.args')).toEqual([
+      '--line-buffered --format=%o %e %s %n --bias=pull-up gpiochip0 17',
+      '--line-buffered --format=%o %e %s %n --bias=pull-up gpiochip0 17',
+    ]);
     // gpioget read the line before each start, while gpiomon did not hold it.
     expect(readLines(toolsDir(), 'gpioget.args')).toEqual(['--bias=pull-up gpiochip0 17', '--bias=pull-up gpiochip0 17']);
     expect(await line.read()).toBe(true); // followed from the last edge: no gpioget on a held line
@@ -313,7 +340,9 @@ describe('chardev backend: inputs', () => {
     ]);
     expect(errors[0]?.message).toMatch(/No such device; restart 1 in 20 ms/);
     await waitUntil(() => readLines(toolsDir(), 'gpiomon.args').length === 2, 'the restart');
-    expect(readLines(toolsDir(), 'gpiomon.args')[0]).toBe('--chip gpiochip0 --edges both --event-clock monotonic --format=%o %E %S --consumer vigia-door --bias pull-down 17');
+    expect(readLines(toolsDir(), 'gpiomon.args')[0]).toBe(
+      '--chip gpiochip0 --edges both --event-clock monotonic --format=%o %E %S --consumer vigia-door --bias pull-down 17',
+    );
     expect(readLines(toolsDir(), 'gpioget.args')[0]).toBe('--chip gpiochip0 --consumer vigia-door --bias pull-down 17');
     expect(await line.read()).toBe(false);
     await line.close();
@@ -328,7 +357,8 @@ describe('chardev backend: inputs', () => {
     const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { logger }));
     const line = await gpio.input({ chip: 'pinctrl-bcm2711', offset: 22 }, input);
     const { errors } = collect(line);
-    const failures = () => entries.filter((e) => e.msg === 'GPIO input monitor stopped; restarting').map((e) => e.obj as { attempt: number; restartInMs: number });
+    const failures = () =>
+      entries.filter((e) => e.msg === 'GPIO input monitor stopped; restarting').map((e) => e.obj as { attempt: number; restartInMs: number });
     await waitUntil(() => failures().length >= 6, 'six failed starts');
     await line.close();
     expect(failures().slice(0, 6)).toEqual([
@@ -344,7 +374,12 @@ describe('chardev backend: inputs', () => {
   });
 
   it('kills a monitor that ignores SIGTERM with SIGKILL on close', async () => {
-    writeFakeTools(toolsDir(), { version: '1.6.3', gpiodetect: GPIODETECT_PI4, gpioinfo: V1_GPIOINFO_PI4, gpiomon: "trap '' TERM\nhold \"$@\"\necho ignoring > \"$D/gpiomon.trap\"\nexec sleep 60" });
+    writeFakeTools(toolsDir(), {
+      version: '1.6.3',
+      gpiodetect: GPIODETECT_PI4,
+      gpioinfo: V1_GPIOINFO_PI4,
+      gpiomon: 'trap \'\' TERM\nhold "$@"\necho ignoring > "$D/gpiomon.trap"\nexec sleep 60',
+    });
     const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { killGraceMs: 100 }));
     const line = await gpio.input({ name: 'GPIO23' }, input);
     await waitUntil(() => readLines(toolsDir(), 'gpiomon.trap').length === 1, 'the monitor to ignore SIGTERM');
@@ -359,7 +394,9 @@ describe('chardev backend: inputs', () => {
     writeFakeTools(toolsDir(), { version: '1.6.3', gpiodetect: GPIODETECT_PI4, gpioinfo: V1_GPIOINFO_PI4 });
     const gpio = await ChardevGpio.create(chardevOptions(toolsDir()));
     await gpio.input({ name: 'GPIO17' }, input);
-    await expect(gpio.output({ chip: 'gpiochip0', offset: 17 }, { activeLow: false, initial: false, consumer: 'x' })).rejects.toThrow(/line pinctrl-bcm2711:17 is already in use/);
+    await expect(gpio.output({ chip: 'gpiochip0', offset: 17 }, { activeLow: false, initial: false, consumer: 'x' })).rejects.toThrow(
+      /line pinctrl-bcm2711:17 is already in use/,
+    );
     await gpio.close();
   });
 });
@@ -400,7 +437,9 @@ describe('chardev backend: an input is open once its monitor holds the line', ()
     const gpio = await ChardevGpio.create(chardevOptions(toolsDir()));
     await gpio.input({ name: 'GPIO17' }, input);
     expect(holderPid(toolsDir(), 'gpiochip0', 17)).toBe(Number(readLines(toolsDir(), 'gpiomon.pid')[0]));
-    expect(readLines(toolsDir(), 'gpiomon.args')).toEqual(['--chip gpiochip0 --edges both --event-clock monotonic --format=%o %E %S --consumer vigia-panic --banner --bias pull-up 17']);
+    expect(readLines(toolsDir(), 'gpiomon.args')).toEqual([
+      '--chip gpiochip0 --edges both --event-clock monotonic --format=%o %E %S --consumer vigia-panic --banner --bias pull-up 17',
+    ]);
     expect(readLines(toolsDir(), 'gpioinfo.args')).toHaveLength(1); // the name's resolution only
     await gpio.close();
   });
@@ -453,7 +492,9 @@ describe('chardev backend: an input is open once its monitor holds the line', ()
     const { logger, entries } = logRecorder();
     const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { logger, ackTimeoutMs: 200 }));
     const line = await gpio.input({ name: 'GPIO17' }, input);
-    expect(entries.filter((e) => e.level === 'warn').map((e) => e.msg)).toEqual(['GPIO input: monitor not yet seen holding the line; edges may be missed until it does']);
+    expect(entries.filter((e) => e.level === 'warn').map((e) => e.msg)).toEqual([
+      'GPIO input: monitor not yet seen holding the line; edges may be missed until it does',
+    ]);
     expect(await line.read()).toBe(false);
     await gpio.close();
   });
@@ -486,7 +527,12 @@ describe('chardev backend: outputs', () => {
 
   it('v1: set() resolves once gpioinfo shows the new gpioset holding the line', async () => {
     // Each gpioset takes 300 ms to request its line.
-    writeFakeTools(toolsDir(), { version: '1.6.3', gpiodetect: GPIODETECT_PI4, gpioinfo: V1_GPIOINFO_PI4, gpioset: ['sleep 0.3', 'hold "$@"', 'exec sleep 60'].join('\n') });
+    writeFakeTools(toolsDir(), {
+      version: '1.6.3',
+      gpiodetect: GPIODETECT_PI4,
+      gpioinfo: V1_GPIOINFO_PI4,
+      gpioset: ['sleep 0.3', 'hold "$@"', 'exec sleep 60'].join('\n'),
+    });
     const gpio = await ChardevGpio.create(chardevOptions(toolsDir()));
     const holders = () => readLines(toolsDir(), 'gpioset.pid').map(Number);
     const out = await gpio.output({ name: 'GPIO27' }, { activeLow: false, initial: false, consumer: 'vigia-siren' });
@@ -539,7 +585,10 @@ describe('chardev backend: outputs', () => {
     const errors: Error[] = [];
     out.on('error', (e) => errors.push(e));
     await out.set(true);
-    expect(readLines(toolsDir(), 'gpioset.args')).toEqual(['--chip gpiochip0 --consumer vigia-relay --banner 5=0', '--chip gpiochip0 --consumer vigia-relay --banner 5=1']);
+    expect(readLines(toolsDir(), 'gpioset.args')).toEqual([
+      '--chip gpiochip0 --consumer vigia-relay --banner 5=0',
+      '--chip gpiochip0 --consumer vigia-relay --banner 5=1',
+    ]);
 
     process.kill(Number(readLines(toolsDir(), 'gpioset.pid')[1]), 'SIGKILL');
     await waitUntil(() => readLines(toolsDir(), 'gpioset.args').length === 3, 'the restart');
@@ -555,11 +604,17 @@ describe('chardev backend: outputs', () => {
       version: '1.6.3',
       gpiodetect: GPIODETECT_PI4,
       gpioinfo: V1_GPIOINFO_PI4,
-      gpioset: ['if [ "$RUN" -eq 1 ]; then echo "gpioset: error setting the GPIO line values: Device or resource busy" >&2; exit 1; fi', 'hold "$@"', 'exec sleep 60'].join('\n'),
+      gpioset: [
+        'if [ "$RUN" -eq 1 ]; then echo "gpioset: error setting the GPIO line values: Device or resource busy" >&2; exit 1; fi',
+        'hold "$@"',
+        'exec sleep 60',
+      ].join('\n'),
     });
     const gpio = await ChardevGpio.create(chardevOptions(toolsDir(), { backoff: { minDelayMs: 300, jitter: 0 } }));
     const out = await gpio.output({ name: 'GPIO18' }, { activeLow: false, initial: false, consumer: 'vigia-led' }); // returns once the first run failed
-    await expect(out.set(true)).rejects.toThrow(/gpioset is not running \(gpioset pinctrl-bcm2711:18 \(GPIO18\) exited with code 1: gpioset: error setting the GPIO line values: Device or resource busy\)/);
+    await expect(out.set(true)).rejects.toThrow(
+      /gpioset is not running \(gpioset pinctrl-bcm2711:18 \(GPIO18\) exited with code 1: gpioset: error setting the GPIO line values: Device or resource busy\)/,
+    );
     await waitUntil(() => readLines(toolsDir(), 'gpioset.args').length === 2, 'the restart');
     expect(readLines(toolsDir(), 'gpioset.args')).toEqual(['--mode=signal gpiochip0 18=0', '--mode=signal gpiochip0 18=1']);
     await gpio.close();
@@ -614,10 +669,14 @@ describe('sysfs backend', () => {
 
   it('refuses what sysfs cannot resolve, saying why', () => {
     const pi4 = readSysfsChips(sysfs(PI4_KERNEL_6_6));
-    expect(() => resolveSysfsLine(pi4, { name: 'PANIC_BTN' })).toThrow(/line PANIC_BTN: the sysfs GPIO interface has no line names; use GPIOn .* or \{chip, offset\}/);
+    expect(() => resolveSysfsLine(pi4, { name: 'PANIC_BTN' })).toThrow(
+      /line PANIC_BTN: the sysfs GPIO interface has no line names; use GPIOn .* or \{chip, offset\}/,
+    );
     expect(() => resolveSysfsLine(pi4, { name: 'GPIO58' })).toThrow(/offset 58 is out of range, pinctrl-bcm2711 has 58 lines/);
     expect(() => resolveSysfsLine(pi4, { chip: 'gpiochip7', offset: 1 })).toThrow(/no sysfs GPIO chip matches gpiochip7: sysfs numbers chips by base/);
-    expect(() => resolveSysfsLine(pi4, { chip: 'pinctrl-rp1', offset: 1 })).toThrow(/no sysfs GPIO chip labelled pinctrl-rp1 \(chips: gpiochip512 \[pinctrl-bcm2711\] base 512, 58 lines/);
+    expect(() => resolveSysfsLine(pi4, { chip: 'pinctrl-rp1', offset: 1 })).toThrow(
+      /no sysfs GPIO chip labelled pinctrl-rp1 \(chips: gpiochip512 \[pinctrl-bcm2711\] base 512, 58 lines/,
+    );
     const expanderOnly = pi4.filter((c) => c.label === 'raspberrypi-exp-gpio');
     expect(() => resolveSysfsLine(expanderOnly, { name: 'GPIO17' })).toThrow(/no Raspberry Pi pin controller/);
   });
@@ -642,7 +701,9 @@ describe('sysfs backend', () => {
     ]);
     expect(await line.read()).toBe(true);
 
-    expect(gpio.warnings).toEqual(['pinctrl-bcm2711:17 (GPIO17, sysfs 529): the sysfs GPIO interface cannot set bias pull-up; set it in config.txt: gpio=17=pu']);
+    expect(gpio.warnings).toEqual([
+      'pinctrl-bcm2711:17 (GPIO17, sysfs 529): the sysfs GPIO interface cannot set bias pull-up; set it in config.txt: gpio=17=pu',
+    ]);
     expect(entries).toEqual([{ level: 'warn', obj: { line: line.id, bias: 'pull-up' }, msg: gpio.warnings[0] }]);
     await gpio.input({ chip: 'raspberrypi-exp-gpio', offset: 7 }, { ...input, bias: 'as-is' });
     expect(gpio.warnings).toHaveLength(1);
@@ -706,7 +767,9 @@ describe('backend selection', () => {
   it('auto: sysfs when the tools are missing, saying so', async () => {
     const { backend, reason } = await selectGpioBackend('auto', setup({ chips: true, sysfs: true }));
     expect(backend.kind).toBe('sysfs');
-    expect(reason).toMatch(/^sysfs: auto, chardev unusable \(libgpiod tools missing \(gpiodetect, .*; install them with: apt install gpiod\)\): .*sys-class-gpio\/export$/);
+    expect(reason).toMatch(
+      /^sysfs: auto, chardev unusable \(libgpiod tools missing \(gpiodetect, .*; install them with: apt install gpiod\)\): .*sys-class-gpio\/export$/,
+    );
   });
 
   it('auto: sysfs when there is no character device', async () => {
@@ -723,8 +786,12 @@ describe('backend selection', () => {
   });
 
   it('an explicit setting that is not available fails with the reason', async () => {
-    await expect(selectGpioBackend('chardev', setup({ chips: true, sysfs: true }))).rejects.toThrow(/^GPIO backend chardev is not available: libgpiod tools missing/);
-    await expect(selectGpioBackend('sysfs', setup({ chips: true, tools: true }))).rejects.toThrow(/^GPIO backend sysfs is not available: no legacy sysfs GPIO interface/);
+    await expect(selectGpioBackend('chardev', setup({ chips: true, sysfs: true }))).rejects.toThrow(
+      /^GPIO backend chardev is not available: libgpiod tools missing/,
+    );
+    await expect(selectGpioBackend('sysfs', setup({ chips: true, tools: true }))).rejects.toThrow(
+      /^GPIO backend sysfs is not available: no legacy sysfs GPIO interface/,
+    );
     const sysfs = await selectGpioBackend('sysfs', setup({ chips: true, tools: true, sysfs: true }));
     expect([sysfs.backend.kind, sysfs.reason]).toEqual(['sysfs', expect.stringMatching(/^sysfs: configured: /)]);
   });

@@ -244,9 +244,7 @@ describe('mosquitto with TLS and client certificates', () => {
 
   it('refuses a client without a certificate', async () => {
     // TLS 1.3: "tlsv13 alert certificate required"; TLS 1.2: a handshake failure alert.
-    await expect(connectOnce(broker.url, { ca, rejectUnauthorized: true })).rejects.toThrow(
-      /certificate required|handshake failure|alert/i,
-    );
+    await expect(connectOnce(broker.url, { ca, rejectUnauthorized: true })).rejects.toThrow(/certificate required|handshake failure|alert/i);
   });
 
   it('refuses a client whose certificate comes from another CA', async () => {
@@ -296,7 +294,6 @@ describe('gate', () => {
     device.on('reconnect', () => attempts++);
     await waitEvent(device, 'connect');
     expect(gate.active).toBe(1);
-
 
     const observer = await connectOnce(broker.url);
     await roundTrip(device, observer, 'harness/gate', 'through');

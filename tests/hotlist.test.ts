@@ -157,7 +157,11 @@ describe('Hotlist version and deltas', () => {
     ].map((l) => Buffer.from(l));
     lines.sort(Buffer.compare);
     expect(a.version).toBe(createHash('sha256').update(Buffer.concat(lines)).digest('hex'));
-    expect(Hotlist.fromEntries([entry('BBCL12', { added: '2025-01-10T10:00:00.5-03:00' })]).entries().next().value?.added).toBe('2025-01-10T13:00:00.500Z');
+    expect(
+      Hotlist.fromEntries([entry('BBCL12', { added: '2025-01-10T10:00:00.5-03:00' })])
+        .entries()
+        .next().value?.added,
+    ).toBe('2025-01-10T13:00:00.500Z');
     const b = Hotlist.fromEntries([...a.entries()].reverse());
     expect(b.version).toBe(a.version);
     expect(Hotlist.empty().version).toBe(createHash('sha256').digest('hex'));
@@ -252,9 +256,9 @@ describe('parsing files', () => {
       { line: 1, message: expect.stringMatching(/missing expires/) as unknown as string },
     ]);
     expect(parseHotlistCsv('').errors[0]?.message).toMatch(/no header/);
-    const broken = parseHotlistCsv(CSV_HEADER + 'BBCL12,robo,pdi,2025-01-10,\nFHKT54,"robo,pdi,2025-01-10,\nXY1234,robo,pdi,2025-01-10,\n');
+    const broken = parseHotlistCsv(`${CSV_HEADER}BBCL12,robo,pdi,2025-01-10,\nFHKT54,"robo,pdi,2025-01-10,\nXY1234,robo,pdi,2025-01-10,\n`);
     expect(broken.errors).toEqual([{ line: 3, message: 'quoted field is never closed' }]);
-    expect(parseHotlistCsv(CSV_HEADER + 'BBCL12,ro"bo,pdi,2025-01-10,\n').errors[0]?.line).toBe(2);
+    expect(parseHotlistCsv(`${CSV_HEADER}BBCL12,ro"bo,pdi,2025-01-10,\n`).errors[0]?.line).toBe(2);
   });
 
   it('reads JSON as an array or {entries}, and reports bad elements by line', () => {
@@ -294,9 +298,9 @@ describe('HotlistStore: local files, deltas, cache', () => {
   it('loads files by extension, refuses a bad file whole and keeps the previous list', async () => {
     const dir = tempDir();
     const store = new HotlistStore({ dataDir: join(dir, 'data'), now: () => NOW });
-    writeFileSync(join(dir, 'a.csv'), CSV_HEADER + 'BBCL12,robo,pdi,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n');
+    writeFileSync(join(dir, 'a.csv'), `${CSV_HEADER}BBCL12,robo,pdi,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n`);
     writeFileSync(join(dir, 'b.json'), JSON.stringify({ entries: [entry('XY1234')] }));
-    writeFileSync(join(dir, 'bad.csv'), CSV_HEADER + 'ZZZZ99,robo,pdi,2025-01-10,\nBB$L12,robo,pdi,2025-01-10,\n');
+    writeFileSync(join(dir, 'bad.csv'), `${CSV_HEADER}ZZZZ99,robo,pdi,2025-01-10,\nBB$L12,robo,pdi,2025-01-10,\n`);
     writeFileSync(join(dir, 'c.txt'), 'x');
 
     expect(expectOk(await store.load(join(dir, 'a.csv'))).size).toBe(2);
@@ -322,7 +326,7 @@ describe('HotlistStore: local files, deltas, cache', () => {
     const store = new HotlistStore({ dataDir: dir, now: () => NOW });
     const first = Array.from({ length: 5000 }, (_, i) => `AA${String(i).padStart(4, '0')}`);
     writeFileSync(join(dir, 'one.csv'), CSV_HEADER + first.map((p) => `${p},robo,pdi,2025-01-10,\n`).join(''));
-    writeFileSync(join(dir, 'two.csv'), CSV_HEADER + 'BBCL12,robo,pdi,2025-01-10,\n');
+    writeFileSync(join(dir, 'two.csv'), `${CSV_HEADER}BBCL12,robo,pdi,2025-01-10,\n`);
     await store.load(join(dir, 'one.csv'));
 
     const held = store.current();
@@ -348,10 +352,11 @@ describe('HotlistStore: local files, deltas, cache', () => {
     const { pub, priv } = keyPair();
     const dir = tempDir();
     const store = new HotlistStore({ dataDir: dir, publicKey: pub, now: () => NOW, deltaPersistDelayMs: 0 });
-    writeFileSync(join(dir, 'a.csv'), CSV_HEADER + 'BBCL12,robo,pdi,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n');
+    writeFileSync(join(dir, 'a.csv'), `${CSV_HEADER}BBCL12,robo,pdi,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n`);
     await store.load(join(dir, 'a.csv'));
     const base = store.current();
-    const delta = (over: Record<string, unknown>) => Buffer.from(JSON.stringify({ base_version: base.version, add: [entry('XY1234')], remove: ['FHKT54'], ...over }));
+    const delta = (over: Record<string, unknown>) =>
+      Buffer.from(JSON.stringify({ base_version: base.version, add: [entry('XY1234')], remove: ['FHKT54'], ...over }));
     const body = delta({});
 
     // Wrong signer, truncated signature: refused before anything is parsed.
@@ -379,7 +384,11 @@ describe('HotlistStore: local files, deltas, cache', () => {
 
     // The same delta again: its base is no longer current.
     expectRefused(await store.applySignedDelta(announced, sign(null, announced, priv)), 'base_version');
-    expect(store.stats()).toMatchObject({ deltas_applied: 1, rejected: 7, rejected_by: { signature: 2, base_version: 2, version_mismatch: 1, malformed: 1, invalid: 1 } });
+    expect(store.stats()).toMatchObject({
+      deltas_applied: 1,
+      rejected: 7,
+      rejected_by: { signature: 2, base_version: 2, version_mismatch: 1, malformed: 1, invalid: 1 },
+    });
     await store.close();
 
     const noKey = new HotlistStore({ dataDir: tempDir() });
@@ -392,7 +401,7 @@ describe('HotlistStore: local files, deltas, cache', () => {
     const dir = tempDir();
     const dataDir = join(dir, 'data');
     const first = new HotlistStore({ dataDir, publicKey: pub, now: () => NOW });
-    writeFileSync(join(dir, 'a.csv'), CSV_HEADER + 'BBCL1Z,"robo, con violencia",carabineros,2025-01-10,2030-01-01\nFHKT54,robo,pdi,2025-01-10T10:00:00Z,\n');
+    writeFileSync(join(dir, 'a.csv'), `${CSV_HEADER}BBCL1Z,"robo, con violencia",carabineros,2025-01-10,2030-01-01\nFHKT54,robo,pdi,2025-01-10T10:00:00Z,\n`);
     await first.load(join(dir, 'a.csv'));
     const body = Buffer.from(JSON.stringify({ base_version: first.current().version, add: [entry('XY1234')] }));
     expectOk(await first.applySignedDelta(body, sign(null, body, priv))); // persisted later (5 min)...
@@ -444,7 +453,10 @@ function sampleCsv(n: number): string {
 
 describe('building lists in a worker thread', () => {
   // Listed plates, misreads of them (B/8, 0/O, 1/I) and plates that are not listed.
-  const reads = [0, 1, 7, 12, 9972, 19_999].map(samplePlate).flatMap((p) => [p, p.replace('B', '8').replace('0', 'O').replace('1', 'I')]).concat(['ZZ0000', 'BR99999']);
+  const reads = [0, 1, 7, 12, 9972, 19_999]
+    .map(samplePlate)
+    .flatMap((p) => [p, p.replace('B', '8').replace('0', 'O').replace('1', 'I')])
+    .concat(['ZZ0000', 'BR99999']);
   const lookups = (list: Hotlist) => reads.map((p) => plates(list, p));
 
   it('finds the compiled worker script when running from sources', () => {
@@ -512,7 +524,7 @@ describe('building lists in a worker thread', () => {
     writeFileSync(good, sampleCsv(20_000));
     // More bad rows than are reported, a bad JSON element and a file that is not JSON at all.
     const badRows = Array.from({ length: 1500 }, (_, i) => (i % 2 ? `BB$L${i},robo,pdi,2025-01-10,` : `XY${i},robo,pdi,10/01/2025,`));
-    writeFileSync(join(dir, 'bad.csv'), CSV_HEADER + 'ZZZZ99,robo,pdi,2025-01-10,\n' + badRows.join('\n') + '\nAB1,"never closed\n');
+    writeFileSync(join(dir, 'bad.csv'), `${CSV_HEADER}ZZZZ99,robo,pdi,2025-01-10,\n${badRows.join('\n')}\nAB1,"never closed\n`);
     writeFileSync(join(dir, 'bad.json'), JSON.stringify({ entries: [entry('BBCL12'), entry('BB$L12'), { plate: 'XY1234' }] }, null, 2));
     writeFileSync(join(dir, 'broken.json'), '[\n{"plate": "BBCL12",\n}\n]');
     const { worker, inline } = storePair();
@@ -607,8 +619,8 @@ describe('HotlistStore: a build worker that crashes', () => {
     const dir = tempDir();
     const flag = join(dir, 'crash-next');
     const store = new HotlistStore({ dataDir: join(dir, 'data'), publicKey: pub, now: () => NOW, buildWorkerEntry: crashingEntry(dir, flag) });
-    writeFileSync(join(dir, 'a.csv'), CSV_HEADER + 'BBCL1Z,robo,carabineros,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n');
-    writeFileSync(join(dir, 'b.csv'), CSV_HEADER + 'XY1234,robo,pdi,2025-01-10,\n');
+    writeFileSync(join(dir, 'a.csv'), `${CSV_HEADER}BBCL1Z,robo,carabineros,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n`);
+    writeFileSync(join(dir, 'b.csv'), `${CSV_HEADER}XY1234,robo,pdi,2025-01-10,\n`);
     try {
       expectOk(await store.load(join(dir, 'a.csv')));
       const kept = store.current();
@@ -640,7 +652,7 @@ describe('HotlistStore: a build worker that crashes', () => {
 
   it('refuses to build with a worker script that cannot start', async () => {
     const dir = tempDir();
-    writeFileSync(join(dir, 'a.csv'), CSV_HEADER + 'BBCL12,robo,pdi,2025-01-10,\n');
+    writeFileSync(join(dir, 'a.csv'), `${CSV_HEADER}BBCL12,robo,pdi,2025-01-10,\n`);
     const store = new HotlistStore({ dataDir: dir, now: () => NOW, buildWorkerEntry: join(dir, 'missing-worker.mjs') });
     try {
       expectRefused(await store.load(join(dir, 'a.csv')), 'build');
@@ -663,8 +675,14 @@ describe('HotlistStore: HTTPS', () => {
   function publish(path: string, text: string, opts: { key?: KeyObject; digestOf?: string; etag?: string; gzip?: boolean; delayMs?: number } = {}) {
     const body = Buffer.from(text);
     files.set(path, { body, etag: opts.etag, gzip: opts.gzip, delayMs: opts.delayMs });
-    files.set(`${path}.sha256`, { body: Buffer.from(`${createHash('sha256').update(opts.digestOf ?? text).digest('hex')}  list\n`) });
-    files.set(`${path}.sig`, { body: Buffer.from(sign(null, body, opts.key ?? signer.priv).toString('base64') + '\n') });
+    files.set(`${path}.sha256`, {
+      body: Buffer.from(
+        `${createHash('sha256')
+          .update(opts.digestOf ?? text)
+          .digest('hex')}  list\n`,
+      ),
+    });
+    files.set(`${path}.sig`, { body: Buffer.from(`${sign(null, body, opts.key ?? signer.priv).toString('base64')}\n`) });
   }
 
   beforeAll(async () => {
@@ -700,8 +718,8 @@ describe('HotlistStore: HTTPS', () => {
     await new Promise((resolve) => server.close(resolve));
   });
 
-  const listA = CSV_HEADER + 'BBCL1Z,robo,carabineros,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n';
-  const listB = CSV_HEADER + 'XY1234,robo,pdi,2025-01-10,\n';
+  const listA = `${CSV_HEADER}BBCL1Z,robo,carabineros,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n`;
+  const listB = `${CSV_HEADER}XY1234,robo,pdi,2025-01-10,\n`;
 
   function newStore() {
     return new HotlistStore({ dataDir: tempDir(), publicKey: signer.pub, now: () => NOW });
@@ -733,7 +751,7 @@ describe('HotlistStore: HTTPS', () => {
 
   it('refuses a body whose SHA-256 does not match and keeps the previous list', async () => {
     publish('/b/ok.csv', listA);
-    publish('/b/hotlist.csv', listB, { digestOf: listB + 'tampered' });
+    publish('/b/hotlist.csv', listB, { digestOf: `${listB}tampered` });
     const store = newStore();
     const ca = readFileSync(tls.caFile);
     expectOk(await store.fetch(`${base}/b/ok.csv`, { ca }));
@@ -770,7 +788,7 @@ describe('HotlistStore: HTTPS', () => {
 
   it('refuses an untrusted server, plain http, a missing list and a list with bad rows', async () => {
     publish('/d/ok.csv', listA);
-    publish('/d/bad.csv', CSV_HEADER + 'XY1234,robo,pdi,2025-01-10,\nBB$L12,robo,pdi,2025-01-10,\n');
+    publish('/d/bad.csv', `${CSV_HEADER}XY1234,robo,pdi,2025-01-10,\nBB$L12,robo,pdi,2025-01-10,\n`);
     const store = newStore();
     const ca = readFileSync(tls.caFile);
     expectRefused(await store.fetch(`${base}/d/ok.csv`), 'io'); // the test CA is not trusted by default

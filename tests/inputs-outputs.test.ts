@@ -49,7 +49,10 @@ describe('debounce', () => {
     s.advance(5);
     d.edge({ value: false, monoMs: r + 10 });
     s.advance(100);
-    expect(changes).toEqual([[true, t0], [false, r]]);
+    expect(changes).toEqual([
+      [true, t0],
+      [false, r],
+    ]);
   });
 
   it('reports a change that happened during the lockout when it settles there', () => {
@@ -58,7 +61,10 @@ describe('debounce', () => {
     s.advance(10);
     d.edge({ value: false, monoMs: t0 + 10 }); // a 10 ms tap: shorter than the debounce time
     s.advance(30);
-    expect(changes).toEqual([[true, t0], [false, t0 + 30]]);
+    expect(changes).toEqual([
+      [true, t0],
+      [false, t0 + 30],
+    ]);
   });
 });
 
@@ -69,17 +75,29 @@ describe('debounce after a late change', () => {
     s.advance(12);
     d.edge({ value: false, monoMs: t0 + 12 }); // released within the window: reported at its end
     s.advance(18);
-    expect(changes).toEqual([[true, t0], [false, t0 + 30]]);
+    expect(changes).toEqual([
+      [true, t0],
+      [false, t0 + 30],
+    ]);
     // Still since t0 + 12: a press at t0 + 45 is past that release's own window, and counts at once.
     s.advance(15);
     d.edge({ value: true, monoMs: t0 + 45 });
-    expect(changes).toEqual([[true, t0], [false, t0 + 30], [true, t0 + 45]]);
+    expect(changes).toEqual([
+      [true, t0],
+      [false, t0 + 30],
+      [true, t0 + 45],
+    ]);
     // ...and starts a full window of its own.
     s.advance(10);
     d.edge({ value: false, monoMs: t0 + 55 });
     expect(changes).toHaveLength(3);
     s.advance(20);
-    expect(changes).toEqual([[true, t0], [false, t0 + 30], [true, t0 + 45], [false, t0 + 75]]);
+    expect(changes).toEqual([
+      [true, t0],
+      [false, t0 + 30],
+      [true, t0 + 45],
+      [false, t0 + 75],
+    ]);
   });
 
   it('still ignores the bounce of a late change that is itself still bouncing', () => {
@@ -88,13 +106,19 @@ describe('debounce after a late change', () => {
     s.advance(28);
     d.edge({ value: false, monoMs: t0 + 28 }); // released just before the window ends
     s.advance(2);
-    expect(changes).toEqual([[true, t0], [false, t0 + 30]]);
+    expect(changes).toEqual([
+      [true, t0],
+      [false, t0 + 30],
+    ]);
     s.advance(5);
     d.edge({ value: true, monoMs: t0 + 35 }); // its bounce, 7 ms after it: ignored
     s.advance(1);
     d.edge({ value: false, monoMs: t0 + 36 });
     s.advance(100);
-    expect(changes).toEqual([[true, t0], [false, t0 + 30]]);
+    expect(changes).toEqual([
+      [true, t0],
+      [false, t0 + 30],
+    ]);
     expect(d.bounces).toBe(3); // the early release, then its two bounces
   });
 });
@@ -111,10 +135,17 @@ describe('panic button', () => {
     b.edge({ value: true, monoMs: t0 });
     expect(log).toEqual([['press', t0]]);
     s.advance(3500);
-    expect(log).toEqual([['press', t0], ['long_press', t0 + 3000]]);
+    expect(log).toEqual([
+      ['press', t0],
+      ['long_press', t0 + 3000],
+    ]);
     b.edge({ value: false, monoMs: t0 + 4000 });
     s.advance(100);
-    expect(log).toEqual([['press', t0], ['long_press', t0 + 3000], ['release', t0 + 4000, 4000]]);
+    expect(log).toEqual([
+      ['press', t0],
+      ['long_press', t0 + 3000],
+      ['release', t0 + 4000, 4000],
+    ]);
     expect(b.stats()).toMatchObject({ presses: 1, long_presses: 1, stuck_faults: 0, stuck: false });
   });
 
@@ -164,7 +195,10 @@ describe('panic button', () => {
     s.advance(1000); // the event reached us a second after the kernel stamped it
     b.edge({ value: true, monoMs: t0 });
     s.advance(2000);
-    expect(log).toEqual([['press', t0], ['long_press', t0 + 3000]]);
+    expect(log).toEqual([
+      ['press', t0],
+      ['long_press', t0 + 3000],
+    ]);
   });
 });
 
@@ -184,7 +218,10 @@ describe('motion sensor', () => {
     s.advance(9000);
     expect(log).toEqual([['motion', t0]]);
     s.advance(2000);
-    expect(log).toEqual([['motion', t0], ['still', t0 + 15_000, 15_000]]);
+    expect(log).toEqual([
+      ['motion', t0],
+      ['still', t0 + 15_000, 15_000],
+    ]);
   });
 
   it('rate-limits a sensor that keeps firing, counting what it held back', () => {
@@ -214,7 +251,10 @@ describe('door switch', () => {
     d.edge({ value: true, monoMs: t0 + 2 });
     s.advance(100);
     d.edge({ value: false, monoMs: s.monoNow() });
-    expect(log).toEqual([['open', t0], ['close', t0 + 100]]);
+    expect(log).toEqual([
+      ['open', t0],
+      ['close', t0 + 100],
+    ]);
   });
 });
 
@@ -234,16 +274,38 @@ describe('outputs', () => {
     await out.play({ mode: 'blink', period_ms: 1000, duty: 0.25 });
     expect(sim.level()).toBe(false); // active low: on = 0 V
     s.advance(2100);
-    expect(values()).toEqual([[true, 0], [false, 250], [true, 1000], [false, 1250], [true, 2000]]);
+    expect(values()).toEqual([
+      [true, 0],
+      [false, 250],
+      [true, 1000],
+      [false, 1250],
+      [true, 2000],
+    ]);
   });
 
   it('plays a pulse and a sequence, then goes off', async () => {
     const { s, out, values } = await output();
     await out.play({ mode: 'pulse', ms: 300 });
     s.advance(1000);
-    await out.play(parsePattern({ mode: 'sequence', steps: [{ on: true, ms: 100 }, { on: false, ms: 50 }, { on: true, ms: 100 }] }));
+    await out.play(
+      parsePattern({
+        mode: 'sequence',
+        steps: [
+          { on: true, ms: 100 },
+          { on: false, ms: 50 },
+          { on: true, ms: 100 },
+        ],
+      }),
+    );
     s.advance(1000);
-    expect(values()).toEqual([[true, 0], [false, 300], [true, 1000], [false, 1100], [true, 1150], [false, 1250]]);
+    expect(values()).toEqual([
+      [true, 0],
+      [false, 300],
+      [true, 1000],
+      [false, 1100],
+      [true, 1150],
+      [false, 1250],
+    ]);
     expect(out.pattern).toEqual({ mode: 'off' });
   });
 
@@ -257,7 +319,10 @@ describe('outputs', () => {
     s.advance(2000);
     expect(out.value).toBe(false);
     expect(cut).toEqual([['on', 180_000]]);
-    expect(values()).toEqual([[true, 0], [false, 180_000]]);
+    expect(values()).toEqual([
+      [true, 0],
+      [false, 180_000],
+    ]);
     expect(s.pendingCount).toBe(0);
 
     await out.play({ mode: 'blink', period_ms: 500 });

@@ -12,7 +12,6 @@ const LEFT_HALF: Point[] = [
   [0, 1],
 ];
 
-
 /** A grey road with sensor noise, optionally a bright 48×36 "vehicle" with its top-left at (bx, by). */
 async function frame(seed: number, block?: { x: number; y: number }): Promise<Buffer> {
   const rand = rng(seed);
@@ -27,7 +26,9 @@ async function frame(seed: number, block?: { x: number; y: number }): Promise<Bu
       px[i + 2] = v;
     }
   }
-  return sharp(px, { raw: { width: W, height: H, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+  return sharp(px, { raw: { width: W, height: H, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
 }
 
 function gate(extra: Partial<ConstructorParameters<typeof MotionGate>[0]> = {}): MotionGate {
@@ -68,8 +69,23 @@ describe('pointInPolygon and the ROI mask', () => {
   });
 
   it('rejects bad options', () => {
-    expect(() => gate({ roi: [[0, 0], [1, 1]] })).toThrow(RangeError);
-    expect(() => gate({ roi: [[0, 0], [2, 0], [0, 1]] })).toThrow(RangeError);
+    expect(() =>
+      gate({
+        roi: [
+          [0, 0],
+          [1, 1],
+        ],
+      }),
+    ).toThrow(RangeError);
+    expect(() =>
+      gate({
+        roi: [
+          [0, 0],
+          [2, 0],
+          [0, 1],
+        ],
+      }),
+    ).toThrow(RangeError);
     expect(() => gate({ width: 0 })).toThrow(RangeError);
     expect(() => gate({ minChangedFraction: 1.5 })).toThrow(RangeError);
   });
@@ -135,7 +151,9 @@ describe('MotionGate', () => {
     const good = await frame(1);
     await g.check(good, 0);
     const truncated = good.subarray(0, Math.floor(good.length / 2));
-    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: 'white' } }).png().toBuffer();
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: 'white' } })
+      .png()
+      .toBuffer();
     // A bogus Huffman table: the counts of code lengths in the first DHT segment add up to far too many codes.
     const bogusTable = Buffer.from(good);
     const dht = bogusTable.indexOf(Buffer.from([0xff, 0xc4]));

@@ -34,10 +34,10 @@ describe('smart pole (simulated GPIO, real Mosquitto)', () => {
   const input = (name: string, active: boolean) => daemon.request('sim.input', { input: name, active });
   const outputs = () => daemon.request<Outputs>('sim.outputs');
 
-
-
   beforeAll(async () => {
-    const jpeg = await sharp({ create: { width: 1280, height: 720, channels: 3, background: '#556677' } }).jpeg().toBuffer();
+    const jpeg = await sharp({ create: { width: 1280, height: 720, channels: 3, background: '#556677' } })
+      .jpeg()
+      .toBuffer();
     camera = createServer((_req, res) => {
       snapshots++;
       res.writeHead(200, { 'content-type': 'image/jpeg' });
@@ -142,17 +142,29 @@ describe('smart pole (simulated GPIO, real Mosquitto)', () => {
     const alarmId = events('alarm.panic')[0]!.id;
     expect(await commander.call('alarm.ack', { alarm_id: 'someone-else' })).toMatchObject({ ok: false, error: { code: 'wrong_alarm' } });
     // Arguments are checked against the command's schema before any handler runs, with one error code for all.
-    expect(await commander.call('alarm.ack', { alarm_id: alarmId, operator: 7 })).toMatchObject({ ok: false, error: { code: 'bad_args', message: /^operator: / } });
-    expect(await commander.call('alarm.ack', { alarm_id: alarmId, operatr: 'op-7' })).toMatchObject({ ok: false, error: { code: 'bad_args', message: /operatr/ } });
+    expect(await commander.call('alarm.ack', { alarm_id: alarmId, operator: 7 })).toMatchObject({
+      ok: false,
+      error: { code: 'bad_args', message: /^operator: / },
+    });
+    expect(await commander.call('alarm.ack', { alarm_id: alarmId, operatr: 'op-7' })).toMatchObject({
+      ok: false,
+      error: { code: 'bad_args', message: /operatr/ },
+    });
     expect(await commander.call('ping', { verbose: true })).toMatchObject({ ok: false, error: { code: 'bad_args' } });
     expect(await commander.call('output.set', { pattern: 'on' })).toMatchObject({ ok: false, error: { code: 'bad_args', message: /^output: / } });
     expect((await outputs()).button_led!.pattern.mode).toBe('blink');
-    expect(await commander.call('alarm.ack', { alarm_id: alarmId, operator: 'op-7' })).toMatchObject({ ok: true, result: { alarm_id: alarmId, state: 'acknowledged' } });
+    expect(await commander.call('alarm.ack', { alarm_id: alarmId, operator: 'op-7' })).toMatchObject({
+      ok: true,
+      result: { alarm_id: alarmId, state: 'acknowledged' },
+    });
     expect((await outputs()).button_led).toEqual({ value: true, pattern: { mode: 'on' } });
     await sub.waitFor(() => events('alarm.acknowledged').length === 1, 10_000, 'alarm.acknowledged');
     expect(events('alarm.acknowledged')[0]!.payload).toEqual({ alarm_id: alarmId, operator: 'op-7' });
 
-    expect(await commander.call('output.set', { output: 'siren', pattern: { mode: 'blink', period_ms: 400 } })).toMatchObject({ ok: true, result: { output: 'siren' } });
+    expect(await commander.call('output.set', { output: 'siren', pattern: { mode: 'blink', period_ms: 400 } })).toMatchObject({
+      ok: true,
+      result: { output: 'siren' },
+    });
     expect((await outputs()).siren!.pattern.mode).toBe('blink');
     expect(await commander.call('output.set', { output: 'horn', pattern: 'on' })).toMatchObject({ ok: false, error: { code: 'unknown_output' } });
     expect(await commander.call('output.set', { output: 'siren', pattern: { mode: 'wail' } })).toMatchObject({ ok: false, error: { code: 'bad_pattern' } });

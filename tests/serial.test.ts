@@ -82,7 +82,9 @@ function gga(o: { pos?: Pos | null; time?: string; quality?: number; sats?: numb
   return `${o.talker ?? 'GP'}GGA,${o.time ?? '123519.00'},${where},${o.quality ?? 1},${String(o.sats ?? 9).padStart(2, '0')},${o.hdop ?? 0.8},${o.alt ?? 28.3},M,22.1,M,,`;
 }
 
-function rmc(o: { pos?: Pos | null; time?: string; status?: 'A' | 'V'; knots?: number | ''; course?: number | ''; date?: string; mode?: string; talker?: string } = {}): string {
+function rmc(
+  o: { pos?: Pos | null; time?: string; status?: 'A' | 'V'; knots?: number | ''; course?: number | ''; date?: string; mode?: string; talker?: string } = {},
+): string {
   const pos = o.pos === undefined ? LA_SERENA : o.pos;
   const where = pos ? `${coord(pos.lat, 'lat')},${coord(pos.lon, 'lon')}` : ',,,';
   return `${o.talker ?? 'GP'}RMC,${o.time ?? '123519.00'},${o.status ?? 'A'},${where},${o.knots ?? 22.4},${o.course ?? 84.4},${o.date ?? '300126'},,,${o.mode ?? 'A'}`;
@@ -118,14 +120,22 @@ describe('NMEA parser', () => {
       sentence(gga({ pos: LA_SERENA, quality: 1, sats: 9, hdop: 0.8, alt: 28.3 })),
       { type: 'GGA', talker: 'GP', quality: 1, satellites: 9, hdop: 0.8, altitudeM: 28.3, timeOfDayMs: (12 * 3600 + 35 * 60 + 19) * 1000 },
     ],
-    ['GGA north/east, GN talker, DGPS', sentence(gga({ pos: MUNICH, quality: 2, talker: 'GN', alt: -12.5 })), { type: 'GGA', talker: 'GN', quality: 2, altitudeM: -12.5 }],
+    [
+      'GGA north/east, GN talker, DGPS',
+      sentence(gga({ pos: MUNICH, quality: 2, talker: 'GN', alt: -12.5 })),
+      { type: 'GGA', talker: 'GN', quality: 2, altitudeM: -12.5 },
+    ],
     ['GGA without a fix', sentence(gga({ pos: null, quality: 0, sats: 0 })), { type: 'GGA', quality: 0, position: null, satellites: 0 }],
     [
       'RMC valid, knots to km/h, full UTC instant',
       sentence(rmc({ time: '123519.50', knots: 22.4, course: 84.4, date: '300126' })),
       { type: 'RMC', status: 'A', speedKmh: 22.4 * 1.852, courseDeg: 84.4, utcMs: Date.UTC(2026, 0, 30, 12, 35, 19, 500), mode: 'A' },
     ],
-    ['RMC void, no position', sentence(rmc({ status: 'V', pos: null, knots: '', course: '', mode: 'N' })), { type: 'RMC', status: 'V', position: null, speedKmh: null, courseDeg: null, mode: 'N' }],
+    [
+      'RMC void, no position',
+      sentence(rmc({ status: 'V', pos: null, knots: '', course: '', mode: 'N' })),
+      { type: 'RMC', status: 'V', position: null, speedKmh: null, courseDeg: null, mode: 'N' },
+    ],
     ['RMC two-digit year 99 is 1999', sentence(rmc({ date: '311299', time: '235959.00' })), { utcMs: Date.UTC(1999, 11, 31, 23, 59, 59) }],
     ['RMC GLONASS talker', sentence(rmc({ talker: 'GL' })), { talker: 'GL' }],
     ['GSA 3D', sentence(gsa(3, [1.9, 1.0, 1.6])), { type: 'GSA', fixMode: 3, pdop: 1.9, hdop: 1.0, vdop: 1.6, satellites: [4, 5, 9, 12, 24] }],
@@ -336,7 +346,10 @@ describe('LinePort over a pseudo-terminal', () => {
       },
       clearTimeout: (h) => systemTimers.clearTimeout(h),
     };
-    const steady = new LinePort({ path: join(dir, 'gps'), baudRate: 9600, backoff: { minDelayMs: 100, maxDelayMs: 1000, jitter: 0.2 } }, { timers, random: () => 0.5 });
+    const steady = new LinePort(
+      { path: join(dir, 'gps'), baudRate: 9600, backoff: { minDelayMs: 100, maxDelayMs: 1000, jitter: 0.2 } },
+      { timers, random: () => 0.5 },
+    );
     const w = watch(steady);
     await until(() => delays.length >= 6, 'six retries');
     await steady.stop();
@@ -346,7 +359,10 @@ describe('LinePort over a pseudo-terminal', () => {
 
     delays.length = 0;
     let flip = 0;
-    const jittery = new LinePort({ path: join(dir, 'gps'), baudRate: 9600, backoff: { minDelayMs: 100, maxDelayMs: 1000, jitter: 0.2 } }, { timers, random: () => (flip++ % 2 === 0 ? 0 : 0.999) });
+    const jittery = new LinePort(
+      { path: join(dir, 'gps'), baudRate: 9600, backoff: { minDelayMs: 100, maxDelayMs: 1000, jitter: 0.2 } },
+      { timers, random: () => (flip++ % 2 === 0 ? 0 : 0.999) },
+    );
     watch(jittery);
     await until(() => delays.length >= 4, 'four retries');
     await jittery.stop();
@@ -395,13 +411,28 @@ describe('GpsReceiver over a pseudo-terminal', () => {
     await until(() => rx.port().state === 'open', 'port open');
     expect(rx.location()).toBeNull();
 
-    await link.write(wire(gga({ pos: LA_SERENA, sats: 9, hdop: 0.8, alt: 28.3 }), gsa(3, [1.5, 0.8, 1.2]), rmc({ pos: LA_SERENA, knots: 22.4, course: 84.4, time: '123519.00', date: '300126' })));
+    await link.write(
+      wire(
+        gga({ pos: LA_SERENA, sats: 9, hdop: 0.8, alt: 28.3 }),
+        gsa(3, [1.5, 0.8, 1.2]),
+        rmc({ pos: LA_SERENA, knots: 22.4, course: 84.4, time: '123519.00', date: '300126' }),
+      ),
+    );
     await until(() => rx.nmea().sentences.RMC === 1, 'RMC parsed');
     const fix = rx.latest()!;
     expect(fix.lat).toBeCloseTo(-29.9027, 6);
     expect(fix.lon).toBeCloseTo(-71.2519, 6);
     expect(fix.speedKmh).toBeCloseTo(41.4848, 4);
-    expect(fix).toMatchObject({ courseDeg: 84.4, satellites: 9, hdop: 0.8, pdop: 1.5, vdop: 1.2, altM: 28.3, fix: '3d', utcMs: Date.UTC(2026, 0, 30, 12, 35, 19) });
+    expect(fix).toMatchObject({
+      courseDeg: 84.4,
+      satellites: 9,
+      hdop: 0.8,
+      pdop: 1.5,
+      vdop: 1.2,
+      altM: 28.3,
+      fix: '3d',
+      utcMs: Date.UTC(2026, 0, 30, 12, 35, 19),
+    });
     const geo = rx.location()!;
     expect(geo).toMatchObject({ lat: -29.9027, lon: -71.2519, alt_m: 28.3, speed_kmh: 41.48, course_deg: 84.4, fix: '3d', satellites: 9, hdop: 0.8 });
     expect(geo.age_ms).toBeGreaterThanOrEqual(0);
@@ -466,7 +497,8 @@ describe('GpsReceiver over a pseudo-terminal', () => {
     expect(rx.location()!.age_ms).toBe(0);
 
     // The receiver itself says it lost the fix (tunnel): one event for several sentences.
-    for (let i = 0; i < 3; i++) await link.write(wire(gga({ pos: null, quality: 0, sats: 0 }), rmc({ pos: null, status: 'V', knots: '', course: '', mode: 'N' })));
+    for (let i = 0; i < 3; i++)
+      await link.write(wire(gga({ pos: null, quality: 0, sats: 0 }), rmc({ pos: null, status: 'V', knots: '', course: '', mode: 'N' })));
     await until(() => rx.nmea().sentences.RMC === 7, 'no-fix epochs');
     expect(lost.map(([r]) => r)).toEqual(['stale', 'no_fix']);
     expect(lost[1]![1].lat).toBeCloseTo(-29.9027, 6);
@@ -537,8 +569,17 @@ describe('GpsExtension', () => {
     await until(() => ext.status().port?.state === 'open', 'port reopened');
     await link.write(wire(gga(), rmc()));
     await until(() => events.some((e) => e.type === 'gps.port_restored'), 'port_restored');
-    expect(events.find((e) => e.type === 'gps.port_restored')).toMatchObject({ priority: 'hit', payload: { port: link.devicePath, down_ms: expect.any(Number) } });
-    expect(ext.status()).toMatchObject({ state: 'running', port: { lines: 11 }, nmea: { sentences: { GGA: 4, GSA: 3, RMC: 4 } }, fix: { fix: '3d' }, clock: null });
+    expect(events.find((e) => e.type === 'gps.port_restored')).toMatchObject({
+      priority: 'hit',
+      payload: { port: link.devicePath, down_ms: expect.any(Number) },
+    });
+    expect(ext.status()).toMatchObject({
+      state: 'running',
+      port: { lines: 11 },
+      nmea: { sentences: { GGA: 4, GSA: 3, RMC: 4 } },
+      fix: { fix: '3d' },
+      clock: null,
+    });
 
     await ext.stop();
     expect(location.current()).toBeNull();
@@ -637,7 +678,12 @@ describe('GPS clock sync', () => {
     expect(clockSync.synced()).toBe(false);
     expect(warnings()).toHaveLength(1);
     expect(warnings()[0]).toMatchObject({ offset_ms: 4_000, error: 'date: cannot set date: Operation not permitted' });
-    expect(gpsClock.status()).toMatchObject({ synced: false, offset_ms: 4_000, set_attempts: 2, last_set_error: 'date: cannot set date: Operation not permitted' });
+    expect(gpsClock.status()).toMatchObject({
+      synced: false,
+      offset_ms: 4_000,
+      set_attempts: 2,
+      last_set_error: 'date: cannot set date: Operation not permitted',
+    });
   });
 
   it('does not mark synced a clock that did not take the new time', async () => {

@@ -354,4 +354,3 @@ export class TextDetector implements PlateDetector {
     await this.model.release();
   }
 }
-

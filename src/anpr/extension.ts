@@ -201,9 +201,7 @@ export class AnprExtension implements Extension {
     return {
       state: this.#state,
       error: this.#failure,
-      cameras: Object.fromEntries(
-        this.#cameras.map((c) => [c.config.id, { ...c.source.stats(), ...c.counters, dropped_latest: c.slot.stats().dropped }]),
-      ),
+      cameras: Object.fromEntries(this.#cameras.map((c) => [c.config.id, { ...c.source.stats(), ...c.counters, dropped_latest: c.slot.stats().dropped }])),
       workers: this.#pool?.stats() ?? null,
       tracker: this.#tracker?.stats() ?? null,
       reads: this.#counters.reads,
@@ -325,35 +323,48 @@ export class AnprExtension implements Extension {
     cam: CameraRuntime,
     frame: Frame | undefined,
     match: HotlistMatch,
-    read: { trigger: 'frame' | 'vote'; text: string; confidence: number; format: string | null; box: readonly number[]; frame_size?: [number, number]; frames: number },
+    read: {
+      trigger: 'frame' | 'vote';
+      text: string;
+      confidence: number;
+      format: string | null;
+      box: readonly number[];
+      frame_size?: [number, number];
+      frames: number;
+    },
   ): Promise<void> {
     const { ctx } = this;
     let evidence: EventPayload<'plate.hit'>['evidence'] = null;
     if (frame) {
       try {
-        evidence = { ...(await this.#evidence!.capture(frame.jpeg, read.box as [number, number, number, number], { camera: cam.config.id, plate: read.text })) };
+        evidence = {
+          ...(await this.#evidence!.capture(frame.jpeg, read.box as [number, number, number, number], { camera: cam.config.id, plate: read.text })),
+        };
       } catch (err) {
         ctx.logger.warn({ mod: 'anpr', camera: cam.config.id, err: (err as Error).message }, 'hit evidence could not be made');
       }
     }
     this.#counters.hits++;
     await ctx.emit('plate.hit', {
-        camera: cam.config.id,
-        plate: read.text,
-        display: cam.grammar.display(read.text),
-        confidence: round3(read.confidence),
-        format: read.format,
-        trigger: read.trigger,
-        frames: read.frames,
-        box: read.box.map(Math.round),
-        ...(read.frame_size ? { frame_size: read.frame_size } : {}),
-        seen_at: new Date(frame?.wallMs ?? ctx.clock.wallNow()).toISOString(),
-        match: { kind: match.kind, distance: match.distance },
-        entry: match.entry,
-        hotlist_version: this.#hotlist!.current().version,
-        evidence,
+      camera: cam.config.id,
+      plate: read.text,
+      display: cam.grammar.display(read.text),
+      confidence: round3(read.confidence),
+      format: read.format,
+      trigger: read.trigger,
+      frames: read.frames,
+      box: read.box.map(Math.round),
+      ...(read.frame_size ? { frame_size: read.frame_size } : {}),
+      seen_at: new Date(frame?.wallMs ?? ctx.clock.wallNow()).toISOString(),
+      match: { kind: match.kind, distance: match.distance },
+      entry: match.entry,
+      hotlist_version: this.#hotlist!.current().version,
+      evidence,
     });
-    ctx.logger.warn({ mod: 'anpr', camera: cam.config.id, plate: read.text, listed: match.entry.plate, kind: match.kind, trigger: read.trigger }, 'hotlist hit');
+    ctx.logger.warn(
+      { mod: 'anpr', camera: cam.config.id, plate: read.text, listed: match.entry.plate, kind: match.kind, trigger: read.trigger },
+      'hotlist hit',
+    );
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -393,15 +404,15 @@ export class AnprExtension implements Extension {
           ? { plate: v.text, display: cam.grammar.display(v.text), per_char_confidence: v.perCharConfidence.map(round3) }
           : { plate_hash: plateHash(privacy.hash_key!.reveal(), v.text), hash: 'hmac-sha256' as const };
       await ctx.emit('plate.read', {
-          camera: v.cameraId,
-          ...identity,
-          confidence: round3(v.confidence),
-          format: v.format,
-          frames: v.frames,
-          first_seen: this.#wallIso(v.firstSeenMono),
-          last_seen: this.#wallIso(v.lastSeenMono),
-          box: v.box.map(Math.round),
-          hit,
+        camera: v.cameraId,
+        ...identity,
+        confidence: round3(v.confidence),
+        format: v.format,
+        frames: v.frames,
+        first_seen: this.#wallIso(v.firstSeenMono),
+        last_seen: this.#wallIso(v.lastSeenMono),
+        box: v.box.map(Math.round),
+        hit,
       });
     }
   }

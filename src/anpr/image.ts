@@ -125,7 +125,7 @@ export function cropImage(img: DecodedImage, box: Box): DecodedImage {
 }
 
 export function clamp(v: number, lo: number, hi: number): number {
-  return v < lo ? lo : v > hi ? hi : v;
+  return v < lo ? lo : Math.min(v, hi);
 }
 
 const dist = (a: Point, b: Point) => Math.hypot(a[0] - b[0], a[1] - b[1]);
@@ -300,10 +300,13 @@ export function minAreaRect(points: Point[]): RotatedRect {
   const hull = convexHull(points);
   if (hull.length === 0) return { cx: 0, cy: 0, width: 0, height: 0, angle: 0 };
   let best: { area: number; angle: number; u0: number; u1: number; v0: number; v1: number } | null = null;
-  const angles = hull.length < 3 ? [0] : hull.map((p, i) => {
-    const q = hull[(i + 1) % hull.length]!;
-    return Math.atan2(q[1] - p[1], q[0] - p[0]);
-  });
+  const angles =
+    hull.length < 3
+      ? [0]
+      : hull.map((p, i) => {
+          const q = hull[(i + 1) % hull.length]!;
+          return Math.atan2(q[1] - p[1], q[0] - p[0]);
+        });
   for (const a of angles) {
     const c = Math.cos(a);
     const s = Math.sin(a);

@@ -96,7 +96,7 @@ export class OnnxModel {
   inputShape(index = 0): Array<number | null> | null {
     const name = this.session.inputNames[index];
     const meta = this.session.inputMetadata.find((m) => m.name === name);
-    if (!meta || !meta.isTensor) return null;
+    if (!meta?.isTensor) return null;
     return meta.shape.map((d) => (typeof d === 'number' && d > 0 ? d : null));
   }
 

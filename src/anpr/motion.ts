@@ -84,9 +84,11 @@ export class MotionGate {
   #lastMotionMs: number | undefined;
 
   constructor(opts: MotionGateOptions) {
-    if (!(Number.isInteger(opts.width) && opts.width >= 8 && opts.width <= 4096)) throw new RangeError(`width must be an integer from 8 to 4096, got ${opts.width}`);
+    if (!(Number.isInteger(opts.width) && opts.width >= 8 && opts.width <= 4096))
+      throw new RangeError(`width must be an integer from 8 to 4096, got ${opts.width}`);
     if (!(opts.threshold >= 0 && opts.threshold <= 255)) throw new RangeError(`threshold must be 0..255, got ${opts.threshold}`);
-    if (!(opts.minChangedFraction >= 0 && opts.minChangedFraction <= 1)) throw new RangeError(`minChangedFraction must be 0..1, got ${opts.minChangedFraction}`);
+    if (!(opts.minChangedFraction >= 0 && opts.minChangedFraction <= 1))
+      throw new RangeError(`minChangedFraction must be 0..1, got ${opts.minChangedFraction}`);
     if (!(opts.cooldownMs >= 0)) throw new RangeError(`cooldownMs must be >= 0, got ${opts.cooldownMs}`);
     const learningRate = opts.learningRate ?? 0.05;
     if (!(learningRate > 0 && learningRate <= 1)) throw new RangeError(`learningRate must be in (0, 1], got ${learningRate}`);

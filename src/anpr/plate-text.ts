@@ -67,9 +67,7 @@ export function normalisePlateText(text: string): string {
 export const LOOKALIKE_CLASSES: readonly string[] = ['0ODQ', '1I', '2Z', '4A', '5S', '6G', '7T', '8B'];
 
 /** The letters each digit is mistaken for, most likely first ('0' → 'ODQ'). */
-export const DIGIT_LOOKALIKES: Readonly<Record<string, string>> = Object.fromEntries(
-  LOOKALIKE_CLASSES.map((cls): [string, string] => [cls[0]!, cls.slice(1)]),
-);
+export const DIGIT_LOOKALIKES: Readonly<Record<string, string>> = Object.fromEntries(LOOKALIKE_CLASSES.map((cls): [string, string] => [cls[0]!, cls.slice(1)]));
 
 /** The digit each letter is mistaken for ('O' → '0'). */
 export const LETTER_LOOKALIKE_DIGIT: Readonly<Record<string, string>> = Object.fromEntries(

@@ -320,7 +320,7 @@ export class PaddleRecogniser implements PlateRecogniser {
       const width = Math.ceil(Math.max(minWidth, ...batch.map((j) => j.width)) / 8) * 8;
       const plane = 3 * REC_HEIGHT * width;
       const input = new Float32Array(batch.length * plane); // zeros: mid-grey after normalisation
-      batch.forEach((j, b) => writeChw(j.img!, REC_LAYOUT, input, b * plane, width, REC_HEIGHT));
+      for (const [b, j] of batch.entries()) writeChw(j.img!, REC_LAYOUT, input, b * plane, width, REC_HEIGHT);
       const out = await this.model.run({ [this.model.inputNames[0]!]: new ort.Tensor('float32', input, [batch.length, 3, REC_HEIGHT, width]) });
       const probs = out[this.model.outputNames[0]!]!;
       const [, T, C] = probs.dims as number[];

@@ -3,17 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import Tesseract from 'tesseract.js';
-import { type DecodedImage } from './image.js';
+import type { DecodedImage } from './image.js';
 import { tesseractLangPath } from './models.js';
-import {
-  ALPHABET,
-  type PlateRecogniser,
-  type RecogniseHint,
-  type RecognisedChar,
-  type Recognition,
-  splitLines,
-  toRecognition,
-} from './recogniser.js';
+import { ALPHABET, type PlateRecogniser, type RecogniseHint, type RecognisedChar, type Recognition, splitLines, toRecognition } from './recogniser.js';
 
 /**
  * Alternative recogniser: Tesseract (LSTM, English "best_int" data) through tesseract.js, in

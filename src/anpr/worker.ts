@@ -178,7 +178,11 @@ export class AnprWorkerPool {
 
   #spawn(): Slot {
     const worker = new Worker(this.#entry, {
-      workerData: { [WORKER_MARK]: true, engine: { ...this.#opts.engine, threads: this.#opts.threadsPerWorker }, niceness: this.#opts.niceness ?? INFERENCE_NICENESS },
+      workerData: {
+        [WORKER_MARK]: true,
+        engine: { ...this.#opts.engine, threads: this.#opts.threadsPerWorker },
+        niceness: this.#opts.niceness ?? INFERENCE_NICENESS,
+      },
     });
     const slot: Slot = { worker, ready: false, job: null };
     worker.on('message', (msg: FromWorker) => this.#onMessage(slot, msg));

@@ -194,9 +194,7 @@ export class YoloPlateDetector implements PlateDetector {
     const out = await this.model.run({ [this.model.inputNames[0]!]: new ort.Tensor('float32', data, [1, 3, this.height, this.width]) });
     const t = out[this.model.outputNames[0]!]!;
     const raw = decodeYoloOutput(t.data as Float32Array, t.dims, this.opts);
-    return raw
-      .map((b) => ({ box: unletterbox(b, box, img.width, img.height), score: b.score }))
-      .filter((d) => d.box[2] >= 2 && d.box[3] >= 2);
+    return raw.map((b) => ({ box: unletterbox(b, box, img.width, img.height), score: b.score })).filter((d) => d.box[2] >= 2 && d.box[3] >= 2);
   }
 
   async close(): Promise<void> {

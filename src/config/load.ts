@@ -26,8 +26,7 @@ export class ConfigError extends Error {
 }
 
 /** `FILE:LINE:COL path.to.field: message`, the shape editors and CI logs link to. */
-export const formatProblem = (p: ConfigProblem): string =>
-  `${p.file}:${p.line}:${p.col}${p.path ? ` ${p.path}` : ''}: ${p.message}`;
+export const formatProblem = (p: ConfigProblem): string => `${p.file}:${p.line}:${p.col}${p.path ? ` ${p.path}` : ''}: ${p.message}`;
 
 export interface LoadOptions {
   /** Environment for `{env: NAME}` secrets (default: process.env). */
@@ -49,7 +48,10 @@ export function loadConfig(file: string, opts: LoadOptions = {}): Config {
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   const at = (offset: number | undefined) => (offset === undefined ? { line: 1, col: 1 } : lineCounter.linePos(offset));
   const fail = (problems: Omit<ConfigProblem, 'file'>[]): never => {
-    throw new ConfigError(file, problems.map((p) => ({ file, ...p })).sort((a, b) => a.line - b.line || a.col - b.col));
+    throw new ConfigError(
+      file,
+      problems.map((p) => ({ file, ...p })).sort((a, b) => a.line - b.line || a.col - b.col),
+    );
   };
 
   if (doc.errors.length > 0) {
@@ -125,7 +127,9 @@ function explain(issue: Issue, base: Segment[], input: unknown): Explained[] {
       });
     }
     case 'invalid_type':
-      return one(`expected ${expectedName(issue.expected)}, got ${kindOf(value)}${issue.expected === 'string' && isScalarValue(value) ? ' (put it in quotes)' : ''}`);
+      return one(
+        `expected ${expectedName(issue.expected)}, got ${kindOf(value)}${issue.expected === 'string' && isScalarValue(value) ? ' (put it in quotes)' : ''}`,
+      );
     case 'invalid_value':
       return one(issue.values.length === 1 ? `expected ${JSON.stringify(issue.values[0])}` : `expected one of ${issue.values.join(', ')}`);
     case 'invalid_union': {
@@ -154,7 +158,14 @@ const isTypeMismatch = (issue: Issue): boolean =>
 const isScalarValue = (v: unknown) => typeof v === 'number' || typeof v === 'boolean';
 
 function expectedName(expected: string): string {
-  const names: Record<string, string> = { string: 'text', number: 'a number', int: 'a whole number', boolean: 'true or false', object: 'a map of settings', array: 'a list' };
+  const names: Record<string, string> = {
+    string: 'text',
+    number: 'a number',
+    int: 'a whole number',
+    boolean: 'true or false',
+    object: 'a map of settings',
+    array: 'a list',
+  };
   return names[expected] ?? expected;
 }
 
@@ -203,9 +214,7 @@ function options(s: z.core.$ZodType | undefined): z.core.$ZodType[] {
   return u instanceof z.ZodUnion ? u.options.flatMap((o: z.core.$ZodType) => options(o)) : [u];
 }
 
-const knownKeys = (s: z.core.$ZodType | undefined): string[] => [
-  ...new Set(options(s).flatMap((o) => (o instanceof z.ZodObject ? Object.keys(o.shape) : []))),
-];
+const knownKeys = (s: z.core.$ZodType | undefined): string[] => [...new Set(options(s).flatMap((o) => (o instanceof z.ZodObject ? Object.keys(o.shape) : [])))];
 
 function describe(s: z.core.$ZodType | undefined): string | undefined {
   const parts = [
@@ -224,7 +233,7 @@ function describe(s: z.core.$ZodType | undefined): string | undefined {
       }),
     ),
   ];
-  return parts.length ? parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} or ${parts.at(-1)}` : undefined;
+  return parts.length ? (parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} or ${parts.at(-1)}`) : undefined;
 }
 
 /** The closest known key by edit distance, if it is close enough to be a typo. */

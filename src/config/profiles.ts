@@ -34,8 +34,7 @@ export const PROFILE_DEFAULTS: Readonly<Record<Profile, ConfigOverlay>> = {
   },
 };
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Deep merge of plain objects; `top` wins, anything that is not a plain object replaces. Never mutates. */
 export function mergeUnder(base: unknown, top: unknown): unknown {

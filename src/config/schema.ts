@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ed25519PublicKey, MIN_HMAC_KEY_BYTES } from '../core/keys.js';
-import { PRIORITIES } from '../core/event.js';
+import type { PRIORITIES } from '../core/event.js';
 import { parsePattern } from '../core/pattern.js';
 import { secret } from './secret.js';
 import { bytes, duration } from './units.js';
@@ -55,7 +55,9 @@ export const clockSchema = z
     sync_source: z
       .enum(['auto', 'timesyncd', 'file', 'assume-synced', 'never'])
       .default('auto')
-      .describe('How to tell that the wall clock is right: auto (systemd-timesyncd flag file, or assume synced if the system has an RTC), timesyncd, file (sync_file exists), assume-synced, never (only GPS/commands can sync)'),
+      .describe(
+        'How to tell that the wall clock is right: auto (systemd-timesyncd flag file, or assume synced if the system has an RTC), timesyncd, file (sync_file exists), assume-synced, never (only GPS/commands can sync)',
+      ),
     sync_file: z.string().default('/run/systemd/timesync/synchronized').describe('File whose existence means the clock is synchronised'),
     poll_interval: duration().prefault('5s').describe('How often the sync state is checked until synced (duration, e.g. 5s)'),
   })
@@ -75,22 +77,30 @@ export const outboxSchema = z
     ),
     commit_interval: duration().prefault('25ms').describe('Group commit window for non-alarm events (fewer fsyncs, less SD wear)'),
     commit_max_events: z.number().int().min(1).default(2000).describe('Commit early when this many events are pending'),
-    synchronous: z.enum(['full', 'normal']).default('full').describe('full: fsync every commit (power-cut safe); normal: faster, may lose the last commits on power loss'),
+    synchronous: z
+      .enum(['full', 'normal'])
+      .default('full')
+      .describe('full: fsync every commit (power-cut safe); normal: faster, may lose the last commits on power loss'),
   })
   .prefault({})
   .describe('Durable queue of events waiting for the uplink');
 
-export const tlsSchema = z.strictObject({
-  ca: z.string().optional().describe('CA certificate file (PEM) that signed the broker certificate'),
-  cert: z.string().optional().describe('Client certificate file (PEM)'),
-  key: secret().optional().describe('Client private key (PEM): {file: ...} or {env: ...}'),
-  servername: z.string().optional().describe('Server name for SNI and certificate checking, if it differs from the URL host'),
-  reject_unauthorized: z.boolean().default(true).describe('Refuse brokers whose certificate does not verify (keep true in the field)'),
-}).describe('TLS settings for mqtts:// URLs');
+export const tlsSchema = z
+  .strictObject({
+    ca: z.string().optional().describe('CA certificate file (PEM) that signed the broker certificate'),
+    cert: z.string().optional().describe('Client certificate file (PEM)'),
+    key: secret().optional().describe('Client private key (PEM): {file: ...} or {env: ...}'),
+    servername: z.string().optional().describe('Server name for SNI and certificate checking, if it differs from the URL host'),
+    reject_unauthorized: z.boolean().default(true).describe('Refuse brokers whose certificate does not verify (keep true in the field)'),
+  })
+  .describe('TLS settings for mqtts:// URLs');
 
 export const mqttSchema = z
   .strictObject({
-    url: z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\/[^\s]+$/, 'expected mqtt://host:port or mqtts://host:port').describe('Central broker'),
+    url: z
+      .string()
+      .regex(/^(mqtts?|wss?|tcp|ssl):\/\/[^\s]+$/, 'expected mqtt://host:port or mqtts://host:port')
+      .describe('Central broker'),
     client_id: z.string().optional().describe('Default: vigia-<site>-<device>'),
     username: z.string().optional().describe('Broker user name, if the broker requires one'),
     password: secret().optional().describe('{file: ...} or {env: ...}; never logged'),
@@ -99,7 +109,13 @@ export const mqttSchema = z
     topic_prefix: z.string().default('vigia').describe('First topic level: <prefix>/<site>/<device>/...'),
     keepalive: duration().prefault('30s').describe('MQTT keepalive (duration, e.g. 30s); lower it if a NAT drops idle connections'),
     connect_timeout: duration().prefault('15s').describe('Give up a connection attempt after this long (duration)'),
-    inflight_window: z.number().int().min(1).max(1000).default(64).describe('Unacknowledged QoS 1 publishes at once (also capped by the broker\'s receive maximum)'),
+    inflight_window: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(64)
+      .describe("Unacknowledged QoS 1 publishes at once (also capped by the broker's receive maximum)"),
     drain_rate: z.number().min(0).default(0).describe('Max events/s when draining a backlog after an outage, 0 = unlimited; alarms are never held back'),
     reconnect: z
       .strictObject({
@@ -157,9 +173,7 @@ const outputSchema = z
     line: lineRef,
     kind: z.enum(['strobe', 'siren', 'relay', 'led']).describe('What is wired to the line'),
     active_low: z.boolean().default(false).describe('On when the pin is low (some relay boards)'),
-    max_on: duration()
-      .optional()
-      .describe('Safety cut-off: no pattern runs longer (default: siren 3m, strobe 15m, relay 1h, led none; 0 = none)'),
+    max_on: duration().optional().describe('Safety cut-off: no pattern runs longer (default: siren 3m, strobe 15m, relay 1h, led none; 0 = none)'),
   })
   .describe('A GPIO output');
 
@@ -177,7 +191,9 @@ export const hardwareSchema = z
     backend: z
       .enum(['auto', 'chardev', 'sysfs', 'sim'])
       .default('auto')
-      .describe('GPIO access: chardev (/dev/gpiochipN, the only one on Trixie and the Pi 5), sysfs (/sys/class/gpio, older systems), sim (driven by `vigia sim`), auto: the best one present'),
+      .describe(
+        'GPIO access: chardev (/dev/gpiochipN, the only one on Trixie and the Pi 5), sysfs (/sys/class/gpio, older systems), sim (driven by `vigia sim`), auto: the best one present',
+      ),
     inputs: z
       .record(z.string().regex(namePattern, 'lower-case letters, digits and _'), inputSchema)
       .default({})
@@ -225,13 +241,17 @@ export const cameraSchema = z
     id: z.string().regex(idPattern, 'letters, digits, - and _ only (it names the camera in events)').describe('Camera id, e.g. lane-1'),
     kind: z
       .enum(['stream', 'snapshot', 'directory'])
-      .describe('stream: anything ffmpeg reads (rtsp://, http MJPEG, /dev/videoN, a file); snapshot: poll a JPEG snapshot URL (ONVIF-style); directory: JPEGs uploaded by the camera (FTP)'),
+      .describe(
+        'stream: anything ffmpeg reads (rtsp://, http MJPEG, /dev/videoN, a file); snapshot: poll a JPEG snapshot URL (ONVIF-style); directory: JPEGs uploaded by the camera (FTP)',
+      ),
     url: z.string().optional().describe('stream or snapshot: the URL (or V4L2 device / file path for stream)'),
     dir: z.string().optional().describe('directory: where the camera uploads its JPEGs'),
     after_read: z
       .enum(['delete', 'move'])
       .default('delete')
-      .describe('directory: what happens to an uploaded picture once read: delete (the SD card never fills; hit evidence is kept apart) or move to <dir>/processed'),
+      .describe(
+        'directory: what happens to an uploaded picture once read: delete (the SD card never fills; hit evidence is kept apart) or move to <dir>/processed',
+      ),
     fps: z.number().positive().max(30).default(4).describe('stream: frames per second taken from the stream'),
     interval: duration().prefault('1s').describe('snapshot: poll period (duration)'),
     max_width: z.number().int().min(320).max(8192).default(1920).describe('stream: frames wider than this are downscaled by ffmpeg'),
@@ -249,7 +269,8 @@ export const cameraSchema = z
     motion: z.boolean().optional().describe('Override anpr.motion.enabled for this camera (e.g. false for a trigger-driven camera)'),
   })
   .superRefine((cam, ctx) => {
-    if ((cam.kind === 'stream' || cam.kind === 'snapshot') && !cam.url) ctx.addIssue({ code: 'custom', path: ['url'], message: `a ${cam.kind} camera needs url` });
+    if ((cam.kind === 'stream' || cam.kind === 'snapshot') && !cam.url)
+      ctx.addIssue({ code: 'custom', path: ['url'], message: `a ${cam.kind} camera needs url` });
     if (cam.kind === 'directory' && !cam.dir) ctx.addIssue({ code: 'custom', path: ['dir'], message: 'a directory camera needs dir' });
   })
   .describe('One camera');
@@ -264,8 +285,17 @@ export const anprSchema = z
       .union([z.literal('ppocr'), z.strictObject({ yolo: z.string().describe('Path of a YOLO plate detector .onnx (end2end or YOLOv8 output)') })])
       .default('ppocr')
       .describe('Plate detector: ppocr (bundled PP-OCRv4 text detector) or {yolo: /path/model.onnx}'),
-    recogniser: z.enum(['ppocr', 'tesseract']).default('ppocr').describe('Character recogniser: ppocr (bundled PP-OCRv4) or tesseract (tesseract.js, bundled English data)'),
-    detector_max_side: z.number().int().min(320).max(2048).default(800).describe('Longer side of the detector input; raise for distant plates, lower for speed'),
+    recogniser: z
+      .enum(['ppocr', 'tesseract'])
+      .default('ppocr')
+      .describe('Character recogniser: ppocr (bundled PP-OCRv4) or tesseract (tesseract.js, bundled English data)'),
+    detector_max_side: z
+      .number()
+      .int()
+      .min(320)
+      .max(2048)
+      .default(800)
+      .describe('Longer side of the detector input; raise for distant plates, lower for speed'),
     grammar: z.string().default('cl').describe('Plate grammar: cl (Chile), br, eu or generic'),
     min_confidence: z.number().min(0).max(1).default(0.5).describe('Readings less confident than this are ignored'),
     motion: z
@@ -289,8 +319,16 @@ export const anprSchema = z
       .describe('Voting of reads over consecutive frames'),
     hits: z
       .strictObject({
-        min_confidence: z.number().min(0).max(1).default(0.6).describe('Single-frame reads less confident than this do not raise a hit (the voted read still can)'),
-        fuzzy: z.boolean().default(true).describe('Also match hotlist plates that differ only by OCR-confusable characters (O/0, I/1, B/8...); the match kind is reported'),
+        min_confidence: z
+          .number()
+          .min(0)
+          .max(1)
+          .default(0.6)
+          .describe('Single-frame reads less confident than this do not raise a hit (the voted read still can)'),
+        fuzzy: z
+          .boolean()
+          .default(true)
+          .describe('Also match hotlist plates that differ only by OCR-confusable characters (O/0, I/1, B/8...); the match kind is reported'),
         dedup_window: duration().prefault('5m').describe('A hit for the same hotlist plate on the same camera is not raised again within this time'),
       })
       .prefault({})
@@ -298,7 +336,11 @@ export const anprSchema = z
     hotlist: z
       .strictObject({
         file: z.string().optional().describe('Local CSV or JSON list, placed by the operator (loaded at start)'),
-        url: z.string().regex(/^https:\/\//, 'the hotlist is fetched over https only').optional().describe('https URL of the list; <url>.sha256 and <url>.sig are checked before use'),
+        url: z
+          .string()
+          .regex(/^https:\/\//, 'the hotlist is fetched over https only')
+          .optional()
+          .describe('https URL of the list; <url>.sha256 and <url>.sig are checked before use'),
         public_key: secret().optional().describe('Ed25519 public key (PEM) that signs downloaded lists and hotlist.delta commands'),
         refresh: duration().prefault('15m').describe('How often the URL is checked (ETag: an unchanged list costs one request)'),
         ca: z.string().optional().describe('CA certificate file (PEM) for the hotlist server, if not a public CA'),
@@ -366,7 +408,11 @@ export const configSchema = z
     }
     const key = cfg.commands.key?.reveal();
     if (key !== undefined && cfg.commands.auth === 'hmac-sha256' && Buffer.byteLength(key) < MIN_HMAC_KEY_BYTES) {
-      ctx.addIssue({ code: 'custom', path: ['commands', 'key'], message: `an HMAC key needs at least ${MIN_HMAC_KEY_BYTES} bytes (e.g. openssl rand -base64 32)` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['commands', 'key'],
+        message: `an HMAC key needs at least ${MIN_HMAC_KEY_BYTES} bytes (e.g. openssl rand -base64 32)`,
+      });
     }
     if (key !== undefined && cfg.commands.auth === 'ed25519') {
       try {
@@ -383,13 +429,22 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['anpr', 'cameras', i, 'grammar'], message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
       }
     });
-    if (!isGrammarName(cfg.anpr.grammar)) ctx.addIssue({ code: 'custom', path: ['anpr', 'grammar'], message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
+    if (!isGrammarName(cfg.anpr.grammar))
+      ctx.addIssue({ code: 'custom', path: ['anpr', 'grammar'], message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
     if (cfg.anpr.privacy.reads === 'hashed' && !cfg.anpr.privacy.hash_key) {
-      ctx.addIssue({ code: 'custom', path: ['anpr', 'privacy', 'hash_key'], message: 'reads: hashed needs a hash_key (e.g. {file: /etc/vigia/plate-hash-key})' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['anpr', 'privacy', 'hash_key'],
+        message: 'reads: hashed needs a hash_key (e.g. {file: /etc/vigia/plate-hash-key})',
+      });
     }
     const hashKey = cfg.anpr.privacy.hash_key?.reveal();
     if (hashKey !== undefined && Buffer.byteLength(hashKey) < MIN_HMAC_KEY_BYTES) {
-      ctx.addIssue({ code: 'custom', path: ['anpr', 'privacy', 'hash_key'], message: `the hash key needs at least ${MIN_HMAC_KEY_BYTES} bytes (e.g. openssl rand -base64 32)` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['anpr', 'privacy', 'hash_key'],
+        message: `the hash key needs at least ${MIN_HMAC_KEY_BYTES} bytes (e.g. openssl rand -base64 32)`,
+      });
     }
     const hotlistKey = cfg.anpr.hotlist.public_key?.reveal();
     if (hotlistKey !== undefined) {
@@ -406,7 +461,10 @@ export const configSchema = z
       ctx.addIssue({ code: 'custom', path: ['anpr', 'cameras'], message: 'anpr is enabled but no camera is configured' });
     }
     const lines = new Map<string, string>();
-    for (const [kind, map] of [['inputs', cfg.hardware.inputs], ['outputs', cfg.hardware.outputs]] as const) {
+    for (const [kind, map] of [
+      ['inputs', cfg.hardware.inputs],
+      ['outputs', cfg.hardware.outputs],
+    ] as const) {
       for (const [name, io] of Object.entries(map)) {
         const key = typeof io.line === 'string' ? io.line : `${io.line.chip}:${io.line.offset}`;
         const other = lines.get(key);
@@ -423,11 +481,16 @@ export const configSchema = z
       ];
       for (const [field, kind, name] of refs) {
         if (name !== undefined && !Object.hasOwn(cfg.hardware[kind], name)) {
-          ctx.addIssue({ code: 'custom', path: ['pole', field], message: `no hardware.${kind}.${name} is configured (known: ${Object.keys(cfg.hardware[kind]).join(', ') || 'none'})` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['pole', field],
+            message: `no hardware.${kind}.${name} is configured (known: ${Object.keys(cfg.hardware[kind]).join(', ') || 'none'})`,
+          });
         }
       }
       const panic = cfg.hardware.inputs[cfg.pole.panic_input];
-      if (panic && panic.kind !== 'panic') ctx.addIssue({ code: 'custom', path: ['pole', 'panic_input'], message: `hardware.inputs.${cfg.pole.panic_input} is a ${panic.kind} input, not panic` });
+      if (panic && panic.kind !== 'panic')
+        ctx.addIssue({ code: 'custom', path: ['pole', 'panic_input'], message: `hardware.inputs.${cfg.pole.panic_input} is a ${panic.kind} input, not panic` });
     }
     if (cfg.pole.snapshot_camera !== undefined && !cfg.anpr.cameras.some((c) => c.id === cfg.pole.snapshot_camera)) {
       ctx.addIssue({ code: 'custom', path: ['pole', 'snapshot_camera'], message: `no anpr.cameras entry has id ${cfg.pole.snapshot_camera}` });

@@ -77,7 +77,11 @@ export class EventBus {
     this.#subs.set(event, [...list, sub]);
     return () => {
       const current = this.#subs.get(event);
-      if (current) this.#subs.set(event, current.filter((s) => s !== sub));
+      if (current)
+        this.#subs.set(
+          event,
+          current.filter((s) => s !== sub),
+        );
     };
   }
 

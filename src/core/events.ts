@@ -69,7 +69,10 @@ export const EVENT_TYPES = {
   'fault.output_cutoff': spec('hit', z.object({ output: z.string(), kind: z.string(), pattern: patternShape, ran_ms: z.number() })),
 
   // GPS.
-  'gps.fix_acquired': spec('telemetry', z.object({ fix: z.string(), satellites: nullable(z.number()), hdop: nullable(z.number()), without_fix_ms: z.number() })),
+  'gps.fix_acquired': spec(
+    'telemetry',
+    z.object({ fix: z.string(), satellites: nullable(z.number()), hdop: nullable(z.number()), without_fix_ms: z.number() }),
+  ),
   'gps.fix_lost': spec(
     'telemetry',
     z.object({ reason: z.enum(['no_fix', 'stale']), last_lat: z.number(), last_lon: z.number(), last_fix: z.string(), last_fix_age_ms: z.number() }),
@@ -94,9 +97,7 @@ export const EVENT_TYPES = {
       match: z.object({ kind: z.enum(['exact', 'confusable']), distance: z.number() }),
       entry: hotlistEntry,
       hotlist_version: z.string(),
-      evidence: nullable(
-        z.object({ crop: jpegImage, frame: jpegImage, files: nullable(z.object({ crop: z.string(), frame: z.string() })) }),
-      ),
+      evidence: nullable(z.object({ crop: jpegImage, frame: jpegImage, files: nullable(z.object({ crop: z.string(), frame: z.string() })) })),
     }),
   ),
   'plate.read': spec(

@@ -22,7 +22,8 @@ export function parsePattern(input: unknown): Pattern {
   const ms = (key: string, required: boolean, min = 1): number | undefined => {
     const v = p[key];
     if (v === undefined && !required) return undefined;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > 86_400_000) throw new TypeError(`${key} must be a number of milliseconds from ${min} to 86400000`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > 86_400_000)
+      throw new TypeError(`${key} must be a number of milliseconds from ${min} to 86400000`);
     return v;
   };
   switch (p.mode) {

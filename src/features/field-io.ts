@@ -127,7 +127,12 @@ export class FieldIo implements Extension {
     return {
       backend: this.#backend?.kind ?? null,
       backend_reason: this.#backendReason,
-      inputs: Object.fromEntries([...this.#inputs].map(([name, i]) => [name, { kind: i.kind, line: i.line.id, ...('stats' in i.logic ? i.logic.stats() : { open: (i.logic as DoorSwitch).open }) }])),
+      inputs: Object.fromEntries(
+        [...this.#inputs].map(([name, i]) => [
+          name,
+          { kind: i.kind, line: i.line.id, ...('stats' in i.logic ? i.logic.stats() : { open: (i.logic as DoorSwitch).open }) },
+        ]),
+      ),
       outputs: Object.fromEntries([...this.outputs].map(([name, o]) => [name, o.stats()])),
       line_errors: this.#lineErrors,
       ...(this.#pole ? { pole: this.#pole.status() } : {}),
@@ -210,4 +215,3 @@ export class FieldIo implements Extension {
     return Object.fromEntries([...this.outputs].map(([name, o]) => [name, { value: o.value, pattern: o.pattern }]));
   }
 }
-

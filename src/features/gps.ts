@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { EventPayload, EventType } from '../core/events.js';
 import type { Extension, ExtensionContext } from '../core/extension.js';
-import type { TimerHandle, Timers } from '../core/timers.js';
+import type { Timers } from '../core/timers.js';
 import type { BackoffOptions } from '../core/backoff.js';
 import { GpsReceiver, type GpsFix, type NmeaStats } from '../drivers/serial/gps.js';
 import type { LinePortStats, SerialPortClass } from '../drivers/serial/line-port.js';
@@ -51,7 +51,14 @@ export class GpsExtension implements Extension {
     const { ctx, deps } = this;
     const logger = (this.#logger = ctx.logger);
     const receiver = new GpsReceiver(
-      { port: cfg.port, baud: cfg.baud, maxFixAgeMs: cfg.max_fix_age, allowMissingChecksum: deps.allowMissingChecksum, idleTimeoutMs: deps.idleTimeoutMs, backoff: deps.backoff },
+      {
+        port: cfg.port,
+        baud: cfg.baud,
+        maxFixAgeMs: cfg.max_fix_age,
+        allowMissingChecksum: deps.allowMissingChecksum,
+        idleTimeoutMs: deps.idleTimeoutMs,
+        backoff: deps.backoff,
+      },
       { clock: ctx.clock, timers: deps.timers, logger, random: deps.random, SerialPort: deps.SerialPort },
     );
     this.#receiver = receiver;
@@ -62,7 +69,13 @@ export class GpsExtension implements Extension {
     });
     receiver.on('fix_lost', (reason, last) => {
       logger.info({ reason }, 'GPS fix lost');
-      this.#emit('gps.fix_lost', { reason, last_lat: round7(last.lat), last_lon: round7(last.lon), last_fix: last.fix, last_fix_age_ms: Math.round(ctx.clock.monoNow() - last.monoMs) });
+      this.#emit('gps.fix_lost', {
+        reason,
+        last_lat: round7(last.lat),
+        last_lon: round7(last.lon),
+        last_fix: last.fix,
+        last_fix_age_ms: Math.round(ctx.clock.monoNow() - last.monoMs),
+      });
     });
     receiver.on('port_lost', (error, wasReceiving) => {
       this.#emit('gps.port_lost', { port: cfg.port, error, was_receiving: wasReceiving });

@@ -173,15 +173,21 @@ export class PanicButton extends EventEmitter<PanicButtonEvents> {
     }
     this.#counts.presses++;
     const elapsed = Math.max(0, this.deps.clock.monoNow() - monoMs);
-    this.#longTimer = this.deps.timers.setTimeout(() => {
-      this.#counts.long_presses++;
-      this.emit('long_press', monoMs + this.opts.longPressMs);
-    }, Math.max(0, this.opts.longPressMs - elapsed));
-    this.#stuckTimer = this.deps.timers.setTimeout(() => {
-      this.#stuck = true;
-      this.#counts.stuck_faults++;
-      this.emit('stuck', monoMs + this.opts.stuckMs, this.opts.stuckMs);
-    }, Math.max(0, this.opts.stuckMs - elapsed));
+    this.#longTimer = this.deps.timers.setTimeout(
+      () => {
+        this.#counts.long_presses++;
+        this.emit('long_press', monoMs + this.opts.longPressMs);
+      },
+      Math.max(0, this.opts.longPressMs - elapsed),
+    );
+    this.#stuckTimer = this.deps.timers.setTimeout(
+      () => {
+        this.#stuck = true;
+        this.#counts.stuck_faults++;
+        this.emit('stuck', monoMs + this.opts.stuckMs, this.opts.stuckMs);
+      },
+      Math.max(0, this.opts.stuckMs - elapsed),
+    );
     this.emit('press', monoMs);
   }
 
@@ -271,7 +277,8 @@ export class MotionSensor extends EventEmitter<{ motion: [monoMs: number]; still
     this.#holdTimer = undefined;
     this.#active = false;
     // Only periods that were reported get an end.
-    if (this.#lastReported === this.#startedAt) this.emit('still', this.#lastTrigger + this.opts.holdMs, this.#lastTrigger + this.opts.holdMs - this.#startedAt);
+    if (this.#lastReported === this.#startedAt)
+      this.emit('still', this.#lastTrigger + this.opts.holdMs, this.#lastTrigger + this.opts.holdMs - this.#startedAt);
   }
 }
 

@@ -79,7 +79,14 @@ export class Output extends EventEmitter<OutputEvents> {
         return this.#write(true);
       case 'blink': {
         const onMs = Math.max(1, Math.round(pattern.period_ms * (pattern.duty ?? 0.5)));
-        return this.#run(gen, [{ on: true, ms: onMs }, { on: false, ms: Math.max(1, pattern.period_ms - onMs) }], true);
+        return this.#run(
+          gen,
+          [
+            { on: true, ms: onMs },
+            { on: false, ms: Math.max(1, pattern.period_ms - onMs) },
+          ],
+          true,
+        );
       }
       case 'sequence':
         return this.#run(gen, pattern.steps, pattern.repeat ?? false);

@@ -25,7 +25,13 @@ export type PoleContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | '
 
 /** `alarm.ack` / `alarm.clear`: the alarm they are meant for (refused if another is active), and who answered. */
 const ANSWER_ARGS = z
-  .object({ alarm_id: z.string().optional(), operator: z.string().transform((s) => s.slice(0, 64)).optional() })
+  .object({
+    alarm_id: z.string().optional(),
+    operator: z
+      .string()
+      .transform((s) => s.slice(0, 64))
+      .optional(),
+  })
   .strict();
 type AnswerArgs = z.output<typeof ANSWER_ARGS>;
 
@@ -133,10 +139,16 @@ export class PoleAlarm {
     const { ctx } = this;
     const run = (async () => {
       try {
-        const source = (this.deps.createSource ?? createFrameSource)(camera, { clock: ctx.clock, logger: ctx.logger.child({ mod: 'camera', camera: camera.id }) });
+        const source = (this.deps.createSource ?? createFrameSource)(camera, {
+          clock: ctx.clock,
+          logger: ctx.logger.child({ mod: 'camera', camera: camera.id }),
+        });
         const frame = await grabFrame(source, this.deps.snapshotTimeoutMs ?? 10_000);
         const { default: sharp } = await import('sharp');
-        const small = await sharp(frame.jpeg).resize({ width: SNAPSHOT_WIDTH, withoutEnlargement: true }).jpeg({ quality: 75 }).toBuffer({ resolveWithObject: true });
+        const small = await sharp(frame.jpeg)
+          .resize({ width: SNAPSHOT_WIDTH, withoutEnlargement: true })
+          .jpeg({ quality: 75 })
+          .toBuffer({ resolveWithObject: true });
         const dir = resolve(ctx.config.anpr.evidence.dir ?? join(ctx.paths.dataDir, 'evidence'));
         await mkdir(dir, { recursive: true });
         await writeFile(join(dir, `${ref}.tmp`), frame.jpeg);

@@ -73,7 +73,11 @@ export class CommandRouter implements CommandRegistry {
     } else {
       logger.warn('commands.key is not set: every command will be refused');
     }
-    this.register('ping', NO_ARGS, () => ({ pong: true, time: new Date(clock.wallNow()).toISOString(), uptime_s: Math.round((clock.monoNow() - startedMono) / 1000) }));
+    this.register('ping', NO_ARGS, () => ({
+      pong: true,
+      time: new Date(clock.wallNow()).toISOString(),
+      uptime_s: Math.round((clock.monoNow() - startedMono) / 1000),
+    }));
     this.register('outbox.stats', NO_ARGS, () => outbox.stats());
     uplink.on('message', this.#onMessage);
     uplink.subscribe(topics.commands);

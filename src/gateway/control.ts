@@ -55,12 +55,12 @@ export class ControlServer {
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
       buffer += chunk;
-      if (buffer.length > MAX_REQUEST_BYTES) return void socket.end(JSON.stringify({ ok: false, error: 'request too large' }) + '\n');
+      if (buffer.length > MAX_REQUEST_BYTES) return void socket.end(`${JSON.stringify({ ok: false, error: 'request too large' })}\n`);
       let nl: number;
       while ((nl = buffer.indexOf('\n')) >= 0) {
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
-        void this.#answer(line).then((reply) => socket.writable && socket.write(JSON.stringify(reply) + '\n'));
+        void this.#answer(line).then((reply) => socket.writable && socket.write(`${JSON.stringify(reply)}\n`));
       }
     });
   }
@@ -105,7 +105,7 @@ export function controlRequest(socketPath: string, op: string, args: Record<stri
       reject(new Error(`no answer from ${socketPath} within ${timeoutMs} ms`));
     }, timeoutMs);
     socket.setEncoding('utf8');
-    socket.once('connect', () => socket.write(JSON.stringify({ op, args }) + '\n'));
+    socket.once('connect', () => socket.write(`${JSON.stringify({ op, args })}\n`));
     socket.on('data', (chunk: string) => {
       buffer += chunk;
       const nl = buffer.indexOf('\n');

@@ -208,17 +208,11 @@ export class Outbox {
 
   private prepare(db: Database.Database) {
     return {
-      insert: db.prepare(
-        'INSERT INTO events (id, priority, type, size, wall, mono, boot_id, synced, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
+      insert: db.prepare('INSERT INTO events (id, priority, type, size, wall, mono, boot_id, synced, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       // One statement for a whole batch of acknowledgements; rows evicted meanwhile simply don't return.
       delMany: db.prepare('DELETE FROM events WHERE pos IN (SELECT value FROM json_each(?)) RETURNING priority, size'),
-      evictOldest: db.prepare(
-        'DELETE FROM events WHERE pos IN (SELECT pos FROM events WHERE priority = ? ORDER BY pos LIMIT ?) RETURNING size',
-      ),
-      next: db.prepare(
-        'SELECT pos AS rowid, id, type, wall, mono, boot_id, synced, body FROM events WHERE priority = ? AND pos > ? ORDER BY pos LIMIT ?',
-      ),
+      evictOldest: db.prepare('DELETE FROM events WHERE pos IN (SELECT pos FROM events WHERE priority = ? ORDER BY pos LIMIT ?) RETURNING size'),
+      next: db.prepare('SELECT pos AS rowid, id, type, wall, mono, boot_id, synced, body FROM events WHERE priority = ? AND pos > ? ORDER BY pos LIMIT ?'),
       oldest: db.prepare('SELECT wall, mono, boot_id, synced FROM events WHERE priority = ? ORDER BY pos LIMIT 1'),
       oldestRows: db.prepare('SELECT pos, size, mono, wall, boot_id, synced FROM events WHERE priority = ? ORDER BY pos LIMIT ?'),
       deleteUpTo: db.prepare('DELETE FROM events WHERE priority = ? AND pos <= ?'),
@@ -366,7 +360,11 @@ export class Outbox {
         freed += r.size;
         count++;
       }
-      this.#forget(rank, rows.reduce((a, r) => a + r.size, 0), rows.length);
+      this.#forget(
+        rank,
+        rows.reduce((a, r) => a + r.size, 0),
+        rows.length,
+      );
     }
     if (count > 0) evictions.push([rank, reason, count]);
   }
@@ -393,7 +391,7 @@ export class Outbox {
     const report = this.#moveAside(err);
     this.#openDb();
     this.opts.logger.error({ lost, movedTo: report.movedTo }, 'outbox corrupted while running; undelivered events stay in the old file');
-    lost.forEach((count, rank) => count > 0 && this.#noteEviction(rank, 'corrupt', count));
+    for (const [rank, count] of lost.entries()) if (count > 0) this.#noteEviction(rank, 'corrupt', count);
     // The batch never reached the bad file: store it in the fresh one, once; a second failure is final.
     try {
       this.#commit(batch, []);

@@ -26,7 +26,9 @@ export function readCpuTemperature(sysRoot = '/sys'): number | null {
   const base = join(sysRoot, 'class/thermal');
   let zones: string[];
   try {
-    zones = readdirSync(base).filter((z) => z.startsWith('thermal_zone')).sort();
+    zones = readdirSync(base)
+      .filter((z) => z.startsWith('thermal_zone'))
+      .sort();
   } catch {
     return null;
   }
@@ -82,9 +84,7 @@ export class Telemetry implements Extension {
     const evicted = this.#pendingEvictions;
     this.#pendingEvictions = {};
     // `hit` priority: above routine reads and telemetry, which are what gets evicted.
-    await this.ctx.emit('system.outbox_evicted', { evicted }).catch((err) =>
-      this.ctx.logger.error({ err }, 'could not record eviction report'),
-    );
+    await this.ctx.emit('system.outbox_evicted', { evicted }).catch((err) => this.ctx.logger.error({ err }, 'could not record eviction report'));
   }
 
   async snapshot(): Promise<EventPayload<'health'>> {

@@ -9,7 +9,7 @@ import type { Clock } from '../core/clock.js';
 import type { ClockSync } from '../core/clock-sync.js';
 import { PRIORITIES } from '../core/event.js';
 import type { Outbox, StoredEvent } from './outbox.js';
-import { type Topics } from './topics.js';
+import type { Topics } from './topics.js';
 
 export interface UplinkStats {
   state: LinkState;
@@ -242,10 +242,13 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
         if (batch.length === 0) {
           // Rate-limited with a backlog left: come back when the bucket has refilled a little.
           if (allowance < 1 && this.deps.outbox.depth() > this.#inflight.size) {
-            this.#rateTimer ??= setTimeout(() => {
-              this.#rateTimer = undefined;
-              this.#pump();
-            }, Math.ceil(1000 / this.deps.config.drain_rate));
+            this.#rateTimer ??= setTimeout(
+              () => {
+                this.#rateTimer = undefined;
+                this.#pump();
+              },
+              Math.ceil(1000 / this.deps.config.drain_rate),
+            );
           }
           break;
         }

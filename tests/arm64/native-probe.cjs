@@ -33,7 +33,7 @@ const checks = {
     const Database = require('better-sqlite3');
     const db = new Database(':memory:');
     try {
-      db.exec('CREATE TABLE t (v TEXT); INSERT INTO t VALUES (\'arm64\')');
+      db.exec("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('arm64')");
       const row = db.prepare('SELECT v, sqlite_version() AS version FROM t').get();
       if (row.v !== 'arm64') throw new Error(`read back ${JSON.stringify(row.v)}`);
       const dir = path.dirname(require.resolve('better-sqlite3/package.json'));
@@ -86,7 +86,7 @@ async function main() {
       result.modules[name] = { ok: true, detail: await check() };
     } catch (err) {
       result.ok = false;
-      result.modules[name] = { ok: false, detail: String(err && err.stack ? err.stack : err) };
+      result.modules[name] = { ok: false, detail: String(err?.stack ? err.stack : err) };
     }
   }
 
@@ -106,11 +106,11 @@ async function main() {
     }
   }
 
-  process.stdout.write(JSON.stringify(result) + '\n');
+  process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exitCode = result.ok ? 0 : 1;
 }
 
 main().catch((err) => {
-  process.stdout.write(JSON.stringify({ ok: false, error: String(err && err.stack ? err.stack : err) }) + '\n');
+  process.stdout.write(`${JSON.stringify({ ok: false, error: String(err?.stack ? err.stack : err) })}\n`);
   process.exitCode = 1;
 });

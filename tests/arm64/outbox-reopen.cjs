@@ -21,7 +21,7 @@ try {
     event: db.prepare('SELECT id, type, priority FROM events WHERE id = ?').get(id) ?? null,
   };
   result.ok = result.integrity === 'ok' && result.event !== null;
-  process.stdout.write(JSON.stringify(result) + '\n');
+  process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exitCode = result.ok ? 0 : 1;
 } finally {
   db.close();

@@ -25,7 +25,19 @@ function runRig(): Promise<{ code: number | null; output: string }> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(
       process.execPath,
-      [join(ROOT, 'scripts/hardware-rig.mjs'), 'run', '--out', outDir, '--timeout', '600', '--env', `VIGIA_HW_PRESSES=${PRESSES}`, '--', process.execPath, 'tests/hardware/vm-runner.mjs'],
+      [
+        join(ROOT, 'scripts/hardware-rig.mjs'),
+        'run',
+        '--out',
+        outDir,
+        '--timeout',
+        '600',
+        '--env',
+        `VIGIA_HW_PRESSES=${PRESSES}`,
+        '--',
+        process.execPath,
+        'tests/hardware/vm-runner.mjs',
+      ],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let output = '';
@@ -69,7 +81,9 @@ afterAll(() => {
 
 function printLatencyTable(): void {
   const row = (name: string, p: Json) =>
-    p ? `${name.padEnd(44)} ${String(p.n).padStart(4)} ${String(p.p50).padStart(8)} ${String(p.p90).padStart(8)} ${String(p.p99).padStart(8)} ${String(p.max).padStart(8)}` : `${name.padEnd(44)} (not measured)`;
+    p
+      ? `${name.padEnd(44)} ${String(p.n).padStart(4)} ${String(p.p50).padStart(8)} ${String(p.p90).padStart(8)} ${String(p.p99).padStart(8)} ${String(p.max).padStart(8)}`
+      : `${name.padEnd(44)} (not measured)`;
   const lines = [
     '',
     `GPIO latency on kernel ${results.kernel} under QEMU TCG (emulated: slower than a Raspberry Pi), node ${results.node}, ms`,

@@ -64,7 +64,12 @@ function createSimDevice() {
     });
     return dir;
   };
-  const soc = bank('bank0', SOC_LABEL, 28, Array.from({ length: 28 }, (_, i) => `GPIO${i}`));
+  const soc = bank(
+    'bank0',
+    SOC_LABEL,
+    28,
+    Array.from({ length: 28 }, (_, i) => `GPIO${i}`),
+  );
   const aux = bank('bank1', AUX_LABEL, 8);
   writeAttr(join(dev, 'live'), '1');
   const devName = readFileSync(join(dev, 'dev_name'), 'utf8').trim();
@@ -182,7 +187,15 @@ function percentiles(values) {
   const sorted = [...values].sort((a, b) => a - b);
   const pct = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] : null);
   const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : null;
-  return { n: sorted.length, p50: round(pct(50)), p90: round(pct(90)), p99: round(pct(99)), min: round(sorted[0]), max: round(sorted.at(-1)), mean: round(mean) };
+  return {
+    n: sorted.length,
+    p50: round(pct(50)),
+    p90: round(pct(90)),
+    p99: round(pct(99)),
+    min: round(sorted[0]),
+    max: round(sorted.at(-1)),
+    mean: round(mean),
+  };
 }
 
 /** `out hi`, `out lo`, `in hi`, `in lo` while requested, else `released`. */
@@ -575,7 +588,13 @@ async function outputsScenario(backend, sim) {
     clearInterval(sampling);
     let transitions = 0;
     for (let i = 1; i < samples.length; i++) if (samples[i] !== samples[i - 1]) transitions++;
-    r.blink = { samples: samples.length, highSamples: samples.filter((v) => v === 1).length, transitions, final: lineState(sim.soc, 24), pattern: out.pattern.mode };
+    r.blink = {
+      samples: samples.length,
+      highSamples: samples.filter((v) => v === 1).length,
+      transitions,
+      final: lineState(sim.soc, 24),
+      pattern: out.pattern.mode,
+    };
     r.events = rec.types();
     r.stats = out.stats();
     out.stop();
@@ -879,14 +898,20 @@ async function main() {
     const poleModules = ONLY.has('pole') ? loadPoleModules() : undefined;
     const sim = createSimDevice();
     results.chips = Object.fromEntries(
-      Object.entries(sim).map(([k, c]) => [k, { label: c.label, name: c.name, lines: c.lines, devName: c.devName, sysfsDir: c.sysfsDir, sysfsBase: c.sysfsBase, ngpio: c.ngpio }]),
+      Object.entries(sim).map(([k, c]) => [
+        k,
+        { label: c.label, name: c.name, lines: c.lines, devName: c.devName, sysfsDir: c.sysfsDir, sysfsBase: c.sysfsBase, ngpio: c.ngpio },
+      ]),
     );
     results.gpiodetect = execFileSync('gpiodetect', [], { encoding: 'utf8' });
     {
       // Line 17 of the Pi-like chip as gpioinfo lists it (the whole listing: same syntax in v1 and v2).
       const info = execFileSync('gpioinfo', [], { encoding: 'utf8' });
       const section = info.slice(info.indexOf(`${sim.soc.name} - `));
-      results.gpioinfoSoc17 = section.split('\n').find((l) => /^\s+line\s+17:/.test(l))?.trim();
+      results.gpioinfoSoc17 = section
+        .split('\n')
+        .find((l) => /^\s+line\s+17:/.test(l))
+        ?.trim();
     }
 
     {

@@ -40,7 +40,7 @@ const HOLD_FUNCTION = (tool: string, major: number) =>
     'hold() {',
     `  chip=; off=; cons=${tool}; prev=`,
     '  for a in "$@"; do',
-    '    case "$prev" in --chip) chip=$a; prev=; continue;; --consumer) [ ' + major + ' -ge 2 ] && cons=$a; prev=; continue;; esac',
+    `    case "$prev" in --chip) chip=$a; prev=; continue;; --consumer) [ ${major} -ge 2 ] && cons=$a; prev=; continue;; esac`,
     '    case "$a" in --chip|--consumer) prev=$a; continue;; -*) continue;; esac',
     '    if [ -z "$chip" ]; then chip=$a; else off=${a%%=*}; fi',
     '  done',

@@ -96,7 +96,6 @@ function installHooks(): void {
 
 // ---------------------------------------------------------------------------
 
-
 let cachedBinary: string | undefined;
 
 /** Locates the mosquitto binary on PATH or in the sbin dirs (Debian installs it in /usr/sbin). */
@@ -110,9 +109,7 @@ export function findMosquitto(): string {
       return candidate;
     }
   }
-  throw new Error(
-    'mosquitto binary not found on PATH or in /usr/local/sbin, /usr/sbin, /sbin; run `node scripts/ensure-system-deps.mjs`',
-  );
+  throw new Error('mosquitto binary not found on PATH or in /usr/local/sbin, /usr/sbin, /sbin; run `node scripts/ensure-system-deps.mjs`');
 }
 
 /** The installed broker's version ("2.0.11"), or "unknown". */

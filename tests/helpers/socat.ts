@@ -30,7 +30,6 @@ const STARTUP_TIMEOUT_MS = 10_000;
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
-
 /** The socat binary; throws with the command that installs it when it is missing. */
 export function findSocat(): string {
   const dirs = (process.env.PATH ?? '').split(delimiter).filter(Boolean).concat(['/usr/local/bin', '/usr/bin', '/bin']);

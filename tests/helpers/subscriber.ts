@@ -99,9 +99,7 @@ export class Subscriber {
       }
     });
     this.client.on('connect', () => {
-      this.#subscribed = new Promise((resolve, reject) =>
-        this.client.subscribe(this.topic, { qos: this.qos }, (err) => (err ? reject(err) : resolve())),
-      );
+      this.#subscribed = new Promise((resolve, reject) => this.client.subscribe(this.topic, { qos: this.qos }, (err) => (err ? reject(err) : resolve())));
     });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`subscriber could not connect to ${this.url} within ${timeoutMs} ms`)), timeoutMs);

@@ -111,22 +111,31 @@ function makeCa(dir: string, name: string, cn: string): { cert: string; key: str
   genKey(key, dir);
   openssl(
     [
-      'req', '-new', '-x509', '-config', cnf, '-extensions', 'v3', '-key', key, '-subj', `/CN=${cn}`,
-      '-days', VALIDITY_DAYS, '-sha256', '-set_serial', serial(), '-out', cert,
+      'req',
+      '-new',
+      '-x509',
+      '-config',
+      cnf,
+      '-extensions',
+      'v3',
+      '-key',
+      key,
+      '-subj',
+      `/CN=${cn}`,
+      '-days',
+      VALIDITY_DAYS,
+      '-sha256',
+      '-set_serial',
+      serial(),
+      '-out',
+      cert,
     ],
     dir,
   );
   return { cert, key };
 }
 
-function makeLeaf(
-  dir: string,
-  name: string,
-  cn: string,
-  extText: string,
-  ca: { cert: string; key: string },
-  reqCnf: string,
-): { cert: string; key: string } {
+function makeLeaf(dir: string, name: string, cn: string, extText: string, ca: { cert: string; key: string }, reqCnf: string): { cert: string; key: string } {
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const cert = join(dir, `${name}.crt`);
@@ -136,8 +145,25 @@ function makeLeaf(
   openssl(['req', '-new', '-config', reqCnf, '-key', key, '-subj', `/CN=${cn}`, '-out', csr], dir);
   openssl(
     [
-      'x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', serial(),
-      '-days', VALIDITY_DAYS, '-sha256', '-extfile', ext, '-extensions', 'v3', '-out', cert,
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      ca.cert,
+      '-CAkey',
+      ca.key,
+      '-set_serial',
+      serial(),
+      '-days',
+      VALIDITY_DAYS,
+      '-sha256',
+      '-extfile',
+      ext,
+      '-extensions',
+      'v3',
+      '-out',
+      cert,
     ],
     dir,
   );

@@ -240,7 +240,9 @@ function adoptFromWorker(list: PackedHotlist): Hotlist {
 }
 
 function unexpected(reply: FromWorker): Error {
-  return reply.type === 'failed' ? new HotlistBuildFailed(reply.message) : new HotlistBuildFailed(`unexpected reply ${reply.type} from the hotlist build worker`);
+  return reply.type === 'failed'
+    ? new HotlistBuildFailed(reply.message)
+    : new HotlistBuildFailed(`unexpected reply ${reply.type} from the hotlist build worker`);
 }
 
 // ---------------------------------------------------------------------------------------------

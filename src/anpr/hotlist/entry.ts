@@ -44,6 +44,7 @@ export const MAX_REPORTED_ERRORS = 1000;
 /** Flags of a stored entry: whether `added` and `expires` were given as dates rather than times. */
 export const F_ADDED_DATE = 1;
 export const F_EXPIRES_DATE = 2;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what a listed field must not contain.
 const BAD_TEXT = /[\u0000-\u001f\u007f]|\p{Surrogate}/u;
 
 /** An entry's fields as the list stores them: plate code, trimmed texts, times in ms and the date flags. */

@@ -156,8 +156,7 @@ export class Hotlist {
     let item = 0;
     for (const e of entries) {
       item++;
-      const problem =
-        typeof e === 'object' && e !== null ? cols.add(e.plate, e.reason, e.source, e.added, e.expires) : 'entry is not an object';
+      const problem = typeof e === 'object' && e !== null ? cols.add(e.plate, e.reason, e.source, e.added, e.expires) : 'entry is not an object';
       if (problem !== undefined) {
         invalid++;
         if (errors.length < MAX_REPORTED_ERRORS) errors.push({ line: item, message: problem });
@@ -343,12 +342,15 @@ export class Hotlist {
     const errors: HotlistRowError[] = [];
     let invalid = 0;
     const gone = new Set<number>();
-    remove.forEach((plate, k) => {
+    for (const [k, plate] of remove.entries()) {
       const code = typeof plate === 'string' ? encodePlate(plate) : -1;
-      if (code >= 0) return void gone.add(code);
+      if (code >= 0) {
+        gone.add(code);
+        continue;
+      }
       invalid++;
       if (errors.length < MAX_REPORTED_ERRORS) errors.push({ line: k + 1, message: `remove: ${JSON.stringify(String(plate).slice(0, 40))} is not a plate` });
-    });
+    }
     const cols = new Columns(s.n + add.length, s.strings.slice());
     for (let i = 0; i < s.n; i++) {
       if (gone.size > 0 && gone.has(s.code[i]!)) continue;

@@ -164,7 +164,8 @@ class Refusal extends Error {
   }
 }
 
-type StoreSettings = Required<Pick<HotlistStoreOptions, 'dataDir' | 'maxBytes' | 'maxDeltaBytes' | 'now' | 'deltaPersistDelayMs'>> & Pick<HotlistStoreOptions, 'logger'>;
+type StoreSettings = Required<Pick<HotlistStoreOptions, 'dataDir' | 'maxBytes' | 'maxDeltaBytes' | 'now' | 'deltaPersistDelayMs'>> &
+  Pick<HotlistStoreOptions, 'logger'>;
 
 export class HotlistStore {
   readonly #opts: StoreSettings;
@@ -237,7 +238,8 @@ export class HotlistStore {
       try {
         bytes = await readFile(this.#cacheFile);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ok: true, status: 'not_modified', version: this.#current.version, size: this.#current.size };
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+          return { ok: true, status: 'not_modified', version: this.#current.version, size: this.#current.size };
         throw new Refusal('cache', `cannot read ${this.#cacheFile}: ${(err as Error).message}`);
       }
       const nl = bytes.indexOf(0x0a);
@@ -255,7 +257,8 @@ export class HotlistStore {
       } catch (err) {
         throw err instanceof Refusal && err.reason === 'invalid' ? new Refusal('cache', err.message, err.errors) : err;
       }
-      if (list.version !== meta.version) throw new Refusal('cache', `${this.#cacheFile} holds version ${list.version.slice(0, 12)}…, its header says ${meta.version.slice(0, 12)}…`);
+      if (list.version !== meta.version)
+        throw new Refusal('cache', `${this.#cacheFile} holds version ${list.version.slice(0, 12)}…, its header says ${meta.version.slice(0, 12)}…`);
       this.#install(list, meta, false);
       return this.#replaced();
     });
@@ -302,7 +305,8 @@ export class HotlistStore {
         if (etag === null) throw new Refusal('http', `${url}: 304 Not Modified to a request without If-None-Match`);
         return { ok: true, status: 'not_modified', version: this.#current.version, size: this.#current.size };
       }
-      if (res.status >= 300 && res.status < 400) throw new Refusal('http', `${url}: HTTP ${res.status} redirect (redirects are not followed; configure the final URL)`);
+      if (res.status >= 300 && res.status < 400)
+        throw new Refusal('http', `${url}: HTTP ${res.status} redirect (redirects are not followed; configure the final URL)`);
       if (res.status !== 200) throw new Refusal('http', `${url}: HTTP ${res.status}`);
       const body = res.body;
 
@@ -312,21 +316,29 @@ export class HotlistStore {
       if (!SHA256_HEX.test(published)) throw new Refusal('digest', `${sidecar(target, '.sha256').href} does not hold a SHA-256 in hex`);
       const actual = createHash('sha256').update(body).digest('hex');
       if (actual !== published.toLowerCase()) {
-        throw new Refusal('digest', `${url}: SHA-256 of the ${body.length} bytes received is ${actual.slice(0, 16)}…, published ${published.slice(0, 16)}… (truncated or changed in transit)`);
+        throw new Refusal(
+          'digest',
+          `${url}: SHA-256 of the ${body.length} bytes received is ${actual.slice(0, 16)}…, published ${published.slice(0, 16)}… (truncated or changed in transit)`,
+        );
       }
 
       const sigRes = await httpsGet(sidecar(target, '.sig'), { ...opts, deadline, maxBytes: SIDECAR_MAX_BYTES, etag: null });
       if (sigRes.status !== 200) throw new Refusal('signature', `${sidecar(target, '.sig').href}: HTTP ${sigRes.status}`);
       const signature = decodeCanonicalBase64(sigRes.body.toString('latin1').trim());
-      if (!signature || signature.length !== 64) throw new Refusal('signature', `${sidecar(target, '.sig').href} is not a base64 Ed25519 signature (64 bytes)`);
-      if (!this.#signatureValid(body, signature)) throw new Refusal('signature', `${url}: the Ed25519 signature does not match the list (wrong key or altered list)`);
+      if (signature?.length !== 64) throw new Refusal('signature', `${sidecar(target, '.sig').href} is not a base64 Ed25519 signature (64 bytes)`);
+      if (!this.#signatureValid(body, signature))
+        throw new Refusal('signature', `${url}: the Ed25519 signature does not match the list (wrong key or altered list)`);
 
       // Authenticated bytes only from here on.
       const format = formatOf(target.pathname) ?? formatOfType(res.headers['content-type']);
       if (!format) throw new Refusal('format', `${url}: cannot tell CSV from JSON (path extension or Content-Type)`);
       const list = await this.#parse(body, format, 'strict', url);
       const newEtag = typeof res.headers.etag === 'string' && res.headers.etag.length <= 256 ? res.headers.etag : null;
-      this.#install(list, { version: list.version, source: url, etag: newEtag, etag_url: newEtag ? url : null, loaded_at: this.#isoNow(), deltas_applied: 0 }, true);
+      this.#install(
+        list,
+        { version: list.version, source: url, etag: newEtag, etag_url: newEtag ? url : null, loaded_at: this.#isoNow(), deltas_applied: 0 },
+        true,
+      );
       await this.#persistNow();
       return this.#replaced();
     });
@@ -337,7 +349,8 @@ export class HotlistStore {
     return this.#run('delta', async () => {
       if (!this.#key) throw new Refusal('no_key', 'no hotlist public key is configured: a delta cannot be verified');
       if (!(body instanceof Uint8Array) || !(signature instanceof Uint8Array)) throw new Refusal('malformed', 'body and signature must be binary data');
-      if (body.byteLength > this.#opts.maxDeltaBytes) throw new Refusal('too_large', `delta has ${body.byteLength} bytes, the limit is ${this.#opts.maxDeltaBytes}`);
+      if (body.byteLength > this.#opts.maxDeltaBytes)
+        throw new Refusal('too_large', `delta has ${body.byteLength} bytes, the limit is ${this.#opts.maxDeltaBytes}`);
       if (signature.byteLength !== 64) throw new Refusal('signature', `signature has ${signature.byteLength} bytes, Ed25519 needs 64`);
       if (!this.#signatureValid(Buffer.from(body), Buffer.from(signature))) throw new Refusal('signature', 'the Ed25519 signature does not match the delta');
 
@@ -352,7 +365,8 @@ export class HotlistStore {
       const unknown = Object.keys(d).find((k) => !DELTA_FIELDS.has(k));
       if (unknown !== undefined) throw new Refusal('malformed', `unknown field ${JSON.stringify(unknown.slice(0, 40))} in the delta`);
       if (typeof d.base_version !== 'string' || !SHA256_HEX.test(d.base_version)) throw new Refusal('malformed', '"base_version" must be a SHA-256 in hex');
-      if (d.version !== undefined && (typeof d.version !== 'string' || !SHA256_HEX.test(d.version))) throw new Refusal('malformed', '"version" must be a SHA-256 in hex');
+      if (d.version !== undefined && (typeof d.version !== 'string' || !SHA256_HEX.test(d.version)))
+        throw new Refusal('malformed', '"version" must be a SHA-256 in hex');
       if (d.add !== undefined && !Array.isArray(d.add)) throw new Refusal('malformed', '"add" must be an array of entries');
       if (d.remove !== undefined && !Array.isArray(d.remove)) throw new Refusal('malformed', '"remove" must be an array of plates');
 
@@ -405,7 +419,10 @@ export class HotlistStore {
         this.#rejectedBy[refusal.reason] = (this.#rejectedBy[refusal.reason] ?? 0) + 1;
         this.#lastError = `${refusal.reason}: ${refusal.message}`;
         this.#lastErrorAt = this.#isoNow();
-        this.#opts.logger?.warn({ source: what, reason: refusal.reason, detail: refusal.message, errors: refusal.errors?.slice(0, 5) }, 'hotlist update refused, keeping the current list');
+        this.#opts.logger?.warn(
+          { source: what, reason: refusal.reason, detail: refusal.message, errors: refusal.errors?.slice(0, 5) },
+          'hotlist update refused, keeping the current list',
+        );
         return { ok: false, reason: refusal.reason, detail: refusal.message, ...(refusal.errors ? { errors: refusal.errors } : {}) };
       }
     });
@@ -425,7 +442,11 @@ export class HotlistStore {
     if (!r) throw new Refusal('invalid', `${where}: the list is not valid UTF-8`);
     if (!r.hotlist) {
       const first = r.errors[0];
-      throw new Refusal('invalid', `${where}: ${r.invalidRows} invalid row(s)${first ? `, first at line ${first.line}: ${first.message}` : ''}; the whole list is refused`, r.errors);
+      throw new Refusal(
+        'invalid',
+        `${where}: ${r.invalidRows} invalid row(s)${first ? `, first at line ${first.line}: ${first.message}` : ''}; the whole list is refused`,
+        r.errors,
+      );
     }
     return r.hotlist;
   }
@@ -437,7 +458,10 @@ export class HotlistStore {
     this.#installed = true;
     this.#updatedAt = this.#isoNow();
     if (log || previous.version !== list.version) {
-      this.#opts.logger?.info({ source: meta.source, size: list.size, version: list.version, expired: list.expiredAtBuild, deltas: meta.deltas_applied }, 'hotlist installed');
+      this.#opts.logger?.info(
+        { source: meta.source, size: list.size, version: list.version, expired: list.expiredAtBuild, deltas: meta.deltas_applied },
+        'hotlist installed',
+      );
     }
   }
 

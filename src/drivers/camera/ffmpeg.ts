@@ -56,7 +56,8 @@ export function ffmpegArgs(opts: FfmpegSourceOptions): string[] {
   if (!(opts.fps > 0 && opts.fps <= 120)) throw new RangeError(`fps must be in (0, 120], got ${opts.fps}`);
   const quality = opts.quality ?? 5;
   if (!Number.isInteger(quality) || quality < 2 || quality > 31) throw new RangeError(`quality must be an integer from 2 to 31, got ${quality}`);
-  if (opts.maxWidth !== undefined && !(Number.isInteger(opts.maxWidth) && opts.maxWidth >= 16)) throw new RangeError(`maxWidth must be an integer >= 16, got ${opts.maxWidth}`);
+  if (opts.maxWidth !== undefined && !(Number.isInteger(opts.maxWidth) && opts.maxWidth >= 16))
+    throw new RangeError(`maxWidth must be an integer >= 16, got ${opts.maxWidth}`);
   const kind = !opts.input || opts.input === 'auto' ? detectInputKind(opts.url) : opts.input;
   const args = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'error'];
   switch (kind) {

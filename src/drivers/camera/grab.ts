@@ -9,7 +9,11 @@ export async function grabFrame(source: FrameSource, timeoutMs: number): Promise
   let timer: NodeJS.Timeout | undefined;
   const frame = new Promise<Frame>((resolve, reject) => {
     onFrame = resolve;
-    timer = setTimeout(() => reject(new Error(`no frame from camera ${source.cameraId} within ${timeoutMs} ms${source.stats().lastError ? `: ${source.stats().lastError}` : ''}`)), timeoutMs);
+    timer = setTimeout(
+      () =>
+        reject(new Error(`no frame from camera ${source.cameraId} within ${timeoutMs} ms${source.stats().lastError ? `: ${source.stats().lastError}` : ''}`)),
+      timeoutMs,
+    );
   });
   source.on('frame', onFrame);
   source.start();

@@ -131,7 +131,10 @@ export class HttpSnapshotSource extends BaseFrameSource {
       res = await this.#get(gen, this.#authorization());
     }
     if (res.status === 401 || res.status === 403) {
-      throw new SnapshotError(`${this.#where()}: authentication failed (HTTP ${res.status}${this.#username === undefined ? ', no credentials configured' : ''})`, res.status);
+      throw new SnapshotError(
+        `${this.#where()}: authentication failed (HTTP ${res.status}${this.#username === undefined ? ', no credentials configured' : ''})`,
+        res.status,
+      );
     }
     if (res.status !== 200) throw new SnapshotError(`${this.#where()}: HTTP ${res.status}${bodyHint(res)}`, res.status);
     return res.body;

@@ -11,7 +11,10 @@ export function createFrameSource(cam: CameraConfig, deps: FrameSourceDeps = {})
   switch (cam.kind) {
     case 'stream':
       // A file stands in for a camera: read it at its own pace, not as fast as it decodes.
-      return new FfmpegSource({ cameraId: cam.id, url: cam.url!, fps: cam.fps, maxWidth: cam.max_width, loop: cam.loop, realtime: detectInputKind(cam.url!) === 'file' }, deps);
+      return new FfmpegSource(
+        { cameraId: cam.id, url: cam.url!, fps: cam.fps, maxWidth: cam.max_width, loop: cam.loop, realtime: detectInputKind(cam.url!) === 'file' },
+        deps,
+      );
     case 'snapshot':
       return new HttpSnapshotSource(
         {

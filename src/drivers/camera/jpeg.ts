@@ -14,7 +14,7 @@ export function endsWithEoi(buf: Uint8Array): boolean {
 
 export const DEFAULT_MAX_FRAME_BYTES = 20 * 1024 * 1024;
 
-const enum S {
+enum S {
   /** Looking for FF of SOI. */
   Seek,
   /** Saw FF, expecting D8. */

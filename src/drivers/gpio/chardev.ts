@@ -86,7 +86,6 @@ export type ToolPaths = Record<LibgpiodTool, string>;
 
 const FALLBACK_TOOL_DIRS = ['/usr/bin', '/usr/local/bin', '/bin'];
 
-
 /** Where each libgpiod tool is: in `toolsDir` when given, else on PATH. */
 export function findLibgpiodTools(toolsDir?: string): { paths: Partial<ToolPaths>; missing: LibgpiodTool[] } {
   const dirs = toolsDir !== undefined ? [toolsDir] : [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), ...FALLBACK_TOOL_DIRS];
@@ -264,7 +263,12 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
     this.id = lineId(line);
     this.#waiters = new Waiters(ctx.timers);
     const args = monitorArgs(ctx.major, line.chip.name, line.offset, opts.bias, opts.consumer, ctx.monitorBanner);
-    this.#monitor = ctx.supervise(`gpiomon ${this.id}`, 'gpiomon', () => args, () => this.#resync());
+    this.#monitor = ctx.supervise(
+      `gpiomon ${this.id}`,
+      'gpiomon',
+      () => args,
+      () => this.#resync(),
+    );
     this.#monitor.on('started', () => this.#onStarted());
     this.#monitor.on('line', (row) => this.#onRow(row));
     this.#monitor.on('failure', (f) => {
@@ -287,7 +291,10 @@ class ChardevInput extends EventEmitter<{ edge: [EdgeEvent]; error: [Error] }> i
     const down = () => this.#closed || (!this.#monitor.running && this.#monitor.lastFailure !== undefined);
     const result = await this.#waiters.waitFor(() => this.#run.held, down, this.ctx.ackTimeoutMs);
     if (result === 'timeout') {
-      this.ctx.logger?.warn({ line: this.id, waitedMs: this.ctx.ackTimeoutMs }, 'GPIO input: monitor not yet seen holding the line; edges may be missed until it does');
+      this.ctx.logger?.warn(
+        { line: this.id, waitedMs: this.ctx.ackTimeoutMs },
+        'GPIO input: monitor not yet seen holding the line; edges may be missed until it does',
+      );
     }
     setImmediate(() => {
       const heldBack = this.#heldBack ?? [];

@@ -155,7 +155,20 @@ const FORMAT_V2 = '%o %E %S';
 /** `banner`: a v2 gpiomon that has `--banner` (see supportsMonitorBanner) says when it holds the line. */
 export function monitorArgs(major: ToolsMajor, chip: string, offset: number, bias: Bias, consumer: string, banner = false): string[] {
   if (major === 1) return ['--line-buffered', `--format=${FORMAT_V1}`, ...biasV1(bias), chip, String(offset)];
-  return ['--chip', chip, '--edges', 'both', '--event-clock', 'monotonic', `--format=${FORMAT_V2}`, '--consumer', consumer, ...(banner ? ['--banner'] : []), ...biasV2(bias), String(offset)];
+  return [
+    '--chip',
+    chip,
+    '--edges',
+    'both',
+    '--event-clock',
+    'monotonic',
+    `--format=${FORMAT_V2}`,
+    '--consumer',
+    consumer,
+    ...(banner ? ['--banner'] : []),
+    ...biasV2(bias),
+    String(offset),
+  ];
 }
 
 /** Whether this gpiomon prints a banner once its lines are requested: it says so in `--help`. */
@@ -167,7 +180,6 @@ export function supportsMonitorBanner(helpText: string): boolean {
 export function isMonitorBanner(row: string): boolean {
   return /^Monitoring lines? /.test(row);
 }
-
 
 export function getArgs(major: ToolsMajor, chip: string, offset: number, bias: Bias, consumer: string): string[] {
   if (major === 1) return [...biasV1(bias), chip, String(offset)];

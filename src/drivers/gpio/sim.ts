@@ -1,6 +1,16 @@
 import { EventEmitter } from 'node:events';
 import type { Clock } from '../../core/clock.js';
-import { describeRef, type EdgeEvent, type GpioBackend, GpioLineError, type InputLine, type InputOptions, type LineRef, type OutputLine, type OutputOptions } from './types.js';
+import {
+  describeRef,
+  type EdgeEvent,
+  type GpioBackend,
+  GpioLineError,
+  type InputLine,
+  type InputOptions,
+  type LineRef,
+  type OutputLine,
+  type OutputOptions,
+} from './types.js';
 
 /**
  * Simulated GPIO: lines exist when first requested; tests and `vigia sim` drive inputs with

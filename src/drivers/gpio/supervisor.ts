@@ -109,7 +109,7 @@ export class SupervisedProcess extends EventEmitter<Events> {
   /** Writes to the child's stdin; rejects when no child is running or the pipe is broken. */
   write(text: string): Promise<void> {
     const child = this.#child;
-    if (!child || !child.stdin.writable) return Promise.reject(new Error(`${this.#opts.label} is not running`));
+    if (!child?.stdin.writable) return Promise.reject(new Error(`${this.#opts.label} is not running`));
     return new Promise((resolve, reject) => child.stdin.write(text, (err) => (err ? reject(err) : resolve())));
   }
 

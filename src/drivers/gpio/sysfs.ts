@@ -114,11 +114,15 @@ function matchChip(chips: SysfsChip[], spec: string): SysfsChip {
     // /dev names on each of them: then the name does not tell which chip is meant.
     const listing = chips.filter((c) => c.chardevNames.includes(name));
     if (listing.length > 1) {
-      throw new GpioLineError(`${spec} cannot be told apart in sysfs (its device holds ${listing.map((c) => `${c.dir} [${c.label}]`).join(', ')}): give the chip's label instead`);
+      throw new GpioLineError(
+        `${spec} cannot be told apart in sysfs (its device holds ${listing.map((c) => `${c.dir} [${c.label}]`).join(', ')}): give the chip's label instead`,
+      );
     }
     const chip = listing[0] ?? chips.find((c) => c.dir === name);
     if (chip) return chip;
-    throw new GpioLineError(`no sysfs GPIO chip matches ${spec}: sysfs numbers chips by base, not as /dev does; give the chip's label (chips: ${listChips(chips)})`);
+    throw new GpioLineError(
+      `no sysfs GPIO chip matches ${spec}: sysfs numbers chips by base, not as /dev does; give the chip's label (chips: ${listChips(chips)})`,
+    );
   }
   const byLabel = chips.filter((c) => c.label === spec);
   if (byLabel.length === 1) return byLabel[0]!;
@@ -156,7 +160,9 @@ export function resolveSysfsLine(chips: SysfsChip[], ref: LineRef): SysfsLine {
     else {
       const soc = socPinController(chips);
       if (!soc) {
-        throw new GpioLineError(`line ${ref.name}: no Raspberry Pi pin controller (${SOC_PIN_CONTROLLERS.join(', ')}) in sysfs; give {chip, offset} (chips: ${listChips(chips)})`);
+        throw new GpioLineError(
+          `line ${ref.name}: no Raspberry Pi pin controller (${SOC_PIN_CONTROLLERS.join(', ')}) in sysfs; give {chip, offset} (chips: ${listChips(chips)})`,
+        );
       }
       chip = soc;
     }

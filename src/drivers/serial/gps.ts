@@ -5,7 +5,17 @@ import { systemTimers, type TimerHandle, type Timers } from '../../core/timers.j
 import type { BackoffOptions } from '../../core/backoff.js';
 import { LinePort, type LinePortStats, type SerialPortClass } from './line-port.js';
 import { SafeListeners } from './listeners.js';
-import { type GgaSentence, type GsaSentence, type LatLon, type NmeaRejectReason, type NmeaSentence, type NmeaSentenceType, parseNmea, type RmcSentence, type VtgSentence } from './nmea.js';
+import {
+  type GgaSentence,
+  type GsaSentence,
+  type LatLon,
+  type NmeaRejectReason,
+  type NmeaSentence,
+  type NmeaSentenceType,
+  parseNmea,
+  type RmcSentence,
+  type VtgSentence,
+} from './nmea.js';
 
 /** The latest position the receiver reported, fused from GGA, RMC, GSA and VTG. */
 export interface GpsFix {
@@ -101,7 +111,13 @@ export class GpsReceiver {
     this.#listeners = new SafeListeners(deps.logger, { gps: opts.port });
     this.#noFixSinceMono = this.#clock.monoNow();
     this.#port = new LinePort(
-      { path: opts.port, baudRate: opts.baud, maxLineBytes: MAX_LINE_BYTES, idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, backoff: opts.backoff },
+      {
+        path: opts.port,
+        baudRate: opts.baud,
+        maxLineBytes: MAX_LINE_BYTES,
+        idleTimeoutMs: opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+        backoff: opts.backoff,
+      },
       { clock: this.#clock, timers: this.#timers, logger: deps.logger, random: deps.random, SerialPort: deps.SerialPort },
     );
     this.#port.on('line', (text, monoMs) => this.#onLine(text, monoMs));
