@@ -1,13 +1,15 @@
 import type { DaemonStatus } from './status.js';
 
 const age = (s: number | null) => (s === null ? '-' : s < 120 ? `${Math.round(s)}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`);
+const lastError = (e: string | null) => (e ? `, last error: ${e}` : '');
 const size = (b: number) => (b < 1024 ? `${b} B` : b < 1024 ** 2 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 1024 ** 2).toFixed(1)} MiB`);
 
 /** `vigia status` for a technician at a terminal. */
 export function formatStatus(s: DaemonStatus): string {
   const lines = [
     `device     ${s.site}/${s.device} (${s.profile}), vigia ${s.version}, up ${age(s.uptime_s)}`,
-    `link       ${s.link.state} for ${age(s.link.for_s)} (MQTT ${s.link.protocol}, ${s.link.connects} connects, ${s.link.inflight}/${s.link.window} in flight)${s.link.last_error ? `, last error: ${s.link.last_error}` : ''}`,
+    `link       ${s.link.state} for ${age(s.link.for_s)} (MQTT ${s.link.protocol}, ${s.link.connects} connects, ` +
+      `${s.link.inflight}/${s.link.window} in flight)${lastError(s.link.last_error)}`,
     `clock      ${s.clock.synced ? `synced (${s.clock.source})` : 'NOT synced: event times are provisional'}`,
     `outbox     ${s.outbox.depth} events, ${size(s.outbox.bytes)}, oldest unsent ${age(s.outbox.oldest_unsent_age_s)}`,
   ];
@@ -17,9 +19,9 @@ export function formatStatus(s: DaemonStatus): string {
       .filter(([, n]) => n > 0)
       .map(([r, n]) => `${n} ${r}`)
       .join(', ');
-    lines.push(
-      `  ${p.padEnd(9)} ${String(v.depth).padStart(8)} events ${size(v.bytes).padStart(10)}  oldest ${age(v.oldestAgeMs === null ? null : v.oldestAgeMs / 1000).padStart(4)}${evicted ? `  evicted: ${evicted}` : ''}`,
-    );
+    const oldest = age(v.oldestAgeMs === null ? null : v.oldestAgeMs / 1000);
+    const depth = `${String(v.depth).padStart(8)} events ${size(v.bytes).padStart(10)}`;
+    lines.push(`  ${p.padEnd(9)} ${depth}  oldest ${oldest.padStart(4)}${evicted ? `  evicted: ${evicted}` : ''}`);
   }
   const types = Object.entries(s.events.accepted_by_type).sort((a, b) => b[1] - a[1]);
   lines.push(`events     ${types.length ? types.map(([t, n]) => `${t}=${n}`).join(' ') : 'none yet'}`);
@@ -32,9 +34,8 @@ export function formatStatus(s: DaemonStatus): string {
   const gps = (s as { gps?: GpsView }).gps;
   if (gps && gps.state !== 'disabled') {
     const f = gps.fix;
-    lines.push(
-      `gps        ${gps.state}${f ? `: ${f.lat.toFixed(5)}, ${f.lon.toFixed(5)} (${f.fix}, ${f.satellites ?? '?'} satellites, ${age(f.age_ms / 1000)} old)` : ', no fix'}`,
-    );
+    const where = f ? `: ${f.lat.toFixed(5)}, ${f.lon.toFixed(5)} (${f.fix}, ${f.satellites ?? '?'} satellites, ${age(f.age_ms / 1000)} old)` : ', no fix';
+    lines.push(`gps        ${gps.state}${where}`);
   }
   const anpr = (s as { anpr?: AnprStatusView }).anpr;
   if (anpr) lines.push(...formatAnpr(anpr));
@@ -59,15 +60,11 @@ function formatAnpr(a: AnprStatusView): string[] {
   const rejected = Object.values(a.rejected_frames ?? {}).reduce((x, y) => x + y, 0);
   const lines = [`anpr       ${a.state}${a.error ? ` (${a.error})` : ''}, ${a.reads ?? 0} reads, ${a.hits ?? 0} hits, ${rejected} frames rejected`];
   for (const [id, c] of Object.entries(a.cameras ?? {})) {
-    lines.push(
-      `  ${id.padEnd(12)} ${c.state.padEnd(8)} ${c.frames} frames: ${c.idle} idle, ${c.read} read, ${c.plates} plates, ${c.dropped_latest + c.busy} dropped${c.lastError ? `  last error: ${c.lastError}` : ''}`,
-    );
+    const counts = `${c.frames} frames: ${c.idle} idle, ${c.read} read, ${c.plates} plates, ${c.dropped_latest + c.busy} dropped`;
+    lines.push(`  ${id.padEnd(12)} ${c.state.padEnd(8)} ${counts}${c.lastError ? `  last error: ${c.lastError}` : ''}`);
   }
   const h = a.hotlist;
-  if (h)
-    lines.push(
-      `hotlist    ${h.size} entries, version ${h.version.slice(0, 12)}, updated ${h.updated_at ?? 'never'}${h.last_error ? `, last error: ${h.last_error}` : ''}`,
-    );
+  if (h) lines.push(`hotlist    ${h.size} entries, version ${h.version.slice(0, 12)}, updated ${h.updated_at ?? 'never'}${lastError(h.last_error)}`);
   return lines;
 }
 
