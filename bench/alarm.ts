@@ -14,18 +14,16 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { chileanPlate, scene } from '../src/anpr/synthetic.js';
 import { DaemonProcess } from '../tests/helpers/daemon.js';
 import type { Broker } from '../tests/helpers/mosquitto.js';
 import { nowMs, Subscriber } from '../tests/helpers/subscriber.js';
 import { startBenchBroker } from './lib/broker.js';
-import { importBuilt } from './lib/built.js';
 import { onCleanup, scoped, trackDir } from './lib/cleanup.js';
 import type { StatusReply } from './lib/daemon-replies.js';
 import { writeBenchDeviceConfig } from './lib/device.js';
 import { percentile, ratio, round } from './lib/stats.js';
 import { fmt, table } from './lib/table.js';
-
-const { chileanPlate, scene } = await importBuilt<typeof import('../src/anpr/synthetic.js')>('../dist/anpr/synthetic.js', import.meta.url);
 
 const quick = process.argv.includes('--quick');
 const PRESSES = quick ? 200 : 1000;

@@ -10,25 +10,20 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
-import { importBuilt } from './lib/built.js';
+import { AnprEngine, type EngineOptions } from '../src/anpr/engine.js';
+import { getGrammar } from '../src/anpr/grammar.js';
+import { rankWithGrammar } from '../src/anpr/pipeline.js';
+import { AnprWorkerPool } from '../src/anpr/worker.js';
+import { REPO_ROOT } from './lib/repo.js';
 import { median, ratio, round } from './lib/stats.js';
 import { fmt, table } from './lib/table.js';
 
-const HERE = import.meta.dirname;
-const DATA = join(HERE, '..', '..', 'shared', 'anpr-bench');
+const DATA = join(REPO_ROOT, '..', 'shared', 'anpr-bench');
 const QUICK = process.argv.includes('--quick');
 const LIMIT = QUICK ? 30 : Infinity;
 const SATURATE_MS = QUICK ? 5_000 : 10_000;
 const POOL_WORKERS = 2;
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
-
-type EngineModule = typeof import('../src/anpr/engine.js');
-type AnprEngine = import('../src/anpr/engine.js').AnprEngine;
-type EngineOptions = import('../src/anpr/engine.js').EngineOptions;
-const { AnprEngine } = await importBuilt<EngineModule>('../dist/anpr/engine.js', import.meta.url);
-const { rankWithGrammar } = await importBuilt<typeof import('../src/anpr/pipeline.js')>('../dist/anpr/pipeline.js', import.meta.url);
-const { getGrammar } = await importBuilt<typeof import('../src/anpr/grammar.js')>('../dist/anpr/grammar.js', import.meta.url);
-const { AnprWorkerPool } = await importBuilt<typeof import('../src/anpr/worker.js')>('../dist/anpr/worker.js', import.meta.url);
 
 // ---------------------------------------------------------------------------------------------
 // Data

@@ -10,20 +10,19 @@
 // It also measures what the daemon's event loop (alarms, MQTT) goes through while HotlistStore
 // loads the file, applies a signed delta and reloads its cache, with lists built in the worker
 // thread (the default) and on the main thread ('inline'): the longest stall of a 1 ms timer.
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { lastLineJson, runNode } from './lib/child.js';
 import { runCleanups, trackDir } from './lib/cleanup.js';
 import type { BaselineOutput, EntriesOutput, ListOutput, StoreOutput } from './lib/hotlist-child.js';
 import { LOOKUPS, type QueryKind, writeCsv, writeQueries } from './lib/hotlist-data.js';
 import type { LoopFigures } from './lib/loop-probe.js';
 import { difference, median, ratio, round } from './lib/stats.js';
 import { fmt, table } from './lib/table.js';
-import { lastLineJson, runTs } from './lib/ts-child.js';
 
 const HERE = import.meta.dirname;
-const DIST = join(HERE, '..', 'dist', 'anpr', 'hotlist.js');
-const CHILD = join(HERE, 'lib', 'hotlist-child.ts');
+const CHILD = join(HERE, 'lib', 'hotlist-child.js');
 const QUICK = process.argv.includes('--quick');
 const N = QUICK ? 100_000 : 1_000_000;
 const RUNS = 3;
@@ -53,7 +52,7 @@ interface Runs {
 
 /** One measurement in a fresh process. */
 async function runChild<T>(task: string, extra: string[] = []): Promise<T> {
-  return lastLineJson<T>(await runTs(CHILD, [task, ...extra], { nodeFlags: ['--expose-gc'] }));
+  return lastLineJson<T>(await runNode(CHILD, [task, ...extra], { nodeFlags: ['--expose-gc'] }));
 }
 
 async function measure(dir: string): Promise<Runs> {
@@ -343,10 +342,6 @@ function report(runs: Runs, r: ReturnType<typeof summarise>): string {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(DIST)) {
-    log(`${DIST} is missing: run npm run build first`);
-    process.exit(2);
-  }
   const runs = await measure(trackDir(mkdtempSync(join(tmpdir(), 'vigia-bench-hotlist-'))));
   const results = summarise(runs);
   process.stdout.write(`${report(runs, results)}\n`);

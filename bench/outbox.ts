@@ -17,6 +17,7 @@ import { type Gate, startGate } from '../tests/helpers/gate.js';
 import { freePort } from '../tests/helpers/ports.js';
 import { nowMs, Subscriber } from '../tests/helpers/subscriber.js';
 import { startBenchBroker } from './lib/broker.js';
+import { lastLineJson, nodeArgv, runNode } from './lib/child.js';
 import { onCleanup, runCleanups, scoped, trackChild, trackDir } from './lib/cleanup.js';
 import { type BurstReply, type StatusReply, totalEvicted } from './lib/daemon-replies.js';
 import { writeBenchDeviceConfig } from './lib/device.js';
@@ -28,7 +29,6 @@ import { procMem } from './lib/proc.js';
 import { median, percentile, ratio, round } from './lib/stats.js';
 import { countSyncs, type SyncCount, straceCommand } from './lib/strace.js';
 import { fmt } from './lib/table.js';
-import { lastLineJson, runTs, tsArgv } from './lib/ts-child.js';
 
 const QUICK = process.argv.includes('--quick');
 const HERE = import.meta.dirname;
@@ -42,8 +42,8 @@ const ALARM_GAP_MS = 20; // mean gap between alarms (uniform 0.5x..1.5x)
 const BACKGROUND_PER_S = 200;
 const WINDOW = 64; // Vigía's default inflight_window; the MQTT.js producers use the same
 const DAEMON_START_MS = 30_000; // a cold start on a busy 2-core machine can take several seconds
-const ENQUEUE_CHILD = join(HERE, 'lib/enqueue-child.ts');
-const PRODUCER = join(HERE, 'lib/mqtt-producer.ts');
+const ENQUEUE_CHILD = join(HERE, 'lib/enqueue-child.js');
+const PRODUCER = join(HERE, 'lib/mqtt-producer.js');
 
 /** What enqueue-child.ts prints, plus what this process adds from strace and /proc. */
 interface EnqueueRun {
@@ -146,7 +146,7 @@ async function enqueuePhase(): Promise<void> {
     const args = ['--file', join(dir, 'outbox.db'), '--events', String(P.enqueue)];
     let lines: string[];
     try {
-      lines = await runTs(ENQUEUE_CHILD, args, { prefix: strace ? [...strace.argv, '-o', straceLog] : [] });
+      lines = await runNode(ENQUEUE_CHILD, args, { prefix: strace ? [...strace.argv, '-o', straceLog] : [] });
     } catch (err) {
       if (!strace) throw err;
       // e.g. ptrace not permitted in this container: measure the rest without it.
@@ -421,7 +421,7 @@ async function producerRates(url: string, sub: Subscriber, name: string) {
   for (let i = 0; i < P.rateRuns; i++) {
     sub.reset();
     const args = ['rate', '--url', url, '--events', String(P.enqueue), '--window', String(WINDOW), '--name', name];
-    const r = lastLineJson<Omit<ProducerRun, 'delivered_per_s'>>(await runTs(PRODUCER, args));
+    const r = lastLineJson<Omit<ProducerRun, 'delivered_per_s'>>(await runNode(PRODUCER, args));
     await sub.waitFor(() => sub.distinct >= P.enqueue, 300_000, `${P.enqueue} ${name} events at the subscriber`, 50);
     const run = { ...r, delivered_per_s: P.enqueue / ((sub.lastAt! - r.t0_wall) / 1000) };
     runs.push(run);
@@ -434,7 +434,7 @@ async function producerLatency(url: string, sub: Subscriber, name: string) {
   sub.reset();
   const lat = alarmCollector(sub);
   const load = ['--alarms', String(P.alarms), '--gap-ms', String(ALARM_GAP_MS), '--background', String(BACKGROUND_PER_S)];
-  await runTs(PRODUCER, ['latency', '--url', url, ...load, '--name', name]);
+  await runNode(PRODUCER, ['latency', '--url', url, ...load, '--name', name]);
   await sub.waitFor(() => lat.length >= P.alarms, 30_000, `${P.alarms} ${name} alarms`, 10);
   sub.onEvent = undefined;
   return latencySummary(lat);
@@ -447,7 +447,7 @@ async function mqttjsKillRuns(sub: Subscriber, gate: Gate) {
   for (let run = 1; run <= P.kills; run++) {
     sub.reset();
     const args = ['stream', '--url', `mqtt://127.0.0.1:${gate.port}`, '--rate', String(P.streamRate), '--run', String(run), '--name', 'mqttjs'];
-    const child = trackChild(spawn(process.execPath, tsArgv(PRODUCER, args), { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const child = trackChild(spawn(process.execPath, nodeArgv(PRODUCER, args), { stdio: ['ignore', 'pipe', 'pipe'] }));
     let handed = 0;
     let buf = '';
     child.stdout.setEncoding('utf8');

@@ -5,14 +5,13 @@
 // usage: enqueue-child.ts --file F --events N [--producers P] [--window W]
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { configSchema } from '../../src/config/schema.js';
+import { systemClock } from '../../src/core/clock.js';
 import type { Priority } from '../../src/core/event.js';
-import { importBuilt } from './built.js';
+import { Outbox } from '../../src/gateway/outbox.js';
 import { totalEvicted } from './daemon-replies.js';
 import { readPayload } from './payload.js';
 import { procIo } from './proc.js';
-
-const { Outbox } = await importBuilt<typeof import('../../src/gateway/outbox.js')>('../../dist/gateway/outbox.js', import.meta.url);
-const { systemClock } = await importBuilt<typeof import('../../src/core/clock.js')>('../../dist/core/clock.js', import.meta.url);
 
 const { values } = parseArgs({
   options: {
@@ -41,7 +40,7 @@ interface OutboxDefaults {
   commit_max_events: number;
 }
 
-// The daemon's defaults for the outbox, taken from the config schema when it loads.
+// The daemon's defaults for the outbox, taken from the config schema; this copy stands in should it ever refuse the minimal config below.
 let o: OutboxDefaults = {
   max_bytes: 256 * 2 ** 20,
   alarm_reserve_bytes: 16 * 2 ** 20,
@@ -52,7 +51,6 @@ let o: OutboxDefaults = {
 };
 let defaultsFrom = 'built-in copy';
 try {
-  const { configSchema } = await importBuilt<typeof import('../../src/config/schema.js')>('../../dist/config/schema.js', import.meta.url);
   const cfg = configSchema.parse({ device: { id: 'bench', site: 'bench', profile: 'pole' }, mqtt: { url: 'mqtt://127.0.0.1:1' } });
   o = cfg.outbox;
   defaultsFrom = 'config schema';

@@ -12,16 +12,13 @@ import { generateKeyPairSync, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { importBuilt } from './built.js';
+import { Hotlist } from '../../src/anpr/hotlist/list.js';
+import { parseHotlistCsv } from '../../src/anpr/hotlist/parse.js';
 import { DAY, listedPlate, makeEntry, NOW, type QueryKind } from './hotlist-data.js';
 import { type LoopFigures, loopFigures, underLoopProbe } from './loop-probe.js';
 import { naiveLoad, naiveLookup } from './naive-hotlist.js';
 import { procMem } from './proc.js';
 import { percentile } from './stats.js';
-
-type HotlistModule = typeof import('../../src/anpr/hotlist/list.js') & typeof import('../../src/anpr/hotlist/parse.js');
-type HotlistSourceModule = typeof import('../../src/anpr/hotlist/source.js');
-type Hotlist = import('../../src/anpr/hotlist/list.js').Hotlist;
 
 export interface LookupStat {
   p50: number | null;
@@ -126,7 +123,7 @@ async function baseline(): Promise<BaselineOutput> {
 }
 
 /** Builds the list from CSV text (or the naive Map), then measures memory and, with queries, lookups. */
-async function fromCsv(task: 'csv' | 'parse-then-build' | 'naive', args: Args, built: HotlistModule): Promise<ListOutput> {
+async function fromCsv(task: 'csv' | 'parse-then-build' | 'naive', args: Args): Promise<ListOutput> {
   let text: string | null = readFileSync(args.file, 'utf8');
   await settle();
   const rss_before_mb = rssMb();
@@ -134,13 +131,13 @@ async function fromCsv(task: 'csv' | 'parse-then-build' | 'naive', args: Args, b
   let list: Hotlist | undefined;
   let naive: ReturnType<typeof naiveLoad> | undefined;
   if (task === 'csv') {
-    const r = built.Hotlist.parse(text, 'csv');
+    const r = Hotlist.parse(text, 'csv');
     if (!r.hotlist) throw new Error(`the generated list has errors: ${JSON.stringify(r.errors.slice(0, 3))}`);
     list = r.hotlist;
   } else if (task === 'parse-then-build') {
-    const parsed = built.parseHotlistCsv(text);
+    const parsed = parseHotlistCsv(text);
     if (parsed.errors.length) throw new Error(`the generated list has errors: ${JSON.stringify(parsed.errors.slice(0, 3))}`);
-    list = built.Hotlist.fromEntries(parsed.entries);
+    list = Hotlist.fromEntries(parsed.entries);
   } else {
     naive = naiveLoad(text);
   }
@@ -170,11 +167,11 @@ async function fromCsv(task: 'csv' | 'parse-then-build' | 'naive', args: Args, b
   return out;
 }
 
-async function fromEntries(n: number, built: HotlistModule): Promise<EntriesOutput> {
+async function fromEntries(n: number): Promise<EntriesOutput> {
   const entries = Array.from({ length: n }, (_, i) => makeEntry(i));
   await settle();
   const t0 = performance.now();
-  const list = built.Hotlist.fromEntries(entries);
+  const list = Hotlist.fromEntries(entries);
   return { load_ms: performance.now() - t0, size: list.size, version: list.version };
 }
 
@@ -183,7 +180,8 @@ async function fromEntries(n: number, built: HotlistModule): Promise<EntriesOutp
  * a signed delta, write the cache, then a new store reloads the cache.
  */
 async function store(args: Args): Promise<StoreOutput> {
-  const { HotlistStore } = await importBuilt<HotlistSourceModule>('../../dist/anpr/hotlist/source.js', import.meta.url);
+  // Loaded here only, so that the other tasks (the baseline above all) hold the list modules and nothing more.
+  const { HotlistStore } = await import('../../src/anpr/hotlist/source.js');
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const opts = { dataDir: args.dataDir!, publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(), build: args.build, now: () => NOW };
   await settle();
@@ -250,14 +248,10 @@ const args: Args = {
   dataDir: values['data-dir'],
 };
 
-const built: HotlistModule = {
-  ...(await importBuilt<typeof import('../../src/anpr/hotlist/list.js')>('../../dist/anpr/hotlist/list.js', import.meta.url)),
-  ...(await importBuilt<typeof import('../../src/anpr/hotlist/parse.js')>('../../dist/anpr/hotlist/parse.js', import.meta.url)),
-};
 let out: object;
 if (task === 'baseline') out = await baseline();
-else if (task === 'csv' || task === 'parse-then-build' || task === 'naive') out = await fromCsv(task, args, built);
-else if (task === 'entries') out = await fromEntries(args.n, built);
+else if (task === 'csv' || task === 'parse-then-build' || task === 'naive') out = await fromCsv(task, args);
+else if (task === 'entries') out = await fromEntries(args.n);
 else if (task === 'store') out = await store(args);
 else throw new Error(`unknown task ${JSON.stringify(task)}`);
 process.stdout.write(`${JSON.stringify({ task, ...out })}\n`);

@@ -1,18 +1,11 @@
 // Benchmark programs that run as processes of their own (so that strace, /proc/<pid>/io, RSS or a
-// SIGKILL see only them) are TypeScript too: they run under tsx's loader, like the benchmarks.
+// SIGKILL see only them). Like the benchmarks, they run compiled (dist-bench/) under plain node: no
+// loader in the process, so its memory and timings are those of the code under test.
 import { spawn } from 'node:child_process';
 import { trackChild } from './cleanup.js';
 
-/** Node arguments that load tsx, resolved from this file so that the working directory does not matter. */
-export const TSX_IMPORT: readonly string[] = ['--import', import.meta.resolve('tsx')];
-
-/** Node's argv for a TypeScript program: its flags, the loader, the script and its arguments. */
-export const tsArgv = (script: string, args: readonly string[] = [], nodeFlags: readonly string[] = []): string[] => [
-  ...nodeFlags,
-  ...TSX_IMPORT,
-  script,
-  ...args,
-];
+/** Node's argv for a compiled program: its flags, the script and its arguments. */
+export const nodeArgv = (script: string, args: readonly string[] = [], nodeFlags: readonly string[] = []): string[] => [...nodeFlags, script, ...args];
 
 export interface RunOptions {
   /** Node flags, e.g. --expose-gc. */
@@ -23,10 +16,10 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
-/** Runs a TypeScript program as a child; resolves with its stdout lines, rejects with the end of its stderr. */
-export function runTs(script: string, args: readonly string[], { nodeFlags = [], prefix = [], timeoutMs = 300_000 }: RunOptions = {}): Promise<string[]> {
+/** Runs a compiled program as a child; resolves with its stdout lines, rejects with the end of its stderr. */
+export function runNode(script: string, args: readonly string[], { nodeFlags = [], prefix = [], timeoutMs = 300_000 }: RunOptions = {}): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const argv = tsArgv(script, args, nodeFlags);
+    const argv = nodeArgv(script, args, nodeFlags);
     const [cmd, cmdArgs] = prefix.length > 0 ? [prefix[0]!, [...prefix.slice(1), process.execPath, ...argv]] : [process.execPath, argv];
     const child = trackChild(spawn(cmd, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let stdout = '';
