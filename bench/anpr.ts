@@ -46,7 +46,9 @@ function loadSet(name: string): LabelledImage[] {
     .sort()
     .slice(0, LIMIT)
     .map((f) => {
-      const line = readFileSync(join(dir, f.slice(0, -4) + '.txt'), 'utf8').trim().split('\n')[0];
+      const line = readFileSync(join(dir, f.slice(0, -4) + '.txt'), 'utf8')
+        .trim()
+        .split('\n')[0];
       const truth = normalise(line?.split('\t')[5] ?? '');
       return { name: f, truth, jpeg: readFileSync(join(dir, f)) };
     });
@@ -215,10 +217,7 @@ const br = loadSet('br');
 log(`anpr bench: ${eu.length} eu + ${br.length} br images${QUICK ? ' (quick)' : ''}`);
 
 log('ppocr (default engine)…');
-const [ppEu, ppBr] = await withEngine({ recogniser: 'ppocr' }, async (engine) => [
-  await score(engine, 'eu', eu, 'eu'),
-  await score(engine, 'br', br, 'br'),
-]);
+const [ppEu, ppBr] = await withEngine({ recogniser: 'ppocr' }, async (engine) => [await score(engine, 'eu', eu, 'eu'), await score(engine, 'br', br, 'br')]);
 
 log('tesseract…');
 const tessEu = await withEngine({ recogniser: 'tesseract' }, (engine) => score(engine, 'eu', eu, 'eu'));
@@ -249,9 +248,7 @@ const rows = scored.map(([rec, set, r]) => [
 ]);
 
 console.log(`ANPR accuracy and stage timings (median ms per image, one engine, sequential)${QUICK ? ' — quick' : ''}\n`);
-console.log(
-  table(['recogniser', 'set', 'images', 'errors', 'top-1', 'strict', 'decode', 'detect', 'recognise', 'total', 'session.run', 'overhead'], rows),
-);
+console.log(table(['recogniser', 'set', 'images', 'errors', 'top-1', 'strict', 'decode', 'detect', 'recognise', 'total', 'session.run', 'overhead'], rows));
 console.log(
   '\ntop-1: O and 0 count as the same on eu; strict: exact. overhead = median total / median session.run.\n' +
     'JSON: median_ms_* and overhead_ratio are ppocr on eu; median_ms_total_br is ppocr on br (mostly 1280x1280 frames);\n' +
@@ -260,7 +257,12 @@ console.log(
 // Named sizes in numeric order, 'other' last.
 const sizes = [...ppBr.bySize].sort(([a], [b]) => Number(a === 'other') - Number(b === 'other') || a.localeCompare(b, 'en', { numeric: true }));
 console.log('ppocr on br by frame size (median ms per image)\n');
-console.log(table(['frame', 'images', 'total'], sizes.map(([size, v]) => [size, fmt(v.n), fmt(v.total, 1)])));
+console.log(
+  table(
+    ['frame', 'images', 'total'],
+    sizes.map(([size, v]) => [size, fmt(v.n), fmt(v.total, 1)]),
+  ),
+);
 console.log('');
 console.log(`Saturated worker pool (${POOL_WORKERS} workers x 1 thread, br images, queue kept full, ${sat.seconds} s)\n`);
 console.log(

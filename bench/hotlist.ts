@@ -304,7 +304,7 @@ function report(runs: Runs, r: ReturnType<typeof summarise>): string {
   out.push('                a third each listed plates, listed plates with 1-2 characters swapped for a confusable one, plates not on the list;');
   out.push('                naive: Map.get of the normalised plate and an expiry check (exact only)');
   out.push(`  HotlistStore  median of ${RUNS} fresh processes per build mode. A 1 ms timer runs during each call; its longest stall (gap between ticks`);
-  out.push('                minus 1 ms) is how long alarms and MQTT would have waited; of that gap, the main thread\'s own CPU time (schedstat) is what the');
+  out.push("                minus 1 ms) is how long alarms and MQTT would have waited; of that gap, the main thread's own CPU time (schedstat) is what the");
   out.push('                code holds it for, the rest is waiting for a core (other processes, the build worker, GC threads on a busy machine).');
   out.push('                load = store.load(file): read, build, install and the cache write;');
   out.push(
@@ -318,7 +318,13 @@ function report(runs: Runs, r: ReturnType<typeof summarise>): string {
   const target = (label: string, ok: boolean | null, value: string) => `  ${ok == null ? 'n/a ' : ok ? 'ok  ' : 'MISS'}  ${label}: ${value}`;
   const meets = (x: number | null, pass: (x: number) => boolean) => (x == null ? null : pass(x));
   out.push('Targets:');
-  out.push(target(`load <= 2 s for ${fmt(r.entries)}`, meets(r.load_ms_1m, (x) => x <= 2000), `${fmt(r.load_ms_1m)} ms`));
+  out.push(
+    target(
+      `load <= 2 s for ${fmt(r.entries)}`,
+      meets(r.load_ms_1m, (x) => x <= 2000),
+      `${fmt(r.load_ms_1m)} ms`,
+    ),
+  );
   out.push(
     target(
       'process RSS <= ~150 MB with the list',
@@ -326,7 +332,13 @@ function report(runs: Runs, r: ReturnType<typeof summarise>): string {
       `${fmt(r.rss_mb_1m, 1)} MB (${fmt(r.rss_growth_mb_1m, 1)} MB over an empty process)`,
     ),
   );
-  out.push(target('lookup p99 <= 20 µs with fuzzy', meets(r.lookup_p99_us, (x) => x <= 20), `${fmt(r.lookup_p99_us, 2)} µs`));
+  out.push(
+    target(
+      'lookup p99 <= 20 µs with fuzzy',
+      meets(r.lookup_p99_us, (x) => x <= 20),
+      `${fmt(r.lookup_p99_us, 2)} µs`,
+    ),
+  );
   // A stall that was not measured counts as none, as Math.max(null) would have it.
   const worstStall = Math.max(r.load_loop_block_ms_1m ?? 0, r.delta_loop_block_ms_1m ?? 0, r.open_loop_block_ms_1m ?? 0);
   out.push(

@@ -39,8 +39,7 @@ function plateB(k: number): string {
 }
 
 /** Listed plate number i (0 <= i < n). */
-export const listedPlate = (i: number): string =>
-  i % 5 < 3 ? plateA(Math.floor(i / 5) * 3 + (i % 5)) : plateB(Math.floor(i / 5) * 2 + (i % 5) - 3);
+export const listedPlate = (i: number): string => (i % 5 < 3 ? plateA(Math.floor(i / 5) * 3 + (i % 5)) : plateB(Math.floor(i / 5) * 2 + (i % 5) - 3));
 /** A plate that is not on a list of n entries. */
 const unlistedPlate = (n: number, j: number): string => (j % 5 < 3 ? plateA(Math.ceil(n * 0.6) + 10 + j) : plateB(Math.ceil(n * 0.4) + 10 + j));
 
@@ -100,8 +99,24 @@ export function writeCsv(file: string, n: number): void {
 
 // Confusable partners used to make "misread" queries (within LOOKALIKE_CLASSES of src/anpr/plate-text.ts).
 const PARTNER: Record<string, string> = {
-  B: '8', 8: 'B', S: '5', 5: 'S', Z: '2', 2: 'Z', G: '6', 6: 'G', T: '7', 7: 'T',
-  D: '0', 0: 'O', 1: 'I', 4: 'A', A: '4', O: '0', I: '1', Q: '0',
+  B: '8',
+  8: 'B',
+  S: '5',
+  5: 'S',
+  Z: '2',
+  2: 'Z',
+  G: '6',
+  6: 'G',
+  T: '7',
+  7: 'T',
+  D: '0',
+  0: 'O',
+  1: 'I',
+  4: 'A',
+  A: '4',
+  O: '0',
+  I: '1',
+  Q: '0',
 };
 
 export type QueryKind = 'hit' | 'confusable' | 'miss';

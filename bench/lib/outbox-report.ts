@@ -159,10 +159,34 @@ export function outboxReport(s: OutboxSetup, r: Readonly<Record<string, Figure>>
   const target = (label: string, ok: boolean | null, value: string) => `  ${ok == null ? 'n/a ' : ok ? 'ok  ' : 'MISS'}  ${label}: ${value}`;
   const meets = (x: number | null | undefined, pass: (x: number) => boolean) => (x == null ? null : pass(x));
   out.push('Targets:');
-  out.push(target('enqueue >= 20,000/s', meets(r.enqueue_per_s, (x) => x >= 20_000), v(r.enqueue_per_s)));
-  out.push(target('drain >= 5,000/s', meets(r.drain_per_s, (x) => x >= 5000), v(r.drain_per_s)));
-  out.push(target('alarm p99 <= 10 ms', meets(r.alarm_latency_p99_ms, (x) => x <= 10), v(r.alarm_latency_p99_ms, 2)));
-  out.push(target('lost = 0', meets(r.lost, (x) => x === 0), v(r.lost)));
+  out.push(
+    target(
+      'enqueue >= 20,000/s',
+      meets(r.enqueue_per_s, (x) => x >= 20_000),
+      v(r.enqueue_per_s),
+    ),
+  );
+  out.push(
+    target(
+      'drain >= 5,000/s',
+      meets(r.drain_per_s, (x) => x >= 5000),
+      v(r.drain_per_s),
+    ),
+  );
+  out.push(
+    target(
+      'alarm p99 <= 10 ms',
+      meets(r.alarm_latency_p99_ms, (x) => x <= 10),
+      v(r.alarm_latency_p99_ms, 2),
+    ),
+  );
+  out.push(
+    target(
+      'lost = 0',
+      meets(r.lost, (x) => x === 0),
+      v(r.lost),
+    ),
+  );
   out.push(
     target(
       'RSS <= 100 MB with 1M buffered',
