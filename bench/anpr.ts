@@ -14,7 +14,7 @@ import { AnprEngine, type EngineOptions } from '../src/anpr/engine.js';
 import { getGrammar } from '../src/anpr/grammar.js';
 import { rankWithGrammar } from '../src/anpr/pipeline.js';
 import { AnprWorkerPool } from '../src/anpr/worker.js';
-import { REPO_ROOT } from './lib/repo.js';
+import { REPO_ROOT } from '../tests/helpers/repo.js';
 import { median, ratio, round } from './lib/stats.js';
 import { fmt, table } from './lib/table.js';
 
@@ -42,11 +42,11 @@ function loadSet(name: string): LabelledImage[] {
     process.exit(1);
   }
   const images = readdirSync(dir)
-    .filter((f) => f.endsWith('.jpg') && existsSync(join(dir, f.slice(0, -4) + '.txt')))
+    .filter((f) => f.endsWith('.jpg') && existsSync(join(dir, `${f.slice(0, -4)}.txt`)))
     .sort()
     .slice(0, LIMIT)
     .map((f) => {
-      const line = readFileSync(join(dir, f.slice(0, -4) + '.txt'), 'utf8')
+      const line = readFileSync(join(dir, `${f.slice(0, -4)}.txt`), 'utf8')
         .trim()
         .split('\n')[0];
       const truth = normalise(line?.split('\t')[5] ?? '');

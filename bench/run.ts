@@ -5,7 +5,6 @@ import { existsSync, readdirSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { nodeArgv } from './lib/child.js';
-import { linkBuiltDaemon } from './lib/daemon-link.js';
 
 // This file runs from dist-bench/bench/, beside the compiled benchmarks.
 const here = import.meta.dirname;
@@ -23,7 +22,6 @@ if (!name || !/^[a-z0-9][a-z0-9_-]*$/i.test(name) || !existsSync(join(here, `${n
   process.exit(2);
 }
 
-linkBuiltDaemon(join(here, '..'));
 const child = spawn(process.execPath, nodeArgv(join(here, `${name}.js`), rest), { stdio: 'inherit' });
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => child.kill(sig));
 child.on('exit', (code, signal) => process.exit(code ?? 128 + (signal ? constants.signals[signal] : 1)));

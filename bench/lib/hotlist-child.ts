@@ -104,7 +104,7 @@ function timeLookups(queries: Query[], lookup: (plate: string) => unknown[]): Lo
     byKind[kind].push(dt);
     if (matches.length > 0) found[kind]++;
   }
-  const stat = (xs: number[]): LookupStat => ({ p50: percentile(xs, 50), p99: percentile(xs, 99), max: xs.reduce((a, b) => (b > a ? b : a), 0) });
+  const stat = (xs: number[]): LookupStat => ({ p50: percentile(xs, 50), p99: percentile(xs, 99), max: xs.reduce((a, b) => Math.max(b, a), 0) });
   return { all: stat(Array.from(us)), hit: stat(byKind.hit), confusable: stat(byKind.confusable), miss: stat(byKind.miss), found, count: queries.length };
 }
 

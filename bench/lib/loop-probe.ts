@@ -27,7 +27,7 @@ export interface LoopFigures {
   stall_cpu_max_ms: number | null;
 }
 
-const max = (xs: number[]) => (xs.length ? xs.reduce((a, b) => (b > a ? b : a), 0) : null);
+const max = (xs: number[]) => (xs.length ? xs.reduce((a, b) => Math.max(b, a), 0) : null);
 
 /** Runs `fn` while a 1 ms timer ticks on the event loop. */
 export async function underLoopProbe<T>(fn: () => Promise<T>): Promise<LoopFigures & { result: T }> {

@@ -1,12 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { controlRequest } from '../../src/gateway/control.js';
 import { DAEMON_NODE_FLAGS } from '../../src/launch.js';
+import { REPO_ROOT } from './repo.js';
 
-export const CLI = resolve(import.meta.dirname, '../../dist/cli.js');
+export const CLI = join(REPO_ROOT, 'dist', 'cli.js');
 export const TEST_KEY = 'test-command-key-0123456789';
 
 type Plain = { [k: string]: unknown };
