@@ -1,7 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/index.js';
 import { Controller } from '../src/controller.js';
@@ -11,6 +9,7 @@ import type { Extension } from '../src/core/extension.js';
 import { createLogger } from '../src/core/logger.js';
 import { controlRequest } from '../src/gateway/control.js';
 import type { FieldIo } from '../src/features/field-io.js';
+import { writeDeviceConfig } from './helpers/daemon.js';
 
 // The extension contract, in process: a listener that throws or rejects on every event, during a
 // panic press, changes nothing for the alarm; payloads are typed; the catalogue and the docs agree.
@@ -28,26 +27,18 @@ async function until(check: () => boolean, what: string, ms = 10_000): Promise<v
   }
 }
 
+/** A pole with a panic button, a strobe and a lit button on simulated lines; no broker, so alarms stay on disk. */
 function poleConfig() {
-  const dir = mkdtempSync(join(tmpdir(), 'vigia-contract-'));
+  const { dir, file } = writeDeviceConfig('mqtt://127.0.0.1:1', {
+    device: { id: 'pole-7' },
+    mqtt: { reconnect: { min_delay: '10s', max_delay: '10s' } },
+    hardware: {
+      inputs: { panic: { line: 'GPIO17', kind: 'panic' } },
+      outputs: { strobe: { line: 'GPIO23', kind: 'strobe' }, button_led: { line: 'GPIO25', kind: 'led' } },
+    },
+    pole: { led_output: 'button_led', strobe_output: 'strobe' },
+  });
   dirs.push(dir);
-  const file = join(dir, 'vigia.yaml');
-  writeFileSync(
-    file,
-    stringify({
-      device: { id: 'pole-7', site: 'test', profile: 'pole' },
-      paths: { data_dir: join(dir, 'data'), runtime_dir: join(dir, 'run') },
-      clock: { sync_source: 'assume-synced' },
-      // No broker: the alarm must be accepted (on disk) all the same.
-      mqtt: { url: 'mqtt://127.0.0.1:1', reconnect: { min_delay: '10s', max_delay: '10s' } },
-      hardware: {
-        backend: 'sim',
-        inputs: { panic: { line: 'GPIO17', kind: 'panic' } },
-        outputs: { strobe: { line: 'GPIO23', kind: 'strobe' }, button_led: { line: 'GPIO25', kind: 'led' } },
-      },
-      pole: { led_output: 'button_led', strobe_output: 'strobe' },
-    }),
-  );
   return loadConfig(file);
 }
 
