@@ -1,7 +1,6 @@
 import type { Config } from './config/schema.js';
 import type { Extension, ExtensionContext } from './core/extension.js';
-import type { Outbox } from './gateway/outbox.js';
-import type { Uplink } from './gateway/uplink.js';
+import type { TelemetrySources } from './gateway/telemetry.js';
 
 /**
  * Every extension the daemon can run, in start order (stop is the reverse). The controller walks
@@ -9,13 +8,8 @@ import type { Uplink } from './gateway/uplink.js';
  * never loads image or ONNX code. To add a part of the daemon, add an entry here (see CONTRIBUTING.md).
  */
 
-/** The gateway's own objects, handed only to extensions that report on the gateway itself. */
-export interface GatewayServices {
-  outbox: Outbox;
-  uplink: Uplink;
-  /** Monotonic time the daemon started. */
-  startedMono: number;
-}
+/** The gateway's own state, handed only to the extension that reports on the gateway itself (health). */
+export type GatewayServices = TelemetrySources;
 
 export type ExtensionFactory = (ctx: ExtensionContext<Config>, gateway: GatewayServices) => Extension;
 

@@ -7,7 +7,6 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { configSchema } from '../../src/config/schema.js';
 import { systemClock } from '../../src/core/clock.js';
-import type { Priority } from '../../src/core/event.js';
 import { Outbox } from '../../src/gateway/outbox.js';
 import { totalEvicted } from './daemon-replies.js';
 import { readPayload } from './payload.js';
@@ -31,32 +30,8 @@ const W = Number(values.window);
 
 const wallUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
-interface OutboxDefaults {
-  max_bytes: number;
-  alarm_reserve_bytes: number;
-  quota_bytes: Record<Priority, number>;
-  ttl: Record<Priority, number | 'never'>;
-  commit_interval: number;
-  commit_max_events: number;
-}
-
-// The daemon's defaults for the outbox, taken from the config schema; this copy stands in should it ever refuse the minimal config below.
-let o: OutboxDefaults = {
-  max_bytes: 256 * 2 ** 20,
-  alarm_reserve_bytes: 16 * 2 ** 20,
-  quota_bytes: { alarm: 256 * 2 ** 20, hit: 64 * 2 ** 20, read: 128 * 2 ** 20, telemetry: 16 * 2 ** 20 },
-  ttl: { alarm: 'never', hit: 30 * 86400e3, read: 7 * 86400e3, telemetry: 86400e3 },
-  commit_interval: 25,
-  commit_max_events: 2000,
-};
-let defaultsFrom = 'built-in copy';
-try {
-  const cfg = configSchema.parse({ device: { id: 'bench', site: 'bench', profile: 'pole' }, mqtt: { url: 'mqtt://127.0.0.1:1' } });
-  o = cfg.outbox;
-  defaultsFrom = 'config schema';
-} catch {
-  /* keep the copy */
-}
+// The daemon's outbox defaults, from the config schema itself.
+const o = configSchema.parse({ device: { id: 'bench', site: 'bench', profile: 'pole' }, mqtt: { url: 'mqtt://127.0.0.1:1' } }).outbox;
 
 const outbox = new Outbox({
   file: values.file,
@@ -122,6 +97,5 @@ process.stdout.write(
     window: W,
     commit_interval_ms: o.commit_interval,
     commit_max_events: o.commit_max_events,
-    defaults_from: defaultsFrom,
   })}\n`,
 );

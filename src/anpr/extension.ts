@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { Config } from '../config/schema.js';
 import { wallIsoAt } from '../core/clock.js';
 import type { EventPayload } from '../core/events.js';
-import { CommandError, type Extension, type ExtensionContext } from '../core/extension.js';
+import { CommandError, type Extension, type ExtensionContext, NO_ARGS } from '../core/extension.js';
 import { decodeCanonicalBase64 } from '../core/keys.js';
 import { createFrameSource, motionGated, type CameraConfig } from '../drivers/camera/index.js';
 import { type Frame, type FrameSource, type FrameSourceDeps, LatestFrameSlot } from '../drivers/camera/source.js';
@@ -30,7 +30,6 @@ import { AnprBusyError, AnprWorkerPool } from './worker.js';
 
 export type AnprContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit' | 'commands'>;
 
-const NO_ARGS = z.object({}).strict();
 const DELTA_ARGS = z
   .object({
     delta: z.string({ error: '"delta" must be the delta document as a string (the exact bytes that were signed)' }),

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PRIORITIES, type Priority } from './event.js';
+import { PATTERN_MODES } from './pattern.js';
 
 /**
  * The catalogue of event types: for each, its delivery priority and the schema of its payload.
@@ -13,7 +14,7 @@ const iso = z.string().describe('ISO 8601 time');
 const nullable = <T extends z.ZodType>(t: T) => t.nullable();
 const box = z.array(z.number());
 const jpegImage = z.object({ content_type: z.literal('image/jpeg'), width: z.number(), height: z.number(), data: z.string() });
-const patternShape = z.object({ mode: z.enum(['off', 'on', 'blink', 'pulse', 'sequence']) }).loose();
+const patternShape = z.object({ mode: z.enum(PATTERN_MODES) }).loose();
 
 const hotlistEntry = z.object({ plate: z.string(), reason: z.string(), source: z.string(), added: z.string(), expires: nullable(z.string()) });
 

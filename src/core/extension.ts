@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { BusEvents, BusListener } from './bus.js';
 import type { Clock } from './clock.js';
 import type { EventDraft, GeoStamp, VigiaEvent } from './event.js';
@@ -31,6 +31,9 @@ export class CommandError extends Error {
     super(message);
   }
 }
+
+/** The schema of a command that takes no arguments: a stray field is refused rather than silently ignored. */
+export const NO_ARGS = z.object({}).strict();
 
 /** Signed commands from the call center. Arguments are checked against `args` before the handler runs. */
 export interface CommandRegistry {

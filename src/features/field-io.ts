@@ -70,7 +70,6 @@ export class FieldIo implements Extension {
   async start(): Promise<void> {
     const { ctx } = this;
     const hw = ctx.config.hardware;
-    if (Object.keys(hw.inputs).length === 0 && Object.keys(hw.outputs).length === 0 && hw.backend !== 'sim') return;
     const { backend, reason } = await (this.deps.createBackend ?? defaultBackend)(hw.backend, ctx);
     this.#backend = backend;
     this.#backendReason = reason;

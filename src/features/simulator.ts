@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.js';
-import { isPriority, isValidEventType } from '../core/event.js';
+import { isPriority } from '../core/event.js';
 import type { Extension, ExtensionContext } from '../core/extension.js';
 
 export type SimulatorContext = Pick<ExtensionContext<Config>, 'config' | 'control' | 'clockTrust' | 'emitDynamic'>;
@@ -71,7 +71,6 @@ export class Simulator implements Extension {
   #typeAndPriority(args: Record<string, unknown>) {
     const type = String(args.type ?? 'sim.test');
     const priority = args.priority ?? 'telemetry';
-    if (!isValidEventType(type)) throw new Error(`invalid event type ${JSON.stringify(type)} (lowercase words separated by dots)`);
     if (!isPriority(priority)) throw new Error(`invalid priority ${JSON.stringify(priority)} (alarm, hit, read or telemetry)`);
     return { type, priority };
   }

@@ -1,11 +1,11 @@
 import type { IPublishPacket } from 'mqtt';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { Config } from '../config/schema.js';
 import type { Clock } from '../core/clock.js';
 import type { ClockSync } from '../core/clock-sync.js';
 import { describeIssues } from '../core/events.js';
-import { CommandError, type CommandRegistry } from '../core/extension.js';
+import { CommandError, type CommandRegistry, NO_ARGS } from '../core/extension.js';
 import { CommandVerifier, type CommandRejection } from './command-auth.js';
 import { SqliteNonceStore } from './nonce-store.js';
 import type { Outbox } from './outbox.js';
@@ -25,9 +25,6 @@ export interface CommandRouterDeps {
   /** Monotonic time the daemon started, for `ping`'s uptime. */
   startedMono: number;
 }
-
-/** Commands without arguments take none: a stray field is refused rather than silently ignored. */
-export const NO_ARGS = z.object({}).strict();
 
 type RejectReason = CommandRejection['reason'] | 'unknown_command' | 'no_key' | 'bad_args' | 'failed';
 
