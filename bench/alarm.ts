@@ -17,18 +17,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chileanPlate, scene } from '../src/anpr/synthetic.js';
 import { DaemonProcess } from '../tests/helpers/daemon.js';
 import type { Broker } from '../tests/helpers/mosquitto.js';
-import { nowMs, Subscriber } from '../tests/helpers/subscriber.js';
 import { startBenchBroker } from './lib/broker.js';
 import { onCleanup, scoped, trackDir } from './lib/cleanup.js';
 import type { StatusReply } from './lib/daemon-replies.js';
 import { writeBenchDeviceConfig } from './lib/device.js';
+import { timePresses } from './lib/presses.js';
 import { percentile, ratio, round } from './lib/stats.js';
 import { fmt, table } from './lib/table.js';
 
 const quick = process.argv.includes('--quick');
 const PRESSES = quick ? 200 : 1000;
-/** Between a release and the next press: past the 30 ms debounce window. */
-const GAP_MS = 45;
 
 const HARDWARE = {
   backend: 'sim',
@@ -65,15 +63,6 @@ async function phase(name: string, broker: Broker, over: { anpr?: { enabled: boo
   onCleanup(() => daemon.kill('SIGKILL'));
   await daemon.start(60_000);
   const status = () => daemon.request<StatusReply>('status');
-  const topic = 'vigia/bench/pole-0001/events/alarm/alarm.panic';
-  const sub = new Subscriber(broker.url, { topic, qos: 1, keepEvents: false, extra: { reconnectPeriod: 100 } });
-  let waiting: (() => void) | undefined;
-  const arrivals: number[] = [];
-  sub.onEvent = (_topic, _payload, _id, t) => {
-    arrivals.push(t);
-    waiting?.();
-  };
-  await sub.connect();
 
   let anprBefore: StatusReply['anpr'];
   if (over.anpr?.enabled) {
@@ -87,33 +76,19 @@ async function phase(name: string, broker: Broker, over: { anpr?: { enabled: boo
     if (!((anprBefore?.workers?.completed ?? 0) > 0)) throw new Error(`ANPR is not reading frames:\n${JSON.stringify(anprBefore)}`);
   }
 
-  const latencies: number[] = [];
   const t0 = performance.now();
-  for (let i = 0; i < PRESSES; i++) {
-    const arrived = new Promise<void>((resolve) => {
-      waiting = resolve;
-    });
-    const pressedAt = nowMs();
-    await daemon.request('sim.input', { input: 'panic', active: true });
-    const got = await Promise.race([arrived.then(() => true), sleep(5_000).then(() => false)]);
-    if (got) latencies.push(arrivals.at(-1)! - pressedAt);
-    await daemon.request('sim.input', { input: 'panic', active: false });
-    await sleep(GAP_MS);
-  }
+  const { latencies, received } = await timePresses(broker, daemon, PRESSES);
   const seconds = (performance.now() - t0) / 1000;
-  // Stragglers get a last chance before counting losses.
-  for (let i = 0; i < 100 && arrivals.length < PRESSES; i++) await sleep(100);
   const after = await status();
   let fps: number | null = null;
   if (anprBefore) fps = round(((after.anpr?.workers?.completed ?? 0) - (anprBefore.workers?.completed ?? 0)) / seconds, 1);
-  await sub.close();
   await daemon.kill('SIGTERM');
   cfg.remove();
   return {
     name,
     presses: PRESSES,
-    received: arrivals.length,
-    lost: PRESSES - Math.min(PRESSES, arrivals.length),
+    received,
+    lost: PRESSES - Math.min(PRESSES, received),
     p50: round(percentile(latencies, 50), 2),
     p99: round(percentile(latencies, 99), 2),
     max: round(Math.max(...latencies), 2),

@@ -55,6 +55,7 @@ import { cpus, homedir, tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import bcrypt from 'bcryptjs';
 
 const REPO = resolve(import.meta.dirname, '..');
 const PROBES = join(REPO, 'tests', 'arm64');
@@ -401,10 +402,12 @@ const STEPS = [
   ['anpr', `vigia anpr read --json (${PLATE_TEXT})`],
   ['daemon-start', 'vigia run (sim) + vigia status'],
   ['outbox-write', 'vigia sim event/press -> outbox'],
+  ['nodered', 'Node-RED: vigia flows deploy, vigia in -> vigia event'],
   ['daemon-stop', 'SIGTERM -> exit 0'],
   ['outbox-reopen', 'outbox reopened from disk'],
 ];
 const LABEL = new Map(STEPS);
+const NODERED_PASSWORD = 'arm64 check password';
 
 async function step(ctx, id, needs, fn) {
   const blocker = needs.find((n) => ctx.results.get(n)?.status !== 'ok');
@@ -450,6 +453,7 @@ function scratchApp(ctx, shared) {
   mkdirSync(join(app, 'scripts'), { recursive: true });
   cpSync(join(REPO, 'scripts', 'prepare.mjs'), join(app, 'scripts', 'prepare.mjs'));
   cpSync(join(REPO, 'config'), join(app, 'config'), { recursive: true });
+  cpSync(join(REPO, 'node-red-vigia'), join(app, 'node-red-vigia'), { recursive: true });
   cpSync(shared.dist, join(app, 'dist'), { recursive: true });
   for (const f of readdirSync(PROBES)) if (f.endsWith('.cjs')) cpSync(join(PROBES, f), join(app, f));
   return app;
@@ -630,6 +634,15 @@ async function checkVersion(major, shared) {
           `    strobe: {line: GPIO23, kind: strobe}`,
           `    button_led: {line: GPIO25, kind: led}`,
           `pole: {led_output: button_led, strobe_output: strobe, strobe_for: 2s}`,
+          `nodered:`,
+          `  enabled: true`,
+          `  port: 0`,
+          `  users: [{username: arm64, password: '${bcrypt.hashSync(NODERED_PASSWORD, 4)}'}]`,
+          `  credential_secret: arm64-check`,
+          // An emulated CPU is slow: the heartbeat must not take a slow start for a hang.
+          `  hang_timeout: 60s`,
+          // No binfmt_misc here: the Node-RED process runs through the same qemu wrapper as the daemon.
+          `  node: ${JSON.stringify(node.node)}`,
           '',
         ].join('\n'),
       );
@@ -678,6 +691,45 @@ async function checkVersion(major, shared) {
       if (alarms < 2)
         throw new StepError(`expected the event and the panic alarm in the outbox, status shows ${alarms} alarm(s)`, JSON.stringify(s.outbox, null, 2));
       return `event ${eventId} (seq ${accepted.seq}) + panic press; outbox depth ${s.outbox.depth} (${alarms} alarms, ${s.outbox.bytes} bytes), link ${s.link?.state}`;
+    });
+
+    await step(ctx, 'nodered', ['daemon-start'], async (log) => {
+      const started = Date.now();
+      let nr;
+      for (;;) {
+        nr = (await status(log)).nodered;
+        if (nr?.state === 'running' && nr.url) break;
+        if (Date.now() - started > 3 * MIN)
+          throw new StepError(`Node-RED not running after ${sec(Date.now() - started)}`, JSON.stringify(nr), join(ctx.logs, 'daemon.log'));
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      const flowFile = join(dd, 'echo-flow.json');
+      writeFileSync(
+        flowFile,
+        JSON.stringify([
+          { id: 'arm64tab00000001', type: 'tab', label: 'arm64' },
+          { id: 'arm64in000000001', type: 'vigia in', z: 'arm64tab00000001', types: 'sim.arm64_ping', wires: [['arm64ev000000001']] },
+          { id: 'arm64ev000000001', type: 'vigia event', z: 'arm64tab00000001', eventType: 'flow.arm64_echo', priority: 'hit', wires: [[]] },
+        ]),
+      );
+      const deploy = await run(node.node, ['dist/cli.js', 'flows', 'deploy', flowFile, '-c', cfg, '--url', nr.url], {
+        cwd: app,
+        env: { ...env, VIGIA_NODERED_PASSWORD: NODERED_PASSWORD },
+        log,
+        timeoutMs: 2 * MIN,
+      });
+      expectSuccess(deploy, 'vigia flows deploy');
+      // The flow subscribes once its nodes have started.
+      await new Promise((r) => setTimeout(r, 3000));
+      const hitsBefore = (await status(log)).outbox?.by_priority?.hit?.depth ?? 0;
+      expectSuccess(await vigia(log, 'sim', 'event', '-c', cfg, '-t', 'sim.arm64_ping', '-p', 'read'), 'vigia sim event');
+      let hits = hitsBefore;
+      for (let attempt = 0; attempt < 30 && hits <= hitsBefore; attempt++) {
+        await new Promise((r) => setTimeout(r, 1000));
+        hits = (await status(log)).outbox?.by_priority?.hit?.depth ?? 0;
+      }
+      if (hits <= hitsBefore) throw new StepError("the flow's flow.arm64_echo never reached the outbox", JSON.stringify((await status(log)).nodered, null, 2));
+      return `Node-RED serving ${sec(nr.start_ms ?? 0)} after its start (pid ${nr.pid}); flow deployed; its flow.arm64_echo in the outbox`;
     });
 
     await step(ctx, 'daemon-stop', ['daemon-start'], async () => {

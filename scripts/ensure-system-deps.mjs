@@ -20,6 +20,8 @@ const REQUIRED = [
   { program: 'mosquitto_passwd', pkg: 'mosquitto' },
   // The ANPR tests render synthetic plates with this font (sharp/librsvg).
   { file: '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf', program: 'DejaVu Sans Bold font', pkg: 'fonts-dejavu-core' },
+  // The Node-RED editor test drives Debian's browser through playwright-core (no browser download).
+  { program: 'chromium', pkg: 'chromium' },
 ];
 
 /** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */

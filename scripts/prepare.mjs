@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm ci` runs this (the `prepare` script). A full install builds dist/ with TypeScript; a
-// production-only install (`npm ci --omit=dev`, on a device) has no compiler and uses the dist/
-// that was built before it was copied there.
+// production-only install (`npm ci --omit=dev`, on a device) uses the dist/ that was built before
+// it was copied there. TypeScript may still be installed then (an optional peer of a Node-RED
+// dependency, which npm installs), so the omitted dev dependencies say which install this is.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -9,6 +10,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const production = (process.env.npm_config_omit ?? '').split(/[\s,]+/).includes('dev') || process.env.NODE_ENV === 'production';
+if (production && existsSync(join(root, 'dist', 'cli.js'))) {
+  console.log('prepare: production install; using the existing dist/');
+  process.exit(0);
+}
 let tsc;
 try {
   tsc = createRequire(join(root, 'package.json')).resolve('typescript/bin/tsc');

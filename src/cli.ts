@@ -16,6 +16,9 @@ import type { DaemonStatus } from './status.js';
 import { runDaemon } from './daemon.js';
 import { controlRequest } from './gateway/control.js';
 import { signCommand } from './gateway/command-auth.js';
+import { AdminApiError } from './nodered/admin-client.js';
+import { FlowError, type FlowDevice } from './nodered/flows.js';
+import { type AdminTarget, adminUrl, deployFlows, exportFlows, flowDevice, importFlows, readFlowsFile } from './nodered/tool.js';
 import { formatStatus } from './status-format.js';
 import { VERSION } from './version.js';
 
@@ -358,6 +361,127 @@ hotlist
     }
     process.stdout.write(`${JSON.stringify(signed)}\n`);
   });
+
+const flows = program.command('flows').description("Node-RED flows of a running daemon, through its admin API (see the README's Node-RED guide)");
+const adminOptions = (cmd: Command) =>
+  cmd
+    .option('-c, --config <file>', 'the device configuration (editor address, first user, outputs to check against)')
+    .option('--url <url>', 'editor address (default: from the configuration, e.g. http://127.0.0.1:1880/)')
+    .option('-u, --user <name>', 'Node-RED user (default: the first in nodered.users)')
+    .option('--password-file <file>', 'read the password from this file (default: $VIGIA_NODERED_PASSWORD, or ask)');
+type AdminOpts = { config?: string; url?: string; user?: string; passwordFile?: string };
+
+async function adminTarget(opts: AdminOpts): Promise<{ target: AdminTarget; device?: FlowDevice }> {
+  const cfg = opts.config ? loadOrExit(opts.config) : undefined;
+  const url = opts.url ?? (cfg ? adminUrl(cfg) : null);
+  if (!url) fail('give --url (or -c with a configuration whose nodered.port is fixed)');
+  const username = opts.user ?? cfg?.nodered.users[0]?.username;
+  if (!username) fail('give --user (or -c with a configuration that has nodered.users)');
+  const password = opts.passwordFile
+    ? readFileSync(opts.passwordFile, 'utf8').replace(/\r?\n$/, '')
+    : (process.env.VIGIA_NODERED_PASSWORD ?? (await askSecret(`Node-RED password for ${username}: `)));
+  return { target: { url, username, password }, ...(cfg ? { device: flowDevice(cfg) } : {}) };
+}
+
+function fail(message: string): never {
+  process.stderr.write(`vigia: ${message}\n`);
+  process.exit(2);
+}
+
+async function flowsAction<T>(run: () => Promise<T>, report: (r: T) => string): Promise<void> {
+  try {
+    process.stdout.write(`${report(await run())}\n`);
+  } catch (err) {
+    if (!(err instanceof FlowError) && !(err instanceof AdminApiError)) throw err;
+    process.stderr.write(`vigia: ${err.message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+flows
+  .command('check')
+  .description('check a flows file without deploying it (unknown node types, bad wiring, Vigía node settings); exit 1 on problems')
+  .argument('<file>')
+  .option('-c, --config <file>', 'also check the Vigía nodes against this device configuration')
+  .action((file: string, opts: { config?: string }) =>
+    flowsAction(
+      async () => readFlowsFile(file, opts.config ? flowDevice(loadOrExit(opts.config)) : undefined),
+      (nodes) => `${file}: ${nodes.length} nodes, ok`,
+    ),
+  );
+adminOptions(flows.command('export').description('write the running flows to FILE').argument('<file>')).action(async (file: string, opts: AdminOpts) => {
+  const { target } = await adminTarget(opts);
+  await flowsAction(
+    () => exportFlows(target, file),
+    (r) => `exported ${r.nodes} nodes (rev ${r.rev}) to ${file}`,
+  );
+});
+adminOptions(
+  flows.command('import').description('add the flows of FILE to the running ones (checked first; ids in use are renewed)').argument('<file>'),
+).action(async (file: string, opts: AdminOpts) => {
+  const { target, device } = await adminTarget(opts);
+  await flowsAction(
+    () => importFlows(target, file, device),
+    (r) => `imported ${r.added} nodes${r.renamed ? ` (${r.renamed} given new ids)` : ''}, rev ${r.rev}`,
+  );
+});
+adminOptions(flows.command('deploy').description('replace every running flow with FILE (checked first)').argument('<file>')).action(
+  async (file: string, opts: AdminOpts) => {
+    const { target, device } = await adminTarget(opts);
+    await flowsAction(
+      () => deployFlows(target, file, device),
+      (r) => `deployed ${r.nodes} nodes, rev ${r.rev}`,
+    );
+  },
+);
+
+program
+  .command('nodered')
+  .description('Node-RED helpers')
+  .command('hash-password')
+  .description('print the bcrypt hash of a password for nodered.users (reads it from stdin, or asks twice)')
+  .option('--cost <n>', 'bcrypt cost factor', positiveInt, 10)
+  .action(async (opts: { cost: number }) => {
+    let password: string;
+    if (process.stdin.isTTY) {
+      password = await askSecret('Password: ');
+      if ((await askSecret('Again: ')) !== password) fail('the passwords differ');
+    } else {
+      password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+    }
+    if (password.length < 8) fail('use at least 8 characters');
+    const { default: bcrypt } = await import('bcryptjs');
+    process.stdout.write(`${bcrypt.hashSync(password, Math.min(opts.cost, 15))}\n`);
+  });
+
+/** Reads a line from the terminal without echoing it. */
+async function askSecret(prompt: string): Promise<string> {
+  const { stdin, stderr } = process;
+  if (!stdin.isTTY) fail('no terminal to ask the password on: use --password-file or $VIGIA_NODERED_PASSWORD');
+  stderr.write(prompt);
+  stdin.setRawMode(true);
+  stdin.resume();
+  stdin.setEncoding('utf8');
+  return new Promise((resolve) => {
+    let value = '';
+    const onData = (chunk: string) => {
+      for (const ch of chunk) {
+        if (ch === '\r' || ch === '\n') {
+          stdin.off('data', onData);
+          stdin.setRawMode(false);
+          stdin.pause();
+          stderr.write('\n');
+          resolve(value);
+          return;
+        }
+        if (ch === '\u0003') process.exit(130);
+        if (ch === '\u007f') value = value.slice(0, -1);
+        else value += ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
+}
 
 async function openHotlist(dir: string): Promise<HotlistStore> {
   const store = new HotlistStore({ dataDir: dir });

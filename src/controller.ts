@@ -5,7 +5,7 @@ import { type Clock, readBootId, systemClock } from './core/clock.js';
 import { ClockSync } from './core/clock-sync.js';
 import { type EventDraft, isValidEventType, type VigiaEvent } from './core/event.js';
 import { checkDynamicEvent, EVENT_TYPES, type EventPayload, type EventType } from './core/events.js';
-import type { Extension, ExtensionContext } from './core/extension.js';
+import type { Extension, ExtensionContext, HealthRegistry } from './core/extension.js';
 import { LocationSlot } from './core/location.js';
 import { createLogger, type Logger } from './core/logger.js';
 import { CommandRouter } from './gateway/commands.js';
@@ -54,6 +54,26 @@ export class Controller {
   readonly #commands: CommandRouter;
   readonly #control: ControlServer;
   readonly #location = new LocationSlot();
+  readonly #healthSections = new Map<string, () => Record<string, unknown>>();
+  readonly #health: HealthRegistry = {
+    provide: (section, source) => {
+      this.#healthSections.set(section, source);
+      return () => {
+        if (this.#healthSections.get(section) === source) this.#healthSections.delete(section);
+      };
+    },
+    collect: () => {
+      const out: Record<string, Record<string, unknown>> = {};
+      for (const [section, source] of this.#healthSections) {
+        try {
+          out[section] = source();
+        } catch (err) {
+          out[section] = { error: (err as Error).message };
+        }
+      }
+      return out;
+    },
+  };
   readonly #startedMono: number;
   readonly #deps: ControllerDeps;
   readonly #acceptedByType: Record<string, number> = {};
@@ -157,6 +177,7 @@ export class Controller {
       commands: this.#commands,
       control: this.#control,
       location: this.#location,
+      health: this.#health,
       emit: (type, payload) => this.emit(type, payload),
       emitDynamic: (draft) => this.emitDynamic(draft),
     };

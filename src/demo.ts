@@ -6,6 +6,12 @@ import type { Config } from './config/schema.js';
 import type { Extension, ExtensionContext } from './core/extension.js';
 import { controlRequest } from './gateway/control.js';
 import { runDaemon } from './daemon.js';
+import { AdminClient } from './nodered/admin-client.js';
+import { adminUrl, deployFlows, flowDevice, importFlows } from './nodered/tool.js';
+
+/** The demo user's password; config/demo.yaml holds its bcrypt hash. */
+const DEMO_NODERED_PASSWORD = 'vigia-demo';
+const FLOWS_DIR = fileURLToPath(new URL('../config/flows/', import.meta.url));
 
 /**
  * `npm start`: the daemon on config/demo.yaml with simulated hardware and an embedded broker, plus a
@@ -28,12 +34,44 @@ class DemoScenario implements Extension {
       await input('pir', true);
       await input('pir', false);
     });
+    // Now and then both of the community kit's sensors see someone: its flow raises one alarm.
+    every(45_000, async () => {
+      await input('pir_street', true);
+      await input('pir_street', false);
+    });
     every(30_000, async () => {
       await input('panic', true);
       await new Promise((r) => setTimeout(r, 300));
       await input('panic', false);
     });
     if (this.ctx.config.anpr.enabled) every(6_000, () => this.#passingCar());
+    if (this.ctx.config.nodered.enabled) void this.#deployExampleFlows();
+  }
+
+  /** The three example flows, through the admin API as a technician would (`vigia flows deploy|import`). */
+  async #deployExampleFlows(): Promise<void> {
+    const { config, logger } = this.ctx;
+    const url = adminUrl(config);
+    const username = config.nodered.users[0]?.username;
+    if (!url || !username) return;
+    const target = { url, username, password: DEMO_NODERED_PASSWORD };
+    for (let attempt = 0; attempt < 60; attempt++) {
+      try {
+        await new AdminClient(url).login(username, DEMO_NODERED_PASSWORD);
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    try {
+      const device = flowDevice(config);
+      await deployFlows(target, join(FLOWS_DIR, 'pole.json'), device);
+      await importFlows(target, join(FLOWS_DIR, 'gantry.json'), device);
+      await importFlows(target, join(FLOWS_DIR, 'community.json'), device);
+      logger.info({ url }, 'example flows deployed (config/flows): log in as demo / vigia-demo');
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'could not deploy the example flows');
+    }
   }
 
   /** A car passes the demo gate: a picture lands in the camera's upload directory, as over FTP. */
@@ -85,6 +123,7 @@ process.stderr.write(
     `  npx vigia cmd sign -c config/demo.yaml -n alarm.ack | npx mqtt pub -h ${host} -p ${port} -t vigia/la-serena/pole-demo/cmd/alarm.ack -s`,
     `  npx vigia cmd sign -c config/demo.yaml -n alarm.clear | npx mqtt pub -h ${host} -p ${port} -t vigia/la-serena/pole-demo/cmd/alarm.clear -s`,
     '  npx vigia sim press -c config/demo.yaml; npx vigia sim release -c config/demo.yaml; npx vigia sim door open -c config/demo.yaml',
+    `Node-RED with the example flows of config/flows/: ${config.nodered.enabled ? `http://127.0.0.1:${config.nodered.port}/ (user demo, password ${DEMO_NODERED_PASSWORD})` : 'off'}`,
     'Ctrl-C stops the demo.',
     '',
   ].join('\n')}\n`,

@@ -62,4 +62,13 @@ export const EXTENSIONS: readonly ExtensionEntry[] = [
       return (ctx) => new AnprExtension(ctx);
     },
   },
+  {
+    // Last: flows see every other part's commands and events, and nothing waits for the editor.
+    name: 'nodered',
+    enabled: (config) => config.nodered.enabled,
+    load: async () => {
+      const { NodeRedExtension } = await import('./nodered/extension.js');
+      return (ctx) => new NodeRedExtension(ctx);
+    },
+  },
 ];

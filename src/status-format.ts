@@ -39,6 +39,8 @@ export function formatStatus(s: DaemonStatus): string {
   }
   const anpr = (s as { anpr?: AnprStatusView }).anpr;
   if (anpr) lines.push(...formatAnpr(anpr));
+  const nodered = (s as { nodered?: NodeRedView }).nodered;
+  if (nodered) lines.push(...formatNodeRed(nodered));
   return `${lines.join('\n')}\n`;
 }
 
@@ -95,5 +97,35 @@ function formatFieldIo(io: FieldIoView): string[] {
     `  outputs  ${outputs.join(' ') || 'none'}`,
   ];
   if (io.pole) lines.push(`pole       alarm ${io.pole.state}${io.pole.alarm_id ? ` (${io.pole.alarm_id})` : ''}`);
+  return lines;
+}
+
+/** The part of the Node-RED extension's status the terminal view shows. */
+interface NodeRedView {
+  state: string;
+  url?: string | null;
+  pid?: number | null;
+  uptime_s?: number;
+  rss_bytes?: number | null;
+  restarts?: number;
+  failures?: number;
+  last_failure?: { reason: string; detail: string; ago_s: number } | null;
+  flows?: { tabs: number; nodes: number; vigia_nodes: number } | null;
+  errors_total?: number;
+  node_errors?: Array<{ id: string; type: string; name: string; errors: number; refused: number; last_error: string | null }>;
+  events_dropped?: number;
+}
+
+function formatNodeRed(n: NodeRedView): string[] {
+  const where = n.url ? ` at ${n.url}` : '';
+  const proc = n.pid ? ` (pid ${n.pid}, up ${age(n.uptime_s ?? 0)}${n.rss_bytes ? `, ${size(n.rss_bytes)}` : ''})` : '';
+  const flows = n.flows ? `, ${n.flows.tabs} flows, ${n.flows.nodes} nodes` : '';
+  const lines = [`nodered    ${n.state}${where}${proc}${flows}, ${n.restarts ?? 0} restarts, ${n.errors_total ?? 0} node errors`];
+  if (n.last_failure) lines.push(`  failed   ${n.last_failure.reason} ${age(n.last_failure.ago_s)} ago: ${n.last_failure.detail}`);
+  for (const node of (n.node_errors ?? []).filter((e) => e.errors + e.refused > 0)) {
+    const label = `${node.name || node.id} (${node.type})`;
+    lines.push(`  node     ${label}: ${node.errors} errors, ${node.refused} refused${node.last_error ? `, last: ${node.last_error}` : ''}`);
+  }
+  if (n.events_dropped) lines.push(`  dropped  ${n.events_dropped} events the runtime was too busy to take`);
   return lines;
 }

@@ -13,6 +13,7 @@ import { EvidenceStore } from './evidence.js';
 import { getGrammar } from './grammar.js';
 import type { PlateGrammar } from './grammars/types.js';
 import type { HotlistMatch } from './hotlist/list.js';
+import { normalisePlate } from './hotlist/plate-code.js';
 import { HotlistStore, type HotlistUpdate } from './hotlist/source.js';
 import { ImageRejected } from './image.js';
 import { FrameDecodeError, MotionGate, pointInPolygon } from './motion.js';
@@ -34,6 +35,13 @@ const DELTA_ARGS = z
   .object({
     delta: z.string({ error: '"delta" must be the delta document as a string (the exact bytes that were signed)' }),
     signature: z.string({ error: '"signature" must be the base64 Ed25519 signature of "delta"' }),
+  })
+  .strict();
+
+const LOOKUP_ARGS = z
+  .object({
+    plate: z.string({ error: '"plate" must be the plate text' }).max(32),
+    fuzzy: z.boolean().default(false),
   })
   .strict();
 
@@ -484,6 +492,14 @@ export class AnprExtension implements Extension {
       return { version: update.version, size: update.size };
     });
     commands.register('hotlist.stats', NO_ARGS, () => store.stats());
+    // A flow (or the call center) asks about one plate; the answer names only listed plates.
+    commands.register('hotlist.lookup', LOOKUP_ARGS, ({ plate, fuzzy }) => {
+      const now = this.ctx.clock.wallNow();
+      const matches = store.current().lookup(plate, { fuzzy, now });
+      const normalised = normalisePlate(plate);
+      if (normalised === null) throw new CommandError('bad_plate', '"plate" is not plate text (letters and digits, at most 10)');
+      return { plate: normalised, matches: matches.map((m) => ({ kind: m.kind, distance: m.distance, entry: m.entry })) };
+    });
     commands.register('hotlist.refresh', NO_ARGS, async () => {
       if (!this.ctx.config.anpr.hotlist.url) throw new CommandError('no_url', 'anpr.hotlist.url is not configured');
       await this.#refresh();

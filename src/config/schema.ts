@@ -384,6 +384,56 @@ export const demoSchema = z
   .prefault({})
   .describe('Demo-only features');
 
+/** A bcrypt hash as Node-RED's adminAuth stores it (`vigia nodered hash-password` makes one). */
+const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+
+export const noderedSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe('Run the embedded Node-RED (local flows); needs at least one user'),
+    bind: z
+      .string()
+      .min(1)
+      .default('127.0.0.1')
+      .describe('Address the editor and admin API listen on; keep loopback and reach it with ssh -L 1880:127.0.0.1:1880'),
+    port: z.number().int().min(0).max(65535).default(1880).describe('Port of the editor and admin API (0: any free port)'),
+    users: z
+      .array(
+        z.strictObject({
+          username: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, dot, dash and underscore, at most 64'),
+          password: z
+            .string()
+            .regex(BCRYPT_HASH, 'must be a bcrypt hash (make one with: vigia nodered hash-password)')
+            .describe('bcrypt hash of the password, never the password itself'),
+          permissions: z.enum(['*', 'read']).default('*').describe('* may deploy flows; read may only look'),
+        }),
+      )
+      .default([])
+      .describe('Who may log in to the editor and the admin API (adminAuth is always on)'),
+    credential_secret: secret().optional().describe('Key that encrypts the credentials stored with the flows (e.g. {file: /etc/vigia/nodered-secret})'),
+    user_dir: z.string().optional().describe('Node-RED user directory (flows, context); default <data_dir>/nodered'),
+    memory: bytes().prefault('192MiB').describe('Heap cap of the Node-RED process; over it the runtime is restarted'),
+    node: z.string().min(1).optional().describe("Node.js executable for the Node-RED process (default: the daemon's own); a wrapper script works too"),
+    allow_alarm: z.boolean().default(false).describe('May flows emit events of alarm priority (a community kit turning two inputs into one alarm)'),
+    event_rate: z
+      .strictObject({
+        per_second: z.number().positive().max(1000).default(5).describe('Events a vigia event node may emit per second, sustained'),
+        burst: z.number().int().min(1).max(10_000).default(20).describe('Events a vigia event node may emit at once'),
+      })
+      .prefault({})
+      .describe('Rate limit of each vigia event node; events over it are refused and counted'),
+    palette_installs: z.boolean().default(false).describe('Allow installing nodes from npm in the editor (needs internet; off in the field)'),
+    heartbeat: duration().prefault('1s').describe('How often the runtime is asked whether it is alive'),
+    hang_timeout: duration().prefault('10s').describe('A runtime that has not answered for this long is killed and restarted'),
+    restart: z
+      .strictObject({
+        min_delay: duration().prefault('1s').describe('First restart delay after a failure'),
+        max_delay: duration().prefault('5m').describe('Longest restart delay after repeated failures'),
+      })
+      .prefault({}),
+  })
+  .prefault({})
+  .describe('Embedded Node-RED: local rules built by technicians, isolated in a supervised process');
+
 export const configSchema = z
   .strictObject({
     device: deviceSchema,
@@ -397,6 +447,7 @@ export const configSchema = z
     hardware: hardwareSchema,
     pole: poleSchema,
     anpr: anprSchema,
+    nodered: noderedSchema,
     demo: demoSchema,
   })
   .superRefine((cfg, ctx) => {
@@ -501,6 +552,16 @@ export const configSchema = z
       } catch (err) {
         ctx.addIssue({ code: 'custom', path: ['pole', field], message: (err as Error).message });
       }
+    }
+    if (cfg.nodered.enabled && cfg.nodered.users.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['nodered', 'users'],
+        message: 'Node-RED needs at least one user (adminAuth is always on); make a password hash with: vigia nodered hash-password',
+      });
+    }
+    if (cfg.nodered.enabled && cfg.nodered.restart.min_delay > cfg.nodered.restart.max_delay) {
+      ctx.addIssue({ code: 'custom', path: ['nodered', 'restart', 'min_delay'], message: 'must not exceed nodered.restart.max_delay' });
     }
     if (cfg.mqtt.tls && (cfg.mqtt.tls.cert === undefined) !== (cfg.mqtt.tls.key === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['mqtt', 'tls', cfg.mqtt.tls.cert ? 'key' : 'cert'], message: 'tls.cert and tls.key go together' });

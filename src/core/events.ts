@@ -39,6 +39,7 @@ export const EVENT_TYPES = {
       }),
       link: z.object({ state: z.string(), connects: z.number(), resent: z.number() }),
       clock_synced: z.boolean(),
+      extensions: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe('sections added by extensions (nodered)'),
     }),
   ),
   'system.outbox_evicted': spec('hit', z.object({ evicted: z.partialRecord(z.enum(PRIORITIES), z.record(z.string(), z.number())) })),
@@ -133,14 +134,26 @@ export const EVENT_TYPES = {
   'camera.offline': spec('hit', z.object({ camera: z.string(), error: nullable(z.string()) })),
   'camera.online': spec('hit', z.object({ camera: z.string() })),
   'anpr.failed': spec('hit', z.object({ error: z.string() })),
+
+  // Embedded Node-RED (its supervisor).
+  'nodered.failed': spec(
+    'hit',
+    z.object({
+      reason: z.enum(['exited', 'hung', 'out_of_memory', 'start_failed']),
+      detail: z.string(),
+      failures: z.number(),
+      restart_in_ms: z.number(),
+    }),
+  ),
+  'nodered.restarted': spec('hit', z.object({ restarts: z.number(), down_ms: z.number() })),
 } as const;
 
 export type EventType = keyof typeof EVENT_TYPES;
 export type EventPayload<T extends EventType> = z.output<(typeof EVENT_TYPES)[T]['payload']>;
 export type EventPriority<T extends EventType> = (typeof EVENT_TYPES)[T]['priority'];
 
-/** Namespaces whose types are not catalogued: any payload, any priority (simulated hardware). */
-export const OPEN_NAMESPACES = ['sim.'] as const;
+/** Namespaces whose types are not catalogued: any payload, any priority (simulated hardware, Node-RED flows). */
+export const OPEN_NAMESPACES = ['sim.', 'flow.'] as const;
 
 export const isCatalogued = (type: string): type is EventType => Object.hasOwn(EVENT_TYPES, type);
 

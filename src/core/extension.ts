@@ -38,6 +38,20 @@ export const NO_ARGS = z.object({}).strict();
 /** Signed commands from the call center. Arguments are checked against `args` before the handler runs. */
 export interface CommandRegistry {
   register<S extends z.ZodType>(name: string, args: S, handler: (args: z.output<S>) => unknown): void;
+  /**
+   * Runs a registered command for a caller on the device itself (a flow): the same argument check
+   * and handler as a signed command, without the signature. Rejects with a CommandError
+   * (`unknown_command`, `bad_args`, or the handler's own code).
+   */
+  invoke(name: string, args: unknown): Promise<unknown>;
+}
+
+/** Extra sections of the periodic health report, each under its own name (`nodered`...). */
+export interface HealthRegistry {
+  /** Adds a section; the returned function removes it. */
+  provide(section: string, source: () => Record<string, unknown>): () => void;
+  /** Every section, as the health report carries them. */
+  collect(): Record<string, Record<string, unknown>>;
 }
 
 /** The local control socket (`vigia status`, `vigia sim`): trusted callers on the device itself. */
@@ -95,4 +109,5 @@ export interface ExtensionContext<C> extends EventSink {
   readonly commands: CommandRegistry;
   readonly control: ControlRegistry;
   readonly location: LocationRegistry;
+  readonly health: HealthRegistry;
 }

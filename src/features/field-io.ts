@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { type Config, DEFAULT_MAX_ON_MS } from '../config/schema.js';
 import { type Clock, wallIsoAt } from '../core/clock.js';
 import type { EventPayload, EventType } from '../core/events.js';
-import { CommandError, type Extension, type ExtensionContext } from '../core/extension.js';
+import { CommandError, type Extension, type ExtensionContext, NO_ARGS } from '../core/extension.js';
 import { parsePattern } from '../core/pattern.js';
 import { type Timers, systemTimers } from '../core/timers.js';
 import { SimGpio } from '../drivers/gpio/sim.js';
@@ -102,6 +102,7 @@ export class FieldIo implements Extension {
     }
 
     ctx.commands.register('output.set', OUTPUT_SET_ARGS, (args) => this.#setOutput(args));
+    ctx.commands.register('io.status', NO_ARGS, () => this.#ioState());
     if (hw.backend === 'sim') {
       ctx.control.handle('sim.input', (args) => this.#simInput(args));
       ctx.control.handle('sim.outputs', () => this.#outputStates());
@@ -136,6 +137,15 @@ export class FieldIo implements Extension {
       line_errors: this.#lineErrors,
       ...(this.#pole ? { pole: this.#pole.status() } : {}),
     };
+  }
+
+  /** What each input and output is doing now (a flow's dashboard, the call center's look at a pole). */
+  #ioState() {
+    const inputs: Record<string, Record<string, unknown>> = {};
+    for (const [name, i] of this.#inputs) inputs[name] = { kind: i.kind, ...('stats' in i.logic ? i.logic.stats() : { open: (i.logic as DoorSwitch).open }) };
+    const outputs: Record<string, Record<string, unknown>> = {};
+    for (const [name, o] of this.outputs) outputs[name] = { kind: this.ctx.config.hardware.outputs[name]!.kind, ...o.stats() };
+    return { inputs, outputs, alarm: this.#pole?.state ?? null };
   }
 
   #logic(name: string, cfg: InputConfig, initial: boolean, deps: { clock: Clock; timers: Timers }): PanicButton | MotionSensor | DoorSwitch {

@@ -41,6 +41,7 @@ export class CommandRouter implements CommandRegistry {
   #handlers = new Map<string, { args: z.ZodType; handler: CommandHandler }>();
   #verifier: CommandVerifier | undefined;
   #executed = 0;
+  #invoked = 0;
   #rejected: Partial<Record<RejectReason, number>> = {};
   #pruneTimer: NodeJS.Timeout | undefined;
   #onMessage = (topic: string, payload: Buffer, packet: IPublishPacket) => void this.handleMessage(topic, payload, packet);
@@ -51,6 +52,15 @@ export class CommandRouter implements CommandRegistry {
   register<S extends z.ZodType>(name: string, args: S, handler: (args: z.output<S>) => unknown): void {
     if (this.#handlers.has(name)) throw new Error(`command ${name} is already registered`);
     this.#handlers.set(name, { args, handler: handler as CommandHandler });
+  }
+
+  async invoke(name: string, args: unknown): Promise<unknown> {
+    const command = this.#handlers.get(name);
+    if (!command) throw new CommandError('unknown_command', `unknown command ${name}`);
+    const parsed = command.args.safeParse(args ?? {});
+    if (!parsed.success) throw new CommandError('bad_args', describeIssues(parsed.error));
+    this.#invoked++;
+    return command.handler(parsed.data);
   }
 
   start(): void {
@@ -87,7 +97,7 @@ export class CommandRouter implements CommandRegistry {
   }
 
   stats() {
-    return { executed: this.#executed, rejected: { ...this.#rejected } };
+    return { executed: this.#executed, rejected: { ...this.#rejected }, local: this.#invoked };
   }
 
   async handleMessage(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {

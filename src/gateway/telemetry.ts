@@ -9,7 +9,7 @@ import type { Extension, ExtensionContext } from '../core/extension.js';
 import type { EvictionReason, Outbox } from './outbox.js';
 import type { Uplink } from './uplink.js';
 
-export type TelemetryContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit'>;
+export type TelemetryContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit' | 'health'>;
 
 /** What health reports on: the gateway's own state. */
 export interface TelemetrySources {
@@ -98,6 +98,7 @@ export class Telemetry implements Extension {
     }
     const outbox = sources.outbox.stats();
     const link = sources.uplink.stats();
+    const extensions = ctx.health.collect();
     return {
       uptime_s: Math.round((ctx.clock.monoNow() - sources.startedMono) / 1000),
       load: loadavg().map((l) => Math.round(l * 100) / 100),
@@ -113,6 +114,7 @@ export class Telemetry implements Extension {
       },
       link: { state: link.state, connects: link.connects, resent: link.resent },
       clock_synced: ctx.clockTrust.synced(),
+      ...(Object.keys(extensions).length > 0 ? { extensions } : {}),
     };
   }
 
