@@ -66,6 +66,8 @@ class ScriptedReader {
   async close(): Promise<void> {}
 }
 
+/** Log lines of warning level and up from the daemons these tests start. */
+const logLines: string[] = [];
 const frame = (shade: number, rect = false) =>
   sharp({ create: { width: 320, height: 180, channels: 3, background: { r: shade, g: shade, b: shade } } })
     .composite(rect ? [{ input: { create: { width: 120, height: 90, channels: 3, background: '#ffffff' } }, left: 100, top: 60 }] : [])
@@ -89,14 +91,16 @@ async function start(anpr: Record<string, unknown>, cameras: Array<Record<string
       paths: { data_dir: join(dir, 'data'), runtime_dir: join(dir, 'run') },
       clock: { sync_source: 'assume-synced' },
       mqtt: { url: 'mqtt://127.0.0.1:1', reconnect: { min_delay: '10s', max_delay: '10s' } },
-      anpr: { cameras, hotlist: { file: hotlist }, tracking: { max_gap: '200ms' }, ...anpr },
+      // Reads in full unless a test says otherwise: most tests look at what was read.
+      anpr: { cameras, hotlist: { file: hotlist }, tracking: { max_gap: '200ms' }, privacy: { reads: 'full' }, ...anpr },
     }),
   );
   const config = loadConfig(file);
   const reader = new ScriptedReader();
   const cams = new Map<string, TestCamera>();
   const controller = new Controller(config, {
-    logger: createLogger('silent'),
+    // Warnings and up are kept: a test checks what a hit writes to the journal.
+    logger: createLogger('warn', { write: (line: string) => void logLines.push(line) }),
     // The listed ANPR extension replaced by one reading through the script and the test cameras.
     extensions: EXTENSIONS.filter((e) => e.name !== 'anpr'),
     extra: [
@@ -167,10 +171,15 @@ describe('ANPR extension', () => {
 
   it('matches a read differing by a confusable character, and says so', async () => {
     const t = await start({ grammar: 'generic' }, [directoryCam]);
+    logLines.length = 0;
     t.reader.answers.push([{ text: 'B8CL12', p: 0.97 }]);
     t.cams.get('lane-1')!.push(await frame(90, true));
     await until(() => t.of('plate.hit').length === 1, 'hit');
     expect(t.of('plate.hit')[0]!.payload).toMatchObject({ plate: 'B8CL12', match: { kind: 'confusable', distance: 1 }, entry: { plate: 'BBCL12' } });
+    // The journal names the listed plate, never the read: a confusable read may be an innocent car's plate.
+    const hitLine = logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'hotlist hit');
+    expect(hitLine).toMatchObject({ listed: 'BBCL12', kind: 'confusable', distance: 1 });
+    expect(logLines.join('\n')).not.toContain('B8CL12');
   });
 
   it('ignores plates outside the camera region and readings below the confidence floor', async () => {
@@ -205,6 +214,14 @@ describe('ANPR extension', () => {
     expect(t.reader.calls).toBe(0);
     cam.push(await frame(80, true));
     await until(() => t.reader.calls === 1, 'the moving frame read');
+  });
+
+  it('by default sends nothing about plates that are not on the list (data protection by default, law 21.719)', async () => {
+    const t = await start({ privacy: {} }, [directoryCam]);
+    t.reader.answers.push([{ text: 'FKZT41', p: 0.95 }]);
+    t.cams.get('lane-1')!.push(await frame(90, true));
+    await until(() => t.anprStatus().reads_not_sent === 1, 'suppressed read');
+    expect(t.of('plate.read')).toHaveLength(0);
   });
 
   it('sends reads of plates not on the list only as a keyed hash, or not at all', async () => {

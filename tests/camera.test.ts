@@ -463,7 +463,7 @@ describe('HttpSnapshotSource', () => {
     expect(bad.states).toContain('backoff');
   });
 
-  it('uses Basic when that is all the camera offers', async () => {
+  it('sends Basic over plain http only when told to (auth: basic), never because a server asks', async () => {
     const expected = `Basic ${Buffer.from('viewer:pa ss').toString('base64')}`;
     const cam = await cameraServer((req, res, log) => {
       const status = req.headers.authorization === expected ? 200 : 401;
@@ -471,9 +471,18 @@ describe('HttpSnapshotSource', () => {
       if (status === 200) res.writeHead(200, { 'Content-Type': 'image/jpeg; charset=binary' }).end(image);
       else res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="cam"' }).end();
     });
-    const w = watch(new HttpSnapshotSource({ cameraId: 'cam-3', url: cam.url, intervalMs: 40, username: 'viewer', password: 'pa ss' }));
+    // auth: auto (the default) over http: a Basic challenge is refused and the password never leaves.
+    const auto = watch(
+      new HttpSnapshotSource({ cameraId: 'cam-3', url: cam.url, intervalMs: 40, username: 'viewer', password: 'pa ss', backoff: { minDelayMs: 1000 } }),
+    );
+    await until(() => auto.source.stats().errors >= 1, 10000, 'an error');
+    expect(auto.source.stats().lastError).toMatch(/asks for Basic authentication over plain http/);
+    expect(cam.log.some((l) => l.auth !== undefined)).toBe(false);
+    await auto.source.stop();
+
+    const w = watch(new HttpSnapshotSource({ cameraId: 'cam-3', url: cam.url, intervalMs: 40, username: 'viewer', password: 'pa ss', auth: 'basic' }));
     await until(() => w.frames.length >= 3, 15000, 'snapshots');
-    expect(cam.log.filter((l) => l.status === 401).length).toBe(1);
+    expect(cam.log.filter((l) => l.auth === expected).length).toBeGreaterThanOrEqual(3);
     await w.source.stop();
 
     const strict = watch(

@@ -316,7 +316,7 @@ describe('problems', () => {
       workers: 1,
       detector: 'ppocr',
       recogniser: 'ppocr',
-      privacy: { reads: 'full' },
+      privacy: { reads: 'off' },
       hits: { fuzzy: true, dedup_window: 300_000 },
     });
     expect(cfg.anpr.cameras[0]).toMatchObject({ id: 'gate', kind: 'snapshot', interval: 1000, auth: 'auto' });

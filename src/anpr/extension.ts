@@ -368,8 +368,9 @@ export class AnprExtension implements Extension {
       hotlist_version: this.#hotlist!.current().version,
       evidence,
     });
+    // The listed plate only: a confusable read may be the plate of an innocent car, which never goes in the journal.
     ctx.logger.warn(
-      { mod: 'anpr', camera: cam.config.id, plate: read.text, listed: match.entry.plate, kind: match.kind, trigger: read.trigger },
+      { mod: 'anpr', camera: cam.config.id, listed: match.entry.plate, kind: match.kind, distance: match.distance, trigger: read.trigger },
       'hotlist hit',
     );
   }

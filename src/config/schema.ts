@@ -257,7 +257,12 @@ export const cameraSchema = z
     max_width: z.number().int().min(320).max(8192).default(1920).describe('stream: frames wider than this are downscaled by ffmpeg'),
     username: z.string().optional().describe('snapshot: user name for basic/digest authentication'),
     password: secret().optional().describe('snapshot: password ({file: ...} or {env: ...}); never logged'),
-    auth: z.enum(['auto', 'basic', 'digest']).default('auto').describe('snapshot: authentication scheme; digest refuses to send the password in clear'),
+    auth: z
+      .enum(['auto', 'basic', 'digest'])
+      .default('auto')
+      .describe(
+        'snapshot: authentication scheme; auto answers Digest, and Basic only over https; basic sends the password in clear even over http; digest never sends it in clear',
+      ),
     insecure_tls: z.boolean().default(false).describe('snapshot over https: accept the self-signed certificate many cameras ship with'),
     loop: z.boolean().default(false).describe('stream from a file: loop it forever (tests, demos)'),
     roi: z
@@ -351,8 +356,11 @@ export const anprSchema = z
       .strictObject({
         reads: z
           .enum(['full', 'hashed', 'off'])
-          .default('full')
-          .describe('Plates that are not hits: full (text), hashed (keyed HMAC-SHA256, so a later query for a plate can still match) or off (not sent at all)'),
+          // Off by default: law 21.719 asks for data protection by default, and catching stolen cars needs only the hits.
+          .default('off')
+          .describe(
+            'Plates that are not hits: off (default: not sent at all), hashed (keyed HMAC-SHA256, so a later query for a plate can still match) or full (text; needs a legal basis for tracking every car)',
+          ),
         hash_key: secret().optional().describe('Key of the plate hash (at least 16 bytes); required when reads is hashed'),
       })
       .prefault({})

@@ -291,8 +291,8 @@ export class Supervisor {
 
 /**
  * The runtime yields to the daemon: a lower CPU priority, and the kernel's out-of-memory killer
- * takes it first (on a 1 GB Pi a leaking flow must cost the flows, not the alarm path). Both act
- * per process, which is why flows run in one of their own.
+ * takes it first (on a 1 GB Pi a leaking flow must cost the flows, not the alarm path). The OOM
+ * killer chooses whole processes, which is why flows run in one of their own.
  */
 function lowerStanding(pid: number, nice: number, logger: Logger): void {
   try {

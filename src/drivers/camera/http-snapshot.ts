@@ -14,7 +14,8 @@ export interface HttpSnapshotSourceOptions {
   username?: string;
   password?: string;
   /**
-   * 'auto' (default) answers whatever the camera challenges with, preferring Digest;
+   * 'auto' (default) answers whatever the camera challenges with, preferring Digest, and Basic
+   * only over https;
    * 'digest' refuses to send the password as Basic; 'basic' sends it up front.
    */
   auth?: 'auto' | 'basic' | 'digest';
@@ -125,6 +126,14 @@ export class HttpSnapshotSource extends BaseFrameSource {
         this.#basic = false;
       } else {
         if (this.#opts.auth === 'digest') throw new SnapshotError(`${this.#where()}: camera offers only Basic authentication, but auth is 'digest'`, 401);
+        // Basic is the password in clear: over plain http, whoever answers (a spoofed camera on the
+        // pole's network) would get it. Only an explicit `auth: basic` sends it there.
+        if (this.#url.protocol === 'http:' && this.#opts.auth !== 'basic') {
+          throw new SnapshotError(
+            `${this.#where()}: camera asks for Basic authentication over plain http; use https, or set auth: basic to send the password in clear`,
+            401,
+          );
+        }
         this.#digest = undefined;
         this.#basic = true;
       }
