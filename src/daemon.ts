@@ -1,11 +1,14 @@
 import type { Config } from './config/schema.js';
 import { Controller, type ControllerDeps } from './controller.js';
+import { PRIVATE_UMASK } from './core/private-files.js';
 
 /**
  * Runs the controller until SIGTERM/SIGINT. An unexpected exception stops the process with a
  * non-zero code: systemd restarts it, and everything accepted is already on disk.
  */
 export async function runDaemon(config: Config, deps: ControllerDeps = {}): Promise<Controller> {
+  // Whatever the daemon and Node-RED create is private to the daemon's user and group.
+  process.umask(PRIVATE_UMASK);
   const controller = new Controller(config, deps);
   const { logger } = controller;
   let stopping = false;

@@ -1,4 +1,5 @@
 import { mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../core/private-files.js';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import type { Clock } from '../core/clock.js';
@@ -59,7 +60,7 @@ export class EvidenceStore {
   constructor(private readonly opts: EvidenceOptions) {}
 
   async start(): Promise<void> {
-    await mkdir(this.opts.dir, { recursive: true });
+    await mkdir(this.opts.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     this.#timer = setInterval(() => void this.sweep(), this.opts.sweepIntervalMs ?? 3_600_000);
     this.#timer.unref();
     void this.sweep();
@@ -174,7 +175,7 @@ export class EvidenceStore {
 
   async #write(name: string, data: Buffer): Promise<void> {
     const path = join(this.opts.dir, name);
-    await writeFile(`${path}.tmp`, data);
+    await writeFile(`${path}.tmp`, data, { mode: PRIVATE_FILE_MODE });
     await rename(`${path}.tmp`, path);
   }
 }

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Config } from '../config/schema.js';
 import { CommandError, type ExtensionContext } from '../core/extension.js';
 import { parsePattern } from '../core/pattern.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../core/private-files.js';
 import { createFrameSource, type CameraConfig } from '../drivers/camera/index.js';
 import { grabFrame } from '../drivers/camera/grab.js';
 import type { FrameSource, FrameSourceDeps } from '../drivers/camera/source.js';
@@ -150,8 +151,8 @@ export class PoleAlarm {
           .jpeg({ quality: 75 })
           .toBuffer({ resolveWithObject: true });
         const dir = resolve(ctx.config.anpr.evidence.dir ?? join(ctx.paths.dataDir, 'evidence'));
-        await mkdir(dir, { recursive: true });
-        await writeFile(join(dir, `${ref}.tmp`), frame.jpeg);
+        await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+        await writeFile(join(dir, `${ref}.tmp`), frame.jpeg, { mode: PRIVATE_FILE_MODE });
         await rename(join(dir, `${ref}.tmp`), join(dir, ref));
         this.#counts.snapshots++;
         await ctx.emit('alarm.snapshot', {

@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../core/private-files.js';
 import { type EventDraft, type Priority, type VigiaEvent, newEventId, PRIORITIES, priorityRank } from '../core/event.js';
 
 export interface OutboxOptions {
@@ -119,7 +120,7 @@ export class Outbox {
 
   /** Opens (or creates) the database. A corrupt file is moved aside and reported, never deleted. */
   open(): RecoveryReport | undefined {
-    mkdirSync(dirname(this.opts.file), { recursive: true });
+    mkdirSync(dirname(this.opts.file), { recursive: true, mode: PRIVATE_DIR_MODE });
     let recovery: RecoveryReport | undefined;
     try {
       this.#openDb();
@@ -128,8 +129,21 @@ export class Outbox {
       recovery = this.#moveAside(err);
       this.#openDb();
     }
+    this.#makePrivate();
     this.#closed = false;
     return recovery;
+  }
+
+  /** The events are personal data (plate reads): SQLite creates its files world-readable, an older version left them so. */
+  #makePrivate(): void {
+    for (const suffix of ['', '-wal', '-shm']) {
+      try {
+        chmodSync(this.opts.file + suffix, PRIVATE_FILE_MODE);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+          this.opts.logger.warn({ err: (err as Error).message, file: this.opts.file + suffix }, 'cannot make the outbox file private');
+      }
+    }
   }
 
   #openDb(): void {
