@@ -211,7 +211,7 @@ export class Controller {
     }
     await this.#control.start();
     this.#uplink.start();
-    this.#commands.start();
+    this.#commands.start(recovery);
 
     const gateway: GatewayServices = { outbox: this.#outbox, uplink: this.#uplink, startedMono: this.#startedMono };
     for (const { name, create } of factories) {

@@ -25,7 +25,8 @@ export function formatStatus(s: DaemonStatus): string {
   }
   const types = Object.entries(s.events.accepted_by_type).sort((a, b) => b[1] - a[1]);
   lines.push(`events     ${types.length ? types.map(([t, n]) => `${t}=${n}`).join(' ') : 'none yet'}`);
-  lines.push(`commands   ${s.commands.executed} executed, ${Object.values(s.commands.rejected).reduce((a: number, b) => a + (b ?? 0), 0)} refused`);
+  const dropped = s.commands.replies_dropped > 0 ? ` (${s.commands.replies_dropped} replies to unverified messages dropped)` : '';
+  lines.push(`commands   ${s.commands.executed} executed, ${Object.values(s.commands.rejected).reduce((a: number, b) => a + (b ?? 0), 0)} refused${dropped}`);
   // Only listeners that misbehaved: a healthy bus is not news.
   const troubled = Object.entries(s.bus).filter(([, l]) => l.errors > 0 || l.slow > 0);
   if (troubled.length) lines.push(`bus        ${troubled.map(([key, l]) => `${key}: ${l.errors} errors, ${l.slow} slow (max ${l.max_ms} ms)`).join('; ')}`);

@@ -349,6 +349,39 @@ describe('CommandVerifier: rejections', () => {
     expectOk(verifier.verify('alarm.ack', signedText(JSON.stringify(innerMsg({ args: { deep: deep(20) } })))));
   });
 
+  it('refuses a signed msg with a duplicate key at any depth, however the key is spelled', () => {
+    const { verifier } = setup();
+    const body = (nonce: string, cmd: string, args: string) =>
+      `{"v":1,"site":"${SITE}","device":"${DEVICE}","cmd":"${cmd}","ts":${NOW},"nonce":"${nonce}","args":${args}}`;
+    const cases: Array<[string, string, string]> = [
+      // The signer reads "output.set", JSON.parse keeps the last "cmd".
+      ['duplicate cmd', 'ping', body(freshNonce(), 'output.set', '{}').replace('"ts"', '"cmd":"ping","ts"')],
+      ['duplicate args.output', 'output.set', body(freshNonce(), 'output.set', '{"output":"strobe","pattern":"on","output":"siren"}')],
+      ['duplicate spelled with an escape', 'ping', body(freshNonce(), 'output.set', '{}').replace('"ts"', '"\\u0063md":"ping","ts"')],
+      ['duplicate inside an array of objects', 'output.set', body(freshNonce(), 'output.set', '{"steps":[{"on":true,"ms":5,"ms":50000}]}')],
+      ['duplicate args', 'output.set', body(freshNonce(), 'output.set', '{"output":"strobe"}').replace('"ts"', '"args":{"output":"siren"},"ts"')],
+    ];
+    for (const [name, topicCmd, msg] of cases) {
+      expect(() => JSON.parse(msg), name).not.toThrow();
+      const rejection = expectReject(verifier.verify(topicCmd, signedText(msg)), 'malformed');
+      expect(rejection.detail, name).toMatch(/duplicate key/);
+    }
+    // The same key in sibling objects, or in each element of an array, is no duplicate.
+    const siblings = body(freshNonce(), 'output.set', '{"a":{"x":1,"y":{"x":2}},"b":{"x":3},"list":[{"x":1},{"x":2}],"text":"\\"x\\":1,\\"x\\":2"}');
+    expect(expectOk(verifier.verify('output.set', signedText(siblings))).args).toMatchObject({ a: { x: 1 }, b: { x: 3 } });
+  });
+
+  it('refuses an envelope with a duplicate "msg" or "sig"', () => {
+    const { verifier } = setup();
+    const { msg, sig } = envelope(signed());
+    const other = envelope(signed({ args: { input: 'panic' } }));
+    // An auditor reading the first "msg" would see another command than the one verified.
+    const twoMessages = Buffer.from(`{"msg":${JSON.stringify(other.msg)},"msg":${JSON.stringify(msg)},"sig":"${sig}"}`);
+    expect(expectReject(verifier.verify('alarm.ack', twoMessages), 'malformed').detail).toMatch(/duplicate key "msg"/);
+    const twoSignatures = Buffer.from(`{"msg":${JSON.stringify(msg)},"sig":"${other.sig}","sig":"${sig}"}`);
+    expect(expectReject(verifier.verify('alarm.ack', twoSignatures), 'malformed').detail).toMatch(/duplicate key "sig"/);
+  });
+
   it('never throws for payloads that are not buffers', () => {
     const { verifier } = setup();
     for (const bad of [undefined, null, 'string', 42, {}, [1, 2]]) {

@@ -4,6 +4,8 @@ import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus } from '../src/status.js';
 import { signCommand } from '../src/gateway/command-auth.js';
+import { CommandClient } from './helpers/commander.js';
+import { corruptOutboxTables } from './helpers/corrupt-outbox.js';
 import { DaemonProcess, TEST_KEY, writeDeviceConfig } from './helpers/daemon.js';
 import { startGate, type Gate } from './helpers/gate.js';
 import { startMosquitto, type Broker } from './helpers/mosquitto.js';
@@ -176,6 +178,53 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
     await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'event after recovery');
   });
 
+  it('keeps serving commands, and refuses their replays, after the outbox is found corrupt while running', async () => {
+    const { broker, sub, cfg, daemon } = await setup();
+    await daemon.start();
+    const commander = new CommandClient(broker.url, 'test-site', 'pole-0001');
+    await commander.connect();
+    cleanups.push(() => commander.close());
+    await commander.ready();
+    const before = commander.sign('ping');
+    expect((await commander.send('ping', before)).ok).toBe(true);
+
+    // Events and nonces both unreadable: the nonces cannot be carried over into the fresh file.
+    expect(corruptOutboxTables(join(cfg.dir, 'data', 'outbox.db'), ['events', 'nonces'])).toBeGreaterThan(0);
+    const r = await daemon.request<{ id: string }>('sim.event', { type: 'sim.after', priority: 'alarm' });
+    await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'event after recovery');
+    expect(readdirSync(join(cfg.dir, 'data')).some((f) => f.startsWith('outbox.db.corrupt-'))).toBe(true);
+
+    const fresh = await commander.call('ping');
+    expect(fresh.ok, JSON.stringify(fresh.error)).toBe(true);
+    const replayed = await commander.send('ping', before);
+    expect(replayed.error?.code).toBe('stale');
+    expect(daemon.alive).toBe(true);
+    // A restart does not forget it: the fresh file remembers when the nonces were lost.
+    await daemon.kill('SIGTERM');
+    await daemon.start();
+    await commander.ready();
+    expect((await commander.send('ping', before)).error?.code).toBe('stale');
+    expect((await commander.call('ping')).ok).toBe(true);
+  });
+
+  it('refuses the command that finds the nonces corrupt, recovers the outbox and serves the next', async () => {
+    const { broker, cfg, daemon } = await setup();
+    await daemon.start();
+    const commander = new CommandClient(broker.url, 'test-site', 'pole-0001');
+    await commander.connect();
+    cleanups.push(() => commander.close());
+    await commander.ready();
+    const before = commander.sign('ping');
+    expect((await commander.send('ping', before)).ok).toBe(true);
+
+    corruptOutboxTables(join(cfg.dir, 'data', 'outbox.db'), ['nonces']);
+    expect((await commander.call('ping')).error?.code).toBe('failed');
+    expect(readdirSync(join(cfg.dir, 'data')).some((f) => f.startsWith('outbox.db.corrupt-'))).toBe(true);
+    expect((await commander.call('ping')).ok).toBe(true);
+    expect((await commander.send('ping', before)).error?.code).toBe('stale');
+    expect(daemon.alive).toBe(true);
+  });
+
   it('evicts the lowest priority when the disk quota is reached, keeps every alarm, and reports it', async () => {
     const { gate, sub, daemon } = await setup({ outbox: { max_bytes: '400kB', alarm_reserve_bytes: '100kB' } }, { gated: true });
     await gate!.close();
@@ -227,8 +276,10 @@ describe('commands (signed, MQTT 5 request/response)', () => {
   let broker: Broker;
   let daemon: DaemonProcess;
   let client: mqtt.MqttClient;
-  const replies = new Map<string, Record<string, unknown>>();
   const base = 'vigia/test-site/pole-0001';
+  const replyTopic = `${base}/reply/console-7`;
+  const replies = new Map<string, { topic: string; body: Record<string, unknown> }>();
+  const eventsTree: Array<{ topic: string; payload: string }> = [];
 
   beforeAll(async () => {
     broker = await startMosquitto();
@@ -237,11 +288,12 @@ describe('commands (signed, MQTT 5 request/response)', () => {
     await daemon.start();
     client = mqtt.connect(broker.url, { protocolVersion: 5 });
     await new Promise((r) => client.once('connect', r));
-    client.on('message', (_topic, payload, packet) => {
+    client.on('message', (topic, payload, packet) => {
+      if (topic.startsWith(`${base}/events/`)) eventsTree.push({ topic, payload: payload.toString() });
       const corr = packet.properties?.correlationData?.toString();
-      if (corr) replies.set(corr, JSON.parse(payload.toString()) as Record<string, unknown>);
+      if (corr) replies.set(corr, { topic, body: JSON.parse(payload.toString()) as Record<string, unknown> });
     });
-    await client.subscribeAsync('test/replies', { qos: 1 });
+    await client.subscribeAsync(['test/replies', `${base}/reply/#`, `${base}/cmd/+/reply`, `${base}/events/#`], { qos: 1 });
     // Until the daemon's command subscription is live, publishes would be lost.
     await new Promise((r) => setTimeout(r, 300));
   });
@@ -251,21 +303,31 @@ describe('commands (signed, MQTT 5 request/response)', () => {
     await broker?.stop();
   });
 
-  async function call(name: string, payload: string | Buffer, corr = Math.random().toString(36).slice(2)) {
-    await client.publishAsync(`${base}/cmd/${name}`, payload, { qos: 1, properties: { responseTopic: 'test/replies', correlationData: Buffer.from(corr) } });
+  type CommandReply = { ok: boolean; nonce?: string; result?: Record<string, unknown>; error?: { code: string; message: string } };
+
+  async function exchange(name: string, payload: string | Buffer, responseTopic = replyTopic, corr = Math.random().toString(36).slice(2)) {
+    await client.publishAsync(`${base}/cmd/${name}`, payload, { qos: 1, properties: { responseTopic, correlationData: Buffer.from(corr) } });
     const deadline = Date.now() + 5000;
     while (!replies.has(corr)) {
       if (Date.now() > deadline) throw new Error(`no reply to ${name}`);
       await new Promise((r) => setTimeout(r, 10));
     }
-    return replies.get(corr) as { ok: boolean; result?: Record<string, unknown>; error?: { code: string } };
+    const { topic, body } = replies.get(corr)!;
+    return { topic, reply: body as CommandReply };
   }
+  const call = async (name: string, payload: string | Buffer) => (await exchange(name, payload)).reply;
   const sign = (cmd: string, extra: Partial<Parameters<typeof signCommand>[0]> = {}) =>
     signCommand({ auth: 'hmac-sha256', key: TEST_KEY, site: 'test-site', device: 'pole-0001', cmd, ...extra });
+  const nonceOf = (payload: string) => (JSON.parse((JSON.parse(payload) as { msg: string }).msg) as { nonce: string }).nonce;
+  const refusals = async () => {
+    const { rejected, replies_dropped } = (await daemon.request<DaemonStatus>('status')).commands;
+    return { rejected: Object.values(rejected).reduce((a: number, b) => a + (b ?? 0), 0), dropped: replies_dropped ?? 0 };
+  };
 
   it('answers a signed ping and outbox.stats on the response topic with the correlation data', async () => {
-    const pong = await call('ping', sign('ping'));
-    expect(pong).toMatchObject({ ok: true, cmd: 'ping', result: { pong: true } });
+    const pong = await exchange('ping', sign('ping'));
+    expect(pong.topic).toBe(replyTopic);
+    expect(pong.reply).toMatchObject({ ok: true, cmd: 'ping', result: { pong: true } });
     const stats = await call('outbox.stats', sign('outbox.stats'));
     expect(stats.ok).toBe(true);
     expect(stats.result).toHaveProperty('byPriority');
@@ -284,7 +346,47 @@ describe('commands (signed, MQTT 5 request/response)', () => {
     expect((await call('nope', sign('nope'))).error?.code).toBe('unknown_command');
   });
 
-  it('survives 1000 random malformed payloads, answering each with an error', async () => {
+  it('sends the refusal of an unverified message only to the fixed reply topic, never where the sender asks', async () => {
+    const alarmTopic = `${base}/events/alarm/alarm.panic`;
+    const unsigned = await exchange('ping', '{"panic":1}', alarmTopic);
+    expect(unsigned.topic).toBe(`${base}/cmd/ping/reply`);
+    expect(unsigned.reply.error?.code).toBe('unsigned');
+    const forged = await exchange('ping', sign('ping', { key: 'the-wrong-key-0123456789' }), alarmTopic);
+    expect(forged.topic).toBe(`${base}/cmd/ping/reply`);
+    const once = sign('ping');
+    expect((await exchange('ping', once)).reply.ok).toBe(true);
+    const replayed = await exchange('ping', once, alarmTopic);
+    expect(replayed).toMatchObject({ topic: `${base}/cmd/ping/reply`, reply: { error: { code: 'replayed' } } });
+    // The daemon answers in order: once this verified reply is here, any stray publish would be too.
+    expect((await call('ping', sign('ping'))).ok).toBe(true);
+    expect(eventsTree.filter((m) => m.topic === alarmTopic || m.payload.includes('"cmd"'))).toEqual([]);
+  });
+
+  it('answers a verified command on its response topic only inside the device reply space', async () => {
+    expect((await exchange('ping', sign('ping'), `${base}/reply/console-7/req-1`)).topic).toBe(`${base}/reply/console-7/req-1`);
+    for (const outside of [
+      'test/replies',
+      `${base}/events/alarm/alarm.panic`,
+      `${base}/status`,
+      `${base}/cmd/outbox.stats`,
+      `${base}/reply`,
+      'vigia/test-site/pole-0002/reply/x',
+    ]) {
+      const answer = await exchange('ping', sign('ping'), outside);
+      expect(answer.topic, outside).toBe(`${base}/cmd/ping/reply`);
+      expect(answer.reply.ok, outside).toBe(true);
+    }
+    expect(eventsTree.filter((m) => m.payload.includes('"cmd"'))).toEqual([]);
+  });
+
+  it('names the nonce in refusals after verification', async () => {
+    const badArgs = sign('ping', { args: { loud: true } });
+    expect(await call('ping', badArgs)).toMatchObject({ ok: false, nonce: nonceOf(badArgs), error: { code: 'bad_args' } });
+    const unknown = sign('nope');
+    expect(await call('nope', unknown)).toMatchObject({ ok: false, nonce: nonceOf(unknown), error: { code: 'unknown_command' } });
+  });
+
+  it('survives 1000 random malformed payloads, refusing and counting each', async () => {
     let seed = 0x5eed;
     const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     const valid = sign('ping');
@@ -300,17 +402,41 @@ describe('commands (signed, MQTT 5 request/response)', () => {
         payloads.push(b);
       } else payloads.push(Buffer.from(valid.slice(0, Math.floor(rand() * valid.length))));
     }
-    const before = (await daemon.request<DaemonStatus>('status')).commands.rejected;
-    const sum = (r: Record<string, number | undefined>) => Object.values(r).reduce((a: number, b) => a + (b ?? 0), 0);
+    const before = await refusals();
     for (const p of payloads) client.publish(`${base}/cmd/ping`, p, { qos: 1 });
     const deadline = Date.now() + 20_000;
-    let status = await daemon.request<DaemonStatus>('status');
-    while (sum(status.commands.rejected) - sum(before) < 1000 && Date.now() < deadline) {
+    let after = await refusals();
+    while (after.rejected - before.rejected < 1000 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
-      status = await daemon.request<DaemonStatus>('status');
+      after = await refusals();
     }
-    expect(sum(status.commands.rejected) - sum(before)).toBe(1000);
+    expect(after.rejected - before.rejected).toBe(1000);
     expect((await call('ping', sign('ping'))).ok).toBe(true); // still serving
+  });
+
+  it('answers a flood of unverified messages with at most a bucket of replies and counts the rest', async () => {
+    const before = await refusals();
+    const started = Date.now();
+    for (let i = 0; i < 1000; i++) {
+      client.publish(`${base}/cmd/ping`, `{"panic":${i}}`, {
+        qos: 1,
+        properties: { responseTopic: `${base}/events/alarm/alarm.panic`, correlationData: Buffer.from(`flood-${i}`) },
+      });
+    }
+    let after = await refusals();
+    const deadline = Date.now() + 20_000;
+    while (after.rejected - before.rejected < 1000 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await refusals();
+    }
+    expect(after.rejected - before.rejected).toBe(1000);
+    expect((await call('ping', sign('ping'))).ok).toBe(true); // replies are sent in order: every flood reply is in
+    const seconds = (Date.now() - started) / 1000;
+    const answered = [...replies.keys()].filter((corr) => corr.startsWith('flood-')).length;
+    // The bucket: 20 at once, 5 a second after that.
+    expect(answered).toBeLessThanOrEqual(20 + Math.ceil(5 * seconds));
+    expect(after.dropped - before.dropped).toBe(1000 - answered);
+    expect(eventsTree.filter((m) => m.payload.includes('"cmd"'))).toEqual([]);
   });
 });
 

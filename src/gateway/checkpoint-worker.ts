@@ -5,8 +5,13 @@ import Database from 'better-sqlite3';
  * Runs WAL checkpoints on its own connection and thread. A checkpoint copies the WAL into the
  * database and fsyncs it, which can take tens of ms on an SD card; done inside a commit on the main
  * thread it would land on whichever alarm happened to trigger it.
+ *
+ * 'close-now' is the synchronous stop for a corrupt file about to be moved aside: the connection
+ * closes at once, without a last checkpoint, and `closed` (a shared Int32Array) is set and
+ * notified, so the main thread can wait for it with Atomics.wait. A connection closing after the
+ * rename would delete the -wal and -shm by their old names: the fresh database's.
  */
-const { file, intervalMs } = workerData as { file: string; intervalMs: number };
+const { file, intervalMs, closed } = workerData as { file: string; intervalMs: number; closed: Int32Array };
 const db = new Database(file);
 db.pragma('busy_timeout = 50');
 const checkpoint = () => {
@@ -18,9 +23,11 @@ const checkpoint = () => {
 };
 const timer = setInterval(checkpoint, intervalMs);
 parentPort!.on('message', (msg) => {
-  if (msg !== 'stop') return;
+  if (msg !== 'stop' && msg !== 'close-now') return;
   clearInterval(timer);
-  checkpoint();
+  if (msg === 'stop') checkpoint();
   db.close();
+  Atomics.store(closed, 0, 1);
+  Atomics.notify(closed, 0);
   parentPort!.postMessage('stopped');
 });

@@ -16,7 +16,8 @@
  *   nonce   16 to 64 characters of [A-Za-z0-9_-], never reused
  *   args    optional JSON object, the command's arguments (default {})
  *
- * No other field is allowed, neither in `msg` nor next to `msg` and `sig`.
+ * No other field is allowed, neither in `msg` nor next to `msg` and `sig`, and no key may appear twice
+ * in one object, at any depth (parsers disagree on which of two duplicates counts).
  *
  * `sig` is the standard, padded base64 of the signature over the exact UTF-8 bytes of the `msg`
  * string. Signing the text as sent, rather than re-serialised JSON, means a signer in any language
@@ -44,6 +45,7 @@
  * `vigia cmd sign` does the same through signCommand() below.
  */
 import { createHmac, createPrivateKey, randomBytes, sign as signBytes, timingSafeEqual, verify as verifyBytes, type KeyObject } from 'node:crypto';
+import { firstDuplicateKey } from '../core/json-keys.js';
 import { decodeCanonicalBase64, ed25519PublicKey, MIN_HMAC_KEY_BYTES } from '../core/keys.js';
 
 export type CommandAuthAlgorithm = 'hmac-sha256' | 'ed25519';
@@ -77,6 +79,11 @@ export interface NonceStore {
   remember(nonce: string, expiresAtMs: number): void;
   /** Forgets nonces that expired before nowMs. */
   prune(nowMs: number): void;
+  /**
+   * When the store lost nonces (a corrupt database replaced): commands signed at or before this
+   * instant (ms since the epoch) are refused, since a replay of one of them could not be told.
+   */
+  forgottenUntil?(): number | undefined;
 }
 
 /** Largest payload accepted; a command is a few hundred bytes. */
@@ -182,6 +189,10 @@ export class CommandVerifier {
         return reject('stale', `timestamp is ${seconds(Math.abs(skew))} s in the ${skew > 0 ? 'past' : 'future'}; the window is ${seconds(this.#windowMs)} s`);
       }
     }
+    const forgottenUntil = this.nonces.forgottenUntil?.();
+    if (forgottenUntil !== undefined && checked.ts <= forgottenUntil) {
+      return reject('stale', `signed before ${new Date(forgottenUntil).toISOString()}, when this device lost its record of used nonces; sign it again`);
+    }
     // Without a synchronised clock the age cannot be judged; the nonce still can.
     if (this.nonces.seen(checked.nonce)) return reject('replayed', `nonce ${checked.nonce} was already used`);
     this.nonces.remember(checked.nonce, Math.max(checked.ts, now) + this.#windowMs);
@@ -205,6 +216,8 @@ export class CommandVerifier {
       return reject('malformed', 'payload is not JSON');
     }
     if (!isPlainObject(outer)) return reject('malformed', 'payload must be a JSON object {"msg": ..., "sig": ...}');
+    const outerDuplicate = firstDuplicateKey(text);
+    if (outerDuplicate !== undefined) return reject('malformed', `duplicate key ${quote(outerDuplicate)} in the payload`);
     const sig = Object.hasOwn(outer, 'sig') ? outer.sig : undefined;
     if (sig === undefined || sig === null || sig === '') return reject('unsigned', 'payload has no signature ("sig")');
     if (typeof sig !== 'string') return reject('malformed', '"sig" must be a base64 string');
@@ -230,6 +243,9 @@ export class CommandVerifier {
       return reject('malformed', '"msg" is not JSON');
     }
     if (!isPlainObject(inner)) return reject('malformed', '"msg" must be a JSON object');
+    // JSON.parse keeps the last duplicate, another parser the first: the signer may have meant the other one.
+    const innerDuplicate = firstDuplicateKey(msg);
+    if (innerDuplicate !== undefined) return reject('malformed', `duplicate key ${quote(innerDuplicate)} in "msg": each key may appear once per object`);
     const unknownField = Object.keys(inner).find((k) => !INNER_FIELDS.has(k));
     if (unknownField !== undefined) return reject('malformed', `unknown field ${quote(unknownField)} in "msg"`);
     if (inner.v !== 1) return reject('malformed', `unsupported version ${quote(inner.v)}, expected 1`);

@@ -6,9 +6,10 @@ import type { Clock } from '../core/clock.js';
 import type { ClockSync } from '../core/clock-sync.js';
 import { describeIssues } from '../core/events.js';
 import { CommandError, type CommandRegistry, NO_ARGS } from '../core/extension.js';
+import { TokenBucket } from '../core/rate-limit.js';
 import { CommandVerifier, type CommandRejection } from './command-auth.js';
 import { SqliteNonceStore } from './nonce-store.js';
-import type { Outbox } from './outbox.js';
+import { isCorruptionError, type Outbox, type RecoveryReport } from './outbox.js';
 import type { Topics } from './topics.js';
 import type { Uplink } from './uplink.js';
 
@@ -29,12 +30,21 @@ export interface CommandRouterDeps {
 type RejectReason = CommandRejection['reason'] | 'unknown_command' | 'no_key' | 'bad_args' | 'failed';
 
 const NONCE_PRUNE_INTERVAL_MS = 10 * 60_000;
+/** Refusals of messages that did not verify: anyone can send those, so their replies are rate-limited. */
+const UNVERIFIED_REPLIES_PER_SECOND = 5;
+const UNVERIFIED_REPLIES_BURST = 20;
+/** Correlation data echoed in a reply to a message that did not verify; longer is left out. */
+const MAX_UNVERIFIED_CORRELATION_BYTES = 64;
 
 /**
  * The one inbound entry point. Every command arrives on <base>/cmd/<name>, must carry a valid
- * signature, a fresh timestamp and an unused nonce, and is answered on the MQTT 5 response topic
- * (with its correlation data) or on <base>/cmd/<name>/reply. Nothing a sender puts in a payload
- * can crash the daemon: every failure becomes an error reply and a counter.
+ * signature, a fresh timestamp and an unused nonce. Nothing a sender puts in a payload can crash
+ * the daemon: every failure becomes an error reply and a counter.
+ *
+ * Replies are published with the device's own credentials, so where they go is never up to an
+ * unauthenticated sender: a message that did not verify is answered only on the fixed
+ * <base>/cmd/<name>/reply, at most UNVERIFIED_REPLIES_PER_SECOND (the rest are dropped and
+ * counted); a verified command's MQTT 5 response topic is honoured only inside <base>/reply/.
  */
 export class CommandRouter implements CommandRegistry {
   readonly name = 'commands';
@@ -43,6 +53,9 @@ export class CommandRouter implements CommandRegistry {
   #executed = 0;
   #invoked = 0;
   #rejected: Partial<Record<RejectReason, number>> = {};
+  #repliesDropped = 0;
+  readonly #unverifiedReplies = new TokenBucket(UNVERIFIED_REPLIES_PER_SECOND, UNVERIFIED_REPLIES_BURST);
+  #nonces: SqliteNonceStore | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
   #onMessage = (topic: string, payload: Buffer, packet: IPublishPacket) => void this.handleMessage(topic, payload, packet);
 
@@ -63,11 +76,16 @@ export class CommandRouter implements CommandRegistry {
     return command.handler(parsed.data);
   }
 
-  start(): void {
+  /** `outboxRecovery`: the outbox's report when it replaced a corrupt file at start, so the nonces in it are carried over. */
+  start(outboxRecovery?: RecoveryReport): void {
     const { config, outbox, clock, clockSync, uplink, topics, logger, startedMono } = this.deps;
     const key = config.commands.key;
     if (key) {
-      const nonces = new SqliteNonceStore(outbox.database());
+      // The outbox replaces its database after corruption: the store asks for the live handle at each use.
+      const nonces = new SqliteNonceStore(() => outbox.database(), config.commands.replay_window);
+      this.#nonces = nonces;
+      if (outboxRecovery) this.#carryOverNonces(outboxRecovery);
+      outbox.onReopened((report) => this.#carryOverNonces(report));
       this.#verifier = new CommandVerifier(
         { auth: config.commands.auth, key: key.reveal(), replayWindowMs: config.commands.replay_window, site: config.device.site, device: config.device.id },
         nonces,
@@ -97,28 +115,68 @@ export class CommandRouter implements CommandRegistry {
   }
 
   stats() {
-    return { executed: this.#executed, rejected: { ...this.#rejected }, local: this.#invoked };
+    return { executed: this.#executed, rejected: { ...this.#rejected }, replies_dropped: this.#repliesDropped, local: this.#invoked };
+  }
+
+  #carryOverNonces(report: RecoveryReport): void {
+    const nonces = this.#nonces;
+    if (!nonces) return;
+    const result = nonces.carryOver(report.movedTo, this.deps.clock.wallNow());
+    if ('carried' in result) {
+      this.deps.logger.warn({ carried: result.carried, from: report.movedTo }, 'command nonces carried over from the corrupt outbox');
+    } else {
+      this.deps.logger.error(
+        { error: result.error, from: report.movedTo, refused_until: new Date(result.lostUntil).toISOString() },
+        'command nonces lost with the corrupt outbox: commands signed before the recovery are refused',
+      );
+    }
   }
 
   async handleMessage(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {
-    const name = this.deps.topics.commandName(topic);
+    const { topics, uplink, logger, clock } = this.deps;
+    const name = topics.commandName(topic);
     if (name === undefined) return;
-    const reply = (body: Record<string, unknown>) => {
-      const responseTopic = packet.properties?.responseTopic;
-      const correlationData = packet.properties?.correlationData;
-      this.deps.uplink.publishDirect(responseTopic ?? this.deps.topics.reply(name), JSON.stringify({ cmd: name, ...body }), {
+    const publishReply = (replyTopic: string, body: Record<string, unknown>, correlationData: Buffer | undefined) => {
+      uplink.publishDirect(replyTopic, JSON.stringify({ cmd: name, ...body }), {
         qos: 1,
-        properties: this.deps.uplink.protocol() === 5 ? { contentType: 'application/json', ...(correlationData ? { correlationData } : {}) } : undefined,
+        properties: uplink.protocol() === 5 ? { contentType: 'application/json', ...(correlationData ? { correlationData } : {}) } : undefined,
       });
     };
-    const refuse = (reason: RejectReason, detail: string) => {
+    const count = (reason: RejectReason, detail: string) => {
       this.#rejected[reason] = (this.#rejected[reason] ?? 0) + 1;
-      this.deps.logger.warn({ cmd: name.slice(0, 64), reason, detail, bytes: payload.length }, 'command refused');
+      logger.warn({ cmd: name.slice(0, 64), reason, detail, bytes: payload.length }, 'command refused');
+    };
+    // Anyone can send these: never where the sender asks, and only as many as the bucket allows.
+    const refuseUnverified = (reason: RejectReason, detail: string) => {
+      count(reason, detail);
+      if (!this.#unverifiedReplies.take(clock.monoNow())) {
+        this.#repliesDropped++;
+        return;
+      }
+      const correlationData = packet.properties?.correlationData;
+      const echoed = correlationData && correlationData.length <= MAX_UNVERIFIED_CORRELATION_BYTES ? correlationData : undefined;
+      publishReply(topics.reply(name), { ok: false, error: { code: reason, message: detail } }, echoed);
+    };
+    if (!this.#verifier) return refuseUnverified('no_key', 'this device has no command key configured');
+    let verdict: ReturnType<CommandVerifier['verify']>;
+    try {
+      verdict = this.#verifier.verify(name, payload);
+    } catch (err) {
+      // The nonce store failed: refuse rather than run a command whose replay cannot be ruled out.
+      logger.error({ err, cmd: name.slice(0, 64) }, 'command nonces could not be checked');
+      if (isCorruptionError(err)) this.deps.outbox.recoverFromCorruption(err);
+      return refuseUnverified('failed', 'the record of used nonces could not be read; sign the command again');
+    }
+    if (!verdict.ok) return refuseUnverified(verdict.reason, verdict.detail);
+
+    const requested = packet.properties?.responseTopic;
+    const replyTopic = requested !== undefined && topics.isResponseTopic(requested) ? requested : topics.reply(name);
+    const reply = ({ ok, ...rest }: { ok: boolean } & Record<string, unknown>) =>
+      publishReply(replyTopic, { ok, nonce: verdict.nonce, ...rest }, packet.properties?.correlationData);
+    const refuse = (reason: RejectReason, detail: string) => {
+      count(reason, detail);
       reply({ ok: false, error: { code: reason, message: detail } });
     };
-    if (!this.#verifier) return refuse('no_key', 'this device has no command key configured');
-    const verdict = this.#verifier.verify(name, payload);
-    if (!verdict.ok) return refuse(verdict.reason, verdict.detail);
     const command = this.#handlers.get(name);
     if (!command) return refuse('unknown_command', `unknown command ${name}`);
     const args = command.args.safeParse(verdict.args);
@@ -127,12 +185,12 @@ export class CommandRouter implements CommandRegistry {
       const result = await command.handler(args.data);
       this.#executed++;
       this.deps.logger.info({ cmd: name, nonce: verdict.nonce }, 'command executed');
-      reply({ ok: true, nonce: verdict.nonce, result: result ?? null });
+      reply({ ok: true, result: result ?? null });
     } catch (err) {
       const code = err instanceof CommandError ? err.code : 'failed';
       this.#rejected.failed = (this.#rejected.failed ?? 0) + 1;
       this.deps.logger.warn({ cmd: name, err: (err as Error).message }, 'command failed');
-      reply({ ok: false, nonce: verdict.nonce, error: { code, message: (err as Error).message } });
+      reply({ ok: false, error: { code, message: (err as Error).message } });
     }
   }
 }

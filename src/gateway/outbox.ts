@@ -67,11 +67,15 @@ export interface OutboxStats {
 export interface RecoveryReport {
   movedTo: string;
   error: string;
+  /** Wall time of the recovery, ms since the epoch. */
+  at: number;
 }
 
 /** Bytes a row costs beyond its JSON body: SQLite row header, index entry, metadata columns. */
 const ROW_OVERHEAD = 64;
 const CHECKPOINT_INTERVAL_MS = 1000;
+/** How long a recovery waits for the checkpoint worker to close the corrupt file before moving it anyway. */
+const CHECKPOINTER_CLOSE_WAIT_MS = 2000;
 const CORRUPTION_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_VTAB', 'SQLITE_CORRUPT_SEQUENCE']);
 
 export const isCorruptionError = (err: unknown): boolean =>
@@ -113,8 +117,9 @@ export class Outbox {
   #acked = 0;
   #listeners: Array<() => void> = [];
   #evictionListeners: Array<(priority: Priority, reason: EvictionReason, count: number) => void> = [];
+  #reopenListeners: Array<(report: RecoveryReport) => void> = [];
   #closed = true;
-  #checkpointer: Worker | undefined;
+  #checkpointer: { worker: Worker; closed: Int32Array } | undefined;
 
   constructor(private readonly opts: OutboxOptions) {}
 
@@ -197,17 +202,34 @@ export class Outbox {
 
   #startCheckpointer(): void {
     void this.#stopCheckpointer();
+    const closed = new Int32Array(new SharedArrayBuffer(4));
     const worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
-      workerData: { file: this.opts.file, intervalMs: CHECKPOINT_INTERVAL_MS },
+      workerData: { file: this.opts.file, intervalMs: CHECKPOINT_INTERVAL_MS, closed },
       resourceLimits: { maxOldGenerationSizeMb: 16 },
     });
     worker.unref();
     worker.on('error', (err) => this.opts.logger.error({ err }, 'WAL checkpoint worker failed'));
-    this.#checkpointer = worker;
+    this.#checkpointer = { worker, closed };
+  }
+
+  /**
+   * Before a corrupt file is moved aside, every connection to it must be closed: SQLite deletes
+   * the -wal and -shm of the last connection to close by name, which after the rename are the
+   * fresh database's. Blocks (briefly, only during a recovery) until the worker has closed.
+   */
+  #closeCheckpointerNow(): void {
+    const checkpointer = this.#checkpointer;
+    this.#checkpointer = undefined;
+    if (!checkpointer) return;
+    checkpointer.worker.postMessage('close-now');
+    if (Atomics.wait(checkpointer.closed, 0, 0, CHECKPOINTER_CLOSE_WAIT_MS) === 'timed-out') {
+      this.opts.logger.error('the WAL checkpoint worker did not close the corrupt database in time');
+    }
+    void checkpointer.worker.terminate();
   }
 
   async #stopCheckpointer(): Promise<void> {
-    const worker = this.#checkpointer;
+    const worker = this.#checkpointer?.worker;
     this.#checkpointer = undefined;
     if (!worker) return;
     await new Promise<void>((resolve) => {
@@ -236,12 +258,13 @@ export class Outbox {
   }
 
   #moveAside(err: unknown): RecoveryReport {
-    const movedTo = `${this.opts.file}.corrupt-${new Date(this.opts.clock.wallNow()).toISOString().replace(/[:.]/g, '-')}`;
+    const at = this.opts.clock.wallNow();
+    const movedTo = `${this.opts.file}.corrupt-${new Date(at).toISOString().replace(/[:.]/g, '-')}`;
     for (const suffix of ['', '-wal', '-shm']) {
       if (existsSync(this.opts.file + suffix)) renameSync(this.opts.file + suffix, movedTo + suffix);
     }
     this.opts.logger.error({ err, movedTo }, 'outbox database is corrupt: moved aside, starting a fresh one');
-    return { movedTo, error: String((err as Error)?.message ?? err) };
+    return { movedTo, error: String((err as Error)?.message ?? err), at };
   }
 
   /**
@@ -396,16 +419,7 @@ export class Outbox {
   }
 
   #recoverFromCorruption(err: unknown, batch: Pending[]): void {
-    const lost = [...this.#depth];
-    try {
-      this.#db.close();
-    } catch {
-      /* the handle may already be unusable */
-    }
-    const report = this.#moveAside(err);
-    this.#openDb();
-    this.opts.logger.error({ lost, movedTo: report.movedTo }, 'outbox corrupted while running; undelivered events stay in the old file');
-    for (const [rank, count] of lost.entries()) if (count > 0) this.#noteEviction(rank, 'corrupt', count);
+    this.#replaceCorruptDatabase(err);
     // The batch never reached the bad file: store it in the fresh one, once; a second failure is final.
     try {
       this.#commit(batch, []);
@@ -417,6 +431,35 @@ export class Outbox {
     this.#accepted += batch.length;
     for (const p of batch) p.resolve();
     for (const l of this.#listeners) l();
+  }
+
+  /**
+   * For neighbours keeping state in this database (the nonces): corruption they run into is
+   * handled as the outbox's own, so the next use finds a fresh database instead of the same error.
+   */
+  recoverFromCorruption(err: unknown): void {
+    if (!this.#closed) this.#replaceCorruptDatabase(err);
+  }
+
+  #replaceCorruptDatabase(err: unknown): void {
+    const lost = [...this.#depth];
+    this.#closeCheckpointerNow();
+    try {
+      this.#db.close();
+    } catch {
+      /* the handle may already be unusable */
+    }
+    const report = this.#moveAside(err);
+    this.#openDb();
+    this.opts.logger.error({ lost, movedTo: report.movedTo }, 'outbox corrupted while running; undelivered events stay in the old file');
+    for (const [rank, count] of lost.entries()) if (count > 0) this.#noteEviction(rank, 'corrupt', count);
+    for (const listener of this.#reopenListeners) {
+      try {
+        listener(report);
+      } catch (listenerErr) {
+        this.opts.logger.error({ err: listenerErr }, 'outbox reopen listener failed');
+      }
+    }
   }
 
   /**
@@ -521,6 +564,11 @@ export class Outbox {
     this.#evictionListeners.push(listener);
   }
 
+  /** Called after a database found corrupt while running was moved aside and a fresh one opened. */
+  onReopened(listener: (report: RecoveryReport) => void): void {
+    this.#reopenListeners.push(listener);
+  }
+
   depth(): number {
     return this.#depth.reduce((a, b) => a + b, 0);
   }
@@ -549,7 +597,10 @@ export class Outbox {
     };
   }
 
-  /** The database handle, for small neighbours that keep state next to the events (nonces). */
+  /**
+   * The database handle, for small neighbours that keep state next to the events (nonces). A
+   * recovery replaces it (and closes the old one): ask for it at each use, never keep it.
+   */
   database(): Database.Database {
     return this.#db;
   }

@@ -5,7 +5,8 @@ import type { Priority } from '../core/event.js';
  *   <prefix>/<site>/<device>/status                      retained online/offline (birth + Last Will)
  *   <prefix>/<site>/<device>/events/<priority>/<type>    every event, QoS 1
  *   <prefix>/<site>/<device>/cmd/<name>                  signed commands in
- *   <prefix>/<site>/<device>/cmd/<name>/reply            replies when no MQTT 5 response topic is given
+ *   <prefix>/<site>/<device>/cmd/<name>/reply            replies, unless a verified command asked for a topic below
+ *   <prefix>/<site>/<device>/reply/...                   MQTT 5 response topics a verified command may ask for
  */
 export interface Topics {
   site: string;
@@ -16,11 +17,16 @@ export interface Topics {
   commands: string;
   commandName(topic: string): string | undefined;
   reply(name: string): string;
+  /** The only place a response topic may point to: `<base>/reply/`. */
+  responseSpace: string;
+  /** Whether a command's MQTT 5 response topic lies in the response space (never the events, status or command tree). */
+  isResponseTopic(topic: string): boolean;
 }
 
 export function topicsFor(prefix: string, site: string, device: string): Topics {
   const base = `${prefix}/${site}/${device}`;
   const cmdPrefix = `${base}/cmd/`;
+  const responseSpace = `${base}/reply/`;
   return {
     site,
     device,
@@ -30,5 +36,7 @@ export function topicsFor(prefix: string, site: string, device: string): Topics 
     commands: `${cmdPrefix}+`,
     commandName: (topic) => (topic.startsWith(cmdPrefix) && !topic.slice(cmdPrefix.length).includes('/') ? topic.slice(cmdPrefix.length) : undefined),
     reply: (name) => `${cmdPrefix}${name}/reply`,
+    responseSpace,
+    isResponseTopic: (topic) => topic.startsWith(responseSpace) && topic.length > responseSpace.length && !/[+#\0]/.test(topic),
   };
 }
