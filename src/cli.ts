@@ -1,12 +1,12 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { annotateImage } from './anpr/annotate.js';
 import type { AnprEngine } from './anpr/engine.js';
 import { getGrammar } from './anpr/grammar.js';
 import { GRAMMAR_NAMES, isGrammarName } from './config/schema.js';
-import { buildSignedDelta, DeltaError, type SignedDelta } from './anpr/hotlist/delta.js';
+import { buildSignedDelta, DeltaError, type SignedDelta, type SignedListHeader, signListHeader } from './anpr/hotlist/delta.js';
 import { HotlistStore } from './anpr/hotlist/source.js';
 import { rankWithGrammar, type RankedPlate } from './anpr/pipeline.js';
 import { ConfigError, configJsonSchema, formatProblem, loadConfig, runConfigCheck } from './config/index.js';
@@ -349,10 +349,20 @@ hotlist
   .option('-d, --data-dir <dir>', 'take the base list from this cache and announce the resulting version')
   .option('--add <file>', 'entries to add (CSV or JSON, like a hot list)')
   .option('--remove <plate...>', 'plates to remove')
-  .action(async (opts: { key: string; base?: string; dataDir?: string; add?: string; remove?: string[] }) => {
+  .requiredOption('--serial <n>', 'serial of the delta: above every list and delta issued before', Number)
+  .requiredOption('--scope <site...>', "sites that may apply it (config device.site), or '*'")
+  .action(async (opts: { key: string; base?: string; dataDir?: string; add?: string; remove?: string[]; serial: number; scope: string[] }) => {
     let signed: SignedDelta;
     try {
-      signed = await buildSignedDelta({ keyFile: opts.key, base: opts.base, dataDir: opts.dataDir, addFile: opts.add, remove: opts.remove });
+      signed = await buildSignedDelta({
+        keyFile: opts.key,
+        base: opts.base,
+        dataDir: opts.dataDir,
+        addFile: opts.add,
+        remove: opts.remove,
+        serial: opts.serial,
+        scope: opts.scope,
+      });
     } catch (err) {
       if (!(err instanceof DeltaError)) throw err;
       if (err.rows) for (const e of err.rows.errors) process.stderr.write(`${err.rows.file}:${e.line}: ${e.message}\n`);
@@ -360,6 +370,27 @@ hotlist
       process.exit(1);
     }
     process.stdout.write(`${JSON.stringify(signed)}\n`);
+  });
+
+hotlist
+  .command('sign')
+  .description('write FILE.header (serial, issue time, scope, SHA-256 of FILE) and FILE.sig (its Ed25519 signature) to publish FILE at a URL')
+  .argument('<file>')
+  .requiredOption('-k, --key <file>', 'Ed25519 private key of the list publisher (PEM)')
+  .requiredOption('--serial <n>', 'serial of the list: above every list and delta issued before', Number)
+  .requiredOption('--scope <site...>', "sites that may install it (config device.site), or '*'")
+  .action((file: string, opts: { key: string; serial: number; scope: string[] }) => {
+    let signed: SignedListHeader;
+    try {
+      signed = signListHeader({ keyFile: opts.key, listFile: file, serial: opts.serial, scope: opts.scope });
+    } catch (err) {
+      if (!(err instanceof DeltaError)) throw err;
+      process.stderr.write(`vigia: ${err.message}\n`);
+      process.exit(1);
+    }
+    writeFileSync(`${file}.header`, signed.header);
+    writeFileSync(`${file}.sig`, `${signed.signature}\n`);
+    process.stdout.write(`${signed.header}`);
   });
 
 const flows = program.command('flows').description("Node-RED flows of a running daemon, through its admin API (see the README's Node-RED guide)");

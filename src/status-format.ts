@@ -56,7 +56,16 @@ interface AnprStatusView {
   reads?: number;
   hits?: number;
   rejected_frames?: Record<string, number>;
-  hotlist?: { size: number; version: string; updated_at: string | null; last_error: string | null } | null;
+  hotlist?: {
+    size: number;
+    version: string;
+    updated_at: string | null;
+    last_error: string | null;
+    serial?: number;
+    issued?: string | null;
+    stale?: boolean;
+    age_s?: number | null;
+  } | null;
 }
 
 function formatAnpr(a: AnprStatusView): string[] {
@@ -67,7 +76,13 @@ function formatAnpr(a: AnprStatusView): string[] {
     lines.push(`  ${id.padEnd(12)} ${c.state.padEnd(8)} ${counts}${c.lastError ? `  last error: ${c.lastError}` : ''}`);
   }
   const h = a.hotlist;
-  if (h) lines.push(`hotlist    ${h.size} entries, version ${h.version.slice(0, 12)}, updated ${h.updated_at ?? 'never'}${lastError(h.last_error)}`);
+  if (h) {
+    const signed = h.issued ? `, serial ${h.serial ?? 0} issued ${h.issued}${h.age_s != null ? ` (${age(h.age_s)} old)` : ''}` : '';
+    const stale = h.stale ? ' STALE' : '';
+    lines.push(
+      `hotlist    ${h.size} entries, version ${h.version.slice(0, 12)}${signed}${stale}, updated ${h.updated_at ?? 'never'}${lastError(h.last_error)}`,
+    );
+  }
   return lines;
 }
 

@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync, verify } from 'node:crypto';
+import { createHash, generateKeyPairSync, verify } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseListHeader } from '../src/anpr/hotlist/header.js';
 import { HotlistStore } from '../src/anpr/hotlist/source.js';
 import { CLI } from './helpers/daemon.js';
 import { chileanPlate, scene } from './helpers/plates.js';
@@ -124,6 +125,27 @@ describe('vigia hotlist', () => {
     expect(JSON.parse(stats.stdout)).toMatchObject({ size: 0 });
   });
 
+  it('signs a list for publishing: FILE.header with its serial, scope and digest, FILE.sig over the header', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-hotlist-cli-'));
+    const csv = join(dir, 'hotlist.csv');
+    writeFileSync(csv, 'plate,reason,source,added,expires\nBBCL12,stolen,carabineros,2026-01-05,\n');
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const keyFile = join(dir, 'publisher.pem');
+    writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+
+    const r = await run('hotlist', 'sign', csv, '-k', keyFile, '--serial', '42', '--scope', 'la-serena', 'coquimbo');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const header = readFileSync(`${csv}.header`);
+    expect(verify(null, header, publicKey, Buffer.from(readFileSync(`${csv}.sig`, 'utf8').trim(), 'base64'))).toBe(true);
+    expect(parseListHeader(header)).toMatchObject({
+      serial: 42,
+      scope: ['la-serena', 'coquimbo'],
+      sha256: createHash('sha256').update(readFileSync(csv)).digest('hex'),
+    });
+    expect((await run('hotlist', 'sign', csv, '-k', keyFile, '--serial', '1.5', '--scope', '*')).stderr).toMatch(/--serial/);
+  });
+
   it('builds a signed delta that a device holding the public key applies, with the announced version', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vigia-hotlist-cli-'));
     const data = join(dir, 'data');
@@ -136,15 +158,22 @@ describe('vigia hotlist', () => {
     const addFile = join(dir, 'add.csv');
     writeFileSync(addFile, 'plate,reason,source,added,expires\nFKZT41,stolen,carabineros,2026-11-30,\n');
 
-    const r = await run('hotlist', 'delta', '-k', keyFile, '--data-dir', data, '--add', addFile, '--remove', 'HJRS37');
+    const r = await run('hotlist', 'delta', '-k', keyFile, '--data-dir', data, '--add', addFile, '--remove', 'HJRS37', '--serial', '7', '--scope', 'la-serena');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const args = JSON.parse(r.stdout) as { delta: string; signature: string };
     expect(verify(null, Buffer.from(args.delta), publicKey, Buffer.from(args.signature, 'base64'))).toBe(true);
-    const delta = JSON.parse(args.delta) as { base_version: string; version: string; remove: string[] };
+    const delta = JSON.parse(args.delta) as { base_version: string; version: string; remove: string[]; serial: number; scope: string[]; issued: string };
     expect(delta.remove).toEqual(['HJRS37']);
+    expect(delta).toMatchObject({ serial: 7, scope: ['la-serena'] });
+    expect(Date.parse(delta.issued)).not.toBeNaN();
 
-    const device = new HotlistStore({ dataDir: data, publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(), deltaPersistDelayMs: 0 });
+    const device = new HotlistStore({
+      dataDir: data,
+      site: 'la-serena',
+      publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      deltaPersistDelayMs: 0,
+    });
     try {
       await device.open();
       expect(device.current().version).toBe(delta.base_version);
@@ -152,14 +181,21 @@ describe('vigia hotlist', () => {
       expect(applied).toMatchObject({ ok: true, version: delta.version, size: 2 });
       expect(device.current().has('FKZT41')).toBe(true);
       expect(device.current().has('HJRS37')).toBe(false);
+      expect(device.stats().serial).toBe(7);
     } finally {
       await device.close();
     }
 
-    const noBase = await run('hotlist', 'delta', '-k', keyFile, '--remove', 'BBCL12');
+    const noBase = await run('hotlist', 'delta', '-k', keyFile, '--remove', 'BBCL12', '--serial', '8', '--scope', '*');
     expect(noBase.code).toBe(1);
     expect(noBase.stderr).toMatch(/--base/);
-    const badKey = await run('hotlist', 'delta', '-k', csv, '--base', delta.base_version);
+    const noSerial = await run('hotlist', 'delta', '-k', keyFile, '--base', delta.base_version, '--scope', '*');
+    expect(noSerial.code).toBe(1);
+    expect(noSerial.stderr).toMatch(/--serial/);
+    const badSerial = await run('hotlist', 'delta', '-k', keyFile, '--base', delta.base_version, '--serial', '0', '--scope', '*');
+    expect(badSerial.code).toBe(1);
+    expect(badSerial.stderr).toMatch(/--serial must be a positive integer/);
+    const badKey = await run('hotlist', 'delta', '-k', csv, '--base', delta.base_version, '--serial', '8', '--scope', '*');
     expect(badKey.code).toBe(1);
     expect(badKey.stderr).toMatch(/cannot read the private key/);
   });

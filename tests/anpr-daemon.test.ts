@@ -155,6 +155,9 @@ describe('ANPR in the daemon (real models, real Mosquitto)', () => {
     const delta = JSON.stringify({
       base_version: before.hotlist.version,
       add: [{ plate: 'FKZT41', reason: 'encargo por robo', source: 'Carabineros', added: '2026-11-30' }],
+      serial: 1,
+      issued: new Date().toISOString(),
+      scope: ['test-site'],
     });
     const forged = await commander.call('hotlist.delta', {
       delta,

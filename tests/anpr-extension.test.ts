@@ -263,11 +263,11 @@ describe('ANPR extension', () => {
     const tls = makeTlsFiles();
     const { publicKey, privateKey } = generateKeyPairSync('ed25519');
     let body = Buffer.from('plate,reason,source,added,expires\nHJRS37,encargo por robo,PDI,2026-11-20,\n');
-    let digestOf = body;
+    let header = signedHeader(body, 1);
     const server = createServer({ cert: readFileSync(tls.serverCert), key: readFileSync(tls.serverKey) }, (req, res) => {
       if (req.url === '/list.csv') return res.end(body);
-      if (req.url === '/list.csv.sha256') return res.end(`${createHash('sha256').update(digestOf).digest('hex')}  list.csv\n`);
-      if (req.url === '/list.csv.sig') return res.end(sign(null, digestOf, privateKey).toString('base64'));
+      if (req.url === '/list.csv.header') return res.end(header);
+      if (req.url === '/list.csv.sig') return res.end(sign(null, header, privateKey).toString('base64'));
       res.statusCode = 404;
       res.end();
     });
@@ -279,7 +279,7 @@ describe('ANPR extension', () => {
     ]);
     await until(() => t.of('hotlist.updated').some((e) => e.payload.source === url), 'list from the URL');
     const good = t.anprStatus().hotlist!.version;
-    expect(t.anprStatus().hotlist).toMatchObject({ size: 1, source: url });
+    expect(t.anprStatus().hotlist).toMatchObject({ size: 1, source: url, serial: 1, stale: false });
 
     body = Buffer.from(body.toString().replace('HJRS37', 'HJRS38')); // altered in transit: digest no longer matches
     await until(() => t.of('hotlist.rejected').length === 1, 'altered list refused');
@@ -288,11 +288,48 @@ describe('ANPR extension', () => {
     expect(t.of('hotlist.rejected')).toHaveLength(1);
     expect(t.anprStatus().hotlist!.version).toBe(good);
 
-    digestOf = body; // the publisher signs the new list
+    header = signedHeader(body, 2); // the publisher signs the new list
     await until(() => t.anprStatus().hotlist!.version !== good, 'new list installed');
     t.reader.answers.push([{ text: 'HJRS38', p: 0.95 }]);
     t.cams.get('lane-1')!.push(await frame(90, true));
     await until(() => t.of('plate.hit').length === 1, 'hit on the refreshed list');
     expect(t.of('plate.hit')[0]!.payload.entry).toMatchObject({ plate: 'HJRS38', source: 'PDI' });
   });
+
+  it('raises hotlist.stale once for a list older than max_age, however often it is fetched again', async () => {
+    const tls = makeTlsFiles();
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const body = Buffer.from('plate,reason,source,added,expires\nHJRS37,encargo por robo,PDI,2026-11-20,\n');
+    const header = signedHeader(body, 1, new Date(Date.now() - 48 * 3600_000));
+    let listRequests = 0;
+    const server = createServer({ cert: readFileSync(tls.serverCert), key: readFileSync(tls.serverKey) }, (req, res) => {
+      if (req.url === '/list.csv') {
+        listRequests++;
+        return res.end(body);
+      }
+      if (req.url === '/list.csv.header') return res.end(header);
+      if (req.url === '/list.csv.sig') return res.end(sign(null, header, privateKey).toString('base64'));
+      res.statusCode = 404;
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise((r) => server.close(() => r())));
+    const url = `https://localhost:${(server.address() as { port: number }).port}/list.csv`;
+    const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const t = await start({ hotlist: { url, ca: tls.caFile, refresh: '100ms', max_age: '24h', public_key: publicPem } }, [directoryCam]);
+    await until(() => t.of('hotlist.stale').length === 1, 'stale list reported');
+    const stale = t.of('hotlist.stale')[0]!;
+    expect(stale.priority).toBe('hit');
+    expect(stale.payload).toMatchObject({ version: t.anprStatus().hotlist!.version, serial: 1 });
+    expect(stale.payload.age_s).toBeGreaterThanOrEqual(48 * 3600);
+    expect(t.anprStatus().hotlist).toMatchObject({ stale: true, serial: 1 });
+    const seen = listRequests;
+    await until(() => listRequests >= seen + 3, 'more refreshes');
+    expect(t.of('hotlist.stale')).toHaveLength(1);
+  });
 });
+
+/** A list's signed header for site `test` (the sites of these tests), issued now unless told. */
+function signedHeader(list: Buffer, serial: number, issued = new Date()): Buffer {
+  return Buffer.from(JSON.stringify({ serial, issued: issued.toISOString(), scope: ['test'], sha256: createHash('sha256').update(list).digest('hex') }));
+}

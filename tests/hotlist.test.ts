@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HotlistBuildWorker, hotlistWorkerEntry } from '../src/anpr/hotlist/build-worker.js';
+import { HotlistFreshness } from '../src/anpr/hotlist/freshness.js';
 import type { HotlistEntryInput } from '../src/anpr/hotlist/entry.js';
 import { Hotlist, HotlistError } from '../src/anpr/hotlist/list.js';
 import { parseHotlistCsv, parseHotlistJson } from '../src/anpr/hotlist/parse.js';
@@ -55,6 +56,14 @@ function expectRefused(u: HotlistUpdate, reason: string): Extract<HotlistUpdate,
 }
 
 const CSV_HEADER = 'plate,reason,source,added,expires\n';
+
+/** The device's site (config.device.site) in these tests. */
+const SITE = 'test-site';
+/** Serials of signed lists and deltas only rise; tests that do not look at them take the next one. */
+let lastSerial = 1000;
+const nextSerial = () => ++lastSerial;
+/** The signed fields every delta carries: its serial, issue time and the sites it is for. */
+const stamp = (serial = nextSerial(), scope: string[] = [SITE], issued = new Date(NOW).toISOString()) => ({ serial, issued, scope });
 
 describe('Hotlist lookup', () => {
   const list = Hotlist.fromEntries([entry('BBCL1Z'), entry('FHKT54'), entry('AB1234', { reason: 'encargo', source: 'pdi' })]);
@@ -351,12 +360,12 @@ describe('HotlistStore: local files, deltas, cache', () => {
   it('applies a signed delta to its base version only', async () => {
     const { pub, priv } = keyPair();
     const dir = tempDir();
-    const store = new HotlistStore({ dataDir: dir, publicKey: pub, now: () => NOW, deltaPersistDelayMs: 0 });
+    const store = new HotlistStore({ dataDir: dir, site: SITE, publicKey: pub, now: () => NOW, deltaPersistDelayMs: 0 });
     writeFileSync(join(dir, 'a.csv'), `${CSV_HEADER}BBCL12,robo,pdi,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n`);
     await store.load(join(dir, 'a.csv'));
     const base = store.current();
     const delta = (over: Record<string, unknown>) =>
-      Buffer.from(JSON.stringify({ base_version: base.version, add: [entry('XY1234')], remove: ['FHKT54'], ...over }));
+      Buffer.from(JSON.stringify({ base_version: base.version, add: [entry('XY1234')], remove: ['FHKT54'], ...stamp(), ...over }));
     const body = delta({});
 
     // Wrong signer, truncated signature: refused before anything is parsed.
@@ -382,12 +391,12 @@ describe('HotlistStore: local files, deltas, cache', () => {
     expect(store.current().lookup('FHKT54', { now: NOW })).toEqual([]);
     expect(base.lookup('FHKT54', { now: NOW })).toHaveLength(1);
 
-    // The same delta again: its base is no longer current.
-    expectRefused(await store.applySignedDelta(announced, sign(null, announced, priv)), 'base_version');
+    // The same delta again: its serial is no longer above the installed one (nor is its base current).
+    expectRefused(await store.applySignedDelta(announced, sign(null, announced, priv)), 'rollback');
     expect(store.stats()).toMatchObject({
       deltas_applied: 1,
       rejected: 7,
-      rejected_by: { signature: 2, base_version: 2, version_mismatch: 1, malformed: 1, invalid: 1 },
+      rejected_by: { signature: 2, base_version: 1, rollback: 1, version_mismatch: 1, malformed: 1, invalid: 1 },
     });
     await store.close();
 
@@ -400,22 +409,22 @@ describe('HotlistStore: local files, deltas, cache', () => {
     const { pub, priv } = keyPair();
     const dir = tempDir();
     const dataDir = join(dir, 'data');
-    const first = new HotlistStore({ dataDir, publicKey: pub, now: () => NOW });
+    const first = new HotlistStore({ dataDir, site: SITE, publicKey: pub, now: () => NOW });
     writeFileSync(join(dir, 'a.csv'), `${CSV_HEADER}BBCL1Z,"robo, con violencia",carabineros,2025-01-10,2030-01-01\nFHKT54,robo,pdi,2025-01-10T10:00:00Z,\n`);
     await first.load(join(dir, 'a.csv'));
-    const body = Buffer.from(JSON.stringify({ base_version: first.current().version, add: [entry('XY1234')] }));
+    const body = Buffer.from(JSON.stringify({ base_version: first.current().version, add: [entry('XY1234')], ...stamp() }));
     expectOk(await first.applySignedDelta(body, sign(null, body, priv))); // persisted later (5 min)...
     await first.close(); // ...or at close
     const version = first.current().version;
 
-    const second = new HotlistStore({ dataDir, publicKey: pub, now: () => NOW });
+    const second = new HotlistStore({ dataDir, site: SITE, publicKey: pub, now: () => NOW });
     expect(second.current().size).toBe(0);
     expect(expectOk(await second.open()).version).toBe(version);
     expect(second.current().size).toBe(3);
     expect(plates(second.current(), 'BBCL12')).toEqual(['confusable:BBCL1Z:1']);
     expect(second.stats()).toMatchObject({ source: join(dir, 'a.csv'), deltas_applied: 1, version });
     // Deltas keep working on the reloaded list.
-    const next = Buffer.from(JSON.stringify({ base_version: version, remove: ['XY1234'] }));
+    const next = Buffer.from(JSON.stringify({ base_version: version, remove: ['XY1234'], ...stamp() }));
     expectOk(await second.applySignedDelta(next, sign(null, next, priv)));
     await second.close();
 
@@ -430,6 +439,65 @@ describe('HotlistStore: local files, deltas, cache', () => {
     const fresh = new HotlistStore({ dataDir: join(dir, 'nothing-here') });
     expectOk(await fresh.open());
     expect(fresh.current().size).toBe(0);
+  });
+});
+
+describe('HotlistStore: serials, scope and the old cache format', () => {
+  it('refuses a delta whose serial is not above the installed one, or scoped to another site', async () => {
+    const { pub, priv } = keyPair();
+    const dir = tempDir();
+    const store = new HotlistStore({ dataDir: join(dir, 'data'), site: SITE, publicKey: pub, now: () => NOW, deltaPersistDelayMs: 0 });
+    writeFileSync(join(dir, 'a.csv'), `${CSV_HEADER}BBCL12,robo,pdi,2025-01-10,\n`);
+    expectOk(await store.load(join(dir, 'a.csv')));
+    const delta = (serial: number, doc: object, scope: string[] = [SITE]) => {
+      const body = Buffer.from(JSON.stringify({ base_version: store.current().version, ...stamp(serial, scope), ...doc }));
+      return [body, sign(null, body, priv)] as const;
+    };
+    expectOk(await store.applySignedDelta(...delta(5, { add: [entry('KLPR12')] })));
+    expect(store.stats()).toMatchObject({ serial: 5, issued: new Date(NOW).toISOString() });
+    const installed = store.current();
+
+    expect(expectRefused(await store.applySignedDelta(...delta(5, { remove: ['KLPR12'] })), 'rollback').detail).toMatch(/serial 5/);
+    expectRefused(await store.applySignedDelta(...delta(4, { remove: ['KLPR12'] })), 'rollback');
+    expectRefused(await store.applySignedDelta(...delta(6, { remove: ['KLPR12'] }, ['another-site'])), 'scope');
+    const unstamped = Buffer.from(JSON.stringify({ base_version: installed.version, remove: ['KLPR12'] }));
+    expectRefused(await store.applySignedDelta(unstamped, sign(null, unstamped, priv)), 'malformed');
+    expect(store.current()).toBe(installed);
+    expect(plates(store.current(), 'KLPR12')).toEqual(['exact:KLPR12:0']);
+
+    // A site-wide scope and a higher serial go through; the serial survives a restart.
+    expectOk(await store.applySignedDelta(...delta(7, { remove: ['KLPR12'] }, ['*'])));
+    await store.close();
+    const restarted = new HotlistStore({ dataDir: join(dir, 'data'), site: SITE, publicKey: pub, now: () => NOW });
+    expectOk(await restarted.open());
+    expect(restarted.stats().serial).toBe(7);
+    const replay = Buffer.from(JSON.stringify({ base_version: restarted.current().version, add: [entry('KLPR12')], ...stamp(7) }));
+    expectRefused(await restarted.applySignedDelta(replay, sign(null, replay, priv)), 'rollback');
+    await restarted.close();
+  });
+
+  it('still loads a cache written before serials (serial 0), and takes the first signed delta', async () => {
+    const { pub, priv } = keyPair();
+    const dataDir = tempDir();
+    const list = Hotlist.fromEntries([entry('BBCL12'), entry('FHKT54')]);
+    const oldHeader = {
+      version: list.version,
+      source: 'https://lists.example/hotlist.csv',
+      etag: '"old"',
+      etag_url: 'https://lists.example/hotlist.csv',
+      loaded_at: '2025-06-15T06:00:00.000Z',
+      deltas_applied: 0,
+    };
+    writeFileSync(join(dataDir, 'hotlist.cache'), `# vigia-hotlist-cache 1 ${JSON.stringify(oldHeader)}\n${[...list.toCsv()].join('')}`);
+    const store = new HotlistStore({ dataDir, site: SITE, publicKey: pub, now: () => NOW, deltaPersistDelayMs: 0 });
+    expect(expectOk(await store.open()).version).toBe(list.version);
+    expect(plates(store.current(), 'FHKT54')).toEqual(['exact:FHKT54:0']);
+    // Serial 0; counted as issued when it was fetched; the old ETag dropped so the next fetch takes a signed header.
+    expect(store.stats()).toMatchObject({ serial: 0, issued: '2025-06-15T06:00:00.000Z', etag: null, source: oldHeader.source });
+    const body = Buffer.from(JSON.stringify({ base_version: list.version, remove: ['FHKT54'], ...stamp(1) }));
+    expectOk(await store.applySignedDelta(body, sign(null, body, priv)));
+    expect(store.stats().serial).toBe(1);
+    await store.close();
   });
 });
 
@@ -509,7 +577,7 @@ describe('building lists in a worker thread', () => {
   });
 
   function storePair(extra: Partial<HotlistStoreOptions> = {}) {
-    const opts = { now: () => NOW, deltaPersistDelayMs: 0, ...extra };
+    const opts = { now: () => NOW, site: SITE, deltaPersistDelayMs: 0, ...extra };
     const workerDir = tempDir();
     return {
       worker: new HotlistStore({ ...opts, dataDir: workerDir, build: 'worker' }),
@@ -556,7 +624,7 @@ describe('building lists in a worker thread', () => {
       expectOk(await inline.load(join(dir, 'base.csv')));
       const base = worker.current();
       const signed = (doc: object) => {
-        const body = Buffer.from(JSON.stringify({ base_version: base.version, ...doc }));
+        const body = Buffer.from(JSON.stringify({ base_version: base.version, ...stamp(), ...doc }));
         return [body, sign(null, body, priv)] as const;
       };
       const [gone, alsoGone] = [samplePlate(1), samplePlate(12)]; // neither expired
@@ -618,7 +686,7 @@ describe('HotlistStore: a build worker that crashes', () => {
     const { pub, priv } = keyPair();
     const dir = tempDir();
     const flag = join(dir, 'crash-next');
-    const store = new HotlistStore({ dataDir: join(dir, 'data'), publicKey: pub, now: () => NOW, buildWorkerEntry: crashingEntry(dir, flag) });
+    const store = new HotlistStore({ dataDir: join(dir, 'data'), site: SITE, publicKey: pub, now: () => NOW, buildWorkerEntry: crashingEntry(dir, flag) });
     writeFileSync(join(dir, 'a.csv'), `${CSV_HEADER}BBCL1Z,robo,carabineros,2025-01-10,\nFHKT54,robo,pdi,2025-01-10,\n`);
     writeFileSync(join(dir, 'b.csv'), `${CSV_HEADER}XY1234,robo,pdi,2025-01-10,\n`);
     try {
@@ -632,7 +700,7 @@ describe('HotlistStore: a build worker that crashes', () => {
       expect(plates(store.current(), 'BBCL12')).toEqual(['confusable:BBCL1Z:1']);
 
       const delta = (doc: object) => {
-        const body = Buffer.from(JSON.stringify({ base_version: store.current().version, ...doc }));
+        const body = Buffer.from(JSON.stringify({ base_version: store.current().version, ...stamp(), ...doc }));
         return [body, sign(null, body, priv)] as const;
       };
       writeFileSync(flag, 'exit');
@@ -671,18 +739,31 @@ describe('HotlistStore: HTTPS', () => {
   const files = new Map<string, { body: Buffer; etag?: string; gzip?: boolean; delayMs?: number }>();
   const requests: Array<{ path: string; ifNoneMatch: string | undefined }> = [];
 
-  /** Publishes a list with its .sha256 and .sig (signed by `key`, digest of `digestOf`). */
-  function publish(path: string, text: string, opts: { key?: KeyObject; digestOf?: string; etag?: string; gzip?: boolean; delayMs?: number } = {}) {
+  type PublishOptions = {
+    key?: KeyObject;
+    digestOf?: string;
+    etag?: string;
+    gzip?: boolean;
+    delayMs?: number;
+    serial?: number;
+    scope?: string[];
+    issued?: string;
+  };
+
+  /** Publishes a list with its .header (serial, issued, scope, SHA-256 of `digestOf`) and .sig (the header signed by `key`). */
+  function publish(path: string, text: string, opts: PublishOptions = {}) {
     const body = Buffer.from(text);
     files.set(path, { body, etag: opts.etag, gzip: opts.gzip, delayMs: opts.delayMs });
-    files.set(`${path}.sha256`, {
-      body: Buffer.from(
-        `${createHash('sha256')
+    const header = Buffer.from(
+      `${JSON.stringify({
+        ...stamp(opts.serial, opts.scope, opts.issued),
+        sha256: createHash('sha256')
           .update(opts.digestOf ?? text)
-          .digest('hex')}  list\n`,
-      ),
-    });
-    files.set(`${path}.sig`, { body: Buffer.from(`${sign(null, body, opts.key ?? signer.priv).toString('base64')}\n`) });
+          .digest('hex'),
+      })}\n`,
+    );
+    files.set(`${path}.header`, { body: header });
+    files.set(`${path}.sig`, { body: Buffer.from(`${sign(null, header, opts.key ?? signer.priv).toString('base64')}\n`) });
   }
 
   beforeAll(async () => {
@@ -722,7 +803,7 @@ describe('HotlistStore: HTTPS', () => {
   const listB = `${CSV_HEADER}XY1234,robo,pdi,2025-01-10,\n`;
 
   function newStore() {
-    return new HotlistStore({ dataDir: tempDir(), publicKey: signer.pub, now: () => NOW });
+    return new HotlistStore({ dataDir: tempDir(), site: SITE, publicKey: signer.pub, now: () => NOW });
   }
 
   it('accepts a list with a good digest and signature, then uses the ETag (304 keeps it)', async () => {
@@ -761,8 +842,8 @@ describe('HotlistStore: HTTPS', () => {
     expect(store.current().version).toBe(version);
     expect(store.stats()).toMatchObject({ rejected: 1, rejected_by: { digest: 1 }, source: `${base}/b/ok.csv` });
     expect(store.stats().last_error).toMatch(/^digest:/);
-    files.delete('/b/hotlist.csv.sha256');
-    expectRefused(await store.fetch(`${base}/b/hotlist.csv`, { ca }), 'digest');
+    files.delete('/b/hotlist.csv.header');
+    expectRefused(await store.fetch(`${base}/b/hotlist.csv`, { ca }), 'header');
     expect(store.current().version).toBe(version);
     await store.close();
   });
@@ -805,6 +886,89 @@ describe('HotlistStore: HTTPS', () => {
     await store.close();
   });
 
+  it('refuses an older signed list served again (rollback) and keeps matching the newer one, across restarts', async () => {
+    const ca = readFileSync(tls.caFile);
+    const url = `${base}/r/hotlist.csv`;
+    const listV1 = `${CSV_HEADER}BBCL1Z,robo,carabineros,2025-01-10,\n`;
+    const listV2 = `${CSV_HEADER}BBCL1Z,robo,carabineros,2025-01-10,\nKLPR12,robo,pdi,2025-06-14,\n`; // KLPR12 stolen yesterday
+    publish('/r/hotlist.csv', listV1, { serial: 1, etag: '"v1"' });
+    const v1Files = ['', '.header', '.sig'].map((suffix) => [`/r/hotlist.csv${suffix}`, files.get(`/r/hotlist.csv${suffix}`)!] as const);
+    const dataDir = tempDir();
+    const store = new HotlistStore({ dataDir, site: SITE, publicKey: signer.pub, now: () => NOW });
+    expectOk(await store.fetch(url, { ca }));
+    expect(store.stats().serial).toBe(1);
+    publish('/r/hotlist.csv', listV2, { serial: 2, etag: '"v2"' });
+    const v2 = expectOk(await store.fetch(url, { ca }));
+    expect(plates(store.current(), 'KLPR12')).toEqual(['exact:KLPR12:0']);
+
+    for (const [path, file] of v1Files) files.set(path, file); // the genuine, signed v1 again
+    const refused = expectRefused(await store.fetch(url, { ca }), 'rollback');
+    expect(refused.detail).toMatch(/serial 1/);
+    expect(store.current().version).toBe(v2.version);
+    expect(plates(store.current(), 'KLPR12')).toEqual(['exact:KLPR12:0']);
+    expect(store.stats()).toMatchObject({ serial: 2, rejected_by: { rollback: 1 } });
+    await store.close();
+
+    // The highest serial is kept with the cache: a restarted device refuses v1 too.
+    const restarted = new HotlistStore({ dataDir, site: SITE, publicKey: signer.pub, now: () => NOW });
+    expectOk(await restarted.open());
+    expectRefused(await restarted.fetch(url, { ca }), 'rollback');
+    expect(plates(restarted.current(), 'KLPR12')).toEqual(['exact:KLPR12:0']);
+    // The same signed v2 again (after a technician's file replaced it, say) is not a rollback.
+    publish('/r/hotlist.csv', listV2, { serial: 2, etag: '"v2"' });
+    const local = join(tempDir(), 'local.csv');
+    writeFileSync(local, `${CSV_HEADER}XY1234,robo,pdi,2025-01-10,\n`);
+    expectOk(await restarted.load(local));
+    expect(expectOk(await restarted.fetch(url, { ca })).version).toBe(v2.version);
+    await restarted.close();
+  });
+
+  it('refuses a list scoped to other sites', async () => {
+    const ca = readFileSync(tls.caFile);
+    publish('/s/other.csv', listB, { scope: ['another-site', 'third-site'] });
+    publish('/s/ours.csv', listA, { scope: ['another-site', SITE] });
+    publish('/s/all.csv', listB, { scope: ['*'] });
+    const store = newStore();
+    expect(expectRefused(await store.fetch(`${base}/s/other.csv`, { ca }), 'scope').detail).toMatch(/test-site/);
+    expect(store.current().size).toBe(0);
+    expectOk(await store.fetch(`${base}/s/ours.csv`, { ca }));
+    expectOk(await store.fetch(`${base}/s/all.csv`, { ca }));
+    expect(store.stats().rejected_by).toEqual({ scope: 1 });
+    await store.close();
+  });
+
+  it('raises hotlist.stale once when a server answers 304 forever, and only once the clock is trusted', async () => {
+    const ca = readFileSync(tls.caFile);
+    let clock = NOW;
+    let synced = false;
+    const store = new HotlistStore({ dataDir: tempDir(), site: SITE, publicKey: signer.pub, now: () => clock });
+    const freshness = new HotlistFreshness({ maxAgeMs: 24 * 3600_000, now: () => clock, clockSynced: () => synced });
+    publish('/f/hotlist.csv', listA, { etag: '"frozen"', issued: new Date(NOW).toISOString() });
+    const url = `${base}/f/hotlist.csv`;
+    const installed = expectOk(await store.fetch(url, { ca }));
+    expect(freshness.check(store.stats())).toBeNull();
+
+    clock = NOW + 25 * 3600_000;
+    expect(expectOk(await store.fetch(url, { ca })).status).toBe('not_modified');
+    expect(freshness.check(store.stats())).toBeNull(); // the wall clock is not trusted yet
+    synced = true;
+    const stale = freshness.check(store.stats());
+    expect(stale).toEqual({ version: installed.version, serial: store.stats().serial, issued: new Date(NOW).toISOString(), age_s: 25 * 3600 });
+    expect(freshness.status(store.stats())).toEqual({ stale: true, age_s: 25 * 3600 });
+    clock += 3600_000;
+    expect(expectOk(await store.fetch(url, { ca })).status).toBe('not_modified');
+    expect(freshness.check(store.stats())).toBeNull(); // once per episode
+
+    // A fresh list ends the episode; the next one is reported again.
+    publish('/f/hotlist.csv', listB, { etag: '"new"', issued: new Date(clock).toISOString() });
+    expectOk(await store.fetch(url, { ca }));
+    expect(freshness.check(store.stats())).toBeNull();
+    expect(freshness.status(store.stats())).toEqual({ stale: false, age_s: 0 });
+    clock += 24 * 3600_000 + 1000;
+    expect(freshness.check(store.stats())).toMatchObject({ age_s: 24 * 3600 + 1 });
+    await store.close();
+  });
+
   it('runs updates one at a time: a delta sent during a fetch is checked against the fetched list', async () => {
     publish('/e/first.csv', listA);
     publish('/e/second.csv', listB, { delayMs: 300 });
@@ -812,7 +976,7 @@ describe('HotlistStore: HTTPS', () => {
     const ca = readFileSync(tls.caFile);
     expectOk(await store.fetch(`${base}/e/first.csv`, { ca }));
     const before = store.current().version;
-    const delta = Buffer.from(JSON.stringify({ base_version: before, add: [entry('KLPR12')] }));
+    const delta = Buffer.from(JSON.stringify({ base_version: before, add: [entry('KLPR12')], ...stamp() }));
     const fetching = store.fetch(`${base}/e/second.csv`, { ca });
     const applying = store.applySignedDelta(delta, sign(null, delta, signer.priv)); // arrives while the fetch is in flight
     expect(store.current().version).toBe(before);

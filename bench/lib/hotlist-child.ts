@@ -203,6 +203,9 @@ async function store(args: Args): Promise<StoreOutput> {
     base_version: version,
     add: Array.from({ length: 1000 }, (_, k) => makeEntry(args.n + k)),
     remove: Array.from({ length: 1000 }, (_, k) => listedPlate(k)),
+    serial: 1,
+    issued: new Date(NOW).toISOString(),
+    scope: ['*'],
   };
   const body = Buffer.from(JSON.stringify(delta));
   const applied = await underLoopProbe(() => first.applySignedDelta(body, sign(null, body, privateKey)));

@@ -13,6 +13,7 @@ import { EvidenceStore } from './evidence.js';
 import { getGrammar } from './grammar.js';
 import type { PlateGrammar } from './grammars/types.js';
 import type { HotlistMatch } from './hotlist/list.js';
+import { HotlistFreshness } from './hotlist/freshness.js';
 import { normalisePlate } from './hotlist/plate-code.js';
 import { HotlistStore, type HotlistUpdate } from './hotlist/source.js';
 import { ImageRejected } from './image.js';
@@ -69,6 +70,8 @@ interface CameraRuntime {
 /** Frames kept per camera for evidence of a voted hit. */
 const RECENT_FRAMES = 12;
 const FLUSH_INTERVAL_MS = 250;
+/** How often the hotlist's age is checked against anpr.hotlist.max_age. */
+const FRESHNESS_INTERVAL_MS = 60_000;
 
 export class AnprExtension implements Extension {
   readonly name = 'anpr';
@@ -79,6 +82,8 @@ export class AnprExtension implements Extension {
   #evidence: EvidenceStore | undefined;
   #flushTimer: NodeJS.Timeout | undefined;
   #refreshTimer: NodeJS.Timeout | undefined;
+  #freshnessTimer: NodeJS.Timeout | undefined;
+  #freshness: HotlistFreshness | undefined;
   /** Last hit per camera and hotlist plate (monotonic ms), for the hit de-duplication window. */
   #lastHit = new Map<string, number>();
   #state: 'stopped' | 'starting' | 'running' | 'failed' = 'stopped';
@@ -99,9 +104,15 @@ export class AnprExtension implements Extension {
 
     this.#hotlist = new HotlistStore({
       dataDir: ctx.paths.dataDir,
+      site: ctx.config.device.site,
       ...(cfg.hotlist.public_key ? { publicKey: cfg.hotlist.public_key.reveal() } : {}),
       now: () => ctx.clock.wallNow(),
       logger: ctx.logger.child({ mod: 'hotlist' }),
+    });
+    this.#freshness = new HotlistFreshness({
+      maxAgeMs: cfg.hotlist.max_age,
+      now: () => ctx.clock.wallNow(),
+      clockSynced: () => ctx.clockTrust.synced(),
     });
     await this.#hotlistUpdated(await this.#hotlist.open(), 'cache');
     if (cfg.hotlist.file) await this.#hotlistUpdated(await this.#hotlist.load(resolve(cfg.hotlist.file)), cfg.hotlist.file);
@@ -185,6 +196,10 @@ export class AnprExtension implements Extension {
       this.#refreshTimer = setInterval(() => void this.#refresh(), cfg.hotlist.refresh);
       this.#refreshTimer.unref();
     }
+    // On its own timer: a list that stops changing (304 forever, no network) must still be reported.
+    this.#freshnessTimer = setInterval(() => void this.#checkFreshness(), Math.min(FRESHNESS_INTERVAL_MS, cfg.hotlist.refresh));
+    this.#freshnessTimer.unref();
+    await this.#checkFreshness();
     this.#state = 'running';
     log.info({ cameras: cfg.cameras.map((c) => c.id), workers: cfg.workers, hotlist: this.#hotlist.stats().size }, 'plate reading started');
   }
@@ -192,6 +207,7 @@ export class AnprExtension implements Extension {
   async stop(): Promise<void> {
     clearInterval(this.#flushTimer);
     clearInterval(this.#refreshTimer);
+    clearInterval(this.#freshnessTimer);
     for (const cam of this.#cameras) cam.slot.close();
     await Promise.all(this.#cameras.map((cam) => cam.source.stop()));
     await Promise.all(this.#cameras.map((cam) => cam.loop));
@@ -216,7 +232,7 @@ export class AnprExtension implements Extension {
       hits: this.#counters.hits,
       rejected_frames: { ...this.#counters.rejected },
       errors: this.#counters.errors,
-      hotlist: this.#hotlist?.stats() ?? null,
+      hotlist: this.#hotlistStatus(),
       evidence: this.#evidence?.stats() ?? null,
     };
   }
@@ -460,12 +476,33 @@ export class AnprExtension implements Extension {
     await this.#hotlistUpdated(await this.#hotlist.fetch(url, caPem ? { ca: caPem } : {}), url);
   }
 
+  #hotlistStatus() {
+    if (!this.#hotlist) return null;
+    const stats = this.#hotlist.stats();
+    // age_s null: no issue time (a local file) or the clock is not synced yet.
+    const freshness = this.#freshness?.status(stats) ?? null;
+    return { ...stats, stale: freshness?.stale ?? false, age_s: freshness?.age_s ?? null };
+  }
+
+  async #checkFreshness(): Promise<void> {
+    if (!this.#hotlist || !this.#freshness) return;
+    const stale = this.#freshness.check(this.#hotlist.stats());
+    if (!stale) return;
+    this.ctx.logger.warn({ mod: 'hotlist', ...stale, max_age_ms: this.ctx.config.anpr.hotlist.max_age }, 'hotlist is stale: matching against an old list');
+    try {
+      await this.ctx.emit('hotlist.stale', stale);
+    } catch (err) {
+      this.ctx.logger.error({ mod: 'hotlist', err }, 'could not report a stale hotlist');
+    }
+  }
+
   async #hotlistUpdated(update: HotlistUpdate, source: string): Promise<void> {
     if (update.ok) {
       this.#lastHotlistProblem = null;
       if (update.status === 'replaced') {
         await this.ctx.emit('hotlist.updated', { source, version: update.version, size: update.size });
       }
+      if (this.#state !== 'starting') await this.#checkFreshness();
       return;
     }
     // A refused list is news once (the device goes on matching against the previous one), not at every refresh.

@@ -345,9 +345,16 @@ export const anprSchema = z
           .string()
           .regex(/^https:\/\//, 'the hotlist is fetched over https only')
           .optional()
-          .describe('https URL of the list; <url>.sha256 and <url>.sig are checked before use'),
+          .describe(
+            'https URL of the list; <url>.header (serial, issued, scope, sha256) and <url>.sig (its signature) are checked before use: lower serials and lists for other sites are refused',
+          ),
         public_key: secret().optional().describe('Ed25519 public key (PEM) that signs downloaded lists and hotlist.delta commands'),
         refresh: duration().prefault('15m').describe('How often the URL is checked (ETag: an unchanged list costs one request)'),
+        max_age: duration()
+          .prefault('24h')
+          .describe(
+            'A signed list issued longer ago than this raises hotlist.stale (once the clock is synced), even while the server answers 304: the publisher must issue a new serial at least this often',
+          ),
         ca: z.string().optional().describe('CA certificate file (PEM) for the hotlist server, if not a public CA'),
       })
       .prefault({})

@@ -131,6 +131,8 @@ export const EVENT_TYPES = {
       kept_version: z.string(),
     }),
   ),
+  // The call center must know a gantry matches against an old list: hit, not telemetry.
+  'hotlist.stale': spec('hit', z.object({ version: z.string(), serial: z.number(), issued: iso, age_s: z.number() })),
   'camera.offline': spec('hit', z.object({ camera: z.string(), error: nullable(z.string()) })),
   'camera.online': spec('hit', z.object({ camera: z.string() })),
   'anpr.failed': spec('hit', z.object({ error: z.string() })),

@@ -1,11 +1,14 @@
 /**
- * The publisher's side of a hotlist delta (`vigia hotlist delta`): the arguments of a hotlist.delta
- * command, signed with the list publisher's Ed25519 key, that a device checks and applies with
- * HotlistStore.applySignedDelta (source.ts). Error messages name the options of that command.
+ * The publisher's side of hotlist updates: the arguments of a hotlist.delta command (`vigia hotlist
+ * delta`) that a device checks and applies with HotlistStore.applySignedDelta, and the signed
+ * header of a whole list (`vigia hotlist sign`) that HotlistStore.fetch checks (source.ts). Both
+ * are signed with the list publisher's Ed25519 key and carry a serial, an issue time and a scope
+ * (header.ts). Error messages name the options of those commands.
  */
-import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { HotlistEntryInput, HotlistRowError } from './entry.js';
+import { formatListHeader, readStamp, type SignedStamp } from './header.js';
 import { parseHotlistCsv, parseHotlistJson } from './parse.js';
 import { HotlistStore } from './source.js';
 
@@ -20,6 +23,15 @@ export type DeltaRequest = {
   addFile?: string;
   /** Plates to remove. */
   remove?: string[];
+} & StampRequest;
+
+/** The signed fields a publisher gives: above every serial issued before, lists and deltas alike. */
+export type StampRequest = {
+  serial: number;
+  /** Sites that may install it, or ['*']. */
+  scope: string[];
+  /** Issue time (default now). */
+  issued?: Date;
 };
 
 /** A hotlist.delta command's arguments: the delta's exact JSON text and the base64 Ed25519 signature of its UTF-8 bytes. */
@@ -39,15 +51,42 @@ export class DeltaError extends Error {
 /** Builds and signs a delta; throws DeltaError when the request cannot be met. */
 export async function buildSignedDelta(req: DeltaRequest): Promise<SignedDelta> {
   const key = publisherKey(req.keyFile);
+  const stamp = checkedStamp(req);
   const add = req.addFile ? entriesToAdd(req.addFile) : [];
   const remove = req.remove ?? [];
   let base = req.base;
   let version: string | undefined;
   if (req.dataDir) ({ base, version } = await applyToCachedList(req.dataDir, base, add, remove));
   if (base === undefined || !/^[0-9a-f]{64}$/.test(base)) throw new DeltaError('give --base <64 hex digits> or --data-dir');
-  const delta = JSON.stringify({ base_version: base, add, remove, ...(version ? { version } : {}) });
+  const delta = JSON.stringify({ base_version: base, add, remove, ...(version ? { version } : {}), ...stamp });
   const signature = sign(null, Buffer.from(delta, 'utf8'), key).toString('base64');
   return { delta, signature };
+}
+
+/** A list's signed header (<url>.header) and the base64 signature of its bytes (<url>.sig). */
+export type SignedListHeader = { header: string; signature: string };
+
+/** Signs the header of a list file's exact bytes; throws DeltaError when the request cannot be met. */
+export function signListHeader(req: { keyFile: string; listFile: string } & StampRequest): SignedListHeader {
+  const key = publisherKey(req.keyFile);
+  const stamp = checkedStamp(req);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(req.listFile);
+  } catch (err) {
+    throw new DeltaError(`cannot read ${req.listFile}: ${(err as Error).message}`);
+  }
+  const header = formatListHeader({ ...stamp, sha256: createHash('sha256').update(bytes).digest('hex') });
+  return { header, signature: sign(null, Buffer.from(header, 'utf8'), key).toString('base64') };
+}
+
+function checkedStamp(req: StampRequest): SignedStamp {
+  const issued = (req.issued ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  try {
+    return readStamp({ serial: req.serial, issued, scope: req.scope });
+  } catch (err) {
+    throw new DeltaError(`${(err as Error).message.replace(/"(serial|scope)"/, '--$1')}`);
+  }
 }
 
 function publisherKey(file: string): KeyObject {

@@ -9,38 +9,53 @@
  *
  * Sources
  *   load(file)      a local CSV or JSON file (by extension), placed by the operator; trusted like
- *                   the configuration, so no signature is needed.
+ *                   the configuration, so no signature is needed. It has no issue time (it never
+ *                   goes stale) and leaves the highest serial as it was.
  *   fetch(url)      an https:// URL, with three files published side by side:
  *                     <url>          the list (CSV or JSON by the path's extension, else Content-Type)
- *                     <url>.sha256   its SHA-256 in hex (`sha256sum` output is fine)
- *                     <url>.sig      the standard base64 of the Ed25519 signature of its bytes
- *                   (".sha256"/".sig" are appended to the path; a query string is kept as is).
- *                   The list is requested with If-None-Match (304 keeps the current list), then its
- *                   digest and its signature (against the configured public key) are checked
- *                   before a byte is parsed. The digest is a sidecar file rather than a header so
- *                   any static web server or bucket can publish it and a proxy cannot strip it;
- *                   it tells a truncated or corrupted download ("digest") apart from a forged one
- *                   ("signature"). Publish the sidecars together with the list: a device that
- *                   reads a new list with old sidecars refuses it and takes it on its next fetch.
- *                   Redirects are not followed; gzip transfer encoding is accepted.
+ *                     <url>.header   its signed header (header.ts): one JSON object
+ *                                    {"serial","issued","scope","sha256"}, sha256 being the list's
+ *                     <url>.sig      the standard base64 of the Ed25519 signature of the header's
+ *                                    exact bytes
+ *                   (".header"/".sig" are appended to the path; a query string is kept as is).
+ *                   The list is requested with If-None-Match (304 keeps the current list), then the
+ *                   header's signature (against the configured public key), the list's digest, the
+ *                   scope and the serial are checked before a byte of the list is parsed. The
+ *                   header is a sidecar file so any static web server or bucket can publish it and
+ *                   a proxy cannot strip it; its digest tells a truncated or corrupted download
+ *                   ("digest") apart from a forged one ("signature"). A list without a header is
+ *                   refused ("header"). Publish the list first, then the header and .sig: a device
+ *                   that reads a new list with an old header refuses it and takes it on its next
+ *                   fetch. Redirects are not followed; gzip transfer encoding is accepted.
  *   applySignedDelta(body, signature)
  *                   a change to the current list, typically arriving as a command. `body` is UTF-8
  *                   JSON {"base_version": "<hex>", "add": [entries], "remove": ["PLATE", ...],
- *                   "version"?: "<hex>"} and `signature` the raw 64-byte Ed25519 signature of its
- *                   exact bytes. It is refused unless base_version is the current version (a delta
- *                   never lands on a list it was not computed for); `version`, when given, must be
- *                   the version of the result.
+ *                   "version"?: "<hex>", "serial", "issued", "scope"} and `signature` the raw 64-byte
+ *                   Ed25519 signature of its exact bytes. It is refused unless base_version is the
+ *                   current version (a delta never lands on a list it was not computed for);
+ *                   `version`, when given, must be the version of the result.
  *
- * Producing a signed list with openssl (cc.key is the call center's Ed25519 private key):
+ * Rollback and scope. The store keeps the highest serial it has installed (in the cache) and
+ * refuses a list below it, or a delta not above it ("rollback"): an old signed list served again
+ * cannot bring back a list in which a newly stolen car is missing. A list of the same serial is
+ * taken only if it is that very list (same digest), so the signed list can replace a technician's
+ * local file again. Anything whose scope does not name the device's site (or "*") is refused
+ * ("scope"). A cache written before serials existed reads as serial 0, issued when it was loaded,
+ * without its ETag, so the next fetch must bring a signed header.
  *
- *   sha256sum hotlist.csv > hotlist.csv.sha256
- *   openssl pkeyutl -sign -inkey cc.key -rawin -in hotlist.csv | openssl base64 -A > hotlist.csv.sig
+ * Producing a signed list with openssl (cc.key is the call center's Ed25519 private key; the serial
+ * rises with every list and delta):
+ *
+ *   printf '{"serial":%d,"issued":"%s","scope":["la-serena"],"sha256":"%s"}\n' "$SERIAL" \
+ *     "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(sha256sum hotlist.csv | cut -d' ' -f1)" > hotlist.csv.header
+ *   openssl pkeyutl -sign -inkey cc.key -rawin -in hotlist.csv.header | openssl base64 -A > hotlist.csv.sig
  *
  * Cache. Every list that is installed is written to <dataDir>/hotlist.cache (a first line with its
- * version, source and ETag, then the list as CSV) through a temporary file, fsync and rename, so a
- * power cut leaves either the old or the new cache. open() loads it, so a device that restarts
- * without network matches against the last good list. After a delta the write waits a little
- * (`deltaPersistDelayMs`) so a burst of deltas costs one rewrite of the SD card, not one each.
+ * version, source, ETag, serial and issue time, then the list as CSV) through a temporary file,
+ * fsync and rename, so a power cut leaves either the old or the new cache. open() loads it, so a
+ * device that restarts without network matches against the last good list. After a delta the
+ * write waits a little (`deltaPersistDelayMs`) so a burst of deltas costs one rewrite of the SD
+ * card, not one each.
  *
  * Building. Parsing, sorting, indexing and hashing a 1M-entry list takes about a second of CPU, and
  * so does applying a delta to it (the list is rebuilt); the event loop that runs them also carries
@@ -63,6 +78,7 @@ import { createGunzip } from 'node:zlib';
 import { decodeCanonicalBase64, ed25519PublicKey } from '../../core/keys.js';
 import { HotlistBuildFailed, HotlistBuildWorker, hotlistWorkerEntry, inlineBuilder, type HotlistBuilder, type Utf8Mode } from './build-worker.js';
 import type { HotlistEntryInput, HotlistRowError } from './entry.js';
+import { inScope, parseListHeader, readStamp, STAMP_FIELDS, type SignedStamp } from './header.js';
 import { Hotlist, HotlistError, type HotlistLoadResult } from './list.js';
 import type { HotlistFormat } from './parse.js';
 
@@ -71,6 +87,8 @@ export type HotlistStoreOptions = {
   dataDir: string;
   /** Ed25519 public key (PEM) that signs fetched lists and deltas. Without it both are refused. */
   publicKey?: string;
+  /** The device's site (config.device.site): signed lists and deltas must name it in their scope. Without it only scope ["*"] is taken. */
+  site?: string;
   /** Largest list accepted, in bytes once decompressed (default 256 MiB). */
   maxBytes?: number;
   /** Largest delta accepted, in bytes (default 16 MiB). */
@@ -109,6 +127,9 @@ export type HotlistRejectReason =
   | 'too_large'
   | 'digest' // body does not match <url>.sha256
   | 'signature' // missing or wrong Ed25519 signature
+  | 'header' // a list without its <url>.header, or a header that is not the expected JSON
+  | 'rollback' // a list or delta whose serial is not above the installed one
+  | 'scope' // a list or delta not meant for this device's site
   | 'no_key' // no public key configured
   | 'format' // unknown file type
   | 'invalid' // rows with errors; see `errors`
@@ -132,6 +153,12 @@ export type HotlistStats = {
   /** Where the current list came from: a path, a URL, or null; deltas since then are counted apart. */
   source: string | null;
   etag: string | null;
+  /** Highest serial installed (0: none yet, or a cache from before serials). */
+  serial: number;
+  /** Signed issue time of the current list or its last delta; null for a local file. */
+  issued: string | null;
+  /** Sites the current list was signed for; null for a local file or an old cache. */
+  scope: string[] | null;
   deltas_applied: number;
   /** Entries of the current list already expired when it was installed. */
   expired_at_load: number;
@@ -148,11 +175,27 @@ const CACHE_FILE = 'hotlist.cache';
 const CACHE_MAGIC = '# vigia-hotlist-cache 1 ';
 const SIDECAR_MAX_BYTES = 4096;
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
-const DELTA_FIELDS = new Set(['base_version', 'add', 'remove', 'version']);
+const DELTA_FIELDS = new Set(['base_version', 'add', 'remove', 'version', ...STAMP_FIELDS]);
+/** Enough of the cache file to hold its header line. */
+const CACHE_HEADER_MAX_BYTES = 64 * 1024;
 /** Bytes of CSV per cache write: each chunk is formatted in one go on the event loop, and 64 KiB (about 1,700 entries) is a fraction of a millisecond of work. */
 const CACHE_CHUNK_BYTES = 64 * 1024;
 
-type CacheMeta = { version: string; source: string | null; etag: string | null; etag_url: string | null; loaded_at: string | null; deltas_applied: number };
+type CacheMeta = {
+  version: string;
+  source: string | null;
+  etag: string | null;
+  etag_url: string | null;
+  loaded_at: string | null;
+  deltas_applied: number;
+  /** Highest serial installed, and the digest of the list signed with it (null when it came with a delta). */
+  serial: number;
+  serial_digest: string | null;
+  issued: string | null;
+  scope: string[] | null;
+};
+
+const NO_SERIAL = { serial: 0, serial_digest: null, issued: null, scope: null } as const;
 
 class Refusal extends Error {
   constructor(
@@ -173,7 +216,10 @@ export class HotlistStore {
   readonly #builder: HotlistBuilder;
   readonly #cacheFile: string;
   #current: Hotlist = Hotlist.empty();
-  #meta: CacheMeta = { version: this.#current.version, source: null, etag: null, etag_url: null, loaded_at: null, deltas_applied: 0 };
+  #meta: CacheMeta = { version: this.#current.version, source: null, etag: null, etag_url: null, loaded_at: null, deltas_applied: 0, ...NO_SERIAL };
+  /** Whether the highest serial was taken from the cache (or a list installed): it must be known before anything is checked against it. */
+  #serialKnown = false;
+  readonly #site: string | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #lastChecked: string | null = null;
   #lastError: string | null = null;
@@ -197,6 +243,7 @@ export class HotlistStore {
       deltaPersistDelayMs: opts.deltaPersistDelayMs ?? 5 * 60_000,
       logger: opts.logger,
     };
+    this.#site = opts.site;
     this.#key = opts.publicKey === undefined ? undefined : ed25519PublicKey(opts.publicKey, 'the hotlist key');
     this.#cacheFile = join(opts.dataDir, CACHE_FILE);
     this.#builder = chooseBuilder(opts);
@@ -216,6 +263,9 @@ export class HotlistStore {
       updated_at: this.#updatedAt,
       source: m.source,
       etag: m.etag,
+      serial: m.serial,
+      issued: m.issued,
+      scope: m.scope,
       deltas_applied: m.deltas_applied,
       expired_at_load: this.#current.expiredAtBuild,
       last_checked_at: this.#lastChecked,
@@ -278,8 +328,26 @@ export class HotlistStore {
         if (err instanceof Refusal) throw err;
         throw new Refusal('io', `cannot read ${file}: ${(err as Error).message}`);
       }
+      await this.#learnSerial();
       const list = await this.#parse(bytes, format, 'lenient', file);
-      this.#install(list, { version: list.version, source: file, etag: null, etag_url: null, loaded_at: this.#isoNow(), deltas_applied: 0 }, true);
+      // A local list is not signed: it keeps the highest serial (a technician's file is no way to roll back) and has no issue time.
+      const { serial, serial_digest } = this.#meta;
+      this.#install(
+        list,
+        {
+          version: list.version,
+          source: file,
+          etag: null,
+          etag_url: null,
+          loaded_at: this.#isoNow(),
+          deltas_applied: 0,
+          serial,
+          serial_digest,
+          issued: null,
+          scope: null,
+        },
+        true,
+      );
       await this.#persistNow();
       return this.#replaced();
     });
@@ -310,33 +378,54 @@ export class HotlistStore {
       if (res.status !== 200) throw new Refusal('http', `${url}: HTTP ${res.status}`);
       const body = res.body;
 
-      const digestRes = await httpsGet(sidecar(target, '.sha256'), { ...opts, deadline, maxBytes: SIDECAR_MAX_BYTES, etag: null });
-      if (digestRes.status !== 200) throw new Refusal('digest', `${sidecar(target, '.sha256').href}: HTTP ${digestRes.status}`);
-      const published = digestRes.body.toString('latin1').trim().split(/\s+/)[0] ?? '';
-      if (!SHA256_HEX.test(published)) throw new Refusal('digest', `${sidecar(target, '.sha256').href} does not hold a SHA-256 in hex`);
-      const actual = createHash('sha256').update(body).digest('hex');
-      if (actual !== published.toLowerCase()) {
-        throw new Refusal(
-          'digest',
-          `${url}: SHA-256 of the ${body.length} bytes received is ${actual.slice(0, 16)}…, published ${published.slice(0, 16)}… (truncated or changed in transit)`,
-        );
-      }
-
+      const headerUrl = sidecar(target, '.header');
+      const headerRes = await httpsGet(headerUrl, { ...opts, deadline, maxBytes: SIDECAR_MAX_BYTES, etag: null });
+      if (headerRes.status !== 200) throw new Refusal('header', `${headerUrl.href}: HTTP ${headerRes.status} (a list is published with its signed header)`);
       const sigRes = await httpsGet(sidecar(target, '.sig'), { ...opts, deadline, maxBytes: SIDECAR_MAX_BYTES, etag: null });
       if (sigRes.status !== 200) throw new Refusal('signature', `${sidecar(target, '.sig').href}: HTTP ${sigRes.status}`);
       const signature = decodeCanonicalBase64(sigRes.body.toString('latin1').trim());
       if (signature?.length !== 64) throw new Refusal('signature', `${sidecar(target, '.sig').href} is not a base64 Ed25519 signature (64 bytes)`);
-      if (!this.#signatureValid(body, signature))
-        throw new Refusal('signature', `${url}: the Ed25519 signature does not match the list (wrong key or altered list)`);
+      if (!this.#signatureValid(headerRes.body, signature))
+        throw new Refusal('signature', `${headerUrl.href}: the Ed25519 signature does not match the header (wrong key or altered header)`);
 
-      // Authenticated bytes only from here on.
+      // An authenticated header from here on; the list is authenticated once its digest matches.
+      let header: ReturnType<typeof parseListHeader>;
+      try {
+        header = parseListHeader(headerRes.body);
+      } catch (err) {
+        throw new Refusal('header', `${headerUrl.href}: ${(err as Error).message}`);
+      }
+      const actual = createHash('sha256').update(body).digest('hex');
+      if (actual !== header.sha256) {
+        throw new Refusal(
+          'digest',
+          `${url}: SHA-256 of the ${body.length} bytes received is ${actual.slice(0, 16)}…, the header says ${header.sha256.slice(0, 16)}… (truncated or changed in transit)`,
+        );
+      }
+      await this.#learnSerial();
+      this.#checkStamp(header, url);
+      if (header.serial === this.#meta.serial && header.sha256 !== this.#meta.serial_digest) {
+        throw new Refusal('rollback', `${url}: serial ${header.serial} is already installed with other contents`);
+      }
+
       const format = formatOf(target.pathname) ?? formatOfType(res.headers['content-type']);
       if (!format) throw new Refusal('format', `${url}: cannot tell CSV from JSON (path extension or Content-Type)`);
       const list = await this.#parse(body, format, 'strict', url);
       const newEtag = typeof res.headers.etag === 'string' && res.headers.etag.length <= 256 ? res.headers.etag : null;
       this.#install(
         list,
-        { version: list.version, source: url, etag: newEtag, etag_url: newEtag ? url : null, loaded_at: this.#isoNow(), deltas_applied: 0 },
+        {
+          version: list.version,
+          source: url,
+          etag: newEtag,
+          etag_url: newEtag ? url : null,
+          loaded_at: this.#isoNow(),
+          deltas_applied: 0,
+          serial: header.serial,
+          serial_digest: header.sha256,
+          issued: header.issued,
+          scope: header.scope,
+        },
         true,
       );
       await this.#persistNow();
@@ -369,6 +458,15 @@ export class HotlistStore {
         throw new Refusal('malformed', '"version" must be a SHA-256 in hex');
       if (d.add !== undefined && !Array.isArray(d.add)) throw new Refusal('malformed', '"add" must be an array of entries');
       if (d.remove !== undefined && !Array.isArray(d.remove)) throw new Refusal('malformed', '"remove" must be an array of plates');
+      let stamp: SignedStamp;
+      try {
+        stamp = readStamp(d);
+      } catch (err) {
+        throw new Refusal('malformed', `delta: ${(err as Error).message}`);
+      }
+      await this.#learnSerial();
+      // A delta is never re-applied: unlike a whole list, the same serial twice would change the list twice.
+      this.#checkStamp(stamp, 'delta', true);
 
       const base = this.#current;
       if (d.base_version.toLowerCase() !== base.version) {
@@ -385,7 +483,19 @@ export class HotlistStore {
       if (typeof d.version === 'string' && d.version.toLowerCase() !== next.version) {
         throw new Refusal('version_mismatch', `delta announces version ${d.version.slice(0, 12)}…, applying it gives ${next.version.slice(0, 12)}…`);
       }
-      this.#install(next, { ...this.#meta, version: next.version, deltas_applied: this.#meta.deltas_applied + 1 }, false);
+      this.#install(
+        next,
+        {
+          ...this.#meta,
+          version: next.version,
+          deltas_applied: this.#meta.deltas_applied + 1,
+          serial: stamp.serial,
+          serial_digest: null,
+          issued: stamp.issued,
+          scope: stamp.scope,
+        },
+        false,
+      );
       this.#schedulePersist();
       return this.#replaced();
     });
@@ -451,15 +561,51 @@ export class HotlistStore {
     return r.hotlist;
   }
 
+  /** Refuses a stamp for another site, or one whose serial is below the highest installed (or equal, with `strict`). */
+  #checkStamp(stamp: SignedStamp, what: string, strict = false): void {
+    if (!inScope(stamp.scope, this.#site)) {
+      throw new Refusal('scope', `${what}: signed for ${stamp.scope.slice(0, 5).join(', ')}, not for site ${this.#site ?? '(none configured)'}`);
+    }
+    const highest = this.#meta.serial;
+    if (stamp.serial < highest || (strict && stamp.serial === highest)) {
+      throw new Refusal('rollback', `${what}: serial ${stamp.serial} is not above serial ${highest}, already installed`);
+    }
+  }
+
+  /**
+   * Takes the highest serial from the cache when nothing was installed yet (a store used without
+   * open(), as `vigia hotlist import` does), so that no write of the cache loses it.
+   */
+  async #learnSerial(): Promise<void> {
+    if (this.#serialKnown || this.#installed) return;
+    this.#serialKnown = true;
+    try {
+      const meta = await readCacheMeta(this.#cacheFile);
+      if (meta) this.#meta = { ...this.#meta, serial: meta.serial, serial_digest: meta.serial_digest };
+    } catch (err) {
+      // An unreadable cache holds no serial to protect; open() reports it.
+      this.#opts.logger?.warn({ file: this.#cacheFile, err: (err as Error).message }, 'hotlist cache header not readable');
+    }
+  }
+
   #install(list: Hotlist, meta: CacheMeta, log: boolean): void {
     const previous = this.#current;
     this.#current = list; // the only mutation readers can observe: one reference
     this.#meta = meta;
     this.#installed = true;
+    this.#serialKnown = true;
     this.#updatedAt = this.#isoNow();
     if (log || previous.version !== list.version) {
       this.#opts.logger?.info(
-        { source: meta.source, size: list.size, version: list.version, expired: list.expiredAtBuild, deltas: meta.deltas_applied },
+        {
+          source: meta.source,
+          size: list.size,
+          version: list.version,
+          serial: meta.serial,
+          issued: meta.issued,
+          expired: list.expiredAtBuild,
+          deltas: meta.deltas_applied,
+        },
         'hotlist installed',
       );
     }
@@ -572,7 +718,44 @@ function cacheMeta(value: unknown): CacheMeta {
   if (version === null || !SHA256_HEX.test(version)) throw new Error('no version');
   const deltas = v.deltas_applied ?? 0;
   if (typeof deltas !== 'number' || !Number.isSafeInteger(deltas) || deltas < 0) throw new Error('deltas_applied is not a count');
-  return { version, source: text('source'), etag: text('etag'), etag_url: text('etag_url'), loaded_at: text('loaded_at'), deltas_applied: deltas };
+  const base = { version, source: text('source'), etag: text('etag'), etag_url: text('etag_url'), loaded_at: text('loaded_at'), deltas_applied: deltas };
+  if (v.serial === undefined) {
+    // Written before serials: serial 0, so the first signed list is taken. A downloaded list counts as
+    // issued when it was loaded (it can only be older), and its ETag is dropped so that a server that
+    // answers 304 cannot keep the device on it: the next fetch must bring a signed header.
+    const fromUrl = base.source?.startsWith('https://') ?? false;
+    return { ...base, ...(fromUrl ? { etag: null, etag_url: null } : {}), ...NO_SERIAL, issued: fromUrl ? base.loaded_at : null };
+  }
+  const serial = v.serial;
+  if (typeof serial !== 'number' || !Number.isSafeInteger(serial) || serial < 0) throw new Error('serial is not a count');
+  const digest = text('serial_digest');
+  if (digest !== null && !SHA256_HEX.test(digest)) throw new Error('serial_digest is not a SHA-256');
+  const issued = text('issued');
+  if (issued !== null && Number.isNaN(Date.parse(issued))) throw new Error('issued is not a time');
+  const scope = v.scope ?? null;
+  if (scope !== null && !(Array.isArray(scope) && scope.every((s) => typeof s === 'string'))) throw new Error('scope is not a list of sites');
+  return { ...base, serial, serial_digest: digest, issued, scope: scope as string[] | null };
+}
+
+/** The header line of a cache file, or null without one; throws when it is there but unusable. */
+async function readCacheMeta(file: string): Promise<CacheMeta | null> {
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const buf = Buffer.alloc(CACHE_HEADER_MAX_BYTES);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
+    const line = buf.toString('utf8', 0, nl < 0 ? bytesRead : nl);
+    if (!line.startsWith(CACHE_MAGIC) || nl < 0) throw new Error('no header line');
+    return cacheMeta(JSON.parse(line.slice(CACHE_MAGIC.length)));
+  } finally {
+    await fh.close();
+  }
 }
 
 function formatOf(path: string): HotlistFormat | undefined {
