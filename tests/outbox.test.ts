@@ -115,6 +115,44 @@ describe('outbox', () => {
     expect(kept).toEqual(events.slice(-kept.length).map((e) => e.id)); // the newest survive
   });
 
+  it('records eviction counts with the eviction and settles them only when a report storing them is committed', async () => {
+    const quotaBytes = { alarm: 64 * MiB, hit: 16 * MiB, read: 20_000, telemetry: 16 * MiB };
+    const { outbox, dir } = makeOutbox({ quotaBytes });
+    outbox.open();
+    for (let i = 0; i < 10; i++) await accept(outbox, 'read', 10, 100);
+    const evicted = outbox.stats().evicted.read.quota;
+    expect(evicted).toBeGreaterThan(0);
+    expect(outbox.unreportedEvictions()).toEqual({ read: { quota: evicted } });
+    await outbox.close(); // as if killed: nothing reported yet
+
+    const again = makeOutbox({ quotaBytes }, dir).outbox;
+    again.open();
+    expect(again.unreportedEvictions()).toEqual({ read: { quota: evicted } }); // survives the restart
+    const reported = again.unreportedEvictions();
+    await accept(again, 'read', 10, 100); // more evictions while the report is being written
+    const meanwhile = again.stats().evicted.read.quota;
+    expect(meanwhile).toBeGreaterThan(0);
+    await again.accept({ type: 'system.outbox_evicted', priority: 'hit', payload: { evicted: reported } });
+    expect(again.unreportedEvictions()).toEqual({ read: { quota: meanwhile } }); // only what the report covers is settled
+    await again.accept({ type: 'system.outbox_evicted', priority: 'hit', payload: { evicted: again.unreportedEvictions() } });
+    expect(again.unreportedEvictions()).toEqual({});
+    await again.close();
+
+    const third = makeOutbox({ quotaBytes }, dir).outbox;
+    third.open();
+    expect(third.unreportedEvictions()).toEqual({}); // never reported twice
+    expect(third.next(1000).filter((e) => e.type === 'system.outbox_evicted')).toHaveLength(2);
+  });
+
+  it('records expired events for the report too', async () => {
+    const { outbox, clock } = makeOutbox();
+    outbox.open();
+    await accept(outbox, 'telemetry', 4);
+    clock.advance(61_000);
+    expect(outbox.expire()).toBe(4);
+    expect(outbox.unreportedEvictions()).toEqual({ telemetry: { ttl: 4 } });
+  });
+
   it('frees shared space lowest priority first, keeps a reserve for alarms and never evicts alarms', async () => {
     const probe = makeOutbox();
     probe.outbox.open();

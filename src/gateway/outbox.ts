@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../core/private-files.js';
-import { type EventDraft, type Priority, type VigiaEvent, newEventId, PRIORITIES, priorityRank } from '../core/event.js';
+import { type EventDraft, isPriority, type Priority, type VigiaEvent, newEventId, PRIORITIES, priorityRank } from '../core/event.js';
 
 export interface OutboxOptions {
   file: string;
@@ -47,6 +47,15 @@ export interface StoredEvent {
 
 export type EvictionReason = 'quota' | 'ttl' | 'capacity' | 'corrupt';
 
+/** Evicted events not yet reported, by priority and reason (the `system.outbox_evicted` payload). */
+export type EvictionCounts = Partial<Record<Priority, Partial<Record<EvictionReason, number>>>>;
+
+/**
+ * The event that reports evictions. Storing it settles the counts it reports in the same
+ * transaction, so after a crash the counts are either still pending or durably queued as a report.
+ */
+export const EVICTION_REPORT_TYPE = 'system.outbox_evicted';
+
 export interface PriorityStats {
   depth: number;
   bytes: number;
@@ -82,6 +91,8 @@ interface Pending {
   body: string;
   size: number;
   rank: number;
+  /** For an eviction report: the counts it reports, settled when it is stored. */
+  settles?: EvictionCounts;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -221,6 +232,8 @@ export class Outbox {
   }
 
   private prepare(db: Database.Database) {
+    // Evicted but not yet reported counts, kept here so a crash before the report cannot lose them.
+    db.exec('CREATE TABLE IF NOT EXISTS evictions (priority INTEGER NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (priority, reason))');
     return {
       insert: db.prepare('INSERT INTO events (id, priority, type, size, wall, mono, boot_id, synced, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       // One statement for a whole batch of acknowledgements; rows evicted meanwhile simply don't return.
@@ -232,6 +245,13 @@ export class Outbox {
       deleteUpTo: db.prepare('DELETE FROM events WHERE priority = ? AND pos <= ?'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      addEvicted: db.prepare(
+        'INSERT INTO evictions (priority, reason, count) VALUES (?, ?, ?) ON CONFLICT (priority, reason) DO UPDATE SET count = count + excluded.count',
+      ),
+      // Never below zero: a report can only settle what was counted.
+      settleEvicted: db.prepare('UPDATE evictions SET count = max(0, count - ?) WHERE priority = ? AND reason = ?'),
+      dropSettled: db.prepare('DELETE FROM evictions WHERE count <= 0'),
+      unreported: db.prepare('SELECT priority, reason, count FROM evictions WHERE count > 0 ORDER BY priority, reason'),
     };
   }
 
@@ -273,6 +293,7 @@ export class Outbox {
         body,
         size: Buffer.byteLength(body) + ROW_OVERHEAD,
         rank: priorityRank(draft.priority),
+        ...(draft.type === EVICTION_REPORT_TYPE ? { settles: (draft.payload as { evicted?: EvictionCounts }).evicted ?? {} } : {}),
         resolve: () => resolve(event),
         reject,
       });
@@ -328,6 +349,7 @@ export class Outbox {
       const incoming = PRIORITIES.map(() => 0);
       for (const p of batch) incoming[p.rank]! += p.size;
       this.#makeRoom(incoming, evictions);
+      this.#recordEvictions(evictions);
       let lastSeq = 0;
       for (const p of batch) {
         const e = p.event;
@@ -335,6 +357,7 @@ export class Outbox {
         this.#depth[p.rank]!++;
         this.#bytes[p.rank]! += p.size;
         lastSeq = Math.max(lastSeq, e.seq);
+        if (p.settles) this.#settleEvictions(p.settles);
       }
       setMeta.run('seq', lastSeq);
     })();
@@ -383,6 +406,33 @@ export class Outbox {
     if (count > 0) evictions.push([rank, reason, count]);
   }
 
+  /** Inside the evicting transaction: the counts are durable exactly when the eviction is. */
+  #recordEvictions(evictions: Array<[number, EvictionReason, number]>): void {
+    for (const [rank, reason, count] of evictions) this.#stmts.addEvicted.run(rank, reason, count);
+  }
+
+  /** Inside the transaction that stores the report: what it reports is no longer pending. */
+  #settleEvictions(reported: EvictionCounts): void {
+    for (const [priority, byReason] of Object.entries(reported)) {
+      if (!isPriority(priority)) continue;
+      for (const [reason, count] of Object.entries(byReason ?? {})) {
+        if (typeof count === 'number' && count > 0) this.#stmts.settleEvicted.run(count, priorityRank(priority), reason);
+      }
+    }
+    this.#stmts.dropSettled.run();
+  }
+
+  /** Evictions recorded but not yet covered by a stored `system.outbox_evicted` report (also those from before a restart). */
+  unreportedEvictions(): EvictionCounts {
+    const out: EvictionCounts = {};
+    if (this.#closed) return out;
+    for (const r of this.#stmts.unreported.all() as { priority: number; reason: EvictionReason; count: number }[]) {
+      const priority = PRIORITIES[r.priority];
+      if (priority) (out[priority] ??= {})[r.reason] = r.count;
+    }
+    return out;
+  }
+
   #forget(rank: number, bytes: number, count: number): void {
     this.#depth[rank]! -= count;
     this.#bytes[rank]! -= bytes;
@@ -390,9 +440,19 @@ export class Outbox {
 
   #noteEviction(rank: number, reason: EvictionReason, count: number): void {
     const priority = PRIORITIES[rank]!;
+    // Events lost with a corrupt file are counted in the fresh one (the only place left to keep them).
+    if (reason === 'corrupt') this.#recordCorruptLoss(rank, count);
     this.#evicted[priority][reason] += count;
     this.opts.logger.warn({ priority, reason, count }, 'outbox evicted events');
     for (const l of this.#evictionListeners) l(priority, reason, count);
+  }
+
+  #recordCorruptLoss(rank: number, count: number): void {
+    try {
+      this.#stmts.addEvicted.run(rank, 'corrupt', count);
+    } catch (err) {
+      this.opts.logger.error({ err, rank, count }, 'could not record the events lost with a corrupt outbox');
+    }
   }
 
   #recoverFromCorruption(err: unknown, batch: Pending[]): void {
@@ -507,6 +567,7 @@ export class Outbox {
         this.#forget(rank, bytes, count);
         evictions.push([rank, 'ttl', count]);
       });
+      this.#recordEvictions(evictions);
     })();
     for (const [rank, reason, count] of evictions) this.#noteEviction(rank, reason, count);
     return evictions.reduce((a, [, , n]) => a + n, 0);
