@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
+import { HEAVY_FIELDS, isCatalogued } from '../core/events.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../core/private-files.js';
 import { type EventDraft, isPriority, type Priority, type VigiaEvent, newEventId, PRIORITIES, priorityRank } from '../core/event.js';
 
@@ -95,6 +96,36 @@ interface Pending {
   settles?: EvictionCounts;
   resolve: () => void;
   reject: (err: Error) => void;
+}
+
+type Json = Record<string, unknown>;
+
+/**
+ * A copy of `payload` without the fields at `paths` (dotted), each parent marked `dropped: "quota"`;
+ * undefined when none of them was there (nothing to gain). The caller's object is never modified.
+ */
+export function withoutHeavyFields(payload: Json, paths: readonly string[]): Json | undefined {
+  const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const out: Json = { ...payload };
+  let removed = false;
+  for (const path of paths) {
+    const keys = path.split('.');
+    const leaf = keys.pop()!;
+    let parent: Json | undefined = out;
+    for (const key of keys) {
+      const child: unknown = parent[key];
+      if (!isObject(child)) {
+        parent = undefined;
+        break;
+      }
+      parent = parent[key] = { ...child }; // copied along the path: the caller's payload stays whole
+    }
+    if (!parent || !(leaf in parent)) continue;
+    delete parent[leaf];
+    parent.dropped = 'quota';
+    removed = true;
+  }
+  return removed ? out : undefined;
 }
 
 const zeroCounts = (): Record<EvictionReason, number> => ({ quota: 0, ttl: 0, capacity: 0, corrupt: 0 });
@@ -339,6 +370,7 @@ export class Outbox {
 
   #commit(batch: Pending[], acks: number[]): void {
     const { insert, delMany, setMeta } = this.#stmts;
+    this.#stripOverBudget(batch);
     const evictions: Array<[number, EvictionReason, number]> = [];
     this.#db.transaction(() => {
       if (acks.length > 0) {
@@ -362,6 +394,34 @@ export class Outbox {
       setMeta.run('seq', lastSeq);
     })();
     for (const [rank, reason, count] of evictions) this.#noteEviction(rank, reason, count);
+  }
+
+  /**
+   * Alarms are never evicted, so a burst of hits with evidence images could fill the disk. Past the
+   * alarm class's quota (and never into the reserve), alarm-priority events are stored without their
+   * heavy fields (HEAVY_FIELDS), marked `dropped: "quota"`; the event itself is always stored, and
+   * panic presses, which carry none, keep the room. The caller's event reflects what was stored.
+   */
+  #stripOverBudget(batch: Pending[]): void {
+    const { quotaBytes, maxBytes, alarmReserveBytes } = this.opts;
+    const cap = Math.min(quotaBytes.alarm, maxBytes - alarmReserveBytes);
+    let alarmBytes = this.#bytes[0]!;
+    let stripped = 0;
+    for (const p of batch) {
+      if (p.rank !== 0) continue;
+      const heavy = isCatalogued(p.event.type) ? HEAVY_FIELDS[p.event.type] : undefined;
+      if (heavy && alarmBytes + p.size > cap) {
+        const payload = withoutHeavyFields(p.event.payload, heavy);
+        if (payload) {
+          p.event.payload = payload;
+          p.body = JSON.stringify(p.event);
+          p.size = Buffer.byteLength(p.body) + ROW_OVERHEAD;
+          stripped++;
+        }
+      }
+      alarmBytes += p.size;
+    }
+    if (stripped > 0) this.opts.logger.warn({ events: stripped, alarm_bytes: alarmBytes, cap }, 'alarm class over its quota: evidence images left out');
   }
 
   /**
