@@ -243,6 +243,27 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
     expect((report.payload as { evicted: { telemetry: { capacity: number } } }).evicted.telemetry.capacity).toBeGreaterThan(0);
   });
 
+  it('reports evictions made just before a SIGKILL after the restart: every accepted event is delivered or reported evicted', async () => {
+    const { gate, sub, daemon } = await setup({ outbox: { quota_bytes: { telemetry: '20kB' }, commit_max_events: 20 } }, { gated: true });
+    await gate!.close(); // no broker: nothing leaves, the burst must evict
+    await daemon.start();
+    const burst = await daemon.request<Burst>('sim.burst', { count: 2000, type: 'sim.tele', priority: 'telemetry' });
+    const evicted = (await daemon.request<DaemonStatus>('status')).outbox.evicted.telemetry.quota;
+    expect(evicted).toBeGreaterThan(1000);
+    await daemon.kill('SIGKILL'); // long before the periodic report would have been stored
+    await daemon.start();
+    gate!.open();
+    const reports = () => {
+      const unique = new Map(sub.events.filter((e) => e.event.type === 'system.outbox_evicted').map((e) => [e.event.id, e.event]));
+      return [...unique.values()].map((e) => (e.payload as { evicted: { telemetry?: { quota?: number } } }).evicted.telemetry?.quota ?? 0);
+    };
+    const delivered = () => burst.accepted - sub.missing(burst.ids).length;
+    const sum = (ns: number[]) => ns.reduce((a, b) => a + b, 0);
+    await sub.waitFor(() => delivered() + sum(reports()) >= burst.accepted, 30_000, 'every accepted event delivered or reported evicted');
+    expect(reports()[0]).toBe(evicted); // the first report after the restart: exactly what was evicted before the kill
+    expect(delivered() + sum(reports())).toBe(burst.accepted); // never lost, never reported twice
+  });
+
   it('marks events unsynced before the clock syncs and corrects them before sending', async () => {
     const { gate, sub, daemon } = await setup({ clock: { sync_source: 'never' } }, { gated: true });
     await gate!.close();

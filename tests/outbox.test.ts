@@ -1,10 +1,11 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/core/clock.js';
 import type { Priority } from '../src/core/event.js';
+import { checkDynamicEvent } from '../src/core/events.js';
 import { Outbox, type OutboxOptions } from '../src/gateway/outbox.js';
 
 const MiB = 1024 * 1024;
@@ -115,6 +116,44 @@ describe('outbox', () => {
     expect(kept).toEqual(events.slice(-kept.length).map((e) => e.id)); // the newest survive
   });
 
+  it('records eviction counts with the eviction and settles them only when a report storing them is committed', async () => {
+    const quotaBytes = { alarm: 64 * MiB, hit: 16 * MiB, read: 20_000, telemetry: 16 * MiB };
+    const { outbox, dir } = makeOutbox({ quotaBytes });
+    outbox.open();
+    for (let i = 0; i < 10; i++) await accept(outbox, 'read', 10, 100);
+    const evicted = outbox.stats().evicted.read.quota;
+    expect(evicted).toBeGreaterThan(0);
+    expect(outbox.unreportedEvictions()).toEqual({ read: { quota: evicted } });
+    await outbox.close(); // as if killed: nothing reported yet
+
+    const again = makeOutbox({ quotaBytes }, dir).outbox;
+    again.open();
+    expect(again.unreportedEvictions()).toEqual({ read: { quota: evicted } }); // survives the restart
+    const reported = again.unreportedEvictions();
+    await accept(again, 'read', 10, 100); // more evictions while the report is being written
+    const meanwhile = again.stats().evicted.read.quota;
+    expect(meanwhile).toBeGreaterThan(0);
+    await again.accept({ type: 'system.outbox_evicted', priority: 'hit', payload: { evicted: reported } });
+    expect(again.unreportedEvictions()).toEqual({ read: { quota: meanwhile } }); // only what the report covers is settled
+    await again.accept({ type: 'system.outbox_evicted', priority: 'hit', payload: { evicted: again.unreportedEvictions() } });
+    expect(again.unreportedEvictions()).toEqual({});
+    await again.close();
+
+    const third = makeOutbox({ quotaBytes }, dir).outbox;
+    third.open();
+    expect(third.unreportedEvictions()).toEqual({}); // never reported twice
+    expect(third.next(1000).filter((e) => e.type === 'system.outbox_evicted')).toHaveLength(2);
+  });
+
+  it('records expired events for the report too', async () => {
+    const { outbox, clock } = makeOutbox();
+    outbox.open();
+    await accept(outbox, 'telemetry', 4);
+    clock.advance(61_000);
+    expect(outbox.expire()).toBe(4);
+    expect(outbox.unreportedEvictions()).toEqual({ telemetry: { ttl: 4 } });
+  });
+
   it('frees shared space lowest priority first, keeps a reserve for alarms and never evicts alarms', async () => {
     const probe = makeOutbox();
     probe.outbox.open();
@@ -137,6 +176,52 @@ describe('outbox', () => {
     expect(s.byPriority.telemetry.depth + s.byPriority.read.depth + s.byPriority.hit.depth).toBe(0);
     expect(s.evicted.hit.capacity).toBe(100);
     expect(s.evicted.alarm).toEqual({ quota: 0, ttl: 0, capacity: 0, corrupt: 0 }); // kept beyond max_bytes
+  });
+
+  it('caps the alarm class: past its quota, hits are stored without their evidence images, never dropped, and a panic still fits', async () => {
+    const { outbox, file } = makeOutbox({ maxBytes: 1 * MiB, alarmReserveBytes: 256 * 1024 });
+    outbox.open();
+    const image = (kb: number) => ({ content_type: 'image/jpeg' as const, width: 320, height: 240, data: 'A'.repeat(kb * 1024) });
+    const hit = (i: number) => ({
+      camera: 'cam-1',
+      plate: 'BBCL12',
+      display: 'BB·CL·12',
+      confidence: 0.97,
+      format: 'cl-2007',
+      trigger: 'frame' as const,
+      frames: 1,
+      box: [10, 20, 120, 40],
+      seen_at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
+      match: { kind: 'exact' as const, distance: 0 },
+      entry: { plate: 'BBCL12', reason: 'stolen', source: 'carabineros', added: '2026-01-01', expires: null },
+      hotlist_version: 'v1',
+      evidence: { crop: image(2), frame: image(6), files: { crop: `hit-${i}-crop.jpg`, frame: `hit-${i}-frame.jpg` } },
+    });
+    const payloads = Array.from({ length: 400 }, (_, i) => hit(i));
+    const stored = await Promise.all(payloads.map((payload) => outbox.accept({ type: 'plate.hit', priority: 'alarm', payload })));
+    expect(payloads[399]!.evidence.crop).toBeDefined(); // the producer's object is left whole
+    const panic = await outbox.accept({
+      type: 'alarm.panic',
+      priority: 'alarm',
+      payload: { input: 'panic-1', pressed_at: new Date().toISOString(), line_mono_ms: 1, alarm_id: null, press: 1, snapshot: null },
+    });
+    const s = outbox.stats();
+    expect(s.byPriority.alarm.depth).toBe(401); // every hit, and the panic
+    expect(s.bytes).toBeLessThanOrEqual(1 * MiB);
+    const events = outbox.next(1000).map((e) => JSON.parse(e.body) as { id: string; type: string; priority: 'alarm'; payload: Record<string, unknown> });
+    const hits = events.filter((e) => e.type === 'plate.hit');
+    expect(hits.map((e) => e.id)).toEqual(stored.map((e) => e.id));
+    const evidence = hits.map((e) => e.payload.evidence as { crop?: unknown; frame?: unknown; files: { crop: string }; dropped?: string });
+    const full = evidence.filter((e) => e.crop && e.frame && !e.dropped).length;
+    expect(full).toBeGreaterThan(50); // the budget is used before anything is left out
+    expect(evidence.slice(full).every((e) => e.dropped === 'quota' && !e.crop && !e.frame)).toBe(true);
+    expect(evidence.map((e) => e.files.crop)).toEqual(payloads.map((p) => p.evidence.files.crop)); // the names of the files kept on the device
+    for (const e of hits) expect(checkDynamicEvent(e.type, e.priority, e.payload)).toBeNull(); // still a valid plate.hit
+    expect(stored[399]!.payload.evidence).toEqual(evidence[399]); // the producer is told what was stored
+    expect(events.find((e) => e.id === panic.id)?.payload).toEqual(panic.payload);
+    await outbox.close();
+    // On disk: the accounted bytes plus SQLite's page overhead, a few percent (3.3 MB before the cap).
+    expect(statSync(file).size).toBeLessThan(1.1 * MiB);
   });
 
   it('expires events by age measured on the monotonic clock, even when the wall clock jumps', async () => {

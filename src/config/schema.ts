@@ -70,7 +70,7 @@ export const outboxSchema = z
     max_bytes: bytes().prefault('256MiB').describe('Total size all buffered events may use (size, e.g. 256MiB)'),
     alarm_reserve_bytes: bytes().prefault('16MiB').describe('Part of max_bytes that only alarms may use; must be smaller than max_bytes'),
     quota_bytes: perPriority(bytes(), { alarm: '256MiB', hit: '64MiB', read: '128MiB', telemetry: '16MiB' }).describe(
-      'Per-priority quota; when a class exceeds it, its own oldest events are evicted (alarms are never evicted)',
+      'Per-priority quota; when a class exceeds it, its own oldest events are evicted. Alarms are never evicted: past the alarm quota (and never into alarm_reserve_bytes), alarm events are stored without their embedded images (plate.hit evidence, marked dropped: quota), so panic presses always have room',
     ),
     ttl: perPriority(z.union([duration(), z.literal('never')]), { alarm: 'never', hit: '30d', read: '7d', telemetry: '1d' }).describe(
       'How long an undelivered event stays useful (duration, e.g. 7d, or never); older ones are evicted and counted',

@@ -99,7 +99,15 @@ export const EVENT_TYPES = {
       match: z.object({ kind: z.enum(['exact', 'confusable']), distance: z.number() }),
       entry: hotlistEntry,
       hotlist_version: z.string(),
-      evidence: nullable(z.object({ crop: jpegImage, frame: jpegImage, files: nullable(z.object({ crop: z.string(), frame: z.string() })) })),
+      evidence: nullable(
+        z.object({
+          // Left out when the alarm class is over its quota (see HEAVY_FIELDS); the files stay on the device.
+          crop: jpegImage.optional(),
+          frame: jpegImage.optional(),
+          files: nullable(z.object({ crop: z.string(), frame: z.string() })),
+          dropped: z.literal('quota').optional().describe('the images were left out: the alarm class was over its quota'),
+        }),
+      ),
     }),
   ),
   'plate.read': spec(
@@ -151,6 +159,16 @@ export const EVENT_TYPES = {
 } as const;
 
 export type EventType = keyof typeof EVENT_TYPES;
+
+/**
+ * Payload fields too big to store without limit (embedded images), by event type, as dotted paths.
+ * The outbox leaves them out of alarm-priority events once the alarm class is over its quota, and
+ * marks their parent object `dropped: "quota"`: the event itself is always stored, and the room
+ * left is kept for panic presses, which carry none.
+ */
+export const HEAVY_FIELDS: Partial<Record<EventType, readonly string[]>> = {
+  'plate.hit': ['evidence.crop', 'evidence.frame'],
+};
 export type EventPayload<T extends EventType> = z.output<(typeof EVENT_TYPES)[T]['payload']>;
 export type EventPriority<T extends EventType> = (typeof EVENT_TYPES)[T]['priority'];
 

@@ -4,8 +4,9 @@ import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
+import { HEAVY_FIELDS, isCatalogued } from '../core/events.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../core/private-files.js';
-import { type EventDraft, type Priority, type VigiaEvent, newEventId, PRIORITIES, priorityRank } from '../core/event.js';
+import { type EventDraft, isPriority, type Priority, type VigiaEvent, newEventId, PRIORITIES, priorityRank } from '../core/event.js';
 
 export interface OutboxOptions {
   file: string;
@@ -47,6 +48,15 @@ export interface StoredEvent {
 
 export type EvictionReason = 'quota' | 'ttl' | 'capacity' | 'corrupt';
 
+/** Evicted events not yet reported, by priority and reason (the `system.outbox_evicted` payload). */
+export type EvictionCounts = Partial<Record<Priority, Partial<Record<EvictionReason, number>>>>;
+
+/**
+ * The event that reports evictions. Storing it settles the counts it reports in the same
+ * transaction, so after a crash the counts are either still pending or durably queued as a report.
+ */
+export const EVICTION_REPORT_TYPE = 'system.outbox_evicted';
+
 export interface PriorityStats {
   depth: number;
   bytes: number;
@@ -86,8 +96,40 @@ interface Pending {
   body: string;
   size: number;
   rank: number;
+  /** For an eviction report: the counts it reports, settled when it is stored. */
+  settles?: EvictionCounts;
   resolve: () => void;
   reject: (err: Error) => void;
+}
+
+type Json = Record<string, unknown>;
+
+/**
+ * A copy of `payload` without the fields at `paths` (dotted), each parent marked `dropped: "quota"`;
+ * undefined when none of them was there (nothing to gain). The caller's object is never modified.
+ */
+export function withoutHeavyFields(payload: Json, paths: readonly string[]): Json | undefined {
+  const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const out: Json = { ...payload };
+  let removed = false;
+  for (const path of paths) {
+    const keys = path.split('.');
+    const leaf = keys.pop()!;
+    let parent: Json | undefined = out;
+    for (const key of keys) {
+      const child: unknown = parent[key];
+      if (!isObject(child)) {
+        parent = undefined;
+        break;
+      }
+      parent = parent[key] = { ...child }; // copied along the path: the caller's payload stays whole
+    }
+    if (!parent || !(leaf in parent)) continue;
+    delete parent[leaf];
+    parent.dropped = 'quota';
+    removed = true;
+  }
+  return removed ? out : undefined;
 }
 
 const zeroCounts = (): Record<EvictionReason, number> => ({ quota: 0, ttl: 0, capacity: 0, corrupt: 0 });
@@ -243,6 +285,8 @@ export class Outbox {
   }
 
   private prepare(db: Database.Database) {
+    // Evicted but not yet reported counts, kept here so a crash before the report cannot lose them.
+    db.exec('CREATE TABLE IF NOT EXISTS evictions (priority INTEGER NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (priority, reason))');
     return {
       insert: db.prepare('INSERT INTO events (id, priority, type, size, wall, mono, boot_id, synced, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       // One statement for a whole batch of acknowledgements; rows evicted meanwhile simply don't return.
@@ -254,6 +298,13 @@ export class Outbox {
       deleteUpTo: db.prepare('DELETE FROM events WHERE priority = ? AND pos <= ?'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+      addEvicted: db.prepare(
+        'INSERT INTO evictions (priority, reason, count) VALUES (?, ?, ?) ON CONFLICT (priority, reason) DO UPDATE SET count = count + excluded.count',
+      ),
+      // Never below zero: a report can only settle what was counted.
+      settleEvicted: db.prepare('UPDATE evictions SET count = max(0, count - ?) WHERE priority = ? AND reason = ?'),
+      dropSettled: db.prepare('DELETE FROM evictions WHERE count <= 0'),
+      unreported: db.prepare('SELECT priority, reason, count FROM evictions WHERE count > 0 ORDER BY priority, reason'),
     };
   }
 
@@ -296,6 +347,7 @@ export class Outbox {
         body,
         size: Buffer.byteLength(body) + ROW_OVERHEAD,
         rank: priorityRank(draft.priority),
+        ...(draft.type === EVICTION_REPORT_TYPE ? { settles: (draft.payload as { evicted?: EvictionCounts }).evicted ?? {} } : {}),
         resolve: () => resolve(event),
         reject,
       });
@@ -341,6 +393,7 @@ export class Outbox {
 
   #commit(batch: Pending[], acks: number[]): void {
     const { insert, delMany, setMeta } = this.#stmts;
+    this.#stripOverBudget(batch);
     const evictions: Array<[number, EvictionReason, number]> = [];
     this.#db.transaction(() => {
       if (acks.length > 0) {
@@ -351,6 +404,7 @@ export class Outbox {
       const incoming = PRIORITIES.map(() => 0);
       for (const p of batch) incoming[p.rank]! += p.size;
       this.#makeRoom(incoming, evictions);
+      this.#recordEvictions(evictions);
       let lastSeq = 0;
       for (const p of batch) {
         const e = p.event;
@@ -358,10 +412,39 @@ export class Outbox {
         this.#depth[p.rank]!++;
         this.#bytes[p.rank]! += p.size;
         lastSeq = Math.max(lastSeq, e.seq);
+        if (p.settles) this.#settleEvictions(p.settles);
       }
       setMeta.run('seq', lastSeq);
     })();
     for (const [rank, reason, count] of evictions) this.#noteEviction(rank, reason, count);
+  }
+
+  /**
+   * Alarms are never evicted, so a burst of hits with evidence images could fill the disk. Past the
+   * alarm class's quota (and never into the reserve), alarm-priority events are stored without their
+   * heavy fields (HEAVY_FIELDS), marked `dropped: "quota"`; the event itself is always stored, and
+   * panic presses, which carry none, keep the room. The caller's event reflects what was stored.
+   */
+  #stripOverBudget(batch: Pending[]): void {
+    const { quotaBytes, maxBytes, alarmReserveBytes } = this.opts;
+    const cap = Math.min(quotaBytes.alarm, maxBytes - alarmReserveBytes);
+    let alarmBytes = this.#bytes[0]!;
+    let stripped = 0;
+    for (const p of batch) {
+      if (p.rank !== 0) continue;
+      const heavy = isCatalogued(p.event.type) ? HEAVY_FIELDS[p.event.type] : undefined;
+      if (heavy && alarmBytes + p.size > cap) {
+        const payload = withoutHeavyFields(p.event.payload, heavy);
+        if (payload) {
+          p.event.payload = payload;
+          p.body = JSON.stringify(p.event);
+          p.size = Buffer.byteLength(p.body) + ROW_OVERHEAD;
+          stripped++;
+        }
+      }
+      alarmBytes += p.size;
+    }
+    if (stripped > 0) this.opts.logger.warn({ events: stripped, alarm_bytes: alarmBytes, cap }, 'alarm class over its quota: evidence images left out');
   }
 
   /**
@@ -406,6 +489,33 @@ export class Outbox {
     if (count > 0) evictions.push([rank, reason, count]);
   }
 
+  /** Inside the evicting transaction: the counts are durable exactly when the eviction is. */
+  #recordEvictions(evictions: Array<[number, EvictionReason, number]>): void {
+    for (const [rank, reason, count] of evictions) this.#stmts.addEvicted.run(rank, reason, count);
+  }
+
+  /** Inside the transaction that stores the report: what it reports is no longer pending. */
+  #settleEvictions(reported: EvictionCounts): void {
+    for (const [priority, byReason] of Object.entries(reported)) {
+      if (!isPriority(priority)) continue;
+      for (const [reason, count] of Object.entries(byReason ?? {})) {
+        if (typeof count === 'number' && count > 0) this.#stmts.settleEvicted.run(count, priorityRank(priority), reason);
+      }
+    }
+    this.#stmts.dropSettled.run();
+  }
+
+  /** Evictions recorded but not yet covered by a stored `system.outbox_evicted` report (also those from before a restart). */
+  unreportedEvictions(): EvictionCounts {
+    const out: EvictionCounts = {};
+    if (this.#closed) return out;
+    for (const r of this.#stmts.unreported.all() as { priority: number; reason: EvictionReason; count: number }[]) {
+      const priority = PRIORITIES[r.priority];
+      if (priority) (out[priority] ??= {})[r.reason] = r.count;
+    }
+    return out;
+  }
+
   #forget(rank: number, bytes: number, count: number): void {
     this.#depth[rank]! -= count;
     this.#bytes[rank]! -= bytes;
@@ -413,9 +523,19 @@ export class Outbox {
 
   #noteEviction(rank: number, reason: EvictionReason, count: number): void {
     const priority = PRIORITIES[rank]!;
+    // Events lost with a corrupt file are counted in the fresh one (the only place left to keep them).
+    if (reason === 'corrupt') this.#recordCorruptLoss(rank, count);
     this.#evicted[priority][reason] += count;
     this.opts.logger.warn({ priority, reason, count }, 'outbox evicted events');
     for (const l of this.#evictionListeners) l(priority, reason, count);
+  }
+
+  #recordCorruptLoss(rank: number, count: number): void {
+    try {
+      this.#stmts.addEvicted.run(rank, 'corrupt', count);
+    } catch (err) {
+      this.opts.logger.error({ err, rank, count }, 'could not record the events lost with a corrupt outbox');
+    }
   }
 
   #recoverFromCorruption(err: unknown, batch: Pending[]): void {
@@ -550,6 +670,7 @@ export class Outbox {
         this.#forget(rank, bytes, count);
         evictions.push([rank, 'ttl', count]);
       });
+      this.#recordEvictions(evictions);
     })();
     for (const [rank, reason, count] of evictions) this.#noteEviction(rank, reason, count);
     return evictions.reduce((a, [, , n]) => a + n, 0);

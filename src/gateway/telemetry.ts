@@ -3,17 +3,16 @@ import { statfs } from 'node:fs/promises';
 import { freemem, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
-import type { Priority } from '../core/event.js';
 import type { EventPayload } from '../core/events.js';
 import type { Extension, ExtensionContext } from '../core/extension.js';
-import type { EvictionReason, Outbox } from './outbox.js';
+import type { Outbox } from './outbox.js';
 import type { Uplink } from './uplink.js';
 
 export type TelemetryContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit' | 'health'>;
 
 /** What health reports on: the gateway's own state. */
 export interface TelemetrySources {
-  outbox: Pick<Outbox, 'stats' | 'onEvicted'>;
+  outbox: Pick<Outbox, 'stats' | 'onEvicted' | 'unreportedEvictions'>;
   uplink: Pick<Uplink, 'stats'>;
   startedMono: number;
 }
@@ -56,7 +55,9 @@ export class Telemetry implements Extension {
   readonly name = 'telemetry';
   #timer: NodeJS.Timeout | undefined;
   #evictTimer: NodeJS.Timeout | undefined;
-  #pendingEvictions: Partial<Record<Priority, Partial<Record<EvictionReason, number>>>> = {};
+  /** A report being stored: the next one waits for it, so no count is read (and reported) twice. */
+  #reporting = false;
+  #stopped = false;
 
   constructor(
     private readonly ctx: TelemetryContext,
@@ -67,24 +68,46 @@ export class Telemetry implements Extension {
   start(): void {
     this.#timer = setInterval(() => void this.report(), this.ctx.config.telemetry.interval);
     this.#timer.unref();
-    this.sources.outbox.onEvicted((priority, reason, count) => {
-      const byReason = (this.#pendingEvictions[priority] ??= {});
-      byReason[reason] = (byReason[reason] ?? 0) + count;
-      this.#evictTimer ??= setTimeout(() => void this.#reportEvictions(), reason === 'corrupt' ? 0 : EVICTION_REPORT_INTERVAL_MS);
-    });
+    this.sources.outbox.onEvicted((_priority, reason) => this.#scheduleEvictionReport(reason === 'corrupt' ? 0 : EVICTION_REPORT_INTERVAL_MS));
+    // Evictions recorded before a crash or a stop and not yet reported go out now.
+    if (this.#hasUnreportedEvictions()) this.#scheduleEvictionReport(0);
+  }
+
+  #hasUnreportedEvictions(): boolean {
+    return Object.keys(this.sources.outbox.unreportedEvictions()).length > 0;
+  }
+
+  #scheduleEvictionReport(delayMs: number): void {
+    if (this.#reporting) return; // rescheduled when the report in flight is stored
+    if (this.#evictTimer && delayMs > 0) return;
+    clearTimeout(this.#evictTimer);
+    this.#evictTimer = setTimeout(() => void this.#reportEvictions(), delayMs);
   }
 
   stop(): void {
+    this.#stopped = true;
     clearInterval(this.#timer);
     clearTimeout(this.#evictTimer);
   }
 
+  /**
+   * Reports the counts the outbox has recorded. Storing the report settles exactly those counts in
+   * the same transaction (see Outbox), so a crash either keeps them pending or has the report queued.
+   */
   async #reportEvictions(): Promise<void> {
     this.#evictTimer = undefined;
-    const evicted = this.#pendingEvictions;
-    this.#pendingEvictions = {};
-    // `hit` priority: above routine reads and telemetry, which are what gets evicted.
-    await this.ctx.emit('system.outbox_evicted', { evicted }).catch((err) => this.ctx.logger.error({ err }, 'could not record eviction report'));
+    const evicted = this.sources.outbox.unreportedEvictions();
+    if (Object.keys(evicted).length === 0) return;
+    this.#reporting = true;
+    try {
+      // `hit` priority: above routine reads and telemetry, which are what gets evicted.
+      await this.ctx.emit('system.outbox_evicted', { evicted });
+    } catch (err) {
+      this.ctx.logger.error({ err }, 'could not record eviction report');
+    } finally {
+      this.#reporting = false;
+    }
+    if (!this.#stopped && this.#hasUnreportedEvictions()) this.#scheduleEvictionReport(EVICTION_REPORT_INTERVAL_MS);
   }
 
   async snapshot(): Promise<EventPayload<'health'>> {
