@@ -94,6 +94,7 @@ export class Controller {
       source: config.clock.sync_source,
       syncFile: config.clock.sync_file,
       pollIntervalMs: config.clock.poll_interval,
+      markFile: resolve(dataDir, 'trusted-time'),
     }));
     this.topics = topicsFor(config.mqtt.topic_prefix, config.device.site, config.device.id);
     this.#outbox = new Outbox({

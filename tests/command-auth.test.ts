@@ -15,6 +15,7 @@ import {
   type NonceStore,
   type VerifiedCommand,
 } from '../src/gateway/command-auth.js';
+import { ClockSync } from '../src/core/clock-sync.js';
 import { mulberry32 } from './helpers/random.js';
 
 const KEY = 'test-hmac-key-0123456789abcdef-XYZ';
@@ -27,12 +28,16 @@ class TestClock {
   constructor(
     public now = NOW,
     public isSynced = true,
+    public trusted: number | null = null,
   ) {}
   wallNow(): number {
     return this.now;
   }
   synced(): boolean {
     return this.isSynced;
+  }
+  notBefore(): number | null {
+    return this.trusted;
   }
 }
 
@@ -235,6 +240,42 @@ describe('CommandVerifier: rejections', () => {
 
     clock.isSynced = true;
     expectReject(verifier.verify('alarm.ack', signed({ ts: NOW - 10 * WINDOW })), 'stale');
+  });
+
+  it('refuses, even before the clock syncs, a command older than a time the device already trusted', () => {
+    // A pole rebooted without NTP or RTC: its clock reads a year ago; it trusted NOW in an earlier run.
+    const clock = new TestClock(NOW - 365 * 86_400_000, false, NOW);
+    const { verifier } = setup({}, clock);
+    const yearOld = signed({ cmd: 'output.set', args: { output: 'siren', pattern: 'on' }, ts: NOW - 365 * 86_400_000 });
+    expect(expectReject(verifier.verify('output.set', yearOld), 'stale').detail).toMatch(/a time this device already trusted/);
+    expectReject(verifier.verify('alarm.ack', signed({ ts: NOW - WINDOW - 1 })), 'stale');
+    // Within the window of the mark (the nonce still guards it), and anything newer, is accepted.
+    expectOk(verifier.verify('alarm.ack', signed({ ts: NOW - WINDOW })));
+    expectOk(verifier.verify('alarm.ack', signed({ ts: NOW + 60_000 })));
+  });
+
+  it('keeps the trusted time across restarts, so a forgotten nonce cannot be replayed after a reboot', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-mark-'));
+    const markFile = join(dir, 'trusted-time');
+    const wall = { now: NOW };
+    const clock = { wallNow: () => wall.now, monoNow: () => 0 };
+    const first = new ClockSync(clock as never, { source: 'assume-synced', syncFile: join(dir, 'none'), pollIntervalMs: 1000, markFile });
+    first.start();
+    wall.now = NOW + 3_600_000;
+    expect(first.mark()).toBe(NOW + 3_600_000);
+    first.stop();
+
+    // The reboot: the clock reads 2025 and nothing has synced it yet.
+    wall.now = Date.UTC(2025, 0, 1);
+    const second = new ClockSync(clock as never, { source: 'never', syncFile: join(dir, 'none'), pollIntervalMs: 1000, markFile });
+    second.start();
+    expect(second.synced()).toBe(false);
+    expect(second.notBefore()).toBe(NOW + 3_600_000);
+    const { verifier } = setup({}, { wallNow: () => wall.now, synced: () => second.synced(), notBefore: () => second.notBefore() } as never);
+    // Accepted an hour before the mark: its nonce was pruned, yet the replay is refused.
+    expectReject(verifier.verify('alarm.ack', signed({ ts: NOW })), 'stale');
+    second.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('remembers an accepted nonce until ts + window when synced', () => {

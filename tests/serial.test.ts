@@ -694,6 +694,21 @@ describe('GPS clock sync', () => {
     expect(warnings()).toHaveLength(1);
   });
 
+  it('never takes the clock back past a time the device already trusted (a spoofed GPS cannot choose the clock)', async () => {
+    // The clock reads a year ago (no RTC); an earlier run trusted GPS + 1 day; a spoofed GPS says GPS.
+    const { clockSync, gpsClock, calls, warnings } = setup(-365 * 86_400_000);
+    (clockSync as unknown as { notBefore: () => number }).notBefore = () => GPS + 86_400_000;
+    gpsClock.offer(GPS, 7_000);
+    await sleep(20);
+    expect(calls).toEqual([]);
+    expect(clockSync.synced()).toBe(false);
+    expect(gpsClock.status().last_set_error).toMatch(/a time this device already trusted/);
+    expect(warnings()).toHaveLength(1);
+    // A time after the mark is taken as before.
+    gpsClock.offer(GPS + 2 * 86_400_000, 7_000);
+    await until(() => clockSync.synced(), 'synced from a plausible GPS time');
+  });
+
   it('leaves a clock already synced by NTP alone, and never trusts an implausible GPS date', () => {
     const synced = setup(-60_000);
     synced.clockSync.markSynced('system');

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import type { Clock } from './clock.js';
 
@@ -11,7 +11,16 @@ export interface ClockSyncOptions {
   pollIntervalMs: number;
   /** Injected so tests need neither systemd nor timedatectl. */
   probeTimedatectl?: () => Promise<boolean>;
+  /**
+   * Where the last trusted wall time is kept across restarts (`<data_dir>/trusted-time`). The
+   * real time is never earlier than it, which bounds what an old command or a spoofed clock
+   * source can claim before the clock syncs again.
+   */
+  markFile?: string;
 }
+
+/** While synced, the trusted wall time is written this often (one small write: SD cards wear). */
+const MARK_INTERVAL_MS = 10 * 60_000;
 
 /**
  * Knows whether the wall clock can be trusted. A Pi boots with the time it had at shutdown (or
@@ -22,6 +31,8 @@ export class ClockSync extends EventEmitter<{ synced: [source: string] }> {
   #synced = false;
   #source = '';
   #timer: NodeJS.Timeout | undefined;
+  #markTimer: NodeJS.Timeout | undefined;
+  #notBefore: number | null = null;
 
   constructor(
     private readonly clock: Clock,
@@ -31,6 +42,7 @@ export class ClockSync extends EventEmitter<{ synced: [source: string] }> {
   }
 
   start(): void {
+    this.#notBefore = this.#readMark();
     if (this.opts.source === 'assume-synced') return this.markSynced('assumed');
     if (this.opts.source === 'never') return;
     const poll = async () => {
@@ -43,6 +55,16 @@ export class ClockSync extends EventEmitter<{ synced: [source: string] }> {
 
   stop(): void {
     clearTimeout(this.#timer);
+    clearInterval(this.#markTimer);
+    if (this.#synced) this.#writeMark();
+  }
+
+  /**
+   * The last wall time this device trusted (from an earlier run too), or null if it never synced:
+   * whatever a clock or a command says, the real time is not earlier than this.
+   */
+  notBefore(): number | null {
+    return this.#notBefore;
   }
 
   synced(): boolean {
@@ -59,7 +81,38 @@ export class ClockSync extends EventEmitter<{ synced: [source: string] }> {
     this.#synced = true;
     this.#source = source;
     clearTimeout(this.#timer);
+    this.#writeMark();
+    this.#markTimer = setInterval(() => this.#writeMark(), MARK_INTERVAL_MS);
+    this.#markTimer.unref();
     this.emit('synced', source);
+  }
+
+  #readMark(): number | null {
+    if (!this.opts.markFile) return null;
+    try {
+      const value = Number(readFileSync(this.opts.markFile, 'utf8').trim());
+      return Number.isFinite(value) && value > 0 ? value : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Records the current wall time as trusted (only while synced) and returns the mark. */
+  mark(): number | null {
+    if (this.#synced) this.#writeMark();
+    return this.#notBefore;
+  }
+
+  #writeMark(): void {
+    const now = this.clock.wallNow();
+    this.#notBefore = Math.max(this.#notBefore ?? 0, now);
+    if (!this.opts.markFile) return;
+    try {
+      writeFileSync(`${this.opts.markFile}.tmp`, `${this.#notBefore}\n`);
+      renameSync(`${this.opts.markFile}.tmp`, this.opts.markFile);
+    } catch {
+      // A missing mark only makes the checks that use it weaker, never wrong.
+    }
   }
 
   /**

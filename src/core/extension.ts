@@ -72,6 +72,8 @@ export interface ClockTrust {
   /** What synced it (`ntp`, `gps`...), or '' while unsynced. */
   source(): string;
   markSynced(source: string): void;
+  /** The last wall time this device trusted, from an earlier run too (null if it never synced): the real time is not earlier. */
+  notBefore(): number | null;
 }
 
 export interface DevicePaths {

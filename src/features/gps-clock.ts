@@ -17,6 +17,11 @@ export const MAX_SENTENCE_LATENCY_MS = 1_000;
  * 19.6 years back), never the real time: the clock is not set from them.
  */
 export const MIN_PLAUSIBLE_UTC_MS = Date.UTC(2025, 0, 1);
+/**
+ * A GPS time this much earlier than a time the device already trusted is a spoofed or faulty
+ * receiver (the real time never goes back): the clock is neither set nor marked from it.
+ */
+export const MAX_BEFORE_TRUSTED_MS = 60_000;
 /** After a failed attempt to set the clock, the next one waits this long. */
 const SET_RETRY_MS = 5 * 60_000;
 
@@ -56,7 +61,8 @@ export function clockAgrees(offsetMs: number): boolean {
  * Uses GPS time to make the wall clock trustworthy when NTP has not: if the clock already agrees
  * it is marked synced; if not, it is set from GPS and marked synced only once it reads right.
  * A clock known to be wrong is never marked synced: events then stay "unsynced" and the gateway
- * corrects them later.
+ * corrects them later. GPS never moves a clock that is already synced, and never takes it back
+ * past a time the device already trusted (a spoofed GPS cannot choose the clock).
  */
 export class GpsClock {
   readonly #clock: Clock;
@@ -82,6 +88,15 @@ export class GpsClock {
     this.#offsetMs = this.#offsetAt(utcMs, receivedMono);
     if (this.#clockSync.synced() || this.#setting) return;
     if (utcMs < MIN_PLAUSIBLE_UTC_MS) return;
+    const trusted = this.#clockSync.notBefore();
+    if (trusted !== null && utcMs < trusted - MAX_BEFORE_TRUSTED_MS) {
+      this.#lastSetError = `GPS time ${new Date(utcMs).toISOString()} is before ${new Date(trusted).toISOString()}, a time this device already trusted`;
+      this.#warnOnce(
+        { gps_time: new Date(utcMs).toISOString(), trusted: new Date(trusted).toISOString() },
+        'GPS time goes back past a trusted time: ignored (spoofed or faulty receiver)',
+      );
+      return;
+    }
     if (clockAgrees(this.#offsetMs)) {
       this.#clockSync.markSynced('gps');
       return;

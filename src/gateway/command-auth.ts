@@ -71,6 +71,12 @@ export interface CommandClock {
   wallNow(): number;
   /** Whether wallNow() can be trusted (NTP, GPS, RTC). */
   synced(): boolean;
+  /**
+   * The last wall time the device trusted, from an earlier run too (null if it never synced).
+   * A command signed a replay window before it is refused even while the clock is unsynced: its
+   * nonce may have been forgotten, and the real time is not earlier than the mark.
+   */
+  notBefore?(): number | null;
 }
 
 /** Nonces of accepted commands, remembered until they expire so that a replay is refused. */
@@ -188,6 +194,13 @@ export class CommandVerifier {
       if (!(Math.abs(skew) <= this.#windowMs)) {
         return reject('stale', `timestamp is ${seconds(Math.abs(skew))} s in the ${skew > 0 ? 'past' : 'future'}; the window is ${seconds(this.#windowMs)} s`);
       }
+    }
+    const mark = this.clock.notBefore?.() ?? null;
+    if (mark !== null && checked.ts < mark - this.#windowMs) {
+      return reject(
+        'stale',
+        `signed at ${new Date(checked.ts).toISOString()}, more than the replay window before ${new Date(mark).toISOString()}, a time this device already trusted`,
+      );
     }
     const forgottenUntil = this.nonces.forgottenUntil?.();
     if (forgottenUntil !== undefined && checked.ts <= forgottenUntil) {

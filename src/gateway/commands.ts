@@ -89,11 +89,16 @@ export class CommandRouter implements CommandRegistry {
       this.#verifier = new CommandVerifier(
         { auth: config.commands.auth, key: key.reveal(), replayWindowMs: config.commands.replay_window, site: config.device.site, device: config.device.id },
         nonces,
-        { wallNow: () => clock.wallNow(), synced: () => clockSync.synced() },
+        { wallNow: () => clock.wallNow(), synced: () => clockSync.synced(), notBefore: () => clockSync.notBefore() },
       );
-      // Only with a trusted clock: an unsynced clock running ahead would forget nonces early, and
-      // while unsynced the age check is off, so the nonce is the only replay defence.
-      this.#pruneTimer = setInterval(() => clockSync.synced() && nonces.prune(clock.wallNow()), NONCE_PRUNE_INTERVAL_MS);
+      // Only with a trusted clock: an unsynced clock running ahead would forget nonces early; while
+      // unsynced, the nonces and the trusted-time mark are the replay defence.
+      // The trusted-time mark is written first: a nonce forgotten here is older than the mark minus
+      // the window, so after a restart without a synced clock the verifier still refuses its command.
+      this.#pruneTimer = setInterval(() => {
+        const mark = clockSync.synced() ? clockSync.mark() : null;
+        if (mark !== null) nonces.prune(mark);
+      }, NONCE_PRUNE_INTERVAL_MS);
       this.#pruneTimer.unref();
     } else {
       logger.warn('commands.key is not set: every command will be refused');
