@@ -10,6 +10,8 @@ export function formatStatus(s: DaemonStatus): string {
     `device     ${s.site}/${s.device} (${s.profile}), vigia ${s.version}, up ${age(s.uptime_s)}`,
     `link       ${s.link.state} for ${age(s.link.for_s)} (MQTT ${s.link.protocol}, ${s.link.connects} connects, ` +
       `${s.link.inflight}/${s.link.window} in flight)${lastError(s.link.last_error)}`,
+    ...formatRefusals(s.link.refused),
+    ...(s.link.inbound_dropped > 0 ? [`  inbound  ${s.link.inbound_dropped} oversized messages dropped`] : []),
     `clock      ${s.clock.synced ? `synced (${s.clock.source})` : 'NOT synced: event times are provisional'}`,
     `outbox     ${s.outbox.depth} events, ${size(s.outbox.bytes)}, oldest unsent ${age(s.outbox.oldest_unsent_age_s)}`,
   ];
@@ -43,6 +45,17 @@ export function formatStatus(s: DaemonStatus): string {
   const nodered = (s as { nodered?: NodeRedView }).nodered;
   if (nodered) lines.push(...formatNodeRed(nodered));
   return `${lines.join('\n')}\n`;
+}
+
+/** Only when the broker has refused something: a healthy link is not news. */
+function formatRefusals(r: DaemonStatus['link']['refused']): string[] {
+  if (r.total === 0) return [];
+  const reasons = Object.entries(r.by_reason)
+    .map(([code, n]) => `${code}${code === r.last_reason?.code ? ` ${r.last_reason.message}` : ''}: ${n}`)
+    .join(', ');
+  const last = r.last_reason ? `, last ${r.last_reason.code} ${r.last_reason.message} on ${r.last_reason.type}` : '';
+  const reconnects = r.reconnects > 0 ? `, ${r.reconnects} reconnects` : '';
+  return [`refused    ${r.total} by the broker (${reasons})${last}, ${r.waiting} waiting to retry${reconnects}`];
 }
 
 /** The part of the ANPR extension's status the terminal view shows. */

@@ -40,6 +40,14 @@ export function daemonStatus(s: StatusSources) {
       published: link.published,
       acked: link.acked,
       resent: link.resent,
+      refused: {
+        total: link.refused.total,
+        by_reason: link.refused.byReason,
+        last_reason: link.refused.last,
+        waiting: link.refused.waiting,
+        reconnects: link.refused.reconnects,
+      },
+      inbound_dropped: link.inboundDropped,
     },
     clock: s.clock,
     outbox: {

@@ -1,8 +1,10 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus } from '../src/status.js';
+import { formatStatus } from '../src/status-format.js';
 import { signCommand } from '../src/gateway/command-auth.js';
 import { CommandClient } from './helpers/commander.js';
 import { corruptOutboxTables } from './helpers/corrupt-outbox.js';
@@ -293,6 +295,63 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
   });
 });
 
+/** Polls `vigia status` until `pred` holds: a condition, never a duration. */
+async function statusUntil(daemon: DaemonProcess, pred: (s: DaemonStatus) => boolean, what: string, timeoutMs = 20_000): Promise<DaemonStatus> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await daemon.request<DaemonStatus>('status');
+    if (pred(status)) return status;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: link ${JSON.stringify(status.link)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('refused publishes (MQTT 5 PUBACK reason codes >= 0x80)', () => {
+  it('frees the window on a refusal, keeps and retries the refused events, still sends a panic alarm, and shows the refusals', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-acl-'));
+    // Mosquitto answers a QoS 1 publish its ACL denies with PUBACK 0x87 (not authorized) under MQTT 5.
+    const acl = join(dir, 'acl');
+    writeFileSync(acl, ['topic readwrite #', 'topic deny vigia/+/+/events/read/#', 'topic deny vigia/+/+/events/alarm/sim.refused', ''].join('\n'));
+    const broker = await startMosquitto({ extraConfig: [`acl_file ${acl}`, 'max_inflight_messages 8'] });
+    cleanups.push(() => broker.stop());
+    const sub = new Subscriber(broker.url);
+    await sub.connect();
+    cleanups.push(() => sub.close());
+    const cfg = writeDeviceConfig(broker.url, { hardware: { backend: 'sim', inputs: { panic: { line: 'GPIO17', kind: 'panic' } } } });
+    const daemon = new DaemonProcess(cfg.file, cfg.socket);
+    cleanups.push(() => daemon.kill('SIGKILL'));
+    await daemon.start();
+    expect((await daemon.request<DaemonStatus>('status')).link.window).toBe(8); // the broker's receive maximum
+
+    // Refused reads fill the non-alarm part of the window, a refused alarm the alarm lane.
+    const reads = await daemon.request<Burst>('sim.burst', { count: 40, type: 'sim.read', priority: 'read' });
+    const refusedAlarms = await daemon.request<Burst>('sim.burst', { count: 2, type: 'sim.refused', priority: 'alarm' });
+    await daemon.request('sim.input', { input: 'panic', active: true });
+    await sub.waitFor(() => sub.events.some((e) => e.event.type === 'alarm.panic'), 15_000, 'alarm.panic past the refused events');
+
+    // Every refused event is retried (more refusals than events), and none is ever deleted.
+    const refusedEvents = reads.ids.length + refusedAlarms.ids.length;
+    let status = await statusUntil(daemon, (s) => (s.link.refused?.total ?? 0) > refusedEvents, 'retries of the refused events');
+    expect(status.link.refused.total).toBeGreaterThan(refusedEvents);
+    expect(status.link.refused.by_reason).toEqual({ '0x87': status.link.refused.total });
+    expect(status.link.refused.last_reason).toMatchObject({ code: '0x87', message: 'Not authorized' });
+    expect(status.link.refused.waiting).toBeGreaterThan(0);
+    expect(status.outbox.by_priority.read.depth).toBe(40);
+    expect(status.outbox.by_priority.alarm.depth).toBe(2);
+    expect(formatStatus(status)).toMatch(
+      /refused\s+\d+ by the broker \(0x87 Not authorized: \d+\), last 0x87 Not authorized on sim\.(read|refused), \d+ waiting to retry/,
+    );
+    expect(sub.missing([...reads.ids, ...refusedAlarms.ids])).toHaveLength(reads.ids.length + refusedAlarms.ids.length);
+
+    // Refusals that go on make the uplink reconnect (with backoff), and alarms still get through after it.
+    status = await statusUntil(daemon, (s) => s.link.refused.reconnects > 0 && s.link.state === 'online', 'a reconnect after continued refusals');
+    expect(status.link.connects).toBeGreaterThanOrEqual(2);
+    const after = await daemon.request<{ id: string }>('sim.event', { type: 'sim.after', priority: 'alarm' });
+    await sub.waitFor(() => sub.byId.has(after.id), 15_000, 'an alarm after the reconnect');
+    expect((await daemon.request<DaemonStatus>('status')).outbox.by_priority.read.depth).toBe(40);
+  });
+});
+
 describe('commands (signed, MQTT 5 request/response)', () => {
   let broker: Broker;
   let daemon: DaemonProcess;
@@ -458,6 +517,78 @@ describe('commands (signed, MQTT 5 request/response)', () => {
     expect(answered).toBeLessThanOrEqual(20 + Math.ceil(5 * seconds));
     expect(after.dropped - before.dropped).toBe(1000 - answered);
     expect(eventsTree.filter((m) => m.payload.includes('"cmd"'))).toEqual([]);
+  });
+});
+
+describe('inbound size limit (mqtt.max_inbound_bytes)', () => {
+  const base = 'vigia/test-site/pole-0001';
+  type Reply = { ok: boolean; nonce?: string; error?: { code: string } };
+  const sign = (cmd: string, args?: Record<string, unknown>) =>
+    signCommand({ auth: 'hmac-sha256', key: TEST_KEY, site: 'test-site', device: 'pole-0001', cmd, ...(args ? { args } : {}) });
+  const nonceOf = (signed: string) => (JSON.parse((JSON.parse(signed) as { msg: string }).msg) as { nonce: string }).nonce;
+
+  /** The call center's command side; replies are told apart by nonce (under 3.1.1 there is no correlation data). */
+  async function commandSide(url: string) {
+    const client = await mqtt.connectAsync(url, { protocolVersion: 5 });
+    cleanups.push(() => client.endAsync(true));
+    const replies: Reply[] = [];
+    client.on('message', (_t, payload) => replies.push(JSON.parse(payload.toString()) as Reply));
+    await client.subscribeAsync([`${base}/cmd/+/reply`, 'test/replies'], { qos: 1 });
+    const publish = async (signed: string) => {
+      await client.publishAsync(`${base}/cmd/ping`, signed, { qos: 1, properties: { responseTopic: 'test/replies', correlationData: Buffer.from('c') } });
+      return nonceOf(signed);
+    };
+    const answered = async (nonce: string, timeoutMs = 10_000) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!replies.some((r) => r.nonce === nonce)) {
+        if (Date.now() > deadline) throw new Error('no reply to ping');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    // Pings until one is answered: then the daemon's command subscription is live.
+    const warmUp = new Set<string>();
+    for (let live = false; !live; ) {
+      const nonce = await publish(sign('ping'));
+      warmUp.add(nonce);
+      live = await answered(nonce, 1000).then(
+        () => true,
+        () => false,
+      );
+    }
+    /** Replies to anything but the warm-up pings (a late one included). */
+    const testReplies = () => replies.filter((r) => !r.nonce || !warmUp.has(r.nonce));
+    return { publish, answered, testReplies };
+  }
+
+  it('MQTT 5: announces a maximum packet size, so the broker never delivers an oversized command; a normal one still works', async () => {
+    const { broker, daemon } = await setup();
+    await daemon.start();
+    const { publish, answered, testReplies } = await commandSide(broker.url);
+    const before = await daemon.request<DaemonStatus>('status');
+    // A signed command of 16 MiB: were it handed to the router it would be answered (refused with bad_args) and counted.
+    await publish(sign('ping', { padding: 'x'.repeat(16 * 1024 * 1024) }));
+    const small = await publish(sign('ping'));
+    // Same publisher, same topic, QoS 1: delivered in order, so once the small one is answered the big one would have been.
+    await answered(small);
+    expect(testReplies()).toEqual([expect.objectContaining({ ok: true, nonce: small })]);
+    const status = await daemon.request<DaemonStatus>('status');
+    expect(status.commands).toMatchObject({ executed: before.commands.executed + 1, rejected: {} });
+    expect(status.link.connects).toBe(1); // the broker dropped it: no packet too large for the client to choke on
+  });
+
+  it('MQTT 3.1.1: drops an oversized command on arrival, before parsing, and counts it; a normal one still works', async () => {
+    const { broker, daemon } = await setup({ mqtt: { protocol: '3.1.1', max_inbound_bytes: '64KiB' } });
+    await daemon.start();
+    const { publish, answered, testReplies } = await commandSide(broker.url);
+    const before = await daemon.request<DaemonStatus>('status');
+    await publish(sign('ping', { padding: 'x'.repeat(100 * 1024) }));
+    const small = await publish(sign('ping'));
+    await answered(small);
+    expect(testReplies()).toEqual([expect.objectContaining({ ok: true, nonce: small })]);
+    const status = await daemon.request<DaemonStatus>('status');
+    expect(status.link).toMatchObject({ protocol: '3.1.1', inbound_dropped: 1 });
+    expect(status.commands).toMatchObject({ executed: before.commands.executed + 1, rejected: {} });
+    expect(formatStatus(status)).toContain('1 oversized messages dropped');
   });
 });
 

@@ -116,6 +116,12 @@ export const mqttSchema = z
       .max(1000)
       .default(64)
       .describe("Unacknowledged QoS 1 publishes at once (also capped by the broker's receive maximum)"),
+    max_inbound_bytes: bytes()
+      .prefault('512KiB')
+      .pipe(z.number().int().min(4096, 'must be at least 4KiB').max(268_435_455, 'must be at most 256MiB (the largest MQTT packet)'))
+      .describe(
+        'Largest message the device takes from the broker (commands); MQTT 5 announces it so the broker drops bigger ones, under 3.1.1 they are dropped on arrival and counted. A hotlist.delta costs about 190 bytes per added plate, so 512KiB fits about 2700',
+      ),
     drain_rate: z.number().min(0).default(0).describe('Max events/s when draining a backlog after an outage, 0 = unlimited; alarms are never held back'),
     reconnect: z
       .strictObject({

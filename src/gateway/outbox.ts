@@ -585,14 +585,15 @@ export class Outbox {
   /**
    * Up to `limit` durable events, highest priority first, oldest first within a priority, that
    * have not been handed out since the last rewind(). The uplink calls rewind() after a reconnect
-   * so that anything published but not acknowledged is sent again.
+   * so that anything published but not acknowledged is sent again. Ranks for which `skip` says so
+   * are not read (their cursor stays put).
    */
-  next(limit: number, maxRank = PRIORITIES.length - 1): StoredEvent[] {
+  next(limit: number, maxRank = PRIORITIES.length - 1, skip?: (rank: number) => boolean): StoredEvent[] {
     if (this.#closed) return [];
     const out: StoredEvent[] = [];
     const now = this.opts.clock.monoNow();
     for (let rank = 0; rank <= maxRank && out.length < limit; rank++) {
-      if (this.#depth[rank] === 0) continue;
+      if (this.#depth[rank] === 0 || skip?.(rank)) continue;
       const rows = this.#stmts.next.all(rank, this.#cursor[rank], limit - out.length) as {
         rowid: number;
         id: string;

@@ -135,7 +135,16 @@ export class Telemetry implements Extension {
         oldest_unsent_age_s: Math.max(0, ...Object.values(outbox.byPriority).map((p) => (p.oldestAgeMs ?? 0) / 1000)),
         evicted: outbox.evicted,
       },
-      link: { state: link.state, connects: link.connects, resent: link.resent },
+      link: {
+        state: link.state,
+        connects: link.connects,
+        resent: link.resent,
+        refused: link.refused.total,
+        refused_by_reason: link.refused.byReason,
+        last_refusal: link.refused.last?.code ?? null,
+        refused_waiting: link.refused.waiting,
+        inbound_dropped: link.inboundDropped,
+      },
       clock_synced: ctx.clockTrust.synced(),
       ...(Object.keys(extensions).length > 0 ? { extensions } : {}),
     };

@@ -3,11 +3,11 @@ import { EventEmitter } from 'node:events';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { Backoff } from '../core/backoff.js';
+import { Backoff, type BackoffOptions, backoffDelay } from '../core/backoff.js';
 import type { LinkState } from '../core/bus.js';
 import type { Clock } from '../core/clock.js';
 import type { ClockSync } from '../core/clock-sync.js';
-import { PRIORITIES } from '../core/event.js';
+import { PRIORITIES, priorityRank } from '../core/event.js';
 import type { Outbox, StoredEvent } from './outbox.js';
 import type { Topics } from './topics.js';
 
@@ -24,7 +24,47 @@ export interface UplinkStats {
   /** Events published but not acknowledged when a link dropped: sent again, maybe duplicated. */
   resent: number;
   publishedByType: Record<string, number>;
+  refused: RefusalStats;
+  /** Inbound messages larger than `max_inbound_bytes` dropped before anyone parsed them. */
+  inboundDropped: number;
 }
+
+/** Publishes the broker refused with an MQTT 5 PUBACK reason code >= 0x80. */
+export interface RefusalStats {
+  total: number;
+  /** Per reason code, keyed `0x87`. */
+  byReason: Record<string, number>;
+  /** The latest refusal: its reason code (`0x87`), the broker's reason and the event type refused. */
+  last: { code: string; message: string; type: string } | null;
+  /** Refused events kept in the outbox and waiting for their retry. */
+  waiting: number;
+  /** Reconnects made because refusals went on. */
+  reconnects: number;
+}
+
+/** A refused event, out of the window until its retry is due. */
+interface Waiting {
+  event: StoredEvent;
+  refusals: number;
+  dueAt: number;
+  /** When its time to live was computed (monotonic), to age it while it waits. */
+  readAt: number;
+}
+
+interface InFlight {
+  event: StoredEvent;
+  /** Times the broker had refused it before this attempt. */
+  refusals: number;
+}
+
+/**
+ * Refused events the uplink keeps in memory per priority; beyond it that priority is not read
+ * from the outbox until some are accepted (the rest wait on disk, never deleted).
+ */
+const MAX_WAITING_PER_PRIORITY = 1024;
+/** Refusals in a row, none accepted in between, after which the link is re-established. */
+const REFUSALS_BEFORE_RECONNECT = 32;
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 export interface UplinkDeps {
   config: Config['mqtt'];
@@ -53,8 +93,20 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   #state: LinkState = 'offline';
   #since: number;
   #protocol: 4 | 5;
-  #inflight = new Map<number, StoredEvent>();
+  #inflight = new Map<number, InFlight>();
+  #waiting = new Map<number, Waiting>();
+  #waitingByRank = PRIORITIES.map(() => 0);
+  #retryTimer: NodeJS.Timeout | undefined;
+  /** Refusals since the last accepted publish or reconnect. */
+  #refusalStreak = 0;
+  #refused: Omit<RefusalStats, 'waiting'> = { total: 0, byReason: {}, last: null, reconnects: 0 };
+  #inboundDropped = 0;
+  /** Spaces out the reconnects refusals cause; reset once a refused event is accepted. */
+  readonly #refusalBackoff: Backoff;
+  #refusalReconnectAt = 0;
+  #refusalLoggedAt = -Infinity;
   #window = 1;
+  readonly #retryDelays: BackoffOptions;
   readonly #backoff: Backoff;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #rateTimer: NodeJS.Timeout | undefined;
@@ -70,7 +122,10 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     this.#since = deps.clock.monoNow();
     this.#protocol = deps.config.protocol === '3.1.1' ? 4 : 5;
     const { min_delay, max_delay, jitter } = deps.config.reconnect;
-    this.#backoff = new Backoff({ minDelayMs: min_delay, maxDelayMs: max_delay, factor: 2, jitter }, deps.random);
+    // Reconnects and retries of refused events share the reconnect settings.
+    this.#retryDelays = { minDelayMs: min_delay, maxDelayMs: max_delay, factor: 2, jitter };
+    this.#backoff = new Backoff(this.#retryDelays, deps.random);
+    this.#refusalBackoff = new Backoff(this.#retryDelays, deps.random);
   }
 
   start(): void {
@@ -92,6 +147,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   async stop(): Promise<void> {
     clearTimeout(this.#reconnectTimer);
     clearTimeout(this.#rateTimer);
+    clearTimeout(this.#retryTimer);
     const client = this.#client;
     this.#setState('stopped');
     if (!client) return;
@@ -136,6 +192,8 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       inflight: this.#inflight.size,
       window: this.#window,
       ...structuredClone(this.#stats),
+      refused: { ...structuredClone(this.#refused), waiting: this.#waiting.size },
+      inboundDropped: this.#inboundDropped,
     };
   }
 
@@ -165,6 +223,8 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       queueQoSZero: false,
       username: cfg.username,
       password: cfg.password?.reveal(),
+      // Commands are the only inbound traffic: the broker drops anything larger instead of sending it.
+      properties: this.#protocol === 5 ? { maximumPacketSize: cfg.max_inbound_bytes } : undefined,
       will: { topic: this.deps.topics.status, payload: Buffer.from(this.#statusPayload('offline', 'lost')), qos: 1, retain: true },
       ...this.#tls,
     });
@@ -180,7 +240,15 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       this.#setState('online');
       this.#pump();
     });
-    client.on('message', (topic, payload, packet) => this.emit('message', topic, payload, packet));
+    client.on('message', (topic, payload, packet) => {
+      // MQTT 3.1.1 has no maximum packet size to announce (and a broker may ignore it): drop before anyone parses.
+      if (payload.length > cfg.max_inbound_bytes) {
+        this.#inboundDropped++;
+        this.deps.logger.warn({ topic: topic.slice(0, 128), bytes: payload.length, max: cfg.max_inbound_bytes }, 'oversized inbound message dropped');
+        return;
+      }
+      this.emit('message', topic, payload, packet);
+    });
     client.on('error', (err) => {
       const code = (err as { code?: number }).code;
       this.#stats.lastError = err.message;
@@ -204,7 +272,12 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     client.end(true);
     this.#client = undefined;
     if (this.#inflight.size > 0) this.#stats.resent += this.#inflight.size;
+    // A refused event caught in flight keeps its refusal count: it is retried first thing on the next link.
+    for (const { event, refusals } of this.#inflight.values()) {
+      if (refusals > 0) this.#hold(event, refusals, this.deps.clock.monoNow());
+    }
     this.#inflight.clear();
+    this.#refusalStreak = 0;
     this.deps.outbox.rewind();
     if (this.#state === 'stopped') return;
     this.#setState('offline');
@@ -233,13 +306,22 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       while (this.#inflight.size < this.#window) {
         const allowance = this.#allowance();
         const alarmsOnly = this.#inflight.size >= nonAlarmLimit || allowance < 1;
-        const room = alarmsOnly ? this.#window - this.#inflight.size : Math.min(nonAlarmLimit - this.#inflight.size, allowance);
-        const batch = this.deps.outbox.next(Math.min(room, 64), alarmsOnly ? 0 : PRIORITIES.length - 1);
-        for (const event of batch) {
-          if (event.priority !== 'alarm' && this.deps.config.drain_rate > 0) this.#tokens -= 1;
-          this.#publish(client, event);
+        const room = Math.min(64, alarmsOnly ? this.#window - this.#inflight.size : Math.min(nonAlarmLimit - this.#inflight.size, allowance));
+        const maxRank = alarmsOnly ? 0 : PRIORITIES.length - 1;
+        // Retries that are due compete by priority with new events: nothing waits behind a refused lower class.
+        const due = this.#dueRetries(maxRank);
+        const fresh = this.deps.outbox.next(room, due.length > 0 ? priorityRank(due[0]!.event.priority) : maxRank, (rank) => this.#waitingFull(rank));
+        const retries = due.slice(0, room - fresh.length);
+        for (const event of fresh) {
+          if (this.#waiting.has(event.rowid)) continue; // read again after a rewind; its retry is due later
+          this.#send(client, event, 0);
         }
-        if (batch.length === 0) {
+        const now = this.deps.clock.monoNow();
+        for (const w of retries) {
+          this.#release(w);
+          this.#send(client, { ...w.event, ttlLeftMs: w.event.ttlLeftMs === undefined ? undefined : w.event.ttlLeftMs - (now - w.readAt) }, w.refusals);
+        }
+        if (fresh.length === 0 && retries.length === 0) {
           // Rate-limited with a backlog left: come back when the bucket has refilled a little.
           if (allowance < 1 && this.deps.outbox.depth() > this.#inflight.size) {
             this.#rateTimer ??= setTimeout(
@@ -255,11 +337,93 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       }
     } finally {
       this.#pumping = false;
+      this.#scheduleRetry();
     }
   }
 
-  #publish(client: MqttClient, event: StoredEvent): void {
-    this.#inflight.set(event.rowid, event);
+  #send(client: MqttClient, event: StoredEvent, refusals: number): void {
+    if (event.priority !== 'alarm' && this.deps.config.drain_rate > 0) this.#tokens -= 1;
+    this.#publish(client, event, refusals);
+  }
+
+  /** Refused events whose retry is due, highest priority first, then oldest; expired ones are let go (the outbox's sweep deletes them). */
+  #dueRetries(maxRank: number): Waiting[] {
+    if (this.#waiting.size === 0) return [];
+    const now = this.deps.clock.monoNow();
+    const due: Waiting[] = [];
+    for (const w of this.#waiting.values()) {
+      if (w.event.ttlLeftMs !== undefined && w.event.ttlLeftMs - (now - w.readAt) <= 0) this.#release(w);
+      else if (w.dueAt <= now && priorityRank(w.event.priority) <= maxRank) due.push(w);
+    }
+    return due.sort((a, b) => priorityRank(a.event.priority) - priorityRank(b.event.priority) || a.event.rowid - b.event.rowid);
+  }
+
+  /** Alarms are rare and never held back: only the lower classes stop being read when many of theirs are refused. */
+  #waitingFull(rank: number): boolean {
+    return rank > 0 && this.#waitingByRank[rank]! >= MAX_WAITING_PER_PRIORITY;
+  }
+
+  #hold(event: StoredEvent, refusals: number, now: number): void {
+    if (this.#waiting.has(event.rowid)) return;
+    const delay = backoffDelay(refusals - 1, this.#retryDelays, this.deps.random);
+    this.#waiting.set(event.rowid, { event, refusals, dueAt: now + delay, readAt: now });
+    this.#waitingByRank[priorityRank(event.priority)]!++;
+  }
+
+  #release(w: Waiting): void {
+    if (this.#waiting.delete(w.event.rowid)) this.#waitingByRank[priorityRank(w.event.priority)]!--;
+  }
+
+  #scheduleRetry(): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    if (this.#waiting.size === 0 || this.#state === 'stopped') return;
+    let next = Infinity;
+    for (const w of this.#waiting.values()) next = Math.min(next, w.dueAt);
+    this.#retryTimer = setTimeout(
+      () => {
+        this.#retryTimer = undefined;
+        this.#pump();
+      },
+      Math.max(0, next - this.deps.clock.monoNow()),
+    );
+  }
+
+  /**
+   * The broker refused the event (MQTT 5 PUBACK >= 0x80: quota exceeded, not authorized, topic or
+   * payload invalid...). It stays in the outbox, never deleted; its slot is freed and it is retried
+   * with backoff. Refusals that go on re-establish the link: a session quota or a stale
+   * authorisation may clear with a new one.
+   */
+  #onRefused(client: MqttClient, event: StoredEvent, refusals: number, code: number, message: string): void {
+    this.#inflight.delete(event.rowid);
+    const key = `0x${code.toString(16).padStart(2, '0')}`;
+    this.#refused.total++;
+    this.#refused.byReason[key] = (this.#refused.byReason[key] ?? 0) + 1;
+    const now = this.deps.clock.monoNow();
+    // A broker refusing a backlog refuses thousands: log a new reason at once, the same one at most every 10 s.
+    if (this.#refused.last?.code !== key || now - this.#refusalLoggedAt >= REFUSAL_LOG_INTERVAL_MS) {
+      this.#refusalLoggedAt = now;
+      this.deps.logger.warn(
+        { code: key, reason: message, type: event.type, priority: event.priority, refused: this.#refused.total },
+        'broker refused an event: kept, will retry',
+      );
+    }
+    this.#refused.last = { code: key, message, type: event.type };
+    this.#hold(event, refusals + 1, now);
+    // Only when nothing gets through, and less and less often while the refusals last.
+    if (++this.#refusalStreak >= REFUSALS_BEFORE_RECONNECT && now >= this.#refusalReconnectAt) {
+      this.#refusalReconnectAt = now + this.#refusalBackoff.next();
+      this.#refused.reconnects++;
+      this.deps.logger.warn({ refusals: this.#refusalStreak, code: key }, 'broker keeps refusing events: reconnecting');
+      client.end(true); // close → #onClose: rewind, reconnect with backoff
+      return;
+    }
+    this.#pump();
+  }
+
+  #publish(client: MqttClient, event: StoredEvent, refusals: number): void {
+    this.#inflight.set(event.rowid, { event, refusals });
     const opts: IClientPublishOptions = { qos: 1 };
     if (this.#protocol === 5) {
       opts.properties = { contentType: 'application/json', payloadFormatIndicator: true };
@@ -268,8 +432,16 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     this.#stats.published++;
     this.#stats.publishedByType[event.type] = (this.#stats.publishedByType[event.type] ?? 0) + 1;
     client.publish(this.deps.topics.event(event.priority, event.type), this.#finalBody(event), opts, (err) => {
-      if (err || this.#client !== client) return; // link dropped: it stays in the outbox and is resent
+      if (this.#client !== client) return; // link dropped: it stays in the outbox and is resent
+      if (err) {
+        // MQTT.js reports a PUBACK reason code >= 0x80 as an error whose `code` is that reason code.
+        const code = (err as { code?: unknown }).code;
+        if (typeof code === 'number' && code >= 0x80) this.#onRefused(client, event, refusals, code, err.message.replace(/^Publish error: /, ''));
+        return; // anything else ends the connection: the event is resent after reconnect
+      }
       this.#inflight.delete(event.rowid);
+      this.#refusalStreak = 0;
+      if (refusals > 0) this.#refusalBackoff.reset(); // what the broker refused, it takes now
       this.#stats.acked++;
       this.deps.outbox.ack(event.rowid);
       // Refill in batches of a quarter window: one query per batch, not one per acknowledgement.
