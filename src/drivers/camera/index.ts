@@ -35,6 +35,7 @@ export function createFrameSource(cam: CameraConfig, deps: FrameSourceDeps = {})
         {
           cameraId: cam.id,
           url: typeof cam.url === 'string' ? cam.url : cam.url!.reveal(),
+          privateUrl: typeof cam.url !== 'string',
           intervalMs: cam.interval,
           auth: cam.auth,
           ...(cam.username !== undefined ? { username: cam.username } : {}),
