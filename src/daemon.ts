@@ -1,4 +1,4 @@
-import type { Config } from './config/schema.js';
+import { type Config, configWarnings } from './config/schema.js';
 import { Controller, type ControllerDeps } from './controller.js';
 import { PRIVATE_UMASK } from './core/private-files.js';
 
@@ -11,6 +11,7 @@ export async function runDaemon(config: Config, deps: ControllerDeps = {}): Prom
   process.umask(PRIVATE_UMASK);
   const controller = new Controller(config, deps);
   const { logger } = controller;
+  for (const w of configWarnings(config)) logger.warn({ path: w.path }, w.message);
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;

@@ -1,8 +1,20 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -10,7 +22,7 @@ import { runInNewContext } from 'node:vm';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DirectorySource } from '../src/drivers/camera/directory.js';
-import { detectInputKind, FfmpegSource, ffmpegArgs } from '../src/drivers/camera/ffmpeg.js';
+import { detectInputKind, displayUrl, FfmpegSource, ffmpegArgs, ffmpegInputList, keepsUrlPrivate } from '../src/drivers/camera/ffmpeg.js';
 import { DigestSession, chooseChallenge, parseWwwAuthenticate } from '../src/drivers/camera/http-auth.js';
 import { HttpSnapshotSource } from '../src/drivers/camera/http-snapshot.js';
 import { isJpeg, JpegSplitter } from '../src/drivers/camera/jpeg.js';
@@ -320,6 +332,125 @@ describe('FfmpegSource', () => {
     );
     await until(() => w.source.stats().reconnects >= 1, 10000, 'a restart');
     expect(w.source.stats().lastError).toMatch(/no frame for 150 ms; ffmpeg was killed by SIGTERM/);
+  });
+});
+
+describe('camera credentials and ffmpeg', () => {
+  const video = join(tmp, 'creds.mp4');
+  beforeAll(() => {
+    execFileSync('ffmpeg', [
+      '-hide_banner',
+      '-loglevel',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=320x240:rate=10',
+      '-t',
+      '2',
+      '-c:v',
+      'mpeg4',
+      video,
+    ]);
+  });
+
+  /** What every local user can read about a process: its command line. */
+  const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+
+  it('reads an MJPEG stream behind HTTP Basic with the password off ffmpeg’s command line (/proc/<pid>/cmdline)', async () => {
+    const user = 'vigia';
+    const password = "p@ss:w/rd 'mjpeg-s3cr3t'";
+    const frame = await jpeg(160, 120);
+    const expected = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+    const cam = await cameraServer((req, res, log) => {
+      const status = req.headers.authorization === expected ? 200 : 401;
+      log.push({ auth: req.headers.authorization, status });
+      if (status === 401) {
+        res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="cam"' });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': 'multipart/x-mixed-replace; boundary=frame' });
+      const send = () =>
+        res.write(Buffer.concat([Buffer.from(`--frame\r\nContent-Type: image/jpeg\r\nContent-Length: ${frame.length}\r\n\r\n`), frame, Buffer.from('\r\n')]));
+      send();
+      const timer = setInterval(send, 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    const url = cam.url.replace('http://', `http://${encodeURIComponent(user)}:${encodeURIComponent(password)}@`);
+    const w = watch(new FfmpegSource({ cameraId: 'mjpeg', url, fps: 5 }));
+    await until(() => w.frames.length >= 2, 20000, 'frames from the authenticated stream');
+    expect(cam.log.some((r) => r.status === 200)).toBe(true);
+    const seen = cmdline(w.source.pid!);
+    expect(seen).toMatch(/ffmpeg/);
+    for (const leak of ['mjpeg-s3cr3t', encodeURIComponent(password), `${user}:`]) expect(seen).not.toContain(leak);
+    expect(w.source.args.join(' ')).not.toContain('s3cr3t');
+  });
+
+  it('reads a live RTSP stream with the URL and its password off the command line, and restarts when it ends', async () => {
+    // ffmpeg's RTSP server mode (listen) cannot check credentials, so the camera side here is
+    // a publishing ffmpeg; what is checked is that the RTSP URL with its password reaches the
+    // reader by the input list and never by its command line.
+    const port = await new Promise<number>((resolve) => {
+      const probe = createNetServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const url = `rtsp://vigia:rtsp-s3cr3t@127.0.0.1:${port}/live`;
+    const w = watch(new FfmpegSource({ cameraId: 'rtsp', url, fps: 5, inputOptions: { rtsp_flags: 'listen' }, backoff: { minDelayMs: 20, maxDelayMs: 20 } }));
+    let publishing = true;
+    const publish = () => {
+      const args = [
+        '-hide_banner',
+        '-loglevel',
+        'quiet',
+        '-re',
+        '-i',
+        video,
+        '-c:v',
+        'mpeg4',
+        '-f',
+        'rtsp',
+        '-rtsp_transport',
+        'tcp',
+        `rtsp://127.0.0.1:${port}/live`,
+      ];
+      const child = spawn('ffmpeg', args, { stdio: 'ignore' });
+      // Until the reader listens the publisher fails at once: try again. Each run is one 2 s clip.
+      child.on('exit', () => publishing && setTimeout(publish, 50));
+      cleanups.push(() => child.kill('SIGKILL'));
+    };
+    cleanups.push(() => {
+      publishing = false;
+    });
+    publish();
+    await until(() => w.frames.length >= 3, 20000, 'frames over RTSP');
+    const seen = cmdline(w.source.pid!);
+    expect(seen).toMatch(/ffmpeg/);
+    expect(seen).not.toContain('rtsp-s3cr3t');
+    expect(seen).not.toContain('rtsp://');
+    // The clip ends, ffmpeg exits, the source restarts and reads the next one.
+    await until(() => w.source.stats().reconnects >= 1, 20000, 'a restart');
+    const frames = w.frames.length;
+    await until(() => w.frames.length > frames, 20000, 'frames after the restart');
+    for (const message of [w.source.stats().lastError ?? '', ...w.errors]) expect(message).not.toContain('rtsp-s3cr3t');
+  });
+
+  it('passes a private URL by an input list, quoted, and names it in messages by scheme and host only', () => {
+    const opts = { cameraId: 'c', url: "rtsp://10.0.0.5:554/live?token=tok-s3cr3t&x='y'", privateUrl: true, fps: 4 };
+    expect(keepsUrlPrivate(opts)).toBe(true);
+    expect(keepsUrlPrivate({ url: 'rtsp://10.0.0.5/live' })).toBe(false);
+    expect(keepsUrlPrivate({ url: 'rtsp://u:p@10.0.0.5/live' })).toBe(true);
+    expect(keepsUrlPrivate({ url: '/dev/video0', privateUrl: true })).toBe(false);
+    const args = ffmpegArgs(opts).join(' ');
+    expect(args).toContain('-f concat -safe 0 -protocol_whitelist pipe,rtsp,tcp,udp,tls,rtp,srtp,http,https,httpproxy,crypto -i pipe:3 -an');
+    expect(args).not.toContain('s3cr3t');
+    expect(ffmpegInputList(opts)).toBe(`ffconcat version 1.0\nfile 'rtsp://10.0.0.5:554/live?token=tok-s3cr3t&x='\\''y'\\'''\noption rtsp_transport 'tcp'\n`);
+    expect(displayUrl(opts)).toBe('rtsp://10.0.0.5:554/…');
+    expect(displayUrl({ url: 'rtsp://u:pw@10.0.0.5/live' })).toBe('rtsp://u:***@10.0.0.5/live');
+    expect(ffmpegArgs({ cameraId: 'c', url: 'rtsp://h/s', fps: 4 }).join(' ')).toContain('-rtsp_transport tcp -i rtsp://h/s');
   });
 });
 

@@ -420,6 +420,60 @@ describe('secrets', () => {
   });
 });
 
+describe('camera credentials', () => {
+  it('take a camera url and password from {file} and {env}, and never show them', () => {
+    writeFileSync(join(tmp, 'cam-url'), 'rtsp://10.0.0.5:554/live?token=tok-url-s3cr3t\n', { mode: 0o600 });
+    writeFileSync(join(tmp, 'cam-pw'), 'cam-pw-s3cr3t\n', { mode: 0o600 });
+    const file = write(
+      `${MINIMAL}anpr:\n  enabled: true\n  cameras:\n` +
+        `    - {id: lane-1, kind: stream, url: {file: ${tmp}/cam-url}}\n` +
+        `    - {id: lane-2, kind: stream, url: "rtsp://10.0.0.6/s1", username: admin, password: {file: ${tmp}/cam-pw}}\n` +
+        `    - {id: lane-3, kind: stream, url: {env: VIGIA_TEST_CAM_URL}, username: admin, password: {env: VIGIA_TEST_CAM_PW}}\n` +
+        `    - {id: gate, kind: snapshot, url: {env: VIGIA_TEST_CAM_URL}, username: admin, password: {env: VIGIA_TEST_CAM_PW}}\n`,
+    );
+    const env = { VIGIA_TEST_CAM_URL: 'http://10.0.0.7/mjpg?key=env-url-s3cr3t', VIGIA_TEST_CAM_PW: 'env-pw-s3cr3t' };
+    const config = loadConfig(file, { env });
+    const [one, two, three, gate] = config.anpr.cameras as Array<Config['anpr']['cameras'][number] & { url: unknown }>;
+    const reveal = (value: unknown) => (value as { reveal(): string }).reveal();
+    expect(reveal(one!.url)).toBe('rtsp://10.0.0.5:554/live?token=tok-url-s3cr3t');
+    expect(two).toMatchObject({ url: 'rtsp://10.0.0.6/s1', username: 'admin' });
+    expect(reveal(two!.password)).toBe('cam-pw-s3cr3t');
+    expect(reveal(three!.url)).toBe(env.VIGIA_TEST_CAM_URL);
+    expect(reveal(three!.password)).toBe(env.VIGIA_TEST_CAM_PW);
+    expect(reveal(gate!.url)).toBe(env.VIGIA_TEST_CAM_URL);
+    const lines: string[] = [];
+    const saved = process.env;
+    process.env = { ...saved, ...env };
+    try {
+      expect(runConfigCheck(file, { stdout: (s) => lines.push(s), stderr: (s) => lines.push(s) })).toBe(0);
+    } finally {
+      process.env = saved;
+    }
+    expect(lines).toEqual([`${file}: ok (profile pole, device la-serena/pole-0001)`]);
+    for (const dump of [JSON.stringify(config), inspect(config, { depth: Infinity }), ...lines]) expect(dump).not.toMatch(/s3cr3t/);
+    expect(JSON.stringify(config.anpr.cameras[0])).toContain(`[secret from file ${tmp}/cam-url]`);
+  });
+
+  it('warn about a password written inside a plain url, and refuse a password without a user or a network url', () => {
+    const file = write(`${MINIMAL}anpr:\n  enabled: true\n  cameras:\n    - {id: lane-1, kind: stream, url: "rtsp://admin:inline-pw@10.0.0.5/s1"}\n`);
+    const stdout: string[] = [];
+    const stderr: string[] = [];
+    expect(runConfigCheck(file, { stdout: (s) => stdout.push(s), stderr: (s) => stderr.push(s) })).toBe(0);
+    expect(stdout).toEqual([`${file}: ok (profile pole, device la-serena/pole-0001)`]);
+    expect(stderr).toEqual([
+      `${file} anpr.cameras.0.url: warning: camera lane-1: the url carries a password that anyone who can read this file can see; use username + password: {file: ...} (or url: {file: ...})`,
+    ]);
+    expect(stderr.join('\n')).not.toContain('inline-pw');
+    const bad = write(
+      `${MINIMAL}anpr:\n  enabled: true\n  cameras:\n    - {id: a, kind: stream, url: "rtsp://10.0.0.5/s1", password: pw}\n    - {id: b, kind: stream, url: /dev/video0, username: u}\n`,
+    );
+    expect(problems(bad)).toEqual([
+      `${bad}:10:66 anpr.cameras.0.password: a stream camera password needs username`,
+      `${bad}:11:57 anpr.cameras.1.username: username/password need a network url (rtsp://, http://...)`,
+    ]);
+  });
+});
+
 describe('JSON Schema', () => {
   it('committed config/vigia.schema.json is up to date (regenerate: npm run schema)', () => {
     const committed = readFileSync(join(CONFIG_DIR, 'vigia.schema.json'), 'utf8');

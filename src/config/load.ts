@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { applyProfileDefaults } from './profiles.js';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, configWarnings, type Config } from './schema.js';
 
 export interface ConfigProblem {
   file: string;
@@ -312,7 +312,10 @@ export const EX_CONFIG = 78;
 /** `vigia config check FILE`: 0 and one summary line, or every problem on stderr and EX_CONFIG. */
 export function runConfigCheck(file: string, out: CheckOutput): number {
   try {
-    const { device } = loadConfig(file);
+    const config = loadConfig(file);
+    // Warnings do not fail the check: the file is valid, but someone should look.
+    for (const w of configWarnings(config)) out.stderr(`${file} ${w.path}: warning: ${w.message}`);
+    const { device } = config;
     out.stdout(`${file}: ok (profile ${device.profile}, device ${device.site}/${device.id})`);
     return 0;
   } catch (err) {

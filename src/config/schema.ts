@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ed25519PublicKey, MIN_HMAC_KEY_BYTES } from '../core/keys.js';
 import type { PRIORITIES } from '../core/event.js';
 import { parsePattern } from '../core/pattern.js';
-import { secret } from './secret.js';
+import { secret, textOrSecret } from './secret.js';
 import { bytes, duration } from './units.js';
 
 /** The plate grammars plate reading implements; `anpr/grammar.ts` keys its table by this list, so the two cannot drift. */
@@ -250,7 +250,11 @@ export const cameraSchema = z
       .describe(
         'stream: anything ffmpeg reads (rtsp://, http MJPEG, /dev/videoN, a file); snapshot: poll a JPEG snapshot URL (ONVIF-style); directory: JPEGs uploaded by the camera (FTP)',
       ),
-    url: z.string().optional().describe('stream or snapshot: the URL (or V4L2 device / file path for stream)'),
+    url: textOrSecret()
+      .optional()
+      .describe(
+        'stream or snapshot: the URL (or V4L2 device / file path for stream); {file: ...} or {env: ...} keeps a URL that carries a token out of the config. Prefer username/password to user:password@ in the URL',
+      ),
     dir: z.string().optional().describe('directory: where the camera uploads its JPEGs'),
     after_read: z
       .enum(['delete', 'move'])
@@ -261,8 +265,8 @@ export const cameraSchema = z
     fps: z.number().positive().max(30).default(4).describe('stream: frames per second taken from the stream'),
     interval: duration().prefault('1s').describe('snapshot: poll period (duration)'),
     max_width: z.number().int().min(320).max(8192).default(1920).describe('stream: frames wider than this are downscaled by ffmpeg'),
-    username: z.string().optional().describe('snapshot: user name for basic/digest authentication'),
-    password: secret().optional().describe('snapshot: password ({file: ...} or {env: ...}); never logged'),
+    username: z.string().optional().describe('stream (rtsp://, http MJPEG) or snapshot: user name for the camera'),
+    password: secret().optional().describe('stream or snapshot: password ({file: ...} or {env: ...}); never logged, never on the ffmpeg command line'),
     auth: z
       .enum(['auto', 'basic', 'digest'])
       .default('auto')
@@ -282,6 +286,11 @@ export const cameraSchema = z
   .superRefine((cam, ctx) => {
     if ((cam.kind === 'stream' || cam.kind === 'snapshot') && !cam.url)
       ctx.addIssue({ code: 'custom', path: ['url'], message: `a ${cam.kind} camera needs url` });
+    if (cam.kind === 'stream' && (cam.username !== undefined || cam.password !== undefined)) {
+      if (typeof cam.url === 'string' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(cam.url))
+        ctx.addIssue({ code: 'custom', path: ['username'], message: 'username/password need a network url (rtsp://, http://...)' });
+      if (cam.username === undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: 'a stream camera password needs username' });
+    }
     if (cam.kind === 'directory' && !cam.dir) ctx.addIssue({ code: 'custom', path: ['dir'], message: 'a directory camera needs dir' });
   })
   .describe('One camera');
@@ -592,3 +601,29 @@ export const configSchema = z
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type Profile = Config['device']['profile'];
+
+export interface ConfigWarning {
+  /** Dotted path of the setting. */
+  path: string;
+  message: string;
+}
+
+/** Credentials inside a plain URL: `scheme://user:password@host`. */
+export const URL_WITH_PASSWORD = /^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*:[^/@\s]*@/i;
+
+/**
+ * Settings that load but deserve attention. A camera password written inside a plain `url` still
+ * works (many installers copy the URL from the camera's manual) but anyone who can read the
+ * config file reads it, and it cannot be rotated apart from the URL: say so, do not refuse.
+ */
+export function configWarnings(cfg: Config): ConfigWarning[] {
+  const warnings: ConfigWarning[] = [];
+  cfg.anpr.cameras.forEach((cam, i) => {
+    if (typeof cam.url === 'string' && URL_WITH_PASSWORD.test(cam.url))
+      warnings.push({
+        path: `anpr.cameras.${i}.url`,
+        message: `camera ${cam.id}: the url carries a password that anyone who can read this file can see; use username + password: {file: ...} (or url: {file: ...})`,
+      });
+  });
+  return warnings;
+}

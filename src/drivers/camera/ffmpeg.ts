@@ -1,5 +1,6 @@
 import { setPriority } from 'node:os';
 import { type ChildProcess, spawn } from 'node:child_process';
+import type { Writable } from 'node:stream';
 import { BaseFrameSource, redactUrl, type FrameSourceDeps } from './source.js';
 import type { BackoffOptions } from '../../core/backoff.js';
 import { DEFAULT_MAX_FRAME_BYTES, JpegSplitter } from './jpeg.js';
@@ -24,8 +25,15 @@ export interface FfmpegSourceOptions {
   loop?: boolean;
   /** V4L2 capture settings (`-input_format`, `-video_size`, `-framerate`). */
   v4l2?: { inputFormat?: string; videoSize?: string; framerate?: number };
-  /** Extra options placed before `-i` (e.g. `['-fflags', 'nobuffer']`). */
+  /** Extra options placed before `-i` (e.g. `['-fflags', 'nobuffer']`); with a private URL they apply to the input list, not the camera. */
   extraInputArgs?: string[];
+  /** Options of the camera input itself (demuxer or protocol, e.g. `{ rtsp_flags: 'listen' }`), wherever the URL goes. */
+  inputOptions?: Record<string, string>;
+  /**
+   * The URL is a secret as a whole (a token in it): keep it off the command line and out of
+   * messages even without `user:password@`. A URL with credentials is always kept off.
+   */
+  privateUrl?: boolean;
   ffmpegPath?: string;
   /** Frames above this are discarded as they stream (default 20 MB). */
   maxFrameBytes?: number;
@@ -51,6 +59,63 @@ export function detectInputKind(url: string): FfmpegInputKind {
   return 'file';
 }
 
+const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+/** `scheme://user[:password]@`: credentials in the URL. */
+const USERINFO = /^[a-z][a-z0-9+.-]*:\/\/[^/@\s]*@/i;
+/** The input list arrives on this descriptor, fed by the daemon. */
+const INPUT_LIST_FD = 3;
+
+/** Whether the URL must not appear on ffmpeg's command line: it carries credentials, or is a secret as a whole. */
+export function keepsUrlPrivate(opts: Pick<FfmpegSourceOptions, 'url' | 'privateUrl'>): boolean {
+  return SCHEME.test(opts.url) && (opts.privateUrl === true || USERINFO.test(opts.url));
+}
+
+/** Options of the camera input: TCP for RTSP (UDP loses packets through NAT and LTE), then the caller's. */
+function inputOptions(opts: FfmpegSourceOptions, kind: FfmpegInputKind): Array<[string, string]> {
+  const options: Record<string, string> = kind === 'rtsp' ? { rtsp_transport: 'tcp' } : {};
+  Object.assign(options, opts.inputOptions);
+  for (const key of Object.keys(options)) if (!/^\w+$/.test(key)) throw new RangeError(`bad ffmpeg option name ${JSON.stringify(key)}`);
+  return Object.entries(options);
+}
+
+/** ffconcat quoting: inside '...' everything is literal, so only a quote needs its own escape. */
+const quote = (text: string): string => `'${text.replaceAll("'", "'\\''")}'`;
+
+/**
+ * The ffconcat list that hands ffmpeg a private URL, or undefined when the URL may go on the
+ * command line. Why a list on a descriptor: /proc/<pid>/cmdline is readable by every local user,
+ * ffmpeg has no option file and does not expand environment variables, and the concat demuxer is
+ * the one way ffmpeg 5.x reads an input URL (and its options, `option` directive) from data. It
+ * comes through an inherited pipe, so it is never on disk; /proc/<pid>/fd is private to the
+ * daemon's user. Concat opens the camera with the usual demuxer and ends when it ends, so
+ * reconnects and the stall watchdog are unchanged.
+ */
+export function ffmpegInputList(opts: FfmpegSourceOptions): string | undefined {
+  if (!keepsUrlPrivate(opts)) return undefined;
+  if (/[\r\n\0]/.test(opts.url)) throw new RangeError('a camera URL cannot contain line breaks');
+  const kind = !opts.input || opts.input === 'auto' ? detectInputKind(opts.url) : opts.input;
+  const lines = ['ffconcat version 1.0', `file ${quote(opts.url)}`];
+  for (const [key, value] of inputOptions(opts, kind)) lines.push(`option ${key} ${quote(value)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** Protocols the list's camera may use: the list's own pipe, the URL's scheme and what it runs over. */
+function protocolWhitelist(url: string): string {
+  const scheme = SCHEME.exec(url)![1]!.toLowerCase();
+  return [...new Set(['pipe', scheme, 'tcp', 'udp', 'tls', 'rtp', 'srtp', 'http', 'https', 'httpproxy', 'crypto'])].join(',');
+}
+
+/** How a camera's URL appears in messages: credentials masked; a private URL only as scheme and host. */
+export function displayUrl(opts: Pick<FfmpegSourceOptions, 'url' | 'privateUrl'>): string {
+  if (!opts.privateUrl || !SCHEME.test(opts.url)) return redactUrl(opts.url);
+  try {
+    const url = new URL(opts.url);
+    return `${url.protocol}//${url.host}/…`;
+  } catch {
+    return `${SCHEME.exec(opts.url)![0]}…`;
+  }
+}
+
 /** The full ffmpeg command line for a source (without the program name). */
 export function ffmpegArgs(opts: FfmpegSourceOptions): string[] {
   if (!(opts.fps > 0 && opts.fps <= 120)) throw new RangeError(`fps must be in (0, 120], got ${opts.fps}`);
@@ -60,10 +125,8 @@ export function ffmpegArgs(opts: FfmpegSourceOptions): string[] {
     throw new RangeError(`maxWidth must be an integer >= 16, got ${opts.maxWidth}`);
   const kind = !opts.input || opts.input === 'auto' ? detectInputKind(opts.url) : opts.input;
   const args = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'error'];
+  const list = ffmpegInputList(opts);
   switch (kind) {
-    case 'rtsp':
-      args.push('-rtsp_transport', 'tcp');
-      break;
     case 'v4l2': {
       args.push('-f', 'v4l2');
       const v = opts.v4l2 ?? {};
@@ -79,8 +142,12 @@ export function ffmpegArgs(opts: FfmpegSourceOptions): string[] {
     default:
       break;
   }
+  if (list === undefined) for (const [key, value] of inputOptions(opts, kind)) args.push(`-${key}`, value);
   args.push(...(opts.extraInputArgs ?? []));
-  args.push('-i', opts.url, '-an', '-sn', '-dn');
+  // -safe 0: the list names a URL, not a relative file name.
+  if (list !== undefined) args.push('-f', 'concat', '-safe', '0', '-protocol_whitelist', protocolWhitelist(opts.url), '-i', `pipe:${INPUT_LIST_FD}`);
+  else args.push('-i', opts.url);
+  args.push('-an', '-sn', '-dn');
   const filters = [`fps=${opts.fps}`];
   if (opts.maxWidth !== undefined) filters.push(`scale='min(iw,${opts.maxWidth})':-2`);
   args.push('-vf', filters.join(','), '-f', 'image2pipe', '-c:v', 'mjpeg', '-q:v', String(quality), 'pipe:1');
@@ -129,6 +196,7 @@ interface Running {
 export class FfmpegSource extends BaseFrameSource {
   readonly #opts: FfmpegSourceOptions;
   readonly #args: string[];
+  readonly #inputList: string | undefined;
   #running: Running | undefined;
   #stderr: LineRing;
 
@@ -136,6 +204,7 @@ export class FfmpegSource extends BaseFrameSource {
     super(opts.cameraId, deps, opts.backoff);
     this.#opts = opts;
     this.#args = ffmpegArgs(opts);
+    this.#inputList = ffmpegInputList(opts);
     this.#stderr = new LineRing(opts.stderrLines ?? 20);
   }
 
@@ -150,7 +219,15 @@ export class FfmpegSource extends BaseFrameSource {
 
   /** Recent ffmpeg stderr lines (of the current or last process). */
   stderrTail(): string[] {
-    return this.#stderr.lines().map(redactUrl);
+    return this.#stderr.lines().map((line) => this.#redact(line));
+  }
+
+  /** ffmpeg's messages name the URL it opened, with or without the credentials: mask both. */
+  #redact(text: string): string {
+    if (!this.#opts.privateUrl) return redactUrl(text);
+    const shown = displayUrl(this.#opts);
+    const bare = this.#opts.url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1');
+    return redactUrl(text.replaceAll(this.#opts.url, shown).replaceAll(bare, shown));
   }
 
   protected open(gen: number): void {
@@ -158,7 +235,13 @@ export class FfmpegSource extends BaseFrameSource {
     const stderr = new LineRing(this.#opts.stderrLines ?? 20);
     this.#stderr = stderr;
     const splitter = new JpegSplitter({ maxFrameBytes: this.#opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES });
-    const child = spawn(program, this.#args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const list = this.#inputList;
+    const child = spawn(program, this.#args, { stdio: ['ignore', 'pipe', 'pipe', list === undefined ? 'ignore' : 'pipe'] });
+    if (list !== undefined) {
+      const input = child.stdio[3] as Writable | null;
+      input?.on('error', () => {}); // ffmpeg gone before reading it: its exit reports why
+      input?.end(list);
+    }
     // Decoding video is background work: at a lower priority it never delays an alarm. Its
     // threads are created after this, by the process's main thread, and inherit the priority.
     if (child.pid !== undefined && (this.#opts.niceness ?? BACKGROUND_NICENESS) !== 0) {
@@ -212,8 +295,8 @@ export class FfmpegSource extends BaseFrameSource {
       if (this.#running === running) this.#running = undefined;
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
       const why = stalled ? `no frame for ${stallMs} ms; ffmpeg ${how}` : `ffmpeg ${how}`;
-      const tail = redactUrl(stderr.lines().slice(-3).join(' | '));
-      this.fail(gen, new Error(`${why} reading ${redactUrl(this.#opts.url)}${tail ? `: ${tail}` : ''}`));
+      const tail = this.#redact(stderr.lines().slice(-3).join(' | '));
+      this.fail(gen, new Error(`${why} reading ${displayUrl(this.#opts)}${tail ? `: ${tail}` : ''}`));
     });
   }
 

@@ -27,6 +27,8 @@ export interface HttpSnapshotSourceOptions {
   /** HTTPS: extra CA, or accept the self-signed certificates many cameras ship with. */
   tls?: { ca?: string | Buffer; rejectUnauthorized?: boolean };
   backoff?: BackoffOptions;
+  /** The URL is a secret (a token in it): messages show only its scheme and host. */
+  privateUrl?: boolean;
 }
 
 /** Thrown for answers that are not a usable snapshot; the message says why. */
@@ -157,7 +159,7 @@ export class HttpSnapshotSource extends BaseFrameSource {
   }
 
   #where(): string {
-    return `snapshot ${redactUrl(this.#url.href)}`;
+    return `snapshot ${this.#opts.privateUrl ? `${this.#url.protocol}//${this.#url.host}/…` : redactUrl(this.#url.href)}`;
   }
 
   #get(gen: number, authorization: string | undefined): Promise<Response> {
