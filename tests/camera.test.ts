@@ -10,6 +10,8 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
+  symlinkSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
@@ -21,7 +23,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DirectorySource } from '../src/drivers/camera/directory.js';
+import { DirectorySource, readCandidate } from '../src/drivers/camera/directory.js';
 import { detectInputKind, displayUrl, FfmpegSource, ffmpegArgs, ffmpegInputList, keepsUrlPrivate } from '../src/drivers/camera/ffmpeg.js';
 import { DigestSession, chooseChallenge, parseWwwAuthenticate } from '../src/drivers/camera/http-auth.js';
 import { HttpSnapshotSource } from '../src/drivers/camera/http-snapshot.js';
@@ -755,6 +757,53 @@ describe('DirectorySource', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+
+describe('DirectorySource: files swapped for links or FIFOs', () => {
+  it('reads a candidate through one descriptor and refuses a symlink or a FIFO put in its place', async () => {
+    const dir = mkdtempSync(join(tmp, 'swap-'));
+    const image = await jpeg(32, 24, 3);
+    const real = join(dir, 'real.jpg');
+    writeFileSync(real, image);
+    const got = await readCandidate(real, { ino: statSync(real).ino, size: image.length });
+    expect(got.kind).toBe('frame');
+    expect(got.kind === 'frame' && got.data.equals(image)).toBe(true);
+
+    // The uploader swaps the checked file for a link to a JPEG elsewhere: never followed.
+    const secret = join(tmp, 'outside-the-upload-dir.jpg');
+    writeFileSync(secret, image);
+    const link = join(dir, 'link.jpg');
+    symlinkSync(secret, link);
+    expect(await readCandidate(link, { ino: statSync(secret).ino, size: image.length })).toMatchObject({ kind: 'refused' });
+
+    // A FIFO with no writer would block a plain open for good: opened non-blocking and refused.
+    const fifo = join(dir, 'fifo.jpg');
+    execFileSync('mkfifo', [fifo]);
+    expect(await readCandidate(fifo, { ino: statSync(fifo).ino, size: image.length })).toMatchObject({ kind: 'refused' });
+
+    // Another regular file renamed over the checked one (another inode) is not taken either.
+    const other = join(dir, 'other.jpg');
+    writeFileSync(other, image);
+    expect((await readCandidate(other, { ino: statSync(real).ino, size: image.length })).kind).not.toBe('frame');
+  });
+
+  it('never emits a symlink in the upload directory, and a FIFO there does not stop the scan', async () => {
+    const dir = mkdtempSync(join(tmp, 'ftp-links-'));
+    const outside = join(tmp, 'ftp-links-target.jpg');
+    writeFileSync(outside, await jpeg(16, 16, 7));
+    symlinkSync(outside, join(dir, 'a-link.jpg'));
+    execFileSync('mkfifo', [join(dir, 'b-fifo.jpg')]);
+    const image = await jpeg(64, 48, 5);
+    writeFileSync(join(dir, 'c-real.jpg'), image);
+    const past = new Date(Date.now() - 60_000);
+    utimesSync(join(dir, 'c-real.jpg'), past, past);
+    const w = watch(new DirectorySource({ cameraId: 'ftp', dir, pollIntervalMs: 20, stableMs: 50 }));
+    await until(() => w.frames.length >= 1 && w.source.stats().frames >= 1, 10000, 'the regular file');
+    // Taken in name order: the scan passed the link and the FIFO before the regular file, and went on.
+    expect(w.frames).toHaveLength(1);
+    expect(w.frames[0]!.jpeg.equals(image)).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual(['a-link.jpg', 'b-fifo.jpg', 'processed']);
+  });
+});
 
 describe('backoffDelay', () => {
   it('doubles from the minimum up to the maximum, with bounded jitter', () => {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HotlistBuildWorker, hotlistWorkerEntry } from '../src/anpr/hotlist/build-worker.js';
+import { HOTLIST_WORKER_RESOURCE_LIMITS, HotlistBuildFailed, HotlistBuildWorker, hotlistWorkerEntry } from '../src/anpr/hotlist/build-worker.js';
 import { HotlistFreshness } from '../src/anpr/hotlist/freshness.js';
 import type { HotlistEntryInput } from '../src/anpr/hotlist/entry.js';
 import { Hotlist, HotlistError } from '../src/anpr/hotlist/list.js';
@@ -727,6 +727,55 @@ describe('HotlistStore: a build worker that crashes', () => {
       expect(store.current().size).toBe(0);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe('HotlistStore: the build worker heap limit', () => {
+  it('refuses a list too large for the limit cleanly, keeps the previous list and builds again', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'a.csv'), `${CSV_HEADER}BBCL12,robo,pdi,2025-01-10,\n`);
+    writeFileSync(join(dir, 'big.csv'), sampleCsv(200_000)); // ~8 MB
+    const store = new HotlistStore({ dataDir: join(dir, 'data'), now: () => NOW, buildWorkerResourceLimits: { maxOldGenerationSizeMb: 8 } });
+    try {
+      expectOk(await store.load(join(dir, 'a.csv')));
+      const kept = store.current();
+      const refused = expectRefused(await store.load(join(dir, 'big.csv')), 'build');
+      expect(refused.detail).toMatch(/big\.csv: the list is too large to build: .* MB, over 2 MB \(a third of the build worker's 8 MB heap limit\)/);
+      expect(store.current()).toBe(kept);
+      expect(plates(store.current(), 'BBCL12')).toEqual(['exact:BBCL12:0']);
+      expect(expectOk(await store.load(join(dir, 'a.csv'))).size).toBe(1); // the store goes on
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('ends a worker that outgrows the limit with HotlistBuildFailed, not the process', async () => {
+    // Under the input cap, but the parse needs more than 4 MB of heap: the worker, not the process, runs out.
+    const pool = new HotlistBuildWorker({ idleMs: 0, resourceLimits: { maxOldGenerationSizeMb: 4 } });
+    const bytes = new TextEncoder().encode(sampleCsv(25_000));
+    expect(bytes.byteLength).toBeLessThan((4 * 1024 * 1024) / 3);
+    try {
+      const failure = await pool.parse(bytes, { format: 'csv', utf8: 'strict', now: NOW }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(failure).toBeInstanceOf(HotlistBuildFailed);
+      expect((failure as Error).message).toMatch(/hotlist build worker ran out of memory \(heap limit 4 MB\)|exited with code/);
+      expect(pool.running).toBe(false); // ended; this process goes on
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('builds a large list with the default limit', async () => {
+    expect(HOTLIST_WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb).toBeGreaterThanOrEqual(176);
+    const pool = new HotlistBuildWorker({ idleMs: 0 });
+    try {
+      const r = await pool.parse(new TextEncoder().encode(sampleCsv(200_000)), { format: 'csv', utf8: 'strict', now: NOW });
+      expect(r?.hotlist?.size).toBe(200_000);
+    } finally {
+      await pool.close();
     }
   });
 });

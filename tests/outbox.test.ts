@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/core/clock.js';
@@ -36,6 +37,41 @@ function makeOutbox(over: Partial<OutboxOptions> = {}, dir = mkdtempSync(join(tm
 
 const accept = (o: Outbox, priority: Priority, n = 1, bytes = 10) =>
   Promise.all(Array.from({ length: n }, (_, i) => o.accept({ type: `t.${priority}`, priority, payload: { i, pad: 'x'.repeat(bytes) } })));
+
+/** Polls until `check` holds; fails with `what` after `timeoutMs` (a deadline, not a timing assertion). */
+async function waitUntil(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const BUILT_CHECKPOINT_WORKER = new URL('../dist/gateway/checkpoint-worker.js', import.meta.url);
+
+/**
+ * A checkpoint worker script that dies while starting: every time, or only the first time (then
+ * it runs the real, compiled worker).
+ */
+function dyingCheckpointWorker(dir: string, mode: 'once' | 'always'): URL {
+  const flag = join(dir, 'die-next-time');
+  writeFileSync(flag, '');
+  const script = join(dir, `checkpoint-worker-dies-${mode}.mjs`);
+  writeFileSync(
+    script,
+    `import { existsSync, unlinkSync } from 'node:fs';
+const flag = ${JSON.stringify(flag)};
+if (${mode === 'always'} || existsSync(flag)) {
+  if (existsSync(flag)) unlinkSync(flag);
+  throw new Error('checkpoint worker died');
+}
+await import(${JSON.stringify(BUILT_CHECKPOINT_WORKER.href)});
+`,
+  );
+  return pathToFileURL(script);
+}
+
+const walSize = (file: string) => (existsSync(`${file}-wal`) ? statSync(`${file}-wal`).size : 0);
 
 afterEach(async () => {
   for (const o of opened.splice(0)) await o.close();
@@ -292,5 +328,51 @@ describe('outbox', () => {
     expect(s.byPriority.read.oldestAgeMs).toBe(0);
     expect(s.byPriority.alarm.oldestAgeMs).toBeNull();
     expect(s.lastSeq).toBe(3);
+  });
+
+  it('restarts a WAL checkpoint worker that died, and checkpoints go on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-outbox-'));
+    const { outbox, file } = makeOutbox(
+      {
+        checkpointInWorker: true,
+        checkpointWorkerUrl: dyingCheckpointWorker(dir, 'once'),
+        checkpointRestartBackoff: { minDelayMs: 10, maxDelayMs: 100 },
+        quotaBytes: { alarm: 64 * MiB, hit: 16 * MiB, read: 64 * MiB, telemetry: 16 * MiB },
+      },
+      dir,
+    );
+    outbox.open();
+    await waitUntil(() => outbox.stats().checkpointer?.restarts >= 1 && outbox.stats().checkpointer.running, 'the checkpoint worker to be restarted');
+    // One commit of ~12 MiB: past the 8 MiB journal_size_limit, so a checkpoint then shows as a smaller WAL.
+    await accept(outbox, 'read', 1200, 10_000);
+    const peak = walSize(file);
+    expect(peak).toBeGreaterThan(10 * MiB);
+    await waitUntil(() => {
+      void accept(outbox, 'read', 1, 10); // the first commit after a full checkpoint restarts (and truncates) the WAL
+      return walSize(file) < peak;
+    }, 'the restarted worker to checkpoint the WAL');
+    expect(outbox.stats().checkpointer.mainCheckpoints).toBe(0); // the worker did it, not the fallback
+  });
+
+  it('checkpoints on the main connection when no worker runs and the WAL outgrows its bound', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-outbox-'));
+    const { outbox, file } = makeOutbox(
+      {
+        checkpointInWorker: true,
+        checkpointWorkerUrl: dyingCheckpointWorker(dir, 'always'),
+        walLimitBytes: 1 * MiB,
+        quotaBytes: { alarm: 64 * MiB, hit: 16 * MiB, read: 64 * MiB, telemetry: 16 * MiB },
+      },
+      dir,
+    );
+    outbox.open();
+    let maxWal = 0;
+    for (let i = 0; i < 80; i++) {
+      await accept(outbox, 'read', 50, 2_000); // one commit of ~100 KB; 8 MB in all
+      maxWal = Math.max(maxWal, walSize(file));
+    }
+    expect(maxWal).toBeLessThan(4 * MiB); // bound + at most WAL_CHECK_EVERY_COMMITS commits, not the 8 MB written
+    expect(outbox.stats().checkpointer?.running).toBe(false);
+    expect(outbox.stats().checkpointer?.mainCheckpoints).toBeGreaterThan(0);
   });
 });

@@ -14,6 +14,8 @@ import Database from 'better-sqlite3';
 const { file, intervalMs, closed } = workerData as { file: string; intervalMs: number; closed: Int32Array };
 const db = new Database(file);
 db.pragma('busy_timeout = 50');
+// Until this arrives the outbox counts no worker as running (one that dies opening the file never checkpoints).
+parentPort!.postMessage('ready');
 const checkpoint = () => {
   try {
     db.pragma('wal_checkpoint(PASSIVE)');

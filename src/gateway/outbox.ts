@@ -1,8 +1,9 @@
-import { chmodSync, existsSync, mkdirSync, renameSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
+import { Backoff, type BackoffOptions } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
 import { HEAVY_FIELDS, isCatalogued } from '../core/events.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../core/private-files.js';
@@ -24,6 +25,15 @@ export interface OutboxOptions {
    * running the TypeScript sources use SQLite's automatic checkpoints.
    */
   checkpointInWorker?: boolean;
+  /** The checkpoint worker's script (default: checkpoint-worker.js beside this file). Tests point it at the build or at a failing script. */
+  checkpointWorkerUrl?: URL;
+  /** Delays before restarting a checkpoint worker that died (default: core/backoff's). */
+  checkpointRestartBackoff?: BackoffOptions;
+  /**
+   * With no checkpoint worker running, a WAL larger than this is checkpointed on the main
+   * connection (default 64 MiB): a fsync on the alarm path is better than a WAL without bound.
+   */
+  walLimitBytes?: number;
   site: string;
   device: string;
   bootId: string;
@@ -72,6 +82,16 @@ export interface OutboxStats {
   accepted: number;
   acked: number;
   lastSeq: number;
+  checkpointer: CheckpointerStats;
+}
+
+export interface CheckpointerStats {
+  /** Whether a checkpoint worker has its connection open now. */
+  running: boolean;
+  /** Checkpoint workers restarted after dying. */
+  restarts: number;
+  /** Checkpoints run on the main connection because the WAL outgrew walLimitBytes with no worker running. */
+  mainCheckpoints: number;
 }
 
 export interface RecoveryReport {
@@ -84,6 +104,9 @@ export interface RecoveryReport {
 /** Bytes a row costs beyond its JSON body: SQLite row header, index entry, metadata columns. */
 const ROW_OVERHEAD = 64;
 const CHECKPOINT_INTERVAL_MS = 1000;
+const DEFAULT_WAL_LIMIT_BYTES = 64 * 1024 * 1024;
+/** The WAL's size is looked at once every this many commits: a stat per commit would cost more than it guards. */
+const WAL_CHECK_EVERY_COMMITS = 16;
 /** How long a recovery waits for the checkpoint worker to close the corrupt file before moving it anyway. */
 const CHECKPOINTER_CLOSE_WAIT_MS = 2000;
 const CORRUPTION_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_VTAB', 'SQLITE_CORRUPT_SEQUENCE']);
@@ -161,9 +184,16 @@ export class Outbox {
   #evictionListeners: Array<(priority: Priority, reason: EvictionReason, count: number) => void> = [];
   #reopenListeners: Array<(report: RecoveryReport) => void> = [];
   #closed = true;
-  #checkpointer: { worker: Worker; closed: Int32Array } | undefined;
+  #checkpointer: { worker: Worker; closed: Int32Array; ready: boolean } | undefined;
+  #checkpointerBackoff: Backoff;
+  #checkpointerRestart: NodeJS.Timeout | undefined;
+  #checkpointerRestarts = 0;
+  #mainCheckpoints = 0;
+  #commitsSinceWalCheck = 0;
 
-  constructor(private readonly opts: OutboxOptions) {}
+  constructor(private readonly opts: OutboxOptions) {
+    this.#checkpointerBackoff = new Backoff(opts.checkpointRestartBackoff);
+  }
 
   /** Opens (or creates) the database. A corrupt file is moved aside and reported, never deleted. */
   open(): RecoveryReport | undefined {
@@ -244,14 +274,70 @@ export class Outbox {
 
   #startCheckpointer(): void {
     void this.#stopCheckpointer();
+    clearTimeout(this.#checkpointerRestart);
+    this.#checkpointerRestart = undefined;
     const closed = new Int32Array(new SharedArrayBuffer(4));
-    const worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), {
-      workerData: { file: this.opts.file, intervalMs: CHECKPOINT_INTERVAL_MS, closed },
-      resourceLimits: { maxOldGenerationSizeMb: 16 },
-    });
+    const startedAt = performance.now();
+    let worker: Worker;
+    try {
+      worker = new Worker(this.opts.checkpointWorkerUrl ?? new URL('./checkpoint-worker.js', import.meta.url), {
+        workerData: { file: this.opts.file, intervalMs: CHECKPOINT_INTERVAL_MS, closed },
+        resourceLimits: { maxOldGenerationSizeMb: 16 },
+      });
+    } catch (err) {
+      this.opts.logger.error({ err }, 'cannot start the WAL checkpoint worker');
+      this.#scheduleCheckpointerRestart(0);
+      return;
+    }
     worker.unref();
+    const checkpointer = { worker, closed, ready: false };
+    worker.on('message', (msg) => {
+      if (msg === 'ready') checkpointer.ready = true;
+    });
     worker.on('error', (err) => this.opts.logger.error({ err }, 'WAL checkpoint worker failed'));
-    this.#checkpointer = { worker, closed };
+    // A stop (close, recovery) forgets the worker before ending it: an exit of the current one is a death.
+    worker.on('exit', (code) => {
+      if (this.#checkpointer !== checkpointer) return;
+      this.#checkpointer = undefined;
+      this.opts.logger.error({ code }, 'WAL checkpoint worker exited; restarting it');
+      this.#scheduleCheckpointerRestart(performance.now() - startedAt);
+    });
+    this.#checkpointer = checkpointer;
+  }
+
+  #scheduleCheckpointerRestart(upForMs: number): void {
+    clearTimeout(this.#checkpointerRestart);
+    this.#checkpointerRestart = setTimeout(() => {
+      this.#checkpointerRestart = undefined;
+      if (this.#closed || this.#checkpointer) return;
+      this.#checkpointerRestarts++;
+      this.#startCheckpointer();
+    }, this.#checkpointerBackoff.next(upForMs));
+    this.#checkpointerRestart.unref();
+  }
+
+  /**
+   * The last resort against a WAL without bound: with no checkpoint worker running (dead, waiting
+   * for its restart), a WAL past walLimitBytes is checkpointed here, on the main connection.
+   */
+  #boundWal(): void {
+    if (!this.opts.checkpointInWorker || ++this.#commitsSinceWalCheck < WAL_CHECK_EVERY_COMMITS) return;
+    this.#commitsSinceWalCheck = 0;
+    if (this.#checkpointer?.ready) return;
+    let walBytes: number;
+    try {
+      walBytes = statSync(`${this.opts.file}-wal`).size;
+    } catch {
+      return;
+    }
+    if (walBytes <= (this.opts.walLimitBytes ?? DEFAULT_WAL_LIMIT_BYTES)) return;
+    try {
+      this.#db.pragma('wal_checkpoint(PASSIVE)');
+      this.#mainCheckpoints++;
+      this.opts.logger.warn({ wal_bytes: walBytes }, 'no WAL checkpoint worker running: checkpointed on the main connection');
+    } catch (err) {
+      this.opts.logger.error({ err }, 'WAL checkpoint on the main connection failed');
+    }
   }
 
   /**
@@ -276,7 +362,8 @@ export class Outbox {
     if (!worker) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => void worker.terminate().then(() => resolve()), 2000);
-      worker.once('message', () => {
+      worker.on('message', (msg) => {
+        if (msg !== 'stopped') return;
         clearTimeout(t);
         void worker.terminate().then(() => resolve());
       });
@@ -389,6 +476,7 @@ export class Outbox {
     this.#accepted += batch.length;
     for (const p of batch) p.resolve();
     if (batch.length > 0) for (const l of this.#listeners) l();
+    this.#boundWal();
   }
 
   #commit(batch: Pending[], acks: number[]): void {
@@ -716,6 +804,7 @@ export class Outbox {
       accepted: this.#accepted,
       acked: this.#acked,
       lastSeq: this.#seq,
+      checkpointer: { running: this.#checkpointer?.ready ?? false, restarts: this.#checkpointerRestarts, mainCheckpoints: this.#mainCheckpoints },
     };
   }
 
@@ -731,6 +820,8 @@ export class Outbox {
     if (this.#closed) return;
     this.flush();
     this.#closed = true;
+    clearTimeout(this.#checkpointerRestart);
+    this.#checkpointerRestart = undefined;
     await this.#stopCheckpointer();
     this.#db.close();
   }

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { isMainThread, parentPort, Worker, workerData, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import { isMainThread, parentPort, type ResourceLimits, Worker, workerData, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import type { HotlistEntryInput, HotlistRowError } from './entry.js';
 import { Hotlist, HotlistError, type HotlistDelta, type HotlistLoadResult, type PackedHotlist, type PackedHotlistHeader } from './list.js';
 import type { HotlistFormat } from './parse.js';
@@ -66,7 +66,26 @@ export type BuildWorkerOptions = {
   entry?: string | URL;
   /** The worker ends after this long without work (default 1 s; 0: as soon as it is idle). */
   idleMs?: number;
+  /** The worker's heap limits (default HOTLIST_WORKER_RESOURCE_LIMITS); a build that exceeds them fails, the daemon goes on. */
+  resourceLimits?: ResourceLimits;
 };
+
+/**
+ * A list that makes the parser allocate without bound must end the worker, not grow the daemon.
+ * Measured (Node 20.20, x64, CSV lists from bench/lib/hotlist-data.ts, the smallest
+ * maxOldGenerationSizeMb that builds): 1,000,000 entries (41 MB) need 46 MB of old generation,
+ * 2,000,000 (83 MB) need 86-88 MB: mostly the file's text as one string. 256 MB is about twice
+ * the 2M need and five times the 1M one.
+ */
+export const HOTLIST_WORKER_RESOURCE_LIMITS: Readonly<ResourceLimits> = { maxOldGenerationSizeMb: 256 };
+
+/**
+ * Files larger than this share of the heap limit are refused before the worker decodes them. The
+ * text is allocated as one string in one step, which V8 cannot interrupt: one far past the limit
+ * aborts the whole process (measured: a 2M-entry list under a 64 MB limit) instead of ending the
+ * worker. A third leaves room for a text that decodes to two bytes per character.
+ */
+const MAX_INPUT_SHARE_OF_HEAP = 1 / 3;
 
 const WORKER_MARK = 'vigia-hotlist-worker';
 /** Bytes below this size are copied rather than transferred: the copy costs nothing, and small Buffers may share Node's pool with others. */
@@ -105,6 +124,7 @@ export function hotlistWorkerEntry(): URL | undefined {
 export class HotlistBuildWorker implements HotlistBuilder {
   readonly #entry: URL;
   readonly #idleMs: number;
+  readonly #resourceLimits: ResourceLimits;
   #worker: Worker | undefined;
   readonly #jobs = new Map<number, Job>();
   #nextId = 1;
@@ -116,6 +136,7 @@ export class HotlistBuildWorker implements HotlistBuilder {
     if (entry === undefined) throw new Error('hotlist worker script not built: run `npm run build`');
     this.#entry = entry instanceof URL ? entry : pathToFileURL(entry);
     this.#idleMs = Math.max(0, opts.idleMs ?? 1000);
+    this.#resourceLimits = { ...HOTLIST_WORKER_RESOURCE_LIMITS, ...opts.resourceLimits };
   }
 
   /** Worker threads started so far. */
@@ -129,6 +150,12 @@ export class HotlistBuildWorker implements HotlistBuilder {
   }
 
   async parse(bytes: Uint8Array, request: ParseRequest): Promise<HotlistLoadResult | null> {
+    const limitMb = this.#resourceLimits.maxOldGenerationSizeMb;
+    if (limitMb !== undefined && bytes.byteLength > limitMb * 1024 * 1024 * MAX_INPUT_SHARE_OF_HEAP) {
+      throw new HotlistBuildFailed(
+        `the list is too large to build: ${(bytes.byteLength / 1024 / 1024).toFixed(1)} MB, over ${Math.floor(limitMb * MAX_INPUT_SHARE_OF_HEAP)} MB (a third of the build worker's ${limitMb} MB heap limit)`,
+      );
+    }
     const own = bytes.byteLength < COPY_BELOW_BYTES || !(bytes.buffer instanceof ArrayBuffer) ? new Uint8Array(bytes) : bytes;
     const buffer = own.buffer as ArrayBuffer;
     const job = this.#open();
@@ -196,14 +223,20 @@ export class HotlistBuildWorker implements HotlistBuilder {
   }
 
   #spawn(): Worker {
-    const worker = new Worker(this.#entry, { workerData: { [WORKER_MARK]: true } });
+    const worker = new Worker(this.#entry, { workerData: { [WORKER_MARK]: true }, resourceLimits: this.#resourceLimits });
     this.#worker = worker;
     this.#started++;
     worker.on('message', (msg: FromWorker) => this.#jobs.get(msg.id)?.resolve(msg));
     worker.on('messageerror', (err) => void this.#forget(worker, new HotlistBuildFailed(`hotlist build worker sent an unreadable message: ${err.message}`)));
-    worker.on('error', (err) => void this.#forget(worker, new HotlistBuildFailed(`hotlist build worker failed: ${err.message}`)));
+    worker.on('error', (err) => void this.#forget(worker, new HotlistBuildFailed(this.#failure(err))));
     worker.on('exit', (code) => void this.#forget(worker, new HotlistBuildFailed(`hotlist build worker exited with code ${code}`)));
     return worker;
+  }
+
+  #failure(err: Error): string {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_WORKER_OUT_OF_MEMORY') return `hotlist build worker failed: ${err.message}`;
+    const limit = this.#resourceLimits.maxOldGenerationSizeMb;
+    return `hotlist build worker ran out of memory${limit ? ` (heap limit ${limit} MB)` : ''}: the list is too large to build`;
   }
 
   /** Ends a worker that failed or is being closed; every request still waiting on it fails. */

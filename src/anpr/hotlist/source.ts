@@ -76,6 +76,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { dirname, extname, join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { decodeCanonicalBase64, ed25519PublicKey } from '../../core/keys.js';
+import type { ResourceLimits } from 'node:worker_threads';
 import { HotlistBuildFailed, HotlistBuildWorker, hotlistWorkerEntry, inlineBuilder, type HotlistBuilder, type Utf8Mode } from './build-worker.js';
 import type { HotlistEntryInput, HotlistRowError } from './entry.js';
 import { inScope, parseListHeader, readStamp, STAMP_FIELDS, type SignedStamp } from './header.js';
@@ -107,6 +108,8 @@ export type HotlistStoreOptions = {
   buildWorkerIdleMs?: number;
   /** The build worker's script (default: build-worker.js as compiled). */
   buildWorkerEntry?: string | URL;
+  /** Heap limits of the build worker (default HOTLIST_WORKER_RESOURCE_LIMITS); tests set tiny ones. */
+  buildWorkerResourceLimits?: ResourceLimits;
   logger?: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 };
 
@@ -701,7 +704,11 @@ function chooseBuilder(opts: HotlistStoreOptions): HotlistBuilder {
     opts.logger?.warn({}, 'hotlist worker script not built (npm run build): hotlists are built on the main thread');
     return inlineBuilder;
   }
-  return new HotlistBuildWorker({ entry, ...(opts.buildWorkerIdleMs !== undefined ? { idleMs: opts.buildWorkerIdleMs } : {}) });
+  return new HotlistBuildWorker({
+    entry,
+    ...(opts.buildWorkerIdleMs !== undefined ? { idleMs: opts.buildWorkerIdleMs } : {}),
+    ...(opts.buildWorkerResourceLimits ? { resourceLimits: opts.buildWorkerResourceLimits } : {}),
+  });
 }
 
 /** The header of a cache file, checked field by field. */

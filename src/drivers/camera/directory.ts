@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { access, lstat, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { BaseFrameSource, errorMessage, type FrameSourceDeps } from './source.js';
 import type { BackoffOptions } from '../../core/backoff.js';
@@ -44,6 +44,7 @@ export interface DirectorySourceOptions {
 interface Tracked {
   /** inode, size and mtime: any change means the file is still being written (or replaced). */
   key: string;
+  ino: number;
   size: number;
   mtimeMs: number;
   /** Monotonic time this key was first seen. */
@@ -134,11 +135,12 @@ export class DirectorySource extends BaseFrameSource {
       const path = join(dir, entry.name);
       let st;
       try {
-        st = await stat(path);
+        st = await lstat(path); // never follows a link swapped in since readdir
       } catch {
         continue; // gone between readdir and stat
       }
       if (!this.isCurrent(gen)) return;
+      if (!st.isFile()) continue;
       const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
       if (this.#done.get(entry.name) === key) continue;
       const now = this.clock.monoNow();
@@ -146,7 +148,7 @@ export class DirectorySource extends BaseFrameSource {
       if (!prev || prev.key !== key) {
         // Files are compared with the system clock that stamped them, not the injected one.
         const settled = !prev && Date.now() - st.mtimeMs >= settledAgeMs;
-        const tracked: Tracked = { key, size: st.size, mtimeMs: st.mtimeMs, since: now, checks: 1, settled };
+        const tracked: Tracked = { key, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, since: now, checks: 1, settled };
         this.#tracked.set(entry.name, tracked);
         if (settled) ready.push({ name: entry.name, path, tracked });
         continue;
@@ -171,34 +173,31 @@ export class DirectorySource extends BaseFrameSource {
       await this.#reject(gen, name, path, tracked, `${name}: ${tracked.size} bytes is over the ${maxBytes}-byte cap`);
       return;
     }
-    let complete: boolean;
+    let read: CandidateRead;
     try {
-      complete = await looksLikeWholeJpeg(path, tracked.size);
+      read = await readCandidate(path, tracked);
     } catch (err) {
       this.#gone(name, err) || this.softError(gen, new Error(`cannot read ${path}: ${errorMessage(err)}`));
       return;
     }
     if (!this.isCurrent(gen)) return;
-    if (!complete) {
-      const abandonMs = this.#opts.abandonMs ?? 60_000;
-      if (this.clock.monoNow() - tracked.since >= abandonMs) await this.#reject(gen, name, path, tracked, `${name}: not a complete JPEG after ${abandonMs} ms`);
-      return; // else: an upload that paused; wait for more data
-    }
-    let data: Buffer;
-    try {
-      data = await readFile(path);
-    } catch (err) {
-      this.#gone(name, err) || this.softError(gen, new Error(`cannot read ${path}: ${errorMessage(err)}`));
-      return;
-    }
-    if (!this.isCurrent(gen)) return;
-    if (data.length !== tracked.size || !isJpeg(data) || !endsWithEoi(data)) {
-      this.#tracked.delete(name); // changed while we read it: start over
-      return;
+    switch (read.kind) {
+      case 'refused':
+        await this.#reject(gen, name, path, tracked, `${name}: ${read.reason}`);
+        return;
+      case 'changed':
+        this.#tracked.delete(name); // changed while we read it: start over
+        return;
+      case 'incomplete': {
+        const abandonMs = this.#opts.abandonMs ?? 60_000;
+        if (this.clock.monoNow() - tracked.since >= abandonMs)
+          await this.#reject(gen, name, path, tracked, `${name}: not a complete JPEG after ${abandonMs} ms`);
+        return; // else: an upload that paused; wait for more data
+      }
     }
     this.#tracked.delete(name);
     await this.#dispose(gen, name, path, tracked, this.processedDir);
-    this.emitFrame(gen, data);
+    this.emitFrame(gen, read.data);
   }
 
   async #reject(gen: number, name: string, path: string, tracked: Tracked, reason: string): Promise<void> {
@@ -229,18 +228,53 @@ export class DirectorySource extends BaseFrameSource {
   }
 }
 
-/** Reads only the head and tail: SOI at the start, EOI at the end. */
-async function looksLikeWholeJpeg(path: string, size: number): Promise<boolean> {
-  if (size < 4) return false;
-  const handle = await open(path, 'r');
+export type CandidateRead =
+  | { kind: 'frame'; data: Buffer }
+  /** Not (yet) a whole JPEG: an upload that may still be going on. */
+  | { kind: 'incomplete' }
+  /** Another file, or other bytes, than the scans tracked: track it again. */
+  | { kind: 'changed' }
+  /** Never a frame: a link or a special file put in the upload directory. */
+  | { kind: 'refused'; reason: string };
+
+/**
+ * Checks and reads a candidate through one descriptor, so whoever can write the upload directory
+ * cannot swap the checked file for something else before it is read: a symlink (to a secret,
+ * /dev/zero) is not followed (O_NOFOLLOW), a FIFO does not block the open (O_NONBLOCK) and, like
+ * any file that is not regular, is refused; the descriptor's inode and size must be the tracked
+ * ones. Throws what open throws otherwise (ENOENT: the file is gone).
+ */
+export async function readCandidate(path: string, expected: { ino: number; size: number }): Promise<CandidateRead> {
+  let handle;
   try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') return { kind: 'refused', reason: 'a symbolic link' };
+    throw err;
+  }
+  try {
+    const st = await handle.stat();
+    if (!st.isFile()) return { kind: 'refused', reason: 'not a regular file' };
+    if (st.ino !== expected.ino || st.size !== expected.size) return { kind: 'changed' };
+    const { size } = st;
+    if (size < 4) return { kind: 'incomplete' };
+    // Head and tail first: an upload still going on costs two small reads, not the whole file.
     const head = Buffer.alloc(3);
     await handle.read(head, 0, 3, 0);
-    if (!isJpeg(head)) return false;
+    if (!isJpeg(head)) return { kind: 'incomplete' };
     const tailLen = Math.min(size, 1026);
     const tail = Buffer.alloc(tailLen);
-    const { bytesRead } = await handle.read(tail, 0, tailLen, size - tailLen);
-    return bytesRead === tailLen && endsWithEoi(tail);
+    const { bytesRead: tailRead } = await handle.read(tail, 0, tailLen, size - tailLen);
+    if (tailRead !== tailLen || !endsWithEoi(tail)) return { kind: 'incomplete' };
+    const data = Buffer.alloc(size);
+    let filled = 0;
+    while (filled < size) {
+      const { bytesRead } = await handle.read(data, filled, size - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    if (filled !== size || !isJpeg(data) || !endsWithEoi(data)) return { kind: 'changed' };
+    return { kind: 'frame', data };
   } finally {
     await handle.close();
   }
