@@ -194,6 +194,8 @@ export class Controller {
     });
     this.#clockSync.start();
     this.#uplink.on('state', (state) => this.bus.emit('link.state', state));
+    // Found corrupt while running: reported like a corrupt file found at start.
+    this.#outbox.onReopened((report) => void this.#reportRecovery(report).catch((err) => logger.error({ err }, 'could not report the outbox recovery')));
     this.#control.handle('status', () => this.status());
     this.#expireTimer = setInterval(() => this.#outbox.expire(), EXPIRE_INTERVAL_MS);
     this.#expireTimer.unref();

@@ -190,14 +190,23 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
     const before = commander.sign('ping');
     expect((await commander.send('ping', before)).ok).toBe(true);
 
+    const r0 = await daemon.request<{ id: string; seq: number }>('sim.event', { type: 'sim.before', priority: 'alarm' });
+    await sub.waitFor(() => sub.byId.has(r0.id), 10_000, 'event before corruption');
     // Events and nonces both unreadable: the nonces cannot be carried over into the fresh file.
     expect(corruptOutboxTables(join(cfg.dir, 'data', 'outbox.db'), ['events', 'nonces'])).toBeGreaterThan(0);
-    const r = await daemon.request<{ id: string }>('sim.event', { type: 'sim.after', priority: 'alarm' });
+    const r = await daemon.request<{ id: string; seq: number }>('sim.event', { type: 'sim.after', priority: 'alarm' });
     await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'event after recovery');
+    expect(r.seq).toBeGreaterThan(r0.seq);
+    await sub.waitFor(() => sub.events.some((e) => e.event.type === 'system.outbox_corrupt'), 10_000, 'system.outbox_corrupt');
+    const corrupt = sub.events.find((e) => e.event.type === 'system.outbox_corrupt')!.event.payload as { moved_to: string };
+    expect(corrupt.moved_to).toMatch(/outbox\.db\.corrupt-/);
     expect(readdirSync(join(cfg.dir, 'data')).some((f) => f.startsWith('outbox.db.corrupt-'))).toBe(true);
 
     const fresh = await commander.call('ping');
     expect(fresh.ok, JSON.stringify(fresh.error)).toBe(true);
+    // The fresh file numbers events on from before the recovery: a sequence number never repeats.
+    const r2 = await daemon.request<{ id: string; seq: number }>('sim.event', { type: 'sim.after', priority: 'alarm' });
+    expect(r2.seq).toBeGreaterThan(r.seq);
     const replayed = await commander.send('ping', before);
     expect(replayed.error?.code).toBe('stale');
     expect(daemon.alive).toBe(true);
@@ -219,9 +228,13 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
     const before = commander.sign('ping');
     expect((await commander.send('ping', before)).ok).toBe(true);
 
+    const r0 = await daemon.request<{ id: string; seq: number }>('sim.event', { type: 'sim.before', priority: 'alarm' });
     corruptOutboxTables(join(cfg.dir, 'data', 'outbox.db'), ['nonces']);
     expect((await commander.call('ping')).error?.code).toBe('failed');
     expect(readdirSync(join(cfg.dir, 'data')).some((f) => f.startsWith('outbox.db.corrupt-'))).toBe(true);
+    // Recovered with no event in flight: the fresh file still numbers on from before.
+    const r1 = await daemon.request<{ id: string; seq: number }>('sim.event', { type: 'sim.after', priority: 'alarm' });
+    expect(r1.seq).toBeGreaterThan(r0.seq);
     expect((await commander.call('ping')).ok).toBe(true);
     expect((await commander.send('ping', before)).error?.code).toBe('stale');
     expect(daemon.alive).toBe(true);

@@ -658,7 +658,11 @@ export class Outbox {
       /* the handle may already be unusable */
     }
     const report = this.#moveAside(err);
+    const lastSeq = this.#seq;
     this.#openDb();
+    // Sequence numbers never repeat: the fresh file goes on from the last one handed out.
+    this.#seq = Math.max(this.#seq, lastSeq);
+    this.#stmts.setMeta.run('seq', this.#seq);
     this.opts.logger.error({ lost, movedTo: report.movedTo }, 'outbox corrupted while running; undelivered events stay in the old file');
     for (const [rank, count] of lost.entries()) if (count > 0) this.#noteEviction(rank, 'corrupt', count);
     for (const listener of this.#reopenListeners) {
