@@ -5,9 +5,9 @@ import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EvidenceStore } from '../src/anpr/evidence.js';
 import { systemClock } from '../src/core/clock.js';
-import { createLogger } from '../src/core/logger.js';
 import { Outbox } from '../src/gateway/outbox.js';
 import { DaemonProcess, writeDeviceConfig } from './helpers/daemon.js';
+import { testOutboxOptions } from './helpers/outbox.js';
 
 // Plate reads, evidence pictures and the outbox are personal data: no other local user may read
 // them, whatever the umask the daemon was started with (the test process runs with 022).
@@ -22,22 +22,7 @@ describe('private data is private on disk', () => {
 
   it('the outbox database and its directory', async () => {
     const file = join(dir, 'outbox', 'events.db');
-    const outbox = new Outbox({
-      file,
-      maxBytes: 1 << 20,
-      alarmReserveBytes: 1 << 16,
-      quotaBytes: { alarm: 1 << 20, hit: 1 << 20, read: 1 << 20, telemetry: 1 << 20 },
-      ttlMs: { alarm: 'never', hit: 86_400_000, read: 86_400_000, telemetry: 86_400_000 },
-      commitIntervalMs: 5,
-      commitMaxEvents: 100,
-      synchronous: 'full',
-      site: 's',
-      device: 'd',
-      bootId: 'b',
-      clock: systemClock,
-      clockSynced: () => true,
-      logger: createLogger('silent'),
-    });
+    const outbox = new Outbox(testOutboxOptions(file, { maxBytes: 1 << 20, alarmReserveBytes: 1 << 16, clock: systemClock }));
     outbox.open();
     await outbox.accept({ type: 'plate.read', priority: 'read', payload: { plate: 'FKZT41' } });
     expect(mode(file)).toBe(0o640);

@@ -1,13 +1,13 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/core/clock.js';
 import { CommandVerifier, signCommand } from '../src/gateway/command-auth.js';
 import { SqliteNonceStore } from '../src/gateway/nonce-store.js';
 import { Outbox, type RecoveryReport } from '../src/gateway/outbox.js';
 import { corruptOutboxTables } from './helpers/corrupt-outbox.js';
+import { testOutboxOptions } from './helpers/outbox.js';
 
 const KEY = 'test-hmac-key-0123456789abcdef-XYZ';
 const WINDOW = 5 * 60_000;
@@ -21,22 +21,7 @@ afterEach(async () => {
 function setup(dir = mkdtempSync(join(tmpdir(), 'vigia-nonces-'))) {
   const clock = new ManualClock(Date.UTC(2026, 10, 22, 3, 15));
   const file = join(dir, 'outbox.db');
-  const outbox = new Outbox({
-    file,
-    maxBytes: 64 * 1024 * 1024,
-    alarmReserveBytes: 1024 * 1024,
-    quotaBytes: { alarm: 1 << 26, hit: 1 << 24, read: 1 << 24, telemetry: 1 << 24 },
-    ttlMs: { alarm: 'never', hit: 86_400_000, read: 3_600_000, telemetry: 60_000 },
-    commitIntervalMs: 5,
-    commitMaxEvents: 5000,
-    synchronous: 'normal',
-    site: 'la-serena',
-    device: 'pole-0142',
-    bootId: 'boot-a',
-    clock,
-    clockSynced: () => true,
-    logger: pino({ level: 'silent' }),
-  });
+  const outbox = new Outbox(testOutboxOptions(file, { clock, synchronous: 'normal', site: 'la-serena', device: 'pole-0142' }));
   opened.push(outbox);
   const startRecovery = outbox.open();
   const nonces = new SqliteNonceStore(() => outbox.database(), WINDOW);

@@ -2,35 +2,19 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/core/clock.js';
 import type { Priority } from '../src/core/event.js';
 import { checkDynamicEvent } from '../src/core/events.js';
 import { Outbox, type OutboxOptions } from '../src/gateway/outbox.js';
+import { testOutboxOptions } from './helpers/outbox.js';
 
 const MiB = 1024 * 1024;
 const opened: Outbox[] = [];
 
 function makeOutbox(over: Partial<OutboxOptions> = {}, dir = mkdtempSync(join(tmpdir(), 'vigia-outbox-'))) {
   const clock = (over.clock as ManualClock | undefined) ?? new ManualClock();
-  const outbox = new Outbox({
-    file: join(dir, 'outbox.db'),
-    maxBytes: 64 * MiB,
-    alarmReserveBytes: 1 * MiB,
-    quotaBytes: { alarm: 64 * MiB, hit: 16 * MiB, read: 16 * MiB, telemetry: 16 * MiB },
-    ttlMs: { alarm: 'never', hit: 86_400_000, read: 3_600_000, telemetry: 60_000 },
-    commitIntervalMs: 5,
-    commitMaxEvents: 5000,
-    synchronous: 'full',
-    site: 'test-site',
-    device: 'dev-1',
-    bootId: 'boot-a',
-    clock,
-    clockSynced: () => true,
-    logger: pino({ level: 'silent' }),
-    ...over,
-  });
+  const outbox = new Outbox(testOutboxOptions(join(dir, 'outbox.db'), { clock, ...over }));
   opened.push(outbox);
   return { outbox, dir, clock, file: join(dir, 'outbox.db') };
 }
