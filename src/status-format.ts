@@ -25,6 +25,11 @@ export function formatStatus(s: DaemonStatus): string {
     const depth = `${String(v.depth).padStart(8)} events ${size(v.bytes).padStart(10)}`;
     lines.push(`  ${p.padEnd(9)} ${depth}  oldest ${oldest.padStart(4)}${evicted ? `  evicted: ${evicted}` : ''}`);
   }
+  const unreported = Object.values(s.outbox.evictions_unreported).reduce(
+    (n, byReason) => n + Object.values(byReason ?? {}).reduce((a, b) => a + (b ?? 0), 0),
+    0,
+  );
+  if (unreported > 0) lines.push(`  ${unreported} evictions not reported yet (system.outbox_evicted goes out within 10 s)`);
   const types = Object.entries(s.events.accepted_by_type).sort((a, b) => b[1] - a[1]);
   lines.push(`events     ${types.length ? types.map(([t, n]) => `${t}=${n}`).join(' ') : 'none yet'}`);
   const dropped = s.commands.replies_dropped > 0 ? ` (${s.commands.replies_dropped} replies to unverified messages dropped)` : '';

@@ -56,6 +56,8 @@ export function daemonStatus(s: StatusSources) {
       oldest_unsent_age_s: Math.max(0, ...Object.values(outbox.byPriority).map((p) => (p.oldestAgeMs ?? 0) / 1000)),
       by_priority: outbox.byPriority,
       evicted: outbox.evicted,
+      evictions_unreported: outbox.unreportedEvictions,
+      checkpointer: outbox.checkpointer,
       last_seq: outbox.lastSeq,
     },
     events: { accepted_by_type: { ...s.acceptedByType }, published_by_type: link.publishedByType },

@@ -285,6 +285,26 @@ describe('outbox', () => {
     expect(outbox.depth()).toBe(0);
   });
 
+  it('never hands out a sequence number twice, even after a corrupt file is replaced at start', async () => {
+    const first = makeOutbox();
+    first.outbox.open();
+    const before = await accept(first.outbox, 'read', 50);
+    const lastSeq = Math.max(...before.map((e) => e.seq));
+    await first.outbox.close();
+    writeFileSync(first.file, Buffer.from('this is not an SQLite database '.repeat(200)));
+    const again = makeOutbox({}, first.dir);
+    expect(again.outbox.open()).toBeDefined(); // moved aside, a fresh file
+    const [next] = await accept(again.outbox, 'alarm');
+    expect(next!.seq).toBeGreaterThan(lastSeq);
+    await again.outbox.close();
+    // And a plain restart goes on from where it was, without a jump.
+    const third = makeOutbox({}, first.dir);
+    third.outbox.open();
+    const [after] = await accept(third.outbox, 'alarm');
+    expect(after!.seq).toBe(next!.seq + 1);
+    await third.outbox.close();
+  });
+
   it('detects a database damaged inside (valid header, broken pages)', async () => {
     const first = makeOutbox();
     first.outbox.open();
@@ -336,6 +356,10 @@ describe('outbox', () => {
       return walSize(file) < peak;
     }, 'the restarted worker to checkpoint the WAL');
     expect(outbox.stats().checkpointer.mainCheckpoints).toBe(0); // the worker did it, not the fallback
+    await waitUntil(() => outbox.stats().checkpointer.framesCheckpointed > 0, 'the worker to report the frames it copied');
+    const cp = outbox.stats().checkpointer;
+    expect(cp.checkpoints).toBeGreaterThan(0);
+    expect(cp.maxMs).toBeGreaterThanOrEqual(cp.lastMs ?? Number.POSITIVE_INFINITY);
   });
 
   it('checkpoints on the main connection when no worker runs and the WAL outgrows its bound', async () => {

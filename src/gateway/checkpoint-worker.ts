@@ -16,11 +16,17 @@ const db = new Database(file);
 db.pragma('busy_timeout = 50');
 // Until this arrives the outbox counts no worker as running (one that dies opening the file never checkpoints).
 parentPort!.postMessage('ready');
+// Each checkpoint is announced before and after, for the outbox's statistics and its debug log
+// (the power-cut test cuts the power on the announcement).
 const checkpoint = () => {
+  const started = performance.now();
+  parentPort!.postMessage({ checkpoint: 'start' });
   try {
-    db.pragma('wal_checkpoint(PASSIVE)');
+    const [result] = db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number; log: number; checkpointed: number }>;
+    parentPort!.postMessage({ checkpoint: 'done', ms: performance.now() - started, frames: result?.checkpointed ?? 0 });
   } catch {
     /* busy or the file moved aside: try again next time */
+    parentPort!.postMessage({ checkpoint: 'done', ms: performance.now() - started, frames: 0 });
   }
 };
 const timer = setInterval(checkpoint, intervalMs);

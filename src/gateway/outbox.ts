@@ -1,5 +1,5 @@
 import { chmodSync, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -7,6 +7,7 @@ import { Backoff, type BackoffOptions } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
 import { HEAVY_FIELDS, isCatalogued } from '../core/events.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../core/private-files.js';
+import { SeqReservation } from './seq-reservation.js';
 import { type EventDraft, isPriority, type Priority, type VigiaEvent, newEventId, PRIORITIES, priorityRank } from '../core/event.js';
 
 export interface OutboxOptions {
@@ -78,6 +79,8 @@ export interface OutboxStats {
   bytes: number;
   byPriority: Record<Priority, PriorityStats>;
   evicted: Record<Priority, Record<EvictionReason, number>>;
+  /** Evictions recorded (durably) and not yet covered by a stored `system.outbox_evicted` report. */
+  unreportedEvictions: EvictionCounts;
   commits: number;
   accepted: number;
   acked: number;
@@ -92,6 +95,11 @@ export interface CheckpointerStats {
   restarts: number;
   /** Checkpoints run on the main connection because the WAL outgrew walLimitBytes with no worker running. */
   mainCheckpoints: number;
+  /** Checkpoints the worker ran, the WAL frames they copied, and how long the last and the longest took (ms). */
+  checkpoints: number;
+  framesCheckpointed: number;
+  lastMs: number | null;
+  maxMs: number | null;
 }
 
 export interface RecoveryReport {
@@ -107,6 +115,16 @@ const CHECKPOINT_INTERVAL_MS = 1000;
 const DEFAULT_WAL_LIMIT_BYTES = 64 * 1024 * 1024;
 /** The WAL's size is looked at once every this many commits: a stat per commit would cost more than it guards. */
 const WAL_CHECK_EVERY_COMMITS = 16;
+/** Beside the outbox file: the highest sequence number reserved (see SeqReservation). */
+export const SEQ_RESERVATION_FILE = 'outbox.seq';
+
+/** What the checkpoint worker posts around each checkpoint. */
+type CheckpointMessage = { checkpoint: 'start' } | { checkpoint: 'done'; ms: number; frames: number };
+
+function isCheckpointMessage(msg: unknown): msg is CheckpointMessage {
+  return typeof msg === 'object' && msg !== null && ((msg as CheckpointMessage).checkpoint === 'start' || (msg as CheckpointMessage).checkpoint === 'done');
+}
+
 /** How long a recovery waits for the checkpoint worker to close the corrupt file before moving it anyway. */
 const CHECKPOINTER_CLOSE_WAIT_MS = 2000;
 const CORRUPTION_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_VTAB', 'SQLITE_CORRUPT_SEQUENCE']);
@@ -173,6 +191,8 @@ export class Outbox {
   #timer: NodeJS.Timeout | undefined;
   #immediate: NodeJS.Immediate | undefined;
   #seq = 0;
+  #seqReservation!: SeqReservation;
+  #seqReservationFailed = false;
   #depth = PRIORITIES.map(() => 0);
   #bytes = PRIORITIES.map(() => 0);
   #cursor = PRIORITIES.map(() => 0);
@@ -189,6 +209,7 @@ export class Outbox {
   #checkpointerRestart: NodeJS.Timeout | undefined;
   #checkpointerRestarts = 0;
   #mainCheckpoints = 0;
+  #checkpoints = { count: 0, frames: 0, lastMs: null as number | null, maxMs: null as number | null };
   #commitsSinceWalCheck = 0;
 
   constructor(private readonly opts: OutboxOptions) {
@@ -198,6 +219,7 @@ export class Outbox {
   /** Opens (or creates) the database. A corrupt file is moved aside and reported, never deleted. */
   open(): RecoveryReport | undefined {
     mkdirSync(dirname(this.opts.file), { recursive: true, mode: PRIVATE_DIR_MODE });
+    this.#seqReservation = new SeqReservation(join(dirname(this.opts.file), SEQ_RESERVATION_FILE));
     let recovery: RecoveryReport | undefined;
     try {
       this.#openDb();
@@ -209,6 +231,20 @@ export class Outbox {
     this.#makePrivate();
     this.#closed = false;
     return recovery;
+  }
+
+  #nextSeq(): number {
+    const seq = this.#seq + 1;
+    try {
+      this.#seqReservation.ensure(seq);
+      this.#seqReservationFailed = false;
+    } catch (err) {
+      // Numbers stay unique while this file lives; only a later replacement of a corrupt file could repeat one.
+      if (!this.#seqReservationFailed) this.opts.logger.error({ err: (err as Error).message }, 'cannot reserve event sequence numbers');
+      this.#seqReservationFailed = true;
+    }
+    this.#seq = seq;
+    return seq;
   }
 
   /** The events are personal data (plate reads): SQLite creates its files world-readable, an older version left them so. */
@@ -258,7 +294,8 @@ export class Outbox {
     this.#db = db;
     this.#stmts = this.prepare(db);
     if (this.opts.checkpointInWorker) this.#startCheckpointer();
-    this.#seq = (this.#stmts.getMeta.get('seq') as { value: number } | undefined)?.value ?? 0;
+    // A fresh file (new device, or a corrupt one replaced) numbers on above every reserved number.
+    this.#seq = (this.#stmts.getMeta.get('seq') as { value: number } | undefined)?.value ?? this.#seqReservation.through;
     this.#depth.fill(0);
     this.#bytes.fill(0);
     this.#cursor.fill(0);
@@ -291,8 +328,9 @@ export class Outbox {
     }
     worker.unref();
     const checkpointer = { worker, closed, ready: false };
-    worker.on('message', (msg) => {
+    worker.on('message', (msg: unknown) => {
       if (msg === 'ready') checkpointer.ready = true;
+      else if (isCheckpointMessage(msg)) this.#onCheckpoint(msg);
     });
     worker.on('error', (err) => this.opts.logger.error({ err }, 'WAL checkpoint worker failed'));
     // A stop (close, recovery) forgets the worker before ending it: an exit of the current one is a death.
@@ -303,6 +341,17 @@ export class Outbox {
       this.#scheduleCheckpointerRestart(performance.now() - startedAt);
     });
     this.#checkpointer = checkpointer;
+  }
+
+  #onCheckpoint(msg: CheckpointMessage): void {
+    if (msg.checkpoint === 'start') return void this.opts.logger.debug('WAL checkpoint started');
+    const ms = Math.round(msg.ms * 100) / 100;
+    const stats = this.#checkpoints;
+    stats.count++;
+    stats.frames += msg.frames;
+    stats.lastMs = ms;
+    stats.maxMs = Math.max(stats.maxMs ?? 0, ms);
+    this.opts.logger.debug({ ms, frames: msg.frames }, 'WAL checkpoint done');
   }
 
   #scheduleCheckpointerRestart(upForMs: number): void {
@@ -423,7 +472,7 @@ export class Outbox {
       clock: synced ? 'synced' : 'unsynced',
       boot_id: this.opts.bootId,
       mono_ms: Math.round(this.opts.clock.monoNow()),
-      seq: ++this.#seq,
+      seq: this.#nextSeq(),
       ...(draft.geo ? { geo: draft.geo } : {}),
       payload: draft.payload,
     };
@@ -804,11 +853,20 @@ export class Outbox {
       bytes: this.#bytes.reduce((a, b) => a + b, 0),
       byPriority,
       evicted: structuredClone(this.#evicted),
+      unreportedEvictions: this.unreportedEvictions(),
       commits: this.#commits,
       accepted: this.#accepted,
       acked: this.#acked,
       lastSeq: this.#seq,
-      checkpointer: { running: this.#checkpointer?.ready ?? false, restarts: this.#checkpointerRestarts, mainCheckpoints: this.#mainCheckpoints },
+      checkpointer: {
+        running: this.#checkpointer?.ready ?? false,
+        restarts: this.#checkpointerRestarts,
+        mainCheckpoints: this.#mainCheckpoints,
+        checkpoints: this.#checkpoints.count,
+        framesCheckpointed: this.#checkpoints.frames,
+        lastMs: this.#checkpoints.lastMs,
+        maxMs: this.#checkpoints.maxMs,
+      },
     };
   }
 
