@@ -3,8 +3,9 @@ import { configDefaults, defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
-    // The GPIO tests on a real kernel boot a VM: `npm run test:hardware`, with their own config.
-    exclude: [...configDefaults.exclude, 'tests/hardware/**'],
+    // The VM tests have their own configs: `npm run test:hardware` (GPIO on a real kernel) and
+    // `npm run test:powercut` (power cuts).
+    exclude: [...configDefaults.exclude, 'tests/hardware/**', 'tests/powercut/**'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Broker and daemon tests start real processes; two cores, so keep parallelism modest.

@@ -51,8 +51,12 @@ const SOURCE_FILES = ['drivers/gpio/gpio-sim.c', 'drivers/gpio/gpiolib.h', 'kern
 const IRQ_SIM_PATCH = { from: 'handle_simple_irq(irq_to_desc(irqnum));', to: 'generic_handle_irq(irqnum);' };
 const MODULE_NAME = 'gpio-sim-rig';
 
-/** Modules the initramfs loads (with their dependencies): virtio PCI, the 9p file system over virtio, configfs. */
-const BOOT_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'configfs'];
+/**
+ * Modules the initramfs loads (with their dependencies): virtio PCI, the 9p file system over
+ * virtio, configfs; for the power-cut run a virtio disk with ext4 (crc32c for its metadata
+ * checksums: nothing in the initramfs could load it on demand) and a virtio network card.
+ */
+const BOOT_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'configfs', 'virtio_blk', 'crc32c_generic', 'ext4', 'virtio_net'];
 
 /** The libgpiod v2 tools of Debian 13 (trixie, package gpiod 2.2.1-2+deb13u1), from its source. */
 const LIBGPIOD2 = {
@@ -127,6 +131,16 @@ if [ -f /rigout/binds ]; then
 fi
 mkdir -p /host/tmp/rig-out
 mount --bind /rigout /host/tmp/rig-out || fail "binding the results directory"
+# A disk image given to the job (virtio), mounted as Raspberry Pi OS mounts its root: ext4, noatime.
+if [ -f /rigout/disk ]; then
+  d=$(cat /rigout/disk)
+  mkdir -p "/host$d" && mount -t ext4 -o noatime /dev/vda "/host$d" || fail "mounting the disk image on $d"
+fi
+# QEMU's user networking: the host's loopback is 10.0.2.2.
+ip link set lo up
+if [ -d /sys/class/net/eth0 ]; then
+  ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.2.2 || fail "network"
+fi
 insmod /lib/modules/${MODULE_NAME}.ko || fail "insmod ${MODULE_NAME}.ko"
 [ -d /host/sys/kernel/config/gpio-sim ] || fail "no gpio-sim in configfs"
 hostname vigia-rig
@@ -539,15 +553,44 @@ function shellQuote(s) {
  * and the console output; rejects if the VM does not get to run it or does not finish in time.
  */
 export async function runInVm(rig, command, opts = {}) {
-  const { outDir, timeoutMs = 300_000, env = {}, cwd = process.cwd(), onConsole } = opts;
+  const { timeoutMs = 300_000 } = opts;
+  const vm = startVm(rig, command, opts);
+  const timer = setTimeout(() => vm.kill(), timeoutMs);
+  const exit = await vm.exited;
+  clearTimeout(timer);
+  const tail = () => exit.console.split('\n').slice(-40).join('\n');
+  if (exit.killed) fail(`the VM did not finish within ${timeoutMs / 1000} s; console (${exit.consoleFile}):\n${tail()}`);
+  if (exit.status === undefined) {
+    fail(`the VM stopped (qemu ${exit.signal ?? `exit ${exit.code}`}) before the command finished; console (${exit.consoleFile}):\n${tail()}`);
+  }
+  return { status: exit.status, seconds: exit.seconds, outDir: exit.outDir, console: exit.console, consoleFile: exit.consoleFile };
+}
+
+/**
+ * Boots the VM running `command` and returns at once: `kill()` pulls the plug (SIGKILL to QEMU:
+ * the guest's page cache and anything not yet written to the disk image are gone, as in a power
+ * cut), `exited` resolves when QEMU is gone, with the command's status if it got to finish.
+ *
+ * Options beyond runInVm's: `disk: { image, mountAt }` attaches a raw ext4 image as a virtio disk
+ * (QEMU's default write-back cache: the guest's flushes reach the host's disk) mounted at
+ * `mountAt` (under /run or /tmp) before the command starts; `net: true` gives the guest QEMU's
+ * user networking, where the host's loopback is 10.0.2.2.
+ */
+export function startVm(rig, command, opts = {}) {
+  const { outDir, env = {}, cwd = process.cwd(), onConsole, disk, net = false } = opts;
   if (command.length === 0) fail('no command to run in the VM');
   const out = outDir ? resolve(outDir) : mkdtempSync(join(tmpdir(), 'vigia-rig-out-'));
   mkdirSync(out, { recursive: true });
-  for (const f of ['exit-status', 'job.sh', 'binds', 'results.json']) rmSync(join(out, f), { force: true });
+  for (const f of ['exit-status', 'job.sh', 'binds', 'disk', 'results.json']) rmSync(join(out, f), { force: true });
   // The VM has its own /tmp and /run: a working directory there is bound in from the host.
   const binds = [resolve(cwd), ...(opts.binds ?? [])].filter((p) => /^\/(tmp|run)(\/|$)/.test(p));
   if (binds.some((p) => /[\n]/.test(p))) fail('paths to bind into the VM must not contain newlines');
   writeFileSync(join(out, 'binds'), binds.map((p) => `${p}\n`).join(''));
+  if (disk) {
+    if (!/^\/(tmp|run)\/[A-Za-z0-9._/-]+$/.test(disk.mountAt)) fail(`disk.mountAt must be a plain path under /tmp or /run, not ${disk.mountAt}`);
+    if (!existsSync(disk.image)) fail(`no disk image ${disk.image}`);
+    writeFileSync(join(out, 'disk'), disk.mountAt);
+  }
   const vars = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: '/tmp',
@@ -599,6 +642,8 @@ export async function runInVm(rig, command, opts = {}) {
     'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
     '-virtfs',
     `local,path=${out},mount_tag=rigout,security_model=none`,
+    ...(disk ? ['-drive', `file=${disk.image},if=virtio,format=raw,cache=writeback`] : []),
+    ...(net ? ['-netdev', 'user,id=net0', '-device', 'virtio-net-pci,netdev=net0'] : []),
   ];
   const started = Date.now();
   const consoleFile = join(out, 'console.log');
@@ -614,26 +659,25 @@ export async function runInVm(rig, command, opts = {}) {
   };
   qemu.stdout.on('data', onData);
   qemu.stderr.on('data', onData);
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    qemu.kill('SIGKILL');
-  }, timeoutMs);
-  const exit = await new Promise((res, rej) => {
+  let killed = false;
+  const exited = new Promise((res, rej) => {
     qemu.on('error', rej);
     qemu.on('close', (code, signal) => res({ code, signal }));
+  }).then(async ({ code, signal }) => {
+    await new Promise((r) => consoleLog.end(r));
+    const statusFile = join(out, 'exit-status');
+    const status = existsSync(statusFile) ? Number(readFileSync(statusFile, 'utf8').trim()) : undefined;
+    return { code, signal, killed, status, seconds: Math.round((Date.now() - started) / 100) / 10, outDir: out, console: text, consoleFile };
   });
-  clearTimeout(timer);
-  await new Promise((r) => consoleLog.end(r));
-  const seconds = Math.round((Date.now() - started) / 100) / 10;
-  const tail = () => text.split('\n').slice(-40).join('\n');
-  if (timedOut) fail(`the VM did not finish within ${timeoutMs / 1000} s; console (${consoleFile}):\n${tail()}`);
-  const statusFile = join(out, 'exit-status');
-  if (!existsSync(statusFile)) {
-    fail(`the VM stopped (qemu ${exit.signal ?? `exit ${exit.code}`}) before the command finished; console (${consoleFile}):\n${tail()}`);
-  }
-  const status = Number(readFileSync(statusFile, 'utf8').trim());
-  return { status, seconds, outDir: out, console: text, consoleFile };
+  return {
+    startedAt: started,
+    outDir: out,
+    exited,
+    kill() {
+      killed = true;
+      qemu.kill('SIGKILL');
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

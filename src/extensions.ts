@@ -31,7 +31,7 @@ export const EXTENSIONS: readonly ExtensionEntry[] = [
   },
   {
     name: 'sim',
-    enabled: (config) => config.hardware.backend === 'sim',
+    enabled: (config) => config.hardware.backend === 'sim' || config.hardware.synthetic_events,
     load: async () => {
       const { Simulator } = await import('./features/simulator.js');
       return (ctx) => new Simulator(ctx);

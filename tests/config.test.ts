@@ -165,6 +165,17 @@ outbox:
   });
 });
 
+describe('synthetic events', () => {
+  it('are accepted with the simulated backend, and with real GPIO only when asked for', async () => {
+    const { EXTENSIONS } = await import('../src/extensions.js');
+    const sim = EXTENSIONS.find((e) => e.name === 'sim')!;
+    expect(load(MINIMAL).hardware.synthetic_events).toBe(false);
+    expect(sim.enabled(load(`${MINIMAL}hardware:\n  backend: chardev\n`))).toBe(false);
+    expect(sim.enabled(load(`${MINIMAL}hardware:\n  backend: sim\n`))).toBe(true);
+    expect(sim.enabled(load(`${MINIMAL}hardware:\n  backend: chardev\n  synthetic_events: true\n`))).toBe(true);
+  });
+});
+
 describe('defaults and units', () => {
   it('fills every default from a minimal file', () => {
     const config = load(MINIMAL);

@@ -200,6 +200,12 @@ export const hardwareSchema = z
       .describe(
         'GPIO access: chardev (/dev/gpiochipN, the only one on Trixie and the Pi 5), sysfs (/sys/class/gpio, older systems), sim (driven by `vigia sim`), auto: the best one present',
       ),
+    synthetic_events: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Accept synthetic events (`vigia sim event|burst`, type sim.*) through the control socket with real GPIO too, for commissioning and acceptance tests; always on with backend sim. Leave off in service',
+      ),
     inputs: z
       .record(z.string().regex(namePattern, 'lower-case letters, digits and _'), inputSchema)
       .default({})

@@ -12,9 +12,10 @@
 // `pull-up`/`pull-down` to the line's sim_gpioN/pull; an output's level is read from sim_gpioN/value.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { AUX_LABEL, SOC_LABEL, createSimDevice } from './gpio-sim-chips.mjs';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const dist = (p) => import(join(ROOT, 'dist', p));
@@ -29,9 +30,6 @@ const OUT_DIR = process.env.VIGIA_RIG_OUT ?? '/tmp/rig-out';
 const PRESSES = Number(process.env.VIGIA_HW_PRESSES ?? 50);
 /** Comma-separated parts to run (chardev, pole, sysfs); all by default. */
 const ONLY = new Set((process.env.VIGIA_HW_ONLY ?? 'chardev,chardev2,pole,sysfs').split(',').map((s) => s.trim()));
-const CONFIGFS = '/sys/kernel/config/gpio-sim';
-const SOC_LABEL = 'pinctrl-bcm2711';
-const AUX_LABEL = 'vigia-aux';
 
 const deps = { clock: systemClock, timers: systemTimers };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -40,73 +38,6 @@ const round = (x, d = 2) => (x === undefined || x === null ? x : Math.round(x * 
 
 function progress(msg) {
   process.stdout.write(`[vm ${round(now() / 1000, 1)}s] ${msg}\n`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The simulated chips.
-
-function writeAttr(path, value) {
-  writeFileSync(path, value);
-}
-
-function createSimDevice() {
-  const dev = join(CONFIGFS, 'vigia');
-  if (existsSync(dev)) throw new Error(`${dev} exists already`);
-  mkdirSync(dev);
-  const bank = (name, label, lines, names) => {
-    const dir = join(dev, name);
-    mkdirSync(dir);
-    writeAttr(join(dir, 'num_lines'), String(lines));
-    writeAttr(join(dir, 'label'), label);
-    names?.forEach((n, i) => {
-      mkdirSync(join(dir, `line${i}`));
-      writeAttr(join(dir, `line${i}`, 'name'), n);
-    });
-    return dir;
-  };
-  const soc = bank(
-    'bank0',
-    SOC_LABEL,
-    28,
-    Array.from({ length: 28 }, (_, i) => `GPIO${i}`),
-  );
-  const aux = bank('bank1', AUX_LABEL, 8);
-  writeAttr(join(dev, 'live'), '1');
-  const devName = readFileSync(join(dev, 'dev_name'), 'utf8').trim();
-  const chip = (dir, label, lines) => {
-    const name = readFileSync(join(dir, 'chip_name'), 'utf8').trim();
-    const attrs = join('/sys/devices/platform', devName, name);
-    const sysfs = sysfsChip(label);
-    return {
-      label,
-      name,
-      lines,
-      devName,
-      sysfsBase: sysfs?.base,
-      sysfsDir: sysfs?.dir,
-      ngpio: sysfs?.ngpio,
-      pull(offset, pull) {
-        writeAttr(join(attrs, `sim_gpio${offset}`, 'pull'), pull);
-      },
-      value(offset) {
-        return Number(readFileSync(join(attrs, `sim_gpio${offset}`, 'value'), 'utf8').trim());
-      },
-      pullOf(offset) {
-        return readFileSync(join(attrs, `sim_gpio${offset}`, 'pull'), 'utf8').trim();
-      },
-    };
-  };
-  return { soc: chip(soc, SOC_LABEL, 28), aux: chip(aux, AUX_LABEL, 8) };
-}
-
-/** The legacy sysfs view of a chip (read here, not with the driver under test): its directory, base and size. */
-function sysfsChip(label) {
-  const root = '/sys/class/gpio';
-  for (const dir of readdirSync(root).filter((e) => /^gpiochip\d+$/.test(e))) {
-    const read = (f) => readFileSync(join(root, dir, f), 'utf8').trim();
-    if (read('label') === label) return { dir, base: Number(read('base')), ngpio: Number(read('ngpio')) };
-  }
-  return undefined;
 }
 
 /** Requested lines as the kernel lists them in debugfs: `gpio-1013 (GPIO17 |gpiomon ) in  hi`. */
