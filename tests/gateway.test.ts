@@ -334,7 +334,8 @@ describe('refused publishes (MQTT 5 PUBACK reason codes >= 0x80)', () => {
     const daemon = new DaemonProcess(cfg.file, cfg.socket);
     cleanups.push(() => daemon.kill('SIGKILL'));
     await daemon.start();
-    expect((await daemon.request<DaemonStatus>('status')).link.window).toBe(8); // the broker's receive maximum
+    // The broker's receive maximum, known once the link is up (the control socket answers before).
+    expect((await statusUntil(daemon, (s) => s.link.state === 'online', 'the link')).link.window).toBe(8);
 
     // Refused reads fill the non-alarm part of the window, a refused alarm the alarm lane.
     const reads = await daemon.request<Burst>('sim.burst', { count: 40, type: 'sim.read', priority: 'read' });
