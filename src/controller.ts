@@ -107,6 +107,7 @@ export class Controller {
       commitMaxEvents: config.outbox.commit_max_events,
       synchronous: config.outbox.synchronous,
       checkpointInWorker: true,
+      diskReserveBytes: config.outbox.disk_reserve_bytes,
       site: config.device.site,
       device: config.device.id,
       bootId,
@@ -187,6 +188,11 @@ export class Controller {
   async start(): Promise<void> {
     const { config, logger } = this;
     logger.info({ device: config.device.id, site: config.device.site, profile: config.device.profile, version: VERSION }, 'starting');
+    // Before open(): a disk found full at start is reported too.
+    this.#outbox.onDiskFull((report) => void this.emit('system.disk_full', report).catch((err) => logger.error({ err }, 'could not report the full disk')));
+    this.#outbox.onDiskRecovered(
+      (report) => void this.emit('system.disk_recovered', report).catch((err) => logger.error({ err }, 'could not report the disk space back')),
+    );
     const recovery = this.#outbox.open();
     this.#clockSync.on('synced', (source) => {
       logger.info({ source }, 'wall clock synchronised');

@@ -30,6 +30,7 @@ export function formatStatus(s: DaemonStatus): string {
     0,
   );
   if (unreported > 0) lines.push(`  ${unreported} evictions not reported yet (system.outbox_evicted goes out within 10 s)`);
+  lines.push(formatDisk(s.disk));
   const types = Object.entries(s.events.accepted_by_type).sort((a, b) => b[1] - a[1]);
   lines.push(`events     ${types.length ? types.map(([t, n]) => `${t}=${n}`).join(' ') : 'none yet'}`);
   const dropped = s.commands.replies_dropped > 0 ? ` (${s.commands.replies_dropped} replies to unverified messages dropped)` : '';
@@ -50,6 +51,17 @@ export function formatStatus(s: DaemonStatus): string {
   const nodered = (s as { nodered?: NodeRedView }).nodered;
   if (nodered) lines.push(...formatNodeRed(nodered));
   return `${lines.join('\n')}\n`;
+}
+
+function formatDisk(d: DaemonStatus['disk']): string {
+  const free = d.free_bytes === null ? '' : `, ${size(d.free_bytes)} free`;
+  const reserve = d.reserve.state === 'disabled' ? 'no reserve' : `reserve ${size(d.reserve.bytes)} ${d.reserve.state}`;
+  const refused = Object.values(d.refused).reduce((a, b) => a + b, 0);
+  const held = d.held_alarms.events > 0 ? `, ${d.held_alarms.events} alarms waiting in memory (${d.direct.published} published directly)` : '';
+  const lost = d.held_lost > 0 ? `, ${d.held_lost} ALARMS NOT STORED` : '';
+  const locking = d.locking === 'exclusive' ? ', outbox opened with exclusive locking (no checkpoint worker)' : '';
+  if (!d.full) return `disk       ok${free}, ${reserve}${refused > 0 ? ` (${refused} events refused while full)` : ''}${lost}`;
+  return `disk       FULL for ${age(d.full_for_s)}${free}: only alarms are stored, ${refused} events refused; ${reserve}${held}${lost}${locking}`;
 }
 
 /** Only when the broker has refused something: a healthy link is not news. */

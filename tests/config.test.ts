@@ -188,6 +188,7 @@ describe('defaults and units', () => {
       commit_interval: 25,
       commit_max_events: 2000,
       synchronous: 'full',
+      disk_reserve_bytes: 8 * MiB,
     });
     expect(config.outbox.ttl.alarm).toBe('never');
     expect(config.mqtt).toMatchObject({ protocol: 'auto', topic_prefix: 'vigia', keepalive: 30_000, connect_timeout: 15_000, inflight_window: 64 });

@@ -192,6 +192,8 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
 
     const r0 = await daemon.request<{ id: string; seq: number }>('sim.event', { type: 'sim.before', priority: 'alarm' });
     await sub.waitFor(() => sub.byId.has(r0.id), 10_000, 'event before corruption');
+    // Its deletion committed first: a later one would put fresh copies of the pages in the WAL, hiding the damage.
+    await statusUntil(daemon, (s) => s.link.acked >= 1 && s.outbox.depth === 0, 'the delivered event deleted');
     // Events and nonces both unreadable: the nonces cannot be carried over into the fresh file.
     expect(corruptOutboxTables(join(cfg.dir, 'data', 'outbox.db'), ['events', 'nonces'])).toBeGreaterThan(0);
     const r = await daemon.request<{ id: string; seq: number }>('sim.event', { type: 'sim.after', priority: 'alarm' });
@@ -334,7 +336,7 @@ describe('refused publishes (MQTT 5 PUBACK reason codes >= 0x80)', () => {
     const daemon = new DaemonProcess(cfg.file, cfg.socket);
     cleanups.push(() => daemon.kill('SIGKILL'));
     await daemon.start();
-    // The broker's receive maximum, known once connected.
+    // The broker's receive maximum, known once the link is up (the control socket answers before).
     expect((await statusUntil(daemon, (s) => s.link.state === 'online', 'the link')).link.window).toBe(8);
 
     // Refused reads fill the non-alarm part of the window, a refused alarm the alarm lane.

@@ -1,12 +1,13 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/core/clock.js';
 import type { Priority } from '../src/core/event.js';
 import { checkDynamicEvent } from '../src/core/events.js';
-import { Outbox, type OutboxOptions } from '../src/gateway/outbox.js';
+import { Outbox, type OutboxError, type OutboxOptions } from '../src/gateway/outbox.js';
+import { corruptOutboxTables } from './helpers/corrupt-outbox.js';
 import { testOutboxOptions } from './helpers/outbox.js';
 
 const MiB = 1024 * 1024;
@@ -305,6 +306,28 @@ describe('outbox', () => {
     await third.outbox.close();
   });
 
+  it('an acknowledgement of an event from a corrupt file replaced while running never deletes an event of the fresh one', async () => {
+    const first = makeOutbox();
+    first.outbox.open();
+    await accept(first.outbox, 'read', 20);
+    await first.outbox.close();
+    // After a restart: the positions of the events in flight come from the file, not from this process.
+    const { outbox, file } = makeOutbox({}, first.dir);
+    outbox.open();
+    const inFlight = outbox.next(20); // published, PUBACK not yet in
+    expect(inFlight).toHaveLength(20);
+    corruptOutboxTables(file, ['events']);
+    const [fresh] = await accept(outbox, 'alarm'); // finds the damage: moved aside, stored in a fresh file
+    expect(readdirSync(dirname(file)).some((f) => f.startsWith('outbox.db.corrupt-'))).toBe(true);
+    expect(outbox.depth()).toBe(1);
+    // The broker's PUBACKs for the old file's events arrive now.
+    for (const e of inFlight) outbox.ack(e.rowid);
+    await accept(outbox, 'telemetry'); // a commit, carrying the deletions
+    expect(outbox.depth()).toBe(2);
+    expect(outbox.next(10).map((e) => e.id)).toContain(fresh!.id);
+    await outbox.close();
+  });
+
   it('detects a database damaged inside (valid header, broken pages)', async () => {
     const first = makeOutbox();
     first.outbox.open();
@@ -382,5 +405,91 @@ describe('outbox', () => {
     expect(maxWal).toBeLessThan(4 * MiB); // bound + at most WAL_CHECK_EVERY_COMMITS commits, not the 8 MB written
     expect(outbox.stats().checkpointer?.running).toBe(false);
     expect(outbox.stats().checkpointer?.mainCheckpoints).toBeGreaterThan(0);
+  });
+});
+
+describe('outbox on a full disk', () => {
+  /**
+   * SQLite's own SQLITE_FULL ("database or disk is full") from a page limit: unlike a full file
+   * system (tests/disk-full.test.ts), it fails exactly the commit a test chooses, acknowledgements
+   * and evictions included.
+   */
+  const limitPages = (o: Outbox) => o.database().pragma(`max_page_count = ${o.database().pragma('page_count', { simple: true }) as number}`);
+  const unlimitPages = (o: Outbox) => o.database().pragma('max_page_count = 1073741823');
+
+  it('keeps a disk reserve of real blocks beside the database, private, and writes it again when it is not whole', async () => {
+    const { outbox, dir, file } = makeOutbox({ diskReserveBytes: 3 * MiB });
+    outbox.open();
+    const reserve = statSync(`${file}.reserve`);
+    expect(reserve.size).toBe(3 * MiB);
+    expect(reserve.blocks * 512).toBeGreaterThanOrEqual(3 * MiB);
+    expect(reserve.mode & 0o777).toBe(0o640);
+    expect(outbox.stats().disk.reserve).toEqual({ bytes: 3 * MiB, state: 'present' });
+    await outbox.close();
+
+    truncateSync(`${file}.reserve`, MiB); // a write cut short by a power cut
+    const again = makeOutbox({ diskReserveBytes: 3 * MiB }, dir).outbox;
+    again.open();
+    expect(statSync(`${file}.reserve`).size).toBe(3 * MiB);
+    expect(again.stats().disk).toMatchObject({ full: false, reserve: { state: 'present' } });
+  });
+
+  it('a failed commit changes no count, keeps its acknowledgements for the next commit and refuses its events with disk_full', async () => {
+    const { outbox } = makeOutbox({ maxBytes: 100_000, alarmReserveBytes: 1000, diskCheckIntervalMs: 10 });
+    outbox.open();
+    await accept(outbox, 'read', 8, 3000);
+    const before = outbox.stats();
+    for (const e of outbox.next(3)) outbox.ack(e.rowid);
+    limitPages(outbox);
+    // With the acknowledgements in one commit; so big that every read left must be evicted for it.
+    const big = outbox.accept({ type: 't.read', priority: 'read', payload: { pad: 'x'.repeat(200_000) } });
+    const refused = await big.then(
+      () => null,
+      (err: unknown) => err,
+    );
+    const after = outbox.stats();
+    expect(after.byPriority.read).toEqual(before.byPriority.read);
+    expect([after.depth, after.bytes, after.acked, after.accepted]).toEqual([before.depth, before.bytes, before.acked, before.accepted]);
+    expect(after.evicted).toEqual(before.evicted);
+    expect(outbox.unreportedEvictions()).toEqual({});
+    expect(refused).toMatchObject({ code: 'disk_full', event: { type: 't.read' } });
+    expect(after.disk).toMatchObject({ full: true, refused: { read: 1 }, error: expect.stringMatching(/^SQLITE_FULL/) });
+
+    unlimitPages(outbox);
+    await waitUntil(() => !outbox.stats().disk.full, 'the space back');
+    await accept(outbox, 'read'); // commits the kept acknowledgements with it
+    expect(outbox.stats()).toMatchObject({ depth: 6, acked: 3 });
+    expect(outbox.next(10)).toHaveLength(6);
+  });
+
+  it('keeps alarms it cannot store in memory, bounded, retries them and resolves them once stored', async () => {
+    const { outbox } = makeOutbox({ heldLimits: { events: 2, bytes: MiB }, heldRetryBackoff: { minDelayMs: 5, maxDelayMs: 20 }, diskCheckIntervalMs: 10 });
+    outbox.open();
+    let held = 0;
+    outbox.onHeld(() => held++);
+    limitPages(outbox);
+    const outcomes: string[] = [];
+    const alarms = [1, 2, 3].map((i) =>
+      outbox.accept({ type: 't.alarm', priority: 'alarm', payload: { i, pad: 'x'.repeat(50_000) } }).then(
+        (e) => outcomes.push(`stored ${e.payload.i}`),
+        (err: OutboxError) => outcomes.push(`${err.code} ${(err.event!.payload as { i: number }).i}`),
+      ),
+    );
+    await waitUntil(() => outcomes.length === 1, 'the alarm that does not fit');
+    expect(outcomes).toEqual(['held_full 3']);
+    expect(held).toBeGreaterThan(0);
+    expect(outbox.held().map((e) => [e.type, (JSON.parse(e.body) as { payload: { i: number } }).payload.i])).toEqual([
+      ['t.alarm', 1],
+      ['t.alarm', 2],
+    ]);
+    expect(outbox.stats().disk).toMatchObject({ held: { events: 2 }, heldLost: 1 });
+    expect(outbox.depth()).toBe(0);
+
+    unlimitPages(outbox);
+    await Promise.all(alarms);
+    expect(outcomes).toEqual(['held_full 3', 'stored 1', 'stored 2']);
+    expect(outbox.stats().disk).toMatchObject({ held: { events: 0, bytes: 0 }, heldStored: 2, heldLost: 1 });
+    expect(outbox.held()).toEqual([]);
+    expect(outbox.next(10).map((e) => e.id)).toHaveLength(2);
   });
 });

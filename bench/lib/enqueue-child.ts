@@ -43,6 +43,7 @@ const outbox = new Outbox({
   commitMaxEvents: o.commit_max_events,
   synchronous: 'full',
   checkpointInWorker: true, // as the daemon runs it
+  diskReserveBytes: o.disk_reserve_bytes,
   site: 'bench',
   device: 'pole-0001',
   bootId: '00000000-0000-0000-0000-000000000000',

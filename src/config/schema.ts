@@ -81,6 +81,11 @@ export const outboxSchema = z
       .enum(['full', 'normal'])
       .default('full')
       .describe('full: fsync every commit (power-cut safe); normal: faster, may lose the last commits on power loss'),
+    disk_reserve_bytes: bytes()
+      .prefault('8MiB')
+      .describe(
+        'Disk space held in a file beside the outbox (<file>.reserve, written with real blocks) and released when the disk is full, so alarms can still be stored. While it is released only alarm-priority events are stored; it is written again once twice its size is free. 0 disables it',
+      ),
   })
   .prefault({})
   .describe('Durable queue of events waiting for the uplink');

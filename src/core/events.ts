@@ -18,6 +18,11 @@ const patternShape = z.object({ mode: z.enum(PATTERN_MODES) }).loose();
 
 const hotlistEntry = z.object({ plate: z.string(), reason: z.string(), source: z.string(), added: z.string(), expires: nullable(z.string()) });
 
+/** How the outbox holds its database: `exclusive` after a start on a full disk (no -shm file could grow). */
+export const DB_LOCKING = ['normal', 'exclusive'] as const;
+/** The disk reserve beside the outbox (see gateway/disk-reserve.ts). */
+export const RESERVE_STATES = ['present', 'released', 'missing', 'disabled'] as const;
+
 const spec = <P extends Priority, S extends z.ZodObject>(priority: P, payload: S) => ({ priority, payload });
 
 export const EVENT_TYPES = {
@@ -48,11 +53,35 @@ export const EVENT_TYPES = {
         inbound_dropped: z.number(),
       }),
       clock_synced: z.boolean(),
+      disk: z.object({
+        full: z.boolean(),
+        full_for_s: nullable(z.number()),
+        locking: z.enum(DB_LOCKING),
+        reserve: z.enum(RESERVE_STATES),
+        refused: z.record(z.string(), z.number()),
+        held_alarms: z.number(),
+        direct_published: z.number(),
+      }),
       extensions: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe('sections added by extensions (nodered)'),
     }),
   ),
   'system.outbox_evicted': spec('hit', z.object({ evicted: z.partialRecord(z.enum(PRIORITIES), z.record(z.string(), z.number())) })),
   'system.outbox_corrupt': spec('hit', z.object({ moved_to: z.string(), error: z.string() })),
+  // Alarm priority: while the disk is full only alarms are stored, and the call center must act.
+  'system.disk_full': spec(
+    'alarm',
+    z.object({
+      error: z.string(),
+      at_start: z.boolean(),
+      reserve: z.enum(RESERVE_STATES),
+      locking: z.enum(DB_LOCKING),
+      free_bytes: nullable(z.number()),
+    }),
+  ),
+  'system.disk_recovered': spec(
+    'hit',
+    z.object({ full_ms: z.number(), refused: z.partialRecord(z.enum(PRIORITIES), z.number()), free_bytes: nullable(z.number()) }),
+  ),
 
   // The pole's alarm and field inputs.
   'alarm.panic': spec(
@@ -114,7 +143,7 @@ export const EVENT_TYPES = {
           crop: jpegImage.optional(),
           frame: jpegImage.optional(),
           files: nullable(z.object({ crop: z.string(), frame: z.string() })),
-          dropped: z.literal('quota').optional().describe('the images were left out: the alarm class was over its quota'),
+          dropped: z.enum(['quota', 'disk_full']).optional().describe('the images were left out: the alarm class was over its quota, or the disk was full'),
         }),
       ),
     }),
@@ -171,9 +200,9 @@ export type EventType = keyof typeof EVENT_TYPES;
 
 /**
  * Payload fields too big to store without limit (embedded images), by event type, as dotted paths.
- * The outbox leaves them out of alarm-priority events once the alarm class is over its quota, and
- * marks their parent object `dropped: "quota"`: the event itself is always stored, and the room
- * left is kept for panic presses, which carry none.
+ * The outbox leaves them out of alarm-priority events once the alarm class is over its quota, or
+ * while the disk is full, and marks their parent object `dropped: "quota"` (or `"disk_full"`): the
+ * event itself is always stored, and the room left is kept for panic presses, which carry none.
  */
 export const HEAVY_FIELDS: Partial<Record<EventType, readonly string[]>> = {
   'plate.hit': ['evidence.crop', 'evidence.frame'],

@@ -65,7 +65,7 @@ export class ControlServer {
     });
   }
 
-  async #answer(line: string): Promise<{ ok: boolean; result?: unknown; error?: string }> {
+  async #answer(line: string): Promise<{ ok: boolean; result?: unknown; error?: string; code?: string }> {
     let req: { op?: unknown; args?: unknown };
     try {
       req = JSON.parse(line) as typeof req;
@@ -79,7 +79,8 @@ export class ControlServer {
       return { ok: true, result: await handler(args) };
     } catch (err) {
       this.logger.warn({ op: req.op, err: (err as Error).message }, 'control request failed');
-      return { ok: false, error: (err as Error).message };
+      const code = (err as { code?: unknown }).code;
+      return { ok: false, error: (err as Error).message, ...(typeof code === 'string' ? { code } : {}) };
     }
   }
 }
@@ -112,9 +113,9 @@ export function controlRequest(socketPath: string, op: string, args: Record<stri
       if (nl < 0) return;
       clearTimeout(timer);
       socket.end();
-      const reply = JSON.parse(buffer.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string };
+      const reply = JSON.parse(buffer.slice(0, nl)) as { ok: boolean; result?: unknown; error?: string; code?: string };
       if (reply.ok) resolve(reply.result);
-      else reject(new Error(reply.error));
+      else reject(Object.assign(new Error(reply.error), reply.code ? { code: reply.code } : {}));
     });
     // The daemon died or closed the connection before answering: fail now, not at the timeout.
     socket.once('close', () => {

@@ -5,10 +5,12 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { Backoff, type BackoffOptions } from '../core/backoff.js';
 import type { Clock } from '../core/clock.js';
-import { HEAVY_FIELDS, isCatalogued } from '../core/events.js';
+import { type DB_LOCKING, type EventPayload, HEAVY_FIELDS, isCatalogued } from '../core/events.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../core/private-files.js';
 import { SeqReservation } from './seq-reservation.js';
 import { type EventDraft, isPriority, type Priority, type VigiaEvent, newEventId, PRIORITIES, priorityRank } from '../core/event.js';
+import { DiskReserve, type ReserveState } from './disk-reserve.js';
+import { DEFAULT_HELD_LIMITS, DEFAULT_HELD_RETRY, HeldAlarms, type HeldLimits } from './held-alarms.js';
 
 export interface OutboxOptions {
   file: string;
@@ -35,6 +37,14 @@ export interface OutboxOptions {
    * connection (default 64 MiB): a fsync on the alarm path is better than a WAL without bound.
    */
   walLimitBytes?: number;
+  /** Bytes kept in a file beside the database and released when the disk is full (default 0: none). */
+  diskReserveBytes?: number;
+  /** While the disk is full, how often its free space is looked at (default 2 s). */
+  diskCheckIntervalMs?: number;
+  /** Alarms kept in memory when they cannot be stored (default 1024 events, 16 MiB). */
+  heldLimits?: HeldLimits;
+  /** Delays between attempts to store the alarms held in memory (default 250 ms growing to 5 s). */
+  heldRetryBackoff?: BackoffOptions;
   site: string;
   device: string;
   bootId: string;
@@ -86,6 +96,47 @@ export interface OutboxStats {
   acked: number;
   lastSeq: number;
   checkpointer: CheckpointerStats;
+  disk: DiskStats;
+}
+
+export type DbLocking = (typeof DB_LOCKING)[number];
+
+export interface DiskStats {
+  /** SQLite found the disk full and no reserve could be written again since: only alarms are stored. */
+  full: boolean;
+  /** Monotonic ms when it filled up (null while not full). */
+  since: number | null;
+  /** The error that said so. */
+  error: string | null;
+  /** `exclusive` after a start on a full disk: the WAL index in memory, checkpoints on the main connection. */
+  locking: DbLocking;
+  reserve: { bytes: number; state: ReserveState };
+  freeBytes: number | null;
+  /** Events refused because the disk was full, per priority, since the start. */
+  refused: Record<Priority, number>;
+  /** Alarms in memory waiting to be stored. */
+  held: { events: number; bytes: number };
+  /** Alarms stored after waiting in memory, and alarms given up (memory bound, shutdown). */
+  heldStored: number;
+  heldLost: number;
+  episodes: number;
+}
+
+/** An alarm held in memory, as the uplink publishes it directly. */
+export type HeldEvent = Pick<StoredEvent, 'priority' | 'id' | 'type' | 'body' | 'synced' | 'bootId' | 'mono'>;
+
+export type OutboxErrorCode = 'disk_full' | 'commit_failed' | 'held_full' | 'closed';
+
+/** Why the outbox did not store an event; `event` is the envelope it had stamped, when it got that far. */
+export class OutboxError extends Error {
+  constructor(
+    readonly code: OutboxErrorCode,
+    message: string,
+    readonly event?: VigiaEvent,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
 }
 
 export interface CheckpointerStats {
@@ -128,9 +179,19 @@ function isCheckpointMessage(msg: unknown): msg is CheckpointMessage {
 /** How long a recovery waits for the checkpoint worker to close the corrupt file before moving it anyway. */
 const CHECKPOINTER_CLOSE_WAIT_MS = 2000;
 const CORRUPTION_CODES = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_VTAB', 'SQLITE_CORRUPT_SEQUENCE']);
+/** SQLITE_IOERR_SHMSIZE: the -shm file could not grow (at open, or when the WAL outgrows its index). */
+const DISK_FULL_CODES = new Set(['SQLITE_FULL', 'SQLITE_IOERR_SHMSIZE', 'ENOSPC']);
+const DEFAULT_DISK_CHECK_INTERVAL_MS = 2000;
+/** The reserve comes back only with at least this much free beside it (and at least its own size). */
+const MIN_FREE_AFTER_RESERVE = 1024 * 1024;
 
-export const isCorruptionError = (err: unknown): boolean =>
-  CORRUPTION_CODES.has((err as { code?: string } | null)?.code ?? '') || /malformed|not a database/i.test(String(err));
+const errorCode = (err: unknown): string => (err as { code?: unknown } | null)?.code?.toString() ?? '';
+
+export const isCorruptionError = (err: unknown): boolean => CORRUPTION_CODES.has(errorCode(err)) || /malformed|not a database/i.test(String(err));
+
+export const isDiskFullError = (err: unknown): boolean => DISK_FULL_CODES.has(errorCode(err)) || /disk is full|no space left/i.test(String(err));
+
+const describeError = (err: unknown): string => `${errorCode(err) || 'error'}: ${(err as Error)?.message ?? String(err)}`;
 
 interface Pending {
   event: VigiaEvent;
@@ -139,17 +200,28 @@ interface Pending {
   rank: number;
   /** For an eviction report: the counts it reports, settled when it is stored. */
   settles?: EvictionCounts;
+  /** Monotonic ms since when an alarm that could not be stored waits in memory. */
+  heldSince?: number;
   resolve: () => void;
   reject: (err: Error) => void;
+}
+
+/** Depth and bytes per class as a transaction changes them; apply() once it has committed. */
+interface Tally {
+  readonly depth: number[];
+  readonly bytes: number[];
+  add(rank: number, bytes: number): void;
+  remove(rank: number, bytes: number, count: number): void;
+  apply(): void;
 }
 
 type Json = Record<string, unknown>;
 
 /**
- * A copy of `payload` without the fields at `paths` (dotted), each parent marked `dropped: "quota"`;
+ * A copy of `payload` without the fields at `paths` (dotted), each parent marked `dropped: reason`;
  * undefined when none of them was there (nothing to gain). The caller's object is never modified.
  */
-export function withoutHeavyFields(payload: Json, paths: readonly string[]): Json | undefined {
+export function withoutHeavyFields(payload: Json, paths: readonly string[], reason: 'quota' | 'disk_full' = 'quota'): Json | undefined {
   const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
   const out: Json = { ...payload };
   let removed = false;
@@ -167,7 +239,7 @@ export function withoutHeavyFields(payload: Json, paths: readonly string[]): Jso
     }
     if (!parent || !(leaf in parent)) continue;
     delete parent[leaf];
-    parent.dropped = 'quota';
+    parent.dropped = reason;
     removed = true;
   }
   return removed ? out : undefined;
@@ -193,6 +265,8 @@ export class Outbox {
   #seq = 0;
   #seqReservation!: SeqReservation;
   #seqReservationFailed = false;
+  /** The highest row position handed out: a fresh file replacing a corrupt one goes on above it. */
+  #lastPos = 0;
   #depth = PRIORITIES.map(() => 0);
   #bytes = PRIORITIES.map(() => 0);
   #cursor = PRIORITIES.map(() => 0);
@@ -211,25 +285,45 @@ export class Outbox {
   #mainCheckpoints = 0;
   #checkpoints = { count: 0, frames: 0, lastMs: null as number | null, maxMs: null as number | null };
   #commitsSinceWalCheck = 0;
+  #locking: DbLocking = 'normal';
+  readonly #reserve: DiskReserve;
+  readonly #held: HeldAlarms<Pending>;
+  #disk = { full: false, since: 0, error: '', atStart: false, episodes: 0, refused: PRIORITIES.map(() => 0), refusedHere: PRIORITIES.map(() => 0) };
+  #diskTimer: NodeJS.Timeout | undefined;
+  #checkingDisk = false;
+  #heldStored = 0;
+  #heldLost = 0;
+  #diskFullListeners: Array<(report: EventPayload<'system.disk_full'>) => void> = [];
+  #diskRecoveredListeners: Array<(report: EventPayload<'system.disk_recovered'>) => void> = [];
+  #heldListeners: Array<() => void> = [];
 
   constructor(private readonly opts: OutboxOptions) {
     this.#checkpointerBackoff = new Backoff(opts.checkpointRestartBackoff);
+    this.#reserve = new DiskReserve(opts.file, opts.diskReserveBytes ?? 0, opts.logger);
+    this.#held = new HeldAlarms<Pending>(opts.heldLimits ?? DEFAULT_HELD_LIMITS, opts.heldRetryBackoff ?? DEFAULT_HELD_RETRY, () => this.#retryHeld());
   }
 
-  /** Opens (or creates) the database. A corrupt file is moved aside and reported, never deleted. */
+  /**
+   * Opens (or creates) the database. A corrupt file is moved aside and reported, never deleted. A
+   * full disk does not keep it from opening (see #openOnFullDisk); the reserve is written if missing.
+   */
   open(): RecoveryReport | undefined {
     mkdirSync(dirname(this.opts.file), { recursive: true, mode: PRIVATE_DIR_MODE });
     this.#seqReservation = new SeqReservation(join(dirname(this.opts.file), SEQ_RESERVATION_FILE));
     let recovery: RecoveryReport | undefined;
+    this.#reserve.inspect();
     try {
-      this.#openDb();
+      this.#openOnFullDisk(true);
     } catch (err) {
       if (!isCorruptionError(err)) throw err;
       recovery = this.#moveAside(err);
-      this.#openDb();
+      this.#openOnFullDisk(true);
     }
     this.#makePrivate();
     this.#closed = false;
+    if (!this.#disk.full && this.#reserve.state() === 'missing' && this.#reserve.createNow() === 'no_room') {
+      this.#enterDiskFull(Object.assign(new Error(`no room for the ${this.#reserve.bytes}-byte disk reserve`), { code: 'ENOSPC' }));
+    }
     return recovery;
   }
 
@@ -247,6 +341,50 @@ export class Outbox {
     return seq;
   }
 
+  /**
+   * On a full disk SQLite cannot grow the -shm file it needs for WAL (SQLITE_IOERR_SHMSIZE). First
+   * the reserve goes; if that is not enough, EXCLUSIVE locking keeps the WAL index in this
+   * process's memory (no -shm at all): no checkpoint worker can share the file then, so SQLite
+   * checkpoints on this connection until the space is back and the database is opened normally.
+   */
+  #openOnFullDisk(atStart: boolean): void {
+    const when = atStart ? 'disk full at start' : 'disk full';
+    let error: unknown;
+    try {
+      this.#openDb('normal');
+      return;
+    } catch (err) {
+      if (!isDiskFullError(err)) throw err;
+      error = err;
+    }
+    if (this.#reserve.release()) {
+      this.opts.logger.error({ err: error, reserve_bytes: this.#reserve.bytes }, `${when}: released the disk reserve to open the outbox`);
+      try {
+        this.#openDb('normal');
+        this.#enterDiskFull(error, atStart);
+        return;
+      } catch (err) {
+        if (!isDiskFullError(err)) throw err;
+      }
+    }
+    try {
+      this.#openDb('exclusive');
+    } catch (err) {
+      if (!isDiskFullError(err)) throw err;
+      throw new Error(
+        `disk full: cannot open the outbox ${this.opts.file}, not even with exclusive locking (${describeError(err)}); free space on its file system`,
+        {
+          cause: err,
+        },
+      );
+    }
+    this.opts.logger.error(
+      { err: error },
+      `${when}: outbox opened with exclusive locking (WAL index in memory, no checkpoint worker); it is opened normally again once space is freed`,
+    );
+    this.#enterDiskFull(error, atStart);
+  }
+
   /** The events are personal data (plate reads): SQLite creates its files world-readable, an older version left them so. */
   #makePrivate(): void {
     for (const suffix of ['', '-wal', '-shm']) {
@@ -259,14 +397,16 @@ export class Outbox {
     }
   }
 
-  #openDb(): void {
+  #openDb(locking: DbLocking): void {
     const db = new Database(this.opts.file);
     try {
+      // Before the first WAL access: then SQLite keeps the WAL index in heap memory and never maps a -shm file.
+      if (locking === 'exclusive') db.pragma('locking_mode = EXCLUSIVE');
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${this.opts.synchronous.toUpperCase()}`);
       db.pragma('journal_size_limit = 8388608');
       db.pragma('cache_size = -4000'); // 4 MB: rows are written once and read once, in order
-      if (this.opts.checkpointInWorker) db.pragma('wal_autocheckpoint = 0');
+      if (this.opts.checkpointInWorker && locking === 'normal') db.pragma('wal_autocheckpoint = 0');
       const check = db.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw Object.assign(new Error(`quick_check: ${String(check)}`), { code: 'SQLITE_CORRUPT' });
       db.exec(`
@@ -292,8 +432,11 @@ export class Outbox {
       throw err;
     }
     this.#db = db;
+    this.#locking = locking;
     this.#stmts = this.prepare(db);
-    if (this.opts.checkpointInWorker) this.#startCheckpointer();
+    if (this.opts.checkpointInWorker && locking === 'normal') this.#startCheckpointer();
+    const positions = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'events'").get() as { seq: number } | undefined;
+    this.#lastPos = Math.max(this.#lastPos, positions?.seq ?? 0);
     // A fresh file (new device, or a corrupt one replaced) numbers on above every reserved number.
     this.#seq = (this.#stmts.getMeta.get('seq') as { value: number } | undefined)?.value ?? this.#seqReservation.through;
     this.#depth.fill(0);
@@ -358,7 +501,7 @@ export class Outbox {
     clearTimeout(this.#checkpointerRestart);
     this.#checkpointerRestart = setTimeout(() => {
       this.#checkpointerRestart = undefined;
-      if (this.#closed || this.#checkpointer) return;
+      if (this.#closed || this.#checkpointer || this.#locking === 'exclusive') return;
       this.#checkpointerRestarts++;
       this.#startCheckpointer();
     }, this.#checkpointerBackoff.next(upForMs));
@@ -459,7 +602,7 @@ export class Outbox {
    * not be stored (the caller still holds it and may retry or raise a fault).
    */
   accept<P extends Record<string, unknown>>(draft: EventDraft<P>): Promise<VigiaEvent<P>> {
-    if (this.#closed) return Promise.reject(new Error('outbox is closed'));
+    if (this.#closed) return Promise.reject(new OutboxError('closed', 'outbox is closed'));
     const synced = this.opts.clockSynced();
     const wall = this.opts.clock.wallNow();
     const event: VigiaEvent<P> = {
@@ -506,10 +649,12 @@ export class Outbox {
     this.#timer = undefined;
     this.#immediate = undefined;
     if (this.#closed || (this.#pending.length === 0 && this.#acks.length === 0)) return;
-    const batch = this.#pending;
+    let batch = this.#pending;
     const acks = this.#acks;
     this.#pending = [];
     this.#acks = [];
+    // The room the reserve freed is the alarms': nothing else is written until the reserve is back.
+    if (this.#disk.full) batch = this.#refuseBelowAlarms(batch);
     try {
       this.#commit(batch, acks);
     } catch (err) {
@@ -517,43 +662,220 @@ export class Outbox {
         this.#recoverFromCorruption(err, batch);
         return;
       }
-      this.opts.logger.error({ err, events: batch.length }, 'outbox commit failed');
-      for (const p of batch) p.reject(err as Error);
+      this.#acks = [...acks, ...this.#acks]; // still in the database: deleted with a later commit
+      this.#commitFailed(err, batch);
       return;
     }
-    this.#commits++;
-    this.#accepted += batch.length;
-    for (const p of batch) p.resolve();
-    if (batch.length > 0) for (const l of this.#listeners) l();
+    this.#committed(batch);
     this.#boundWal();
   }
 
+  #committed(batch: Pending[]): void {
+    this.#commits++;
+    this.#accepted += batch.length;
+    if (batch.some((p) => p.rank === 0)) this.#held.stored();
+    const now = this.opts.clock.monoNow();
+    for (const p of batch) {
+      if (p.heldSince === undefined) continue;
+      this.#heldStored++;
+      this.opts.logger.warn({ id: p.event.id, type: p.event.type, waited_ms: Math.round(now - p.heldSince) }, 'alarm that waited in memory is stored');
+    }
+    for (const p of batch) p.resolve();
+    if (batch.length > 0) for (const l of this.#listeners) l();
+  }
+
+  /**
+   * The batch is not on disk. Lower classes are refused with the reason; alarms are not let go: on
+   * a full disk the reserve makes room for them (once), and whatever still fails waits in memory.
+   */
+  #commitFailed(err: unknown, batch: Pending[]): void {
+    const diskFull = isDiskFullError(err);
+    if (diskFull) this.#enterDiskFull(err);
+    else this.opts.logger.error({ err, events: batch.length }, 'outbox commit failed');
+    const alarms = batch.filter((p) => p.rank === 0);
+    for (const p of batch) {
+      if (p.rank === 0) continue;
+      if (diskFull) this.#refuseForFullDisk(p, err);
+      else p.reject(new OutboxError('commit_failed', `event not stored: ${describeError(err)}`, p.event, { cause: err }));
+    }
+    if (alarms.length === 0) return;
+    if (diskFull && this.#reserve.release()) {
+      this.opts.logger.error({ reserve_bytes: this.#reserve.bytes, alarms: alarms.length }, 'disk full: released the disk reserve for the alarms');
+      try {
+        this.#commit(alarms, []);
+        this.#committed(alarms);
+        return;
+      } catch (again) {
+        err = again;
+      }
+    }
+    this.#hold(alarms, err);
+  }
+
+  #hold(alarms: Pending[], err: unknown): void {
+    const fresh = alarms.filter((p) => p.heldSince === undefined);
+    const now = this.opts.clock.monoNow();
+    for (const p of fresh) p.heldSince = now;
+    const overflow = this.#held.hold(alarms);
+    for (const p of overflow) {
+      this.#heldLost++;
+      this.opts.logger.fatal({ id: p.event.id, type: p.event.type, held: this.#held.size }, 'ALARM NOT STORED: too many alarms already waiting in memory');
+      p.reject(new OutboxError('held_full', `alarm not stored (${describeError(err)}) and too many already wait in memory`, p.event, { cause: err }));
+    }
+    for (const p of fresh) {
+      if (overflow.includes(p)) continue;
+      this.opts.logger.error({ err, id: p.event.id, type: p.event.type }, 'alarm could not be stored: kept in memory and retried until it is');
+    }
+    for (const l of this.#heldListeners) l();
+  }
+
+  /** The held alarms go first into the next commit; what fails again comes back with a longer delay. */
+  #retryHeld(): void {
+    if (this.#closed) return;
+    this.#pending.unshift(...this.#held.takeAll());
+    this.flush();
+  }
+
+  #refuseBelowAlarms(batch: Pending[]): Pending[] {
+    const kept: Pending[] = [];
+    for (const p of batch) {
+      if (p.rank === 0) kept.push(p);
+      else this.#refuseForFullDisk(p);
+    }
+    return kept;
+  }
+
+  #refuseForFullDisk(p: Pending, cause?: unknown): void {
+    this.#disk.refused[p.rank]!++;
+    this.#disk.refusedHere[p.rank]!++;
+    p.reject(new OutboxError('disk_full', 'the disk is full: event not stored (only alarms are, until space is freed)', p.event, { cause }));
+  }
+
+  /** SQLite found the disk full: only alarms are written from now on, until the reserve can be written again. */
+  #enterDiskFull(err: unknown, atStart = false): void {
+    if (this.#disk.full) return;
+    const disk = this.#disk;
+    Object.assign(disk, { full: true, since: this.opts.clock.monoNow(), error: describeError(err), atStart, episodes: disk.episodes + 1 });
+    disk.refusedHere.fill(0);
+    this.opts.logger.error(
+      { err, free_bytes: this.#reserve.freeBytes(), reserve: this.#reserve.state() },
+      'disk full: only alarms are stored until space is freed, other events are refused',
+    );
+    this.#diskTimer = setInterval(() => void this.#checkDisk(), this.opts.diskCheckIntervalMs ?? DEFAULT_DISK_CHECK_INTERVAL_MS);
+    this.#diskTimer.unref();
+    // On a later turn: the report is an event stored through this outbox (not from inside a failing commit, nor before open() returns).
+    setImmediate(() => {
+      if (this.#closed || !disk.full) return;
+      const report = {
+        error: disk.error,
+        at_start: disk.atStart,
+        reserve: this.#reserve.state(),
+        locking: this.#locking,
+        free_bytes: this.#reserve.freeBytes(),
+      };
+      for (const l of this.#diskFullListeners) l(report);
+    });
+  }
+
+  /** The reserve comes back once there is room for it and as much again: then every class is stored again. */
+  async #checkDisk(): Promise<void> {
+    if (!this.#disk.full || this.#checkingDisk) return;
+    const free = this.#reserve.freeBytes();
+    const present = this.#reserve.state() === 'present';
+    if (free === null || free < (present ? 0 : this.#reserve.bytes) + Math.max(this.#reserve.bytes, MIN_FREE_AFTER_RESERVE)) return;
+    this.#checkingDisk = true;
+    try {
+      if (!present && (await this.#reserve.create()) !== 'written') return;
+      if (!this.#closed && this.#disk.full) this.#leaveDiskFull(free);
+    } finally {
+      this.#checkingDisk = false;
+    }
+  }
+
+  #leaveDiskFull(free: number): void {
+    clearInterval(this.#diskTimer);
+    this.#diskTimer = undefined;
+    const disk = this.#disk;
+    const refused = Object.fromEntries(PRIORITIES.flatMap((p, rank) => (disk.refusedHere[rank] ? [[p, disk.refusedHere[rank]!]] : [])));
+    const report = { full_ms: Math.round(this.opts.clock.monoNow() - disk.since), refused, free_bytes: free };
+    disk.full = false;
+    disk.error = '';
+    if (this.#locking === 'exclusive') this.#reopenNormally();
+    this.opts.logger.warn({ ...report, reserve: this.#reserve.state() }, 'disk space is back: the reserve is written again and every event is stored again');
+    for (const l of this.#diskRecoveredListeners) l(report);
+    if (this.#held.size > 0) this.#held.retryNow();
+  }
+
+  /** After a start on a full disk: the WAL index back in a -shm file, and the checkpoint worker back. */
+  #reopenNormally(): void {
+    this.flush();
+    const cursor = [...this.#cursor];
+    const seq = this.#seq;
+    this.#db.close();
+    try {
+      this.#openDb('normal');
+    } catch (err) {
+      this.opts.logger.error({ err }, 'cannot open the outbox normally again: it keeps exclusive locking');
+      this.#openDb('exclusive');
+    }
+    this.#cursor = cursor;
+    this.#seq = Math.max(this.#seq, seq);
+    this.#makePrivate();
+  }
+
+  /**
+   * One transaction. The depth and byte counts (and the eviction counts) change only once it has
+   * committed: a COMMIT that fails (SQLITE_FULL, SQLITE_IOERR...) rolls back everything in it.
+   */
   #commit(batch: Pending[], acks: number[]): void {
     const { insert, delMany, setMeta } = this.#stmts;
     this.#stripOverBudget(batch);
     const evictions: Array<[number, EvictionReason, number]> = [];
+    const tally = this.#tally();
     this.#db.transaction(() => {
       if (acks.length > 0) {
-        for (const gone of delMany.all(JSON.stringify(acks)) as { priority: number; size: number }[]) this.#forget(gone.priority, gone.size, 1);
+        for (const gone of delMany.all(JSON.stringify(acks)) as { priority: number; size: number }[]) tally.remove(gone.priority, gone.size, 1);
       }
-      this.#acked += acks.length;
       if (batch.length === 0) return;
       const incoming = PRIORITIES.map(() => 0);
       for (const p of batch) incoming[p.rank]! += p.size;
-      this.#makeRoom(incoming, evictions);
+      this.#makeRoom(tally, incoming, evictions);
       this.#recordEvictions(evictions);
       let lastSeq = 0;
       for (const p of batch) {
         const e = p.event;
-        insert.run(e.id, p.rank, e.type, p.size, Date.parse(e.time), e.mono_ms, e.boot_id, e.clock === 'synced' ? 1 : 0, p.body);
-        this.#depth[p.rank]!++;
-        this.#bytes[p.rank]! += p.size;
+        const row = insert.run(e.id, p.rank, e.type, p.size, Date.parse(e.time), e.mono_ms, e.boot_id, e.clock === 'synced' ? 1 : 0, p.body);
+        this.#lastPos = Math.max(this.#lastPos, Number(row.lastInsertRowid));
+        tally.add(p.rank, p.size);
         lastSeq = Math.max(lastSeq, e.seq);
         if (p.settles) this.#settleEvictions(p.settles);
       }
       setMeta.run('seq', lastSeq);
     })();
+    tally.apply();
+    this.#acked += acks.length;
     for (const [rank, reason, count] of evictions) this.#noteEviction(rank, reason, count);
+  }
+
+  #tally(): Tally {
+    const depth = [...this.#depth];
+    const bytes = [...this.#bytes];
+    return {
+      depth,
+      bytes,
+      add(rank, size) {
+        depth[rank]!++;
+        bytes[rank]! += size;
+      },
+      remove(rank, size, count) {
+        depth[rank]! -= count;
+        bytes[rank]! -= size;
+      },
+      apply: () => {
+        this.#depth = depth;
+        this.#bytes = bytes;
+      },
+    };
   }
 
   /**
@@ -564,14 +886,16 @@ export class Outbox {
    */
   #stripOverBudget(batch: Pending[]): void {
     const { quotaBytes, maxBytes, alarmReserveBytes } = this.opts;
-    const cap = Math.min(quotaBytes.alarm, maxBytes - alarmReserveBytes);
+    // On a full disk the room left is for panic presses: no pictures at all.
+    const reason = this.#disk.full ? 'disk_full' : 'quota';
+    const cap = this.#disk.full ? 0 : Math.min(quotaBytes.alarm, maxBytes - alarmReserveBytes);
     let alarmBytes = this.#bytes[0]!;
     let stripped = 0;
     for (const p of batch) {
       if (p.rank !== 0) continue;
       const heavy = isCatalogued(p.event.type) ? HEAVY_FIELDS[p.event.type] : undefined;
       if (heavy && alarmBytes + p.size > cap) {
-        const payload = withoutHeavyFields(p.event.payload, heavy);
+        const payload = withoutHeavyFields(p.event.payload, heavy, reason);
         if (payload) {
           p.event.payload = payload;
           p.body = JSON.stringify(p.event);
@@ -581,7 +905,10 @@ export class Outbox {
       }
       alarmBytes += p.size;
     }
-    if (stripped > 0) this.opts.logger.warn({ events: stripped, alarm_bytes: alarmBytes, cap }, 'alarm class over its quota: evidence images left out');
+    if (stripped > 0) {
+      const why = reason === 'disk_full' ? 'disk full' : 'alarm class over its quota';
+      this.opts.logger.warn({ events: stripped, alarm_bytes: alarmBytes, cap }, `${why}: evidence images left out`);
+    }
   }
 
   /**
@@ -589,27 +916,28 @@ export class Outbox {
    * quota, then the shared capacity, lowest priority oldest first. Alarms are never evicted; only
    * they may use the last alarm_reserve_bytes.
    */
-  #makeRoom(incoming: number[], evictions: Array<[number, EvictionReason, number]>): void {
+  #makeRoom(tally: Tally, incoming: number[], evictions: Array<[number, EvictionReason, number]>): void {
     const { quotaBytes, maxBytes, alarmReserveBytes } = this.opts;
+    const { bytes } = tally;
     for (let rank = 1; rank < PRIORITIES.length; rank++) {
-      const excess = this.#bytes[rank]! + incoming[rank]! - quotaBytes[PRIORITIES[rank]!];
-      if (excess > 0) this.#evict(rank, excess, 'quota', evictions);
+      const excess = bytes[rank]! + incoming[rank]! - quotaBytes[PRIORITIES[rank]!];
+      if (excess > 0) this.#evict(tally, rank, excess, 'quota', evictions);
     }
-    const total = () => this.#bytes.reduce((a, b) => a + b, 0) + incoming.reduce((a, b) => a + b, 0);
-    const nonAlarm = () => total() - this.#bytes[0]! - incoming[0]!;
+    const total = () => bytes.reduce((a, b) => a + b, 0) + incoming.reduce((a, b) => a + b, 0);
+    const nonAlarm = () => total() - bytes[0]! - incoming[0]!;
     for (let rank = PRIORITIES.length - 1; rank >= 1; rank--) {
       const excess = Math.max(total() - maxBytes, nonAlarm() - (maxBytes - alarmReserveBytes));
       if (excess <= 0) break;
-      this.#evict(rank, excess, 'capacity', evictions);
+      this.#evict(tally, rank, excess, 'capacity', evictions);
     }
   }
 
-  #evict(rank: number, bytesNeeded: number, reason: EvictionReason, evictions: Array<[number, EvictionReason, number]>): void {
+  #evict(tally: Tally, rank: number, bytesNeeded: number, reason: EvictionReason, evictions: Array<[number, EvictionReason, number]>): void {
     let freed = 0;
     let count = 0;
-    while (freed < bytesNeeded && this.#depth[rank]! > 0) {
+    while (freed < bytesNeeded && tally.depth[rank]! > 0) {
       // Enough rows to cover what is missing at this class's average size: no over-eviction.
-      const avg = this.#bytes[rank]! / this.#depth[rank]!;
+      const avg = tally.bytes[rank]! / tally.depth[rank]!;
       const want = Math.min(256, Math.max(1, Math.ceil((bytesNeeded - freed) / avg)));
       const rows = this.#stmts.evictOldest.all(rank, want) as { size: number }[];
       if (rows.length === 0) break;
@@ -617,7 +945,7 @@ export class Outbox {
         freed += r.size;
         count++;
       }
-      this.#forget(
+      tally.remove(
         rank,
         rows.reduce((a, r) => a + r.size, 0),
         rows.length,
@@ -653,11 +981,6 @@ export class Outbox {
     return out;
   }
 
-  #forget(rank: number, bytes: number, count: number): void {
-    this.#depth[rank]! -= count;
-    this.#bytes[rank]! -= bytes;
-  }
-
   #noteEviction(rank: number, reason: EvictionReason, count: number): void {
     const priority = PRIORITIES[rank]!;
     // Events lost with a corrupt file are counted in the fresh one (the only place left to keep them).
@@ -677,17 +1000,14 @@ export class Outbox {
 
   #recoverFromCorruption(err: unknown, batch: Pending[]): void {
     this.#replaceCorruptDatabase(err);
-    // The batch never reached the bad file: store it in the fresh one, once; a second failure is final.
+    // The batch never reached the bad file: store it in the fresh one, once; a second failure is final (alarms wait in memory).
     try {
       this.#commit(batch, []);
     } catch (again) {
-      for (const p of batch) p.reject(again as Error);
+      this.#commitFailed(again, batch);
       return;
     }
-    this.#commits++;
-    this.#accepted += batch.length;
-    for (const p of batch) p.resolve();
-    for (const l of this.#listeners) l();
+    this.#committed(batch);
   }
 
   /**
@@ -708,10 +1028,14 @@ export class Outbox {
     }
     const report = this.#moveAside(err);
     const lastSeq = this.#seq;
-    this.#openDb();
+    this.#openOnFullDisk(false);
     // Sequence numbers never repeat: the fresh file goes on from the last one handed out.
     this.#seq = Math.max(this.#seq, lastSeq);
     this.#stmts.setMeta.run('seq', this.#seq);
+    // Neither do row positions: PUBACKs still due for the old file's events name their positions,
+    // and must find nothing in the fresh file rather than one of its events.
+    this.#db.prepare("DELETE FROM sqlite_sequence WHERE name = 'events'").run();
+    this.#db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)").run(this.#lastPos);
     this.opts.logger.error({ lost, movedTo: report.movedTo }, 'outbox corrupted while running; undelivered events stay in the old file');
     for (const [rank, count] of lost.entries()) if (count > 0) this.#noteEviction(rank, 'corrupt', count);
     for (const listener of this.#reopenListeners) {
@@ -778,7 +1102,8 @@ export class Outbox {
    * Drops expired events. Age comes from the monotonic clock when the event is from this boot, from
    * the wall clock only for older boots and only once it is trusted. Rows are stored in creation
    * order, so the expired ones are a prefix of each class: the cost is the number expired, not the
-   * depth (a minute's sweep must not stall the event loop with a million events buffered).
+   * depth (a minute's sweep must not stall the event loop with a million events buffered). A
+   * sweep that cannot commit (a full disk) changes nothing and is tried again next time.
    */
   expire(): number {
     if (this.#closed) return 0;
@@ -787,7 +1112,8 @@ export class Outbox {
     const wallNow = this.opts.clock.wallNow();
     const wallTrusted = this.opts.clockSynced();
     const { oldestRows, deleteUpTo } = this.#stmts;
-    this.#db.transaction(() => {
+    const tally = this.#tally();
+    const sweep = this.#db.transaction(() => {
       PRIORITIES.forEach((p, rank) => {
         const ttl = this.opts.ttlMs[p];
         if (ttl === 'never') return;
@@ -809,11 +1135,20 @@ export class Outbox {
           if (last !== rows.at(-1)!.pos) break;
         }
         if (count === 0) return;
-        this.#forget(rank, bytes, count);
+        tally.remove(rank, bytes, count);
         evictions.push([rank, 'ttl', count]);
       });
       this.#recordEvictions(evictions);
-    })();
+    });
+    try {
+      sweep();
+    } catch (err) {
+      if (isCorruptionError(err)) this.recoverFromCorruption(err);
+      else if (isDiskFullError(err)) this.#enterDiskFull(err);
+      else this.opts.logger.error({ err }, 'outbox expiry sweep failed');
+      return 0;
+    }
+    tally.apply();
     for (const [rank, reason, count] of evictions) this.#noteEviction(rank, reason, count);
     return evictions.reduce((a, [, , n]) => a + n, 0);
   }
@@ -830,6 +1165,34 @@ export class Outbox {
   /** Called after a database found corrupt while running was moved aside and a fresh one opened. */
   onReopened(listener: (report: RecoveryReport) => void): void {
     this.#reopenListeners.push(listener);
+  }
+
+  /** Called (on a later turn) when SQLite finds the disk full, at start too: the `system.disk_full` report. */
+  onDiskFull(listener: (report: EventPayload<'system.disk_full'>) => void): void {
+    this.#diskFullListeners.push(listener);
+  }
+
+  /** Called when the space is back and the reserve written again: the `system.disk_recovered` report. */
+  onDiskRecovered(listener: (report: EventPayload<'system.disk_recovered'>) => void): void {
+    this.#diskRecoveredListeners.push(listener);
+  }
+
+  /** Called when alarms that could not be stored are kept in memory (see held()). */
+  onHeld(listener: () => void): void {
+    this.#heldListeners.push(listener);
+  }
+
+  /** The alarms kept in memory because they could not be stored yet, oldest first. */
+  held(): HeldEvent[] {
+    return this.#held.items().map(({ event, body }) => ({
+      priority: event.priority,
+      id: event.id,
+      type: event.type,
+      body,
+      synced: event.clock === 'synced',
+      bootId: event.boot_id,
+      mono: event.mono_ms,
+    }));
   }
 
   depth(): number {
@@ -867,6 +1230,24 @@ export class Outbox {
         lastMs: this.#checkpoints.lastMs,
         maxMs: this.#checkpoints.maxMs,
       },
+      disk: this.#diskStats(),
+    };
+  }
+
+  #diskStats(): DiskStats {
+    const disk = this.#disk;
+    return {
+      full: disk.full,
+      since: disk.full ? disk.since : null,
+      error: disk.full ? disk.error : null,
+      locking: this.#locking,
+      reserve: { bytes: this.#reserve.bytes, state: this.#reserve.state() },
+      freeBytes: this.#reserve.freeBytes(),
+      refused: Object.fromEntries(PRIORITIES.map((p, rank) => [p, disk.refused[rank]!])) as Record<Priority, number>,
+      held: { events: this.#held.size, bytes: this.#held.bytes },
+      heldStored: this.#heldStored,
+      heldLost: this.#heldLost,
+      episodes: disk.episodes,
     };
   }
 
@@ -881,6 +1262,15 @@ export class Outbox {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.flush();
+    if (this.#held.size > 0) this.#retryHeld(); // a last attempt
+    for (const p of this.#held.takeAll()) {
+      this.#heldLost++;
+      this.opts.logger.fatal({ id: p.event.id, type: p.event.type }, 'ALARM NOT STORED: the daemon stopped while it still waited for disk space');
+      p.reject(new OutboxError('closed', 'alarm not stored: the outbox closed while the disk was full', p.event));
+    }
+    this.#held.stop();
+    clearInterval(this.#diskTimer);
+    this.#diskTimer = undefined;
     this.#closed = true;
     clearTimeout(this.#checkpointerRestart);
     this.#checkpointerRestart = undefined;

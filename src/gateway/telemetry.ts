@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { EventPayload } from '../core/events.js';
 import type { Extension, ExtensionContext } from '../core/extension.js';
-import type { Outbox } from './outbox.js';
+import { OutboxError, type Outbox } from './outbox.js';
 import type { Uplink } from './uplink.js';
 
 export type TelemetryContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit' | 'health'>;
@@ -13,7 +13,7 @@ export type TelemetryContext = Pick<ExtensionContext<Config>, 'config' | 'logger
 /** What health reports on: the gateway's own state. */
 export interface TelemetrySources {
   outbox: Pick<Outbox, 'stats' | 'onEvicted' | 'unreportedEvictions'>;
-  uplink: Pick<Uplink, 'stats'>;
+  uplink: Pick<Uplink, 'stats' | 'publishUnstored'>;
   startedMono: number;
 }
 
@@ -146,6 +146,15 @@ export class Telemetry implements Extension {
         inbound_dropped: link.inboundDropped,
       },
       clock_synced: ctx.clockTrust.synced(),
+      disk: {
+        full: outbox.disk.full,
+        full_for_s: outbox.disk.since === null ? null : Math.round((ctx.clock.monoNow() - outbox.disk.since) / 1000),
+        locking: outbox.disk.locking,
+        reserve: outbox.disk.reserve.state,
+        refused: outbox.disk.refused,
+        held_alarms: outbox.disk.held.events,
+        direct_published: link.direct.published,
+      },
       ...(Object.keys(extensions).length > 0 ? { extensions } : {}),
     };
   }
@@ -154,6 +163,8 @@ export class Telemetry implements Extension {
     try {
       await this.ctx.emit('health', await this.snapshot());
     } catch (err) {
+      // While the disk is full only alarms are stored: the report that says so goes out directly.
+      if (err instanceof OutboxError && err.code === 'disk_full' && err.event && this.sources.uplink.publishUnstored(err.event)) return;
       this.ctx.logger.error({ err }, 'could not record health telemetry');
     }
   }

@@ -7,8 +7,8 @@ import { Backoff, type BackoffOptions, backoffDelay } from '../core/backoff.js';
 import type { LinkState } from '../core/bus.js';
 import type { Clock } from '../core/clock.js';
 import type { ClockSync } from '../core/clock-sync.js';
-import { PRIORITIES, priorityRank } from '../core/event.js';
-import type { Outbox, StoredEvent } from './outbox.js';
+import { PRIORITIES, priorityRank, type VigiaEvent } from '../core/event.js';
+import type { HeldEvent, Outbox, StoredEvent } from './outbox.js';
 import type { Topics } from './topics.js';
 
 export interface UplinkStats {
@@ -27,6 +27,8 @@ export interface UplinkStats {
   refused: RefusalStats;
   /** Inbound messages larger than `max_inbound_bytes` dropped before anyone parsed them. */
   inboundDropped: number;
+  /** Alarms the outbox could not store yet (disk full), published straight from memory; stored and sent again later, same id. */
+  direct: { published: number; acked: number };
 }
 
 /** Publishes the broker refused with an MQTT 5 PUBACK reason code >= 0x80. */
@@ -115,6 +117,9 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   #pumping = false;
   #subscriptions = new Set<string>();
   #stats = { connects: 0, published: 0, acked: 0, resent: 0, lastError: null as string | null, publishedByType: {} as Record<string, number> };
+  /** Held alarms published directly on this link, by id: 'sent' until the PUBACK, then 'acked'. */
+  #direct = new Map<string, 'sent' | 'acked'>();
+  #directStats = { published: 0, acked: 0 };
   #tls: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'servername' | 'rejectUnauthorized'> = {};
 
   constructor(private readonly deps: UplinkDeps) {
@@ -140,7 +145,11 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
         rejectUnauthorized: tls.reject_unauthorized,
       };
     }
-    this.deps.outbox.onCommitted(() => this.#pump());
+    this.deps.outbox.onCommitted(() => {
+      if (this.#direct.size > 0) this.#publishHeld(); // forgets the alarms stored since
+      this.#pump();
+    });
+    this.deps.outbox.onHeld(() => this.#publishHeld());
     this.#connect();
   }
 
@@ -176,6 +185,14 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     if (this.#client?.connected) this.#client.publish(topic, payload, opts);
   }
 
+  /** An event the outbox refused because the disk is full, sent once if the link is up: never kept, never retried. */
+  publishUnstored(event: VigiaEvent): boolean {
+    const client = this.#client;
+    if (!client?.connected || this.#state !== 'online') return false;
+    client.publish(this.deps.topics.event(event.priority, event.type), JSON.stringify(event), this.#publishOptions(undefined));
+    return true;
+  }
+
   protocol(): 4 | 5 {
     return this.#protocol;
   }
@@ -194,6 +211,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       ...structuredClone(this.#stats),
       refused: { ...structuredClone(this.#refused), waiting: this.#waiting.size },
       inboundDropped: this.#inboundDropped,
+      direct: { ...this.#directStats },
     };
   }
 
@@ -238,6 +256,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       client.publish(this.deps.topics.status, this.#statusPayload('online'), { qos: 1, retain: true });
       for (const topic of this.#subscriptions) client.subscribe(topic, { qos: 1 });
       this.#setState('online');
+      this.#publishHeld();
       this.#pump();
     });
     client.on('message', (topic, payload, packet) => {
@@ -277,6 +296,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       if (refusals > 0) this.#hold(event, refusals, this.deps.clock.monoNow());
     }
     this.#inflight.clear();
+    for (const [id, state] of this.#direct) if (state === 'sent') this.#direct.delete(id); // published again on the next link
     this.#refusalStreak = 0;
     this.deps.outbox.rewind();
     if (this.#state === 'stopped') return;
@@ -422,16 +442,48 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     this.#pump();
   }
 
-  #publish(client: MqttClient, event: StoredEvent, refusals: number): void {
-    this.#inflight.set(event.rowid, { event, refusals });
+  /**
+   * The last resort for alarms the outbox holds in memory because the disk is full: each goes out
+   * once per link, QoS 1, as it will be stored. When it is stored it is sent again with the same
+   * id (the central side deduplicates); until then a restart would lose it, this copy would not.
+   */
+  #publishHeld(): void {
+    const held = this.deps.outbox.held();
+    const ids = new Set(held.map((e) => e.id));
+    for (const id of this.#direct.keys()) if (!ids.has(id)) this.#direct.delete(id); // stored since
+    const client = this.#client;
+    if (!client?.connected || this.#state !== 'online') return;
+    for (const event of held) {
+      if (this.#direct.has(event.id)) continue;
+      this.#direct.set(event.id, 'sent');
+      this.#directStats.published++;
+      this.deps.logger.warn({ id: event.id, type: event.type }, 'alarm not stored yet (disk full): published directly');
+      client.publish(this.deps.topics.event(event.priority, event.type), this.#finalBody(event), this.#publishOptions(undefined), (err) => {
+        if (this.#client !== client || this.#direct.get(event.id) !== 'sent') return;
+        if (err) {
+          this.#direct.delete(event.id); // tried again when more alarms are held or on the next link
+          return;
+        }
+        this.#direct.set(event.id, 'acked');
+        this.#directStats.acked++;
+      });
+    }
+  }
+
+  #publishOptions(ttlLeftMs: number | undefined): IClientPublishOptions {
     const opts: IClientPublishOptions = { qos: 1 };
     if (this.#protocol === 5) {
       opts.properties = { contentType: 'application/json', payloadFormatIndicator: true };
-      if (event.ttlLeftMs !== undefined) opts.properties.messageExpiryInterval = Math.max(1, Math.ceil(event.ttlLeftMs / 1000));
+      if (ttlLeftMs !== undefined) opts.properties.messageExpiryInterval = Math.max(1, Math.ceil(ttlLeftMs / 1000));
     }
+    return opts;
+  }
+
+  #publish(client: MqttClient, event: StoredEvent, refusals: number): void {
+    this.#inflight.set(event.rowid, { event, refusals });
     this.#stats.published++;
     this.#stats.publishedByType[event.type] = (this.#stats.publishedByType[event.type] ?? 0) + 1;
-    client.publish(this.deps.topics.event(event.priority, event.type), this.#finalBody(event), opts, (err) => {
+    client.publish(this.deps.topics.event(event.priority, event.type), this.#finalBody(event), this.#publishOptions(event.ttlLeftMs), (err) => {
       if (this.#client !== client) return; // link dropped: it stays in the outbox and is resent
       if (err) {
         // MQTT.js reports a PUBACK reason code >= 0x80 as an error whose `code` is that reason code.
@@ -451,7 +503,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   }
 
   /** Events stamped before the clock synced get their wall time recomputed from the monotonic clock. */
-  #finalBody(event: StoredEvent): string {
+  #finalBody(event: HeldEvent): string {
     if (event.synced || !this.deps.clockSync.synced() || event.bootId !== this.deps.bootId) return event.body;
     const parsed = JSON.parse(event.body) as Record<string, unknown>;
     parsed.time = new Date(this.deps.clockSync.correctedWall(event.mono)).toISOString();

@@ -65,6 +65,8 @@ export class DaemonProcess {
   constructor(
     readonly configFile: string,
     readonly socket: string,
+    /** A command the daemon runs under (e.g. `nsenter ... --`), whose last argument is followed by node's. */
+    readonly wrap: readonly string[] = [],
   ) {}
 
   get pid(): number | undefined {
@@ -77,7 +79,8 @@ export class DaemonProcess {
 
   /** Resolves once the control socket answers; the benchmarks time it, so it polls often. */
   async start(timeoutMs = 20_000): Promise<void> {
-    const proc = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, 'run', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, ...args] = [...this.wrap, process.execPath, ...DAEMON_NODE_FLAGS, CLI, 'run', '--config', this.configFile];
+    const proc = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     killAtExit(proc);
     const append = (b: Buffer) => {
