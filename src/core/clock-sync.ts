@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import type { Clock } from './clock.js';
+import { writeFileDurably } from './durable-file.js';
 
 export type SyncSource = 'auto' | 'timesyncd' | 'file' | 'assume-synced' | 'never';
 
@@ -108,8 +109,7 @@ export class ClockSync extends EventEmitter<{ synced: [source: string] }> {
     this.#notBefore = Math.max(this.#notBefore ?? 0, now);
     if (!this.opts.markFile) return;
     try {
-      writeFileSync(`${this.opts.markFile}.tmp`, `${this.#notBefore}\n`);
-      renameSync(`${this.opts.markFile}.tmp`, this.opts.markFile);
+      writeFileDurably(this.opts.markFile, `${this.#notBefore}\n`);
     } catch {
       // A missing mark only makes the checks that use it weaker, never wrong.
     }

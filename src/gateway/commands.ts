@@ -97,7 +97,12 @@ export class CommandRouter implements CommandRegistry {
       // the window, so after a restart without a synced clock the verifier still refuses its command.
       this.#pruneTimer = setInterval(() => {
         const mark = clockSync.synced() ? clockSync.mark() : null;
-        if (mark !== null) nonces.prune(mark);
+        try {
+          if (mark !== null) nonces.prune(mark);
+        } catch (err) {
+          // A full disk or a damaged file: pruning can wait for the next round.
+          logger.warn({ err: (err as Error).message }, 'cannot prune old command nonces');
+        }
       }, NONCE_PRUNE_INTERVAL_MS);
       this.#pruneTimer.unref();
     } else {

@@ -1,6 +1,5 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { PRIVATE_FILE_MODE } from '../core/private-files.js';
+import { readFileSync } from 'node:fs';
+import { writeFileDurably } from '../core/durable-file.js';
 
 /** Sequence numbers reserved per write: one fsync per this many events. */
 export const SEQ_BLOCK = 100_000;
@@ -28,21 +27,7 @@ export class SeqReservation {
   ensure(seq: number): void {
     if (seq <= this.#through) return;
     const through = seq + SEQ_BLOCK;
-    const tmp = `${this.file}.tmp`;
-    const fd = openSync(tmp, 'w', PRIVATE_FILE_MODE);
-    try {
-      writeSync(fd, `${through}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.file);
-    const dir = openSync(dirname(this.file), 'r');
-    try {
-      fsyncSync(dir);
-    } finally {
-      closeSync(dir);
-    }
+    writeFileDurably(this.file, `${through}\n`);
     this.#through = through;
   }
 }
