@@ -347,7 +347,12 @@ describe('refused publishes (MQTT 5 PUBACK reason codes >= 0x80)', () => {
 
     // Every refused event is retried (more refusals than events), and none is ever deleted.
     const refusedEvents = reads.ids.length + refusedAlarms.ids.length;
-    let status = await statusUntil(daemon, (s) => (s.link.refused?.total ?? 0) > refusedEvents, 'retries of the refused events');
+    // (The delivered panic's row goes with the next commit after its PUBACK: wait for that too.)
+    let status = await statusUntil(
+      daemon,
+      (s) => (s.link.refused?.total ?? 0) > refusedEvents && s.outbox.by_priority.alarm.depth === refusedAlarms.ids.length,
+      'retries of the refused events',
+    );
     expect(status.link.refused.total).toBeGreaterThan(refusedEvents);
     expect(status.link.refused.by_reason).toEqual({ '0x87': status.link.refused.total });
     expect(status.link.refused.last_reason).toMatchObject({ code: '0x87', message: 'Not authorized' });
