@@ -198,5 +198,22 @@ describe('vigia hotlist', () => {
     const badKey = await run('hotlist', 'delta', '-k', csv, '--base', delta.base_version, '--serial', '8', '--scope', '*');
     expect(badKey.code).toBe(1);
     expect(badKey.stderr).toMatch(/cannot read the private key/);
+    const missingAdd = await run(
+      'hotlist',
+      'delta',
+      '-k',
+      keyFile,
+      '--base',
+      delta.base_version,
+      '--add',
+      join(data, 'missing.csv'),
+      '--serial',
+      '8',
+      '--scope',
+      '*',
+    );
+    expect(missingAdd.code).toBe(1);
+    expect(missingAdd.stderr).toMatch(/^vigia: cannot read the entries to add .*missing\.csv: ENOENT/);
+    expect(missingAdd.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
   });
 });

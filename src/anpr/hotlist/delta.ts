@@ -101,7 +101,12 @@ function publisherKey(file: string): KeyObject {
 }
 
 function entriesToAdd(file: string): HotlistEntryInput[] {
-  const text = readFileSync(file, 'utf8');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new DeltaError(`cannot read the entries to add ${file}: ${(err as Error).message}`);
+  }
   const parsed = file.toLowerCase().endsWith('.json') ? parseHotlistJson(text) : parseHotlistCsv(text);
   if (parsed.invalidRows > 0) throw new DeltaError(`${file}: ${parsed.invalidRows} invalid row(s)`, { file, errors: parsed.errors });
   return parsed.entries;
