@@ -173,14 +173,38 @@ describe('smart pole (simulated GPIO, real Mosquitto)', () => {
     expect((await outputs()).siren).toEqual({ value: false, pattern: { mode: 'off' } });
   }, 30_000);
 
+  it('a crash during the alarm: the pole comes back with it, LED and all, and the call center is told', async () => {
+    const alarmId = events('alarm.panic')[0]!.id;
+    await daemon.kill('SIGKILL');
+    await daemon.start();
+    await commander.ready();
+    await sub.waitFor(() => events('alarm.restored').length === 1, 10_000, 'alarm.restored');
+    expect(events('alarm.restored')[0]!.payload).toMatchObject({ alarm_id: alarmId, input: 'panic', state: 'acknowledged', presses: 2 });
+    const out = await outputs();
+    expect(out.button_led).toEqual({ value: true, pattern: { mode: 'on' } }); // "acknowledged" again
+    expect(out.strobe!.value).toBe(false);
+    // A press now belongs to the same incident.
+    await input('panic', true);
+    await input('panic', false);
+    await sub.waitFor(() => events('alarm.panic').length === 3, 10_000, 'a press after the restart');
+    expect(events('alarm.panic')[2]!.payload).toMatchObject({ alarm_id: alarmId, press: 3 });
+  }, 30_000);
+
   it('alarm.clear turns the pole back to rest', async () => {
     const alarmId = events('alarm.panic')[0]!.id;
     expect(await commander.call('alarm.clear', { alarm_id: alarmId })).toMatchObject({ ok: true, result: { state: 'idle' } });
     const out = await outputs();
     expect(Object.values(out).every((o) => o.value === false && o.pattern.mode === 'off')).toBe(true);
     await sub.waitFor(() => events('alarm.cleared').length === 1, 10_000, 'alarm.cleared');
-    expect(events('alarm.cleared')[0]!.payload).toMatchObject({ alarm_id: alarmId, presses: 2 });
+    expect(events('alarm.cleared')[0]!.payload).toMatchObject({ alarm_id: alarmId, presses: 3 });
     expect(await commander.call('alarm.clear')).toMatchObject({ ok: false, error: { code: 'no_alarm' } });
+    // Cleared is cleared, also after a restart.
+    await daemon.kill('SIGKILL');
+    await daemon.start();
+    await commander.ready();
+    expect(await commander.call('alarm.clear')).toMatchObject({ ok: false, error: { code: 'no_alarm' } });
+    expect(events('alarm.restored')).toHaveLength(1);
+    expect((await outputs()).button_led!.value).toBe(false);
   }, 30_000);
 
   it('a jammed button is one fault, not an endless alarm; motion and the cabinet door are reported', async () => {

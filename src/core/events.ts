@@ -98,6 +98,10 @@ export const EVENT_TYPES = {
   'alarm.snapshot': spec('hit', z.object({ alarm_id: z.string(), camera: z.string(), ref: z.string(), taken_at: iso, image: jpegImage })),
   'alarm.snapshot_failed': spec('hit', z.object({ alarm_id: z.string(), camera: z.string(), ref: z.string(), error: z.string() })),
   'alarm.acknowledged': spec('hit', z.object({ alarm_id: z.string(), operator: nullable(z.string()) })),
+  'alarm.restored': spec(
+    'hit',
+    z.object({ alarm_id: z.string(), input: z.string(), state: z.enum(['raised', 'acknowledged']), presses: z.number(), raised_at: iso }),
+  ),
   'alarm.cleared': spec('hit', z.object({ alarm_id: z.string(), operator: nullable(z.string()), presses: z.number(), duration_ms: z.number() })),
   'input.long_press': spec('hit', z.object({ input: z.string(), at: iso, held_ms: z.number() })),
   'fault.input_stuck': spec('hit', z.object({ input: z.string(), since: iso, held_ms: z.number() })),

@@ -103,6 +103,8 @@ export class FieldIo implements Extension {
 
     ctx.commands.register('output.set', OUTPUT_SET_ARGS, (args) => this.#setOutput(args));
     ctx.commands.register('io.status', NO_ARGS, () => this.#ioState());
+    // After every line is open: an alarm a restart interrupted lights its LED again.
+    await this.#pole?.restore();
     if (hw.backend === 'sim') {
       ctx.control.handle('sim.input', (args) => this.#simInput(args));
       ctx.control.handle('sim.outputs', () => this.#outputStates());

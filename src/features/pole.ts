@@ -10,6 +10,7 @@ import { grabFrame } from '../drivers/camera/grab.js';
 import type { FrameSource, FrameSourceDeps } from '../drivers/camera/source.js';
 import type { PanicButton } from './inputs.js';
 import type { Output } from './outputs.js';
+import { AlarmRecord } from './alarm-record.js';
 import { panicPayload } from './panic.js';
 
 /**
@@ -48,8 +49,13 @@ interface ActiveAlarm {
   input: string;
   presses: number;
   raisedMono: number;
+  /** Wall time of the first press, for the record on disk. */
+  raisedWall: number;
   state: 'raised' | 'acknowledged';
 }
+
+/** Beside the outbox in the data directory: the active alarm, until it is cleared. */
+export const ALARM_RECORD_FILE = 'active-alarm.json';
 
 /** Width of the picture sent with an alarm: enough to see a person, small enough for a cellular link. */
 const SNAPSHOT_WIDTH = 960;
@@ -58,6 +64,7 @@ export class PoleAlarm {
   #alarm: ActiveAlarm | null = null;
   #counts = { alarms: 0, presses: 0, acks: 0, clears: 0, snapshots: 0, snapshot_errors: 0 };
   #snapshots = new Set<Promise<void>>();
+  #record: AlarmRecord;
   /** Edge to LED-on times of the last presses (ms), for status and the alarm benchmark. */
   #ledLatency: number[] = [];
 
@@ -65,7 +72,57 @@ export class PoleAlarm {
     private readonly ctx: PoleContext,
     private readonly io: { outputs: ReadonlyMap<string, Output> },
     private readonly deps: PoleDeps = {},
-  ) {}
+  ) {
+    this.#record = new AlarmRecord(join(ctx.paths.dataDir, ALARM_RECORD_FILE));
+  }
+
+  /**
+   * Picks up an alarm a crash or power cut interrupted (outputs open, in their safe state): the
+   * LED shows its state again and `alarm.restored` tells the call center. The strobe, which runs
+   * for a while after a press, does not restart. A damaged record is reported and set aside.
+   */
+  async restore(): Promise<void> {
+    const { ctx } = this;
+    let stored;
+    try {
+      stored = this.#record.load();
+    } catch (err) {
+      ctx.logger.error({ err: (err as Error).message }, 'the active alarm record is unreadable; starting without it');
+      this.#record.clear();
+      return;
+    }
+    if (!stored) return;
+    const now = ctx.clock.monoNow();
+    this.#alarm = {
+      id: stored.id,
+      input: stored.input,
+      presses: stored.presses,
+      raisedMono: now - Math.max(0, ctx.clock.wallNow() - stored.raised_at),
+      raisedWall: stored.raised_at,
+      state: stored.state,
+    };
+    const cfg = ctx.config.pole;
+    await this.#output(cfg.led_output)?.play(parsePattern(stored.state === 'raised' ? cfg.led_received : cfg.led_acknowledged));
+    ctx.logger.warn({ alarm_id: stored.id, state: stored.state, presses: stored.presses }, 'active alarm restored after a restart');
+    await ctx.emit('alarm.restored', {
+      alarm_id: stored.id,
+      input: stored.input,
+      state: stored.state,
+      presses: stored.presses,
+      raised_at: new Date(stored.raised_at).toISOString(),
+    });
+  }
+
+  /** Keeps the active alarm on disk; a failure costs only the restore after a restart. */
+  #remember(): void {
+    const alarm = this.#alarm;
+    try {
+      if (!alarm) this.#record.clear();
+      else this.#record.save({ id: alarm.id, input: alarm.input, presses: alarm.presses, state: alarm.state, raised_at: alarm.raisedWall });
+    } catch (err) {
+      this.ctx.logger.error({ err: (err as Error).message }, 'cannot record the active alarm');
+    }
+  }
 
   get state(): AlarmState {
     return this.#alarm?.state ?? 'idle';
@@ -119,7 +176,7 @@ export class PoleAlarm {
     if (this.#alarm) {
       this.#alarm.presses++;
     } else {
-      this.#alarm = { id: event.id, input, presses: 1, raisedMono: monoMs, state: 'raised' };
+      this.#alarm = { id: event.id, input, presses: 1, raisedMono: monoMs, raisedWall: Date.parse(event.time), state: 'raised' };
       this.#counts.alarms++;
     }
     // On disk: tell the person at the pole that help is on its way.
@@ -134,6 +191,7 @@ export class PoleAlarm {
       if (this.#ledLatency.length > 10_000) this.#ledLatency.splice(0, this.#ledLatency.length - 10_000);
     }
     if (camera && snapshotRef && !repeat) this.#snapshot(camera, snapshotRef, this.#alarm.id);
+    this.#remember(); // after the LED: the person at the pole never waits for it
   }
 
   #snapshot(camera: CameraConfig, ref: string, alarmId: string): void {
@@ -184,6 +242,7 @@ export class PoleAlarm {
     const operator = args.operator ?? null;
     alarm.state = 'acknowledged';
     this.#counts.acks++;
+    this.#remember();
     await this.#output(this.ctx.config.pole.led_output)?.play(parsePattern(this.ctx.config.pole.led_acknowledged));
     await this.ctx.emit('alarm.acknowledged', { alarm_id: alarm.id, operator });
     return { alarm_id: alarm.id, state: alarm.state };
@@ -195,6 +254,7 @@ export class PoleAlarm {
     const cfg = this.ctx.config.pole;
     this.#alarm = null;
     this.#counts.clears++;
+    this.#remember();
     await Promise.all([cfg.led_output, cfg.strobe_output, cfg.siren_output].map((name) => this.#output(name)?.safe()));
     const durationMs = Math.round(this.ctx.clock.monoNow() - alarm.raisedMono);
     await this.ctx.emit('alarm.cleared', { alarm_id: alarm.id, operator, presses: alarm.presses, duration_ms: durationMs });
