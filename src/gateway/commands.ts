@@ -54,6 +54,9 @@ export class CommandRouter implements CommandRegistry {
   #invoked = 0;
   #rejected: Partial<Record<RejectReason, number>> = {};
   #repliesDropped = 0;
+  /** Refusals logged: as many as the replies to unverified messages allow, the rest only counted. */
+  #refusalLog = new TokenBucket(UNVERIFIED_REPLIES_PER_SECOND, UNVERIFIED_REPLIES_BURST);
+  #refusalsNotLogged = 0;
   readonly #unverifiedReplies = new TokenBucket(UNVERIFIED_REPLIES_PER_SECOND, UNVERIFIED_REPLIES_BURST);
   #nonces: SqliteNonceStore | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
@@ -154,7 +157,14 @@ export class CommandRouter implements CommandRegistry {
     };
     const count = (reason: RejectReason, detail: string) => {
       this.#rejected[reason] = (this.#rejected[reason] ?? 0) + 1;
-      logger.warn({ cmd: name.slice(0, 64), reason, detail, bytes: payload.length }, 'command refused');
+      // A flood of junk must not flood the journal (and wear the SD card): the counts keep the total.
+      if (!this.#refusalLog.take(clock.monoNow())) {
+        this.#refusalsNotLogged++;
+        return;
+      }
+      const notLogged = this.#refusalsNotLogged;
+      this.#refusalsNotLogged = 0;
+      logger.warn({ cmd: name.slice(0, 64), reason, detail, bytes: payload.length, ...(notLogged ? { not_logged: notLogged } : {}) }, 'command refused');
     };
     // Anyone can send these: never where the sender asks, and only as many as the bucket allows.
     const refuseUnverified = (reason: RejectReason, detail: string) => {
