@@ -14,6 +14,8 @@ import { Outbox, type RecoveryReport } from './gateway/outbox.js';
 import { topicsFor, type Topics } from './gateway/topics.js';
 import { Uplink } from './gateway/uplink.js';
 import { EXTENSIONS, type ExtensionEntry, type GatewayServices } from './extensions.js';
+import { registerAdminCommands } from './admin-commands.js';
+import { LogLevelOverride } from './log-level.js';
 import { type DaemonStatus, daemonStatus } from './status.js';
 import { VERSION } from './version.js';
 
@@ -31,6 +33,10 @@ export interface ControllerDeps {
   extensions?: readonly ExtensionEntry[];
   /** Extra extensions started after the listed ones and stopped before them. */
   extra?: readonly ExtraExtension[];
+  /** The file the daemon runs from, for config.get/config.set. */
+  configFile?: string;
+  /** Stops the daemon cleanly to be started again (restart, config.set); without it those commands are refused. */
+  requestRestart?: (reason: string) => void;
 }
 
 const EXPIRE_INTERVAL_MS = 60_000;
@@ -79,6 +85,7 @@ export class Controller {
   readonly #acceptedByType: Record<string, number> = {};
   #started: Array<{ ext: Extension; unsubscribe: Array<() => void> }> = [];
   #demoBroker: Extension | undefined;
+  #logLevel: LogLevelOverride | undefined;
   #expireTimer: NodeJS.Timeout | undefined;
 
   constructor(config: Config, deps: ControllerDeps = {}) {
@@ -221,6 +228,19 @@ export class Controller {
     await this.#control.start();
     this.#uplink.start();
     this.#commands.start(recovery);
+    this.#logLevel = new LogLevelOverride(logger, () => this.clock.wallNow());
+    registerAdminCommands({
+      config,
+      configFile: this.#deps.configFile,
+      clock: this.clock,
+      logger: logger.child({ mod: 'admin' }),
+      dataDir: this.paths.dataDir,
+      commands: this.#commands,
+      emit: (type, payload) => this.emit(type, payload),
+      status: () => this.status(),
+      logLevel: this.#logLevel,
+      requestRestart: this.#deps.requestRestart,
+    });
 
     const gateway: GatewayServices = { outbox: this.#outbox, uplink: this.#uplink, startedMono: this.#startedMono };
     for (const { name, create } of factories) {
@@ -240,6 +260,7 @@ export class Controller {
 
   async stop(): Promise<void> {
     clearInterval(this.#expireTimer);
+    this.#logLevel?.stop();
     for (const { ext, unsubscribe } of this.#started.reverse()) {
       for (const off of unsubscribe) off();
       await this.#stopQuietly(ext.name, ext);
