@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
-import type { Config } from './config/schema.js';
+import type { AnprExtension } from './anpr/extension.js';
+import { type Config, parseListen } from './config/schema.js';
 import { EventBus } from './core/bus.js';
 import { type Clock, readBootId, systemClock } from './core/clock.js';
 import { ClockSync } from './core/clock-sync.js';
@@ -86,6 +87,7 @@ export class Controller {
   #started: Array<{ ext: Extension; unsubscribe: Array<() => void> }> = [];
   #demoBroker: Extension | undefined;
   #logLevel: LogLevelOverride | undefined;
+  #metrics: { stop(): void; close(): Promise<void> } | undefined;
   #expireTimer: NodeJS.Timeout | undefined;
 
   constructor(config: Config, deps: ControllerDeps = {}) {
@@ -251,7 +253,29 @@ export class Controller {
       await ext.start();
     }
     if (recovery) await this.#reportRecovery(recovery);
+    if (config.metrics.enabled) await this.#startMetrics();
     logger.info({ outbox_depth: this.#outbox.depth() }, 'started');
+  }
+
+  /** Optional: an endpoint that cannot listen (port taken) is logged, and the daemon runs on without it. */
+  async #startMetrics(): Promise<void> {
+    const listen = parseListen(this.config.metrics.listen)!;
+    const log = this.logger.child({ mod: 'metrics' });
+    const [{ Metrics }, { serveMetrics }] = await Promise.all([import('./metrics.js'), import('./metrics-http.js')]);
+    const metrics = new Metrics({
+      status: () => this.status(),
+      uplink: this.#uplink,
+      bus: this.bus,
+      anpr: this.extension<AnprExtension>('anpr'),
+    });
+    metrics.start();
+    try {
+      const endpoint = await serveMetrics(listen, metrics, log);
+      this.#metrics = { stop: () => metrics.stop(), close: () => endpoint.close() };
+    } catch (err) {
+      metrics.stop();
+      log.error({ err, listen: this.config.metrics.listen }, 'metrics endpoint could not listen; running without it');
+    }
   }
 
   async #reportRecovery(r: RecoveryReport): Promise<void> {
@@ -261,6 +285,11 @@ export class Controller {
   async stop(): Promise<void> {
     clearInterval(this.#expireTimer);
     this.#logLevel?.stop();
+    if (this.#metrics) {
+      await this.#stopQuietly('metrics', { stop: () => this.#metrics?.close() });
+      this.#metrics.stop();
+      this.#metrics = undefined;
+    }
     for (const { ext, unsubscribe } of this.#started.reverse()) {
       for (const off of unsubscribe) off();
       await this.#stopQuietly(ext.name, ext);
