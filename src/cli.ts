@@ -13,7 +13,7 @@ import { ConfigError, configJsonSchema, formatProblem, loadConfig, runConfigChec
 import type { Config } from './config/schema.js';
 import { isPriority } from './core/event.js';
 import type { DaemonStatus } from './status.js';
-import { runDaemon } from './daemon.js';
+import { runDaemonFromFile } from './daemon.js';
 import { controlRequest } from './gateway/control.js';
 import { signCommand } from './gateway/command-auth.js';
 import { AdminApiError } from './nodered/admin-client.js';
@@ -25,13 +25,17 @@ import { VERSION } from './version.js';
 const EX_CONFIG = 78;
 const DEFAULT_SOCKET = '/run/vigia/vigia.sock';
 
+function exitWithProblems(err: ConfigError): never {
+  for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
+  process.exit(EX_CONFIG);
+}
+
 function loadOrExit(file: string): Config {
   try {
     return loadConfig(file);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
-    process.exit(EX_CONFIG);
+    return exitWithProblems(err);
   }
 }
 
@@ -88,7 +92,7 @@ program
   .description('run the daemon')
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .action(async (opts: { config: string }) => {
-    await runDaemon(loadOrExit(opts.config));
+    await runDaemonFromFile(opts.config, (err) => exitWithProblems(err));
   });
 
 const config = program.command('config').description('configuration tools');

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
-import type { Config } from './config/schema.js';
+import type { AnprExtension } from './anpr/extension.js';
+import { type Config, parseListen } from './config/schema.js';
 import { EventBus } from './core/bus.js';
 import { type Clock, readBootId, systemClock } from './core/clock.js';
 import { ClockSync } from './core/clock-sync.js';
@@ -14,6 +15,8 @@ import { Outbox, type RecoveryReport } from './gateway/outbox.js';
 import { topicsFor, type Topics } from './gateway/topics.js';
 import { Uplink } from './gateway/uplink.js';
 import { EXTENSIONS, type ExtensionEntry, type GatewayServices } from './extensions.js';
+import { registerAdminCommands } from './admin-commands.js';
+import { LogLevelOverride } from './log-level.js';
 import { type DaemonStatus, daemonStatus } from './status.js';
 import { VERSION } from './version.js';
 
@@ -31,6 +34,10 @@ export interface ControllerDeps {
   extensions?: readonly ExtensionEntry[];
   /** Extra extensions started after the listed ones and stopped before them. */
   extra?: readonly ExtraExtension[];
+  /** The file the daemon runs from, for config.get/config.set. */
+  configFile?: string;
+  /** Stops the daemon cleanly to be started again (restart, config.set); without it those commands are refused. */
+  requestRestart?: (reason: string) => void;
 }
 
 const EXPIRE_INTERVAL_MS = 60_000;
@@ -79,6 +86,8 @@ export class Controller {
   readonly #acceptedByType: Record<string, number> = {};
   #started: Array<{ ext: Extension; unsubscribe: Array<() => void> }> = [];
   #demoBroker: Extension | undefined;
+  #logLevel: LogLevelOverride | undefined;
+  #metrics: { stop(): void; close(): Promise<void> } | undefined;
   #expireTimer: NodeJS.Timeout | undefined;
 
   constructor(config: Config, deps: ControllerDeps = {}) {
@@ -221,6 +230,19 @@ export class Controller {
     await this.#control.start();
     this.#uplink.start();
     this.#commands.start(recovery);
+    this.#logLevel = new LogLevelOverride(logger, () => this.clock.wallNow());
+    registerAdminCommands({
+      config,
+      configFile: this.#deps.configFile,
+      clock: this.clock,
+      logger: logger.child({ mod: 'admin' }),
+      dataDir: this.paths.dataDir,
+      commands: this.#commands,
+      emit: (type, payload) => this.emit(type, payload),
+      status: () => this.status(),
+      logLevel: this.#logLevel,
+      requestRestart: this.#deps.requestRestart,
+    });
 
     const gateway: GatewayServices = { outbox: this.#outbox, uplink: this.#uplink, startedMono: this.#startedMono };
     for (const { name, create } of factories) {
@@ -231,7 +253,29 @@ export class Controller {
       await ext.start();
     }
     if (recovery) await this.#reportRecovery(recovery);
+    if (config.metrics.enabled) await this.#startMetrics();
     logger.info({ outbox_depth: this.#outbox.depth() }, 'started');
+  }
+
+  /** Optional: an endpoint that cannot listen (port taken) is logged, and the daemon runs on without it. */
+  async #startMetrics(): Promise<void> {
+    const listen = parseListen(this.config.metrics.listen)!;
+    const log = this.logger.child({ mod: 'metrics' });
+    const [{ Metrics }, { serveMetrics }] = await Promise.all([import('./metrics.js'), import('./metrics-http.js')]);
+    const metrics = new Metrics({
+      status: () => this.status(),
+      uplink: this.#uplink,
+      bus: this.bus,
+      anpr: this.extension<AnprExtension>('anpr'),
+    });
+    metrics.start();
+    try {
+      const endpoint = await serveMetrics(listen, metrics, log);
+      this.#metrics = { stop: () => metrics.stop(), close: () => endpoint.close() };
+    } catch (err) {
+      metrics.stop();
+      log.error({ err, listen: this.config.metrics.listen }, 'metrics endpoint could not listen; running without it');
+    }
   }
 
   async #reportRecovery(r: RecoveryReport): Promise<void> {
@@ -240,6 +284,12 @@ export class Controller {
 
   async stop(): Promise<void> {
     clearInterval(this.#expireTimer);
+    this.#logLevel?.stop();
+    if (this.#metrics) {
+      await this.#stopQuietly('metrics', { stop: () => this.#metrics?.close() });
+      this.#metrics.stop();
+      this.#metrics = undefined;
+    }
     for (const { ext, unsubscribe } of this.#started.reverse()) {
       for (const off of unsubscribe) off();
       await this.#stopQuietly(ext.name, ext);

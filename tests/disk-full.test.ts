@@ -5,6 +5,7 @@ import type { VigiaEvent } from '../src/core/event.js';
 import type { DaemonStatus } from '../src/status.js';
 import { formatStatus } from '../src/status-format.js';
 import { DaemonProcess, mergeConfig, writeDeviceConfig } from './helpers/daemon.js';
+import { plateHitPayload } from './helpers/plate-hit.js';
 import { startGate } from './helpers/gate.js';
 import { startMosquitto } from './helpers/mosquitto.js';
 import { SmallFs } from './helpers/small-fs.js';
@@ -241,19 +242,5 @@ describe('a full disk (a real tmpfs filled until ENOSPC)', () => {
 /** A catalogued plate.hit with both evidence pictures embedded. */
 function plateHit() {
   const jpeg = { content_type: 'image/jpeg', width: 4, height: 4, data: 'A'.repeat(20_000) };
-  return {
-    camera: 'gate',
-    plate: 'BBCL12',
-    display: 'BB·CL·12',
-    confidence: 0.97,
-    format: 'cl',
-    trigger: 'frame',
-    frames: 1,
-    box: [1, 2, 3, 4],
-    seen_at: new Date().toISOString(),
-    match: { kind: 'exact', distance: 0 },
-    entry: { plate: 'BBCL12', reason: 'stolen', source: 'test', added: '2026-01-01', expires: null },
-    hotlist_version: 'v1',
-    evidence: { crop: jpeg, frame: jpeg, files: { crop: 'c.jpg', frame: 'f.jpg' } },
-  };
+  return plateHitPayload({ crop: jpeg, frame: jpeg, files: { crop: 'c.jpg', frame: 'f.jpg' } });
 }

@@ -89,6 +89,7 @@ export class AnprExtension implements Extension {
   #state: 'stopped' | 'starting' | 'running' | 'failed' = 'stopped';
   #failure: string | null = null;
   #lastHotlistProblem: string | null = null;
+  #onReadLatency: ((ms: number) => void) | undefined;
   #counters = { rejected: {} as Record<string, number>, reads: 0, readsSuppressed: 0, hits: 0, errors: 0 };
 
   constructor(
@@ -220,6 +221,11 @@ export class AnprExtension implements Extension {
     this.#state = 'stopped';
   }
 
+  /** Called with the time (ms) each frame took from the worker pool's queue to its readings (metrics). */
+  observeReadLatency(listener: ((ms: number) => void) | undefined): void {
+    this.#onReadLatency = listener;
+  }
+
   status() {
     return {
       state: this.#state,
@@ -266,8 +272,10 @@ export class AnprExtension implements Extension {
     }
     let result: ReadResult;
     try {
+      const started = this.ctx.clock.monoNow();
       // The pool takes the bytes it is given; the frame keeps its own for the evidence.
       result = await this.#pool!.read(new Uint8Array(frame.jpeg));
+      this.#onReadLatency?.(this.ctx.clock.monoNow() - started);
     } catch (err) {
       if (err instanceof AnprBusyError) {
         cam.counters.busy++;

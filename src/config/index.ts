@@ -1,4 +1,4 @@
-export { ConfigError, configJsonSchema, EX_CONFIG, formatProblem, loadConfig, runConfigCheck } from './load.js';
+export { ConfigError, configJsonSchema, EX_CONFIG, formatProblem, loadConfig, parseConfig, runConfigCheck } from './load.js';
 export type { CheckOutput, ConfigProblem, LoadOptions } from './load.js';
 export { applyProfileDefaults, PROFILE_DEFAULTS } from './profiles.js';
 export type { ConfigOverlay } from './profiles.js';

@@ -43,7 +43,11 @@ export function loadConfig(file: string, opts: LoadOptions = {}): Config {
     const message = (err as Error).message.replace(/, \w+ '.*'$/, '');
     throw new ConfigError(file, [{ file, line: 1, col: 1, path: '', message: `cannot read file: ${message}` }]);
   }
+  return parseConfig(text, file, opts);
+}
 
+/** Checks and completes configuration text as `loadConfig` does a file; `file` names it in problems. */
+export function parseConfig(text: string, file: string, opts: LoadOptions = {}): Config {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   const at = (offset: number | undefined) => (offset === undefined ? { line: 1, col: 1 } : lineCounter.linePos(offset));

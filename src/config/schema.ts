@@ -475,6 +475,33 @@ export const noderedSchema = z
   .prefault({})
   .describe('Embedded Node-RED: local rules built by technicians, isolated in a supervised process');
 
+const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost)$/;
+
+/** `host:port` or `[v6]:port` of a listening socket, or null if it is not one. */
+export function parseListen(listen: string): { host: string; port: number; loopback: boolean } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(listen);
+  const port = Number(m?.[3]);
+  if (!m || port < 0 || port > 65535) return null;
+  const host = (m[1] ?? m[2])!;
+  return { host, port, loopback: LOOPBACK.test(host) };
+}
+
+export const metricsSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe('Serve Prometheus metrics over HTTP (GET /metrics)'),
+    listen: z
+      .string()
+      .default('127.0.0.1:9464')
+      .refine((s) => parseListen(s) !== null, 'expected host:port, e.g. 127.0.0.1:9464 or [::1]:9464')
+      .describe('Address of the metrics endpoint; loopback by default (scrape through an SSH tunnel or a local agent)'),
+    allow_remote: z
+      .boolean()
+      .default(false)
+      .describe('Allow a listen address other than loopback: the endpoint has no authentication, so only on a trusted network'),
+  })
+  .prefault({})
+  .describe('Prometheus metrics: outbox, delivery latency, link, cameras, plate reading, GPIO, process');
+
 export const configSchema = z
   .strictObject({
     device: deviceSchema,
@@ -490,6 +517,7 @@ export const configSchema = z
     anpr: anprSchema,
     nodered: noderedSchema,
     demo: demoSchema,
+    metrics: metricsSchema,
   })
   .superRefine((cfg, ctx) => {
     if (cfg.outbox.alarm_reserve_bytes >= cfg.outbox.max_bytes) {
@@ -603,6 +631,13 @@ export const configSchema = z
     }
     if (cfg.nodered.enabled && cfg.nodered.restart.min_delay > cfg.nodered.restart.max_delay) {
       ctx.addIssue({ code: 'custom', path: ['nodered', 'restart', 'min_delay'], message: 'must not exceed nodered.restart.max_delay' });
+    }
+    if (cfg.metrics.enabled && parseListen(cfg.metrics.listen)?.loopback === false && !cfg.metrics.allow_remote) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['metrics', 'listen'],
+        message: 'not a loopback address: the endpoint has no authentication; set metrics.allow_remote: true to serve it on the network',
+      });
     }
     if (cfg.mqtt.tls && (cfg.mqtt.tls.cert === undefined) !== (cfg.mqtt.tls.key === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['mqtt', 'tls', cfg.mqtt.tls.cert ? 'key' : 'cert'], message: 'tls.cert and tls.key go together' });

@@ -83,6 +83,20 @@ export const EVENT_TYPES = {
     z.object({ full_ms: z.number(), refused: z.partialRecord(z.enum(PRIORITIES), z.number()), free_bytes: nullable(z.number()) }),
   ),
 
+  // Remote administration (config.set, snapshot).
+  'system.config_applied': spec('hit', z.object({ sha256: z.string(), previous_sha256: z.string(), requested_at: iso })),
+  'system.config_rolled_back': spec(
+    'hit',
+    z.object({
+      reason: z.enum(['start_failed', 'not_up', 'died']),
+      error: z.string(),
+      rejected_sha256: z.string(),
+      restored_sha256: z.string(),
+      requested_at: iso,
+    }),
+  ),
+  'camera.snapshot': spec('hit', z.object({ camera: z.string(), ref: z.string(), taken_at: iso, image: jpegImage })),
+
   // The pole's alarm and field inputs.
   'alarm.panic': spec(
     'alarm',

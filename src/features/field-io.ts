@@ -53,7 +53,7 @@ export class FieldIo implements Extension {
   #backendReason = '';
   readonly outputs = new Map<string, Output>();
   readonly #lines: InputLine[] = [];
-  readonly #inputs = new Map<string, { kind: InputConfig['kind']; logic: PanicButton | MotionSensor | DoorSwitch; line: InputLine }>();
+  readonly #inputs = new Map<string, { kind: InputConfig['kind']; logic: PanicButton | MotionSensor | DoorSwitch; line: InputLine; edges: number }>();
   #pole: PoleAlarm | undefined;
   #lineErrors = 0;
 
@@ -92,12 +92,17 @@ export class FieldIo implements Extension {
       const initial = await line.read();
       const deps = { clock: ctx.clock, timers };
       const logic = this.#logic(name, cfg, initial, deps);
-      line.on('edge', (e) => logic.edge(e));
+      const input = { kind: cfg.kind, logic, line, edges: 0 };
+      // Raw edges, bounces included: a chattering contact or a cut wire shows here first (metrics).
+      line.on('edge', (e) => {
+        input.edges++;
+        logic.edge(e);
+      });
       line.on('error', (err) => {
         this.#lineErrors++;
         ctx.logger.error({ input: name, line: line.id, err: err.message }, 'GPIO input error');
       });
-      this.#inputs.set(name, { kind: cfg.kind, logic, line });
+      this.#inputs.set(name, input);
       if (logic instanceof PanicButton) logic.start();
     }
 
@@ -132,7 +137,7 @@ export class FieldIo implements Extension {
       inputs: Object.fromEntries(
         [...this.#inputs].map(([name, i]) => [
           name,
-          { kind: i.kind, line: i.line.id, ...('stats' in i.logic ? i.logic.stats() : { open: (i.logic as DoorSwitch).open }) },
+          { kind: i.kind, line: i.line.id, edges: i.edges, ...('stats' in i.logic ? i.logic.stats() : { open: (i.logic as DoorSwitch).open }) },
         ]),
       ),
       outputs: Object.fromEntries([...this.outputs].map(([name, o]) => [name, o.stats()])),

@@ -1,17 +1,15 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config/schema.js';
 import { CommandError, type ExtensionContext } from '../core/extension.js';
 import { parsePattern } from '../core/pattern.js';
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../core/private-files.js';
-import { createFrameSource, type CameraConfig } from '../drivers/camera/index.js';
-import { grabFrame } from '../drivers/camera/grab.js';
+import type { CameraConfig } from '../drivers/camera/index.js';
 import type { FrameSource, FrameSourceDeps } from '../drivers/camera/source.js';
 import type { PanicButton } from './inputs.js';
 import type { Output } from './outputs.js';
 import { AlarmRecord } from './alarm-record.js';
 import { panicPayload } from './panic.js';
+import { takeSnapshot } from './snapshot.js';
 
 /**
  * The smart pole's alarm: a panic press goes straight to the outbox as `alarm.panic`; the moment
@@ -56,9 +54,6 @@ interface ActiveAlarm {
 
 /** Beside the outbox in the data directory: the active alarm, until it is cleared. */
 export const ALARM_RECORD_FILE = 'active-alarm.json';
-
-/** Width of the picture sent with an alarm: enough to see a person, small enough for a cellular link. */
-const SNAPSHOT_WIDTH = 960;
 
 export class PoleAlarm {
   #alarm: ActiveAlarm | null = null;
@@ -198,27 +193,21 @@ export class PoleAlarm {
     const { ctx } = this;
     const run = (async () => {
       try {
-        const source = (this.deps.createSource ?? createFrameSource)(camera, {
+        const shot = await takeSnapshot(camera, ref, {
+          config: ctx.config,
           clock: ctx.clock,
-          logger: ctx.logger.child({ mod: 'camera', camera: camera.id }),
+          logger: ctx.logger,
+          dataDir: ctx.paths.dataDir,
+          createSource: this.deps.createSource,
+          timeoutMs: this.deps.snapshotTimeoutMs,
         });
-        const frame = await grabFrame(source, this.deps.snapshotTimeoutMs ?? 10_000);
-        const { default: sharp } = await import('sharp');
-        const small = await sharp(frame.jpeg)
-          .resize({ width: SNAPSHOT_WIDTH, withoutEnlargement: true })
-          .jpeg({ quality: 75 })
-          .toBuffer({ resolveWithObject: true });
-        const dir = resolve(ctx.config.anpr.evidence.dir ?? join(ctx.paths.dataDir, 'evidence'));
-        await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-        await writeFile(join(dir, `${ref}.tmp`), frame.jpeg, { mode: PRIVATE_FILE_MODE });
-        await rename(join(dir, `${ref}.tmp`), join(dir, ref));
         this.#counts.snapshots++;
         await ctx.emit('alarm.snapshot', {
           alarm_id: alarmId,
           camera: camera.id,
           ref,
-          taken_at: new Date(frame.wallMs).toISOString(),
-          image: { content_type: 'image/jpeg', width: small.info.width, height: small.info.height, data: small.data.toString('base64') },
+          taken_at: shot.takenAt,
+          image: shot.image,
         });
       } catch (err) {
         this.#counts.snapshot_errors++;

@@ -7,7 +7,7 @@ import { Backoff, type BackoffOptions, backoffDelay } from '../core/backoff.js';
 import type { LinkState } from '../core/bus.js';
 import type { Clock } from '../core/clock.js';
 import type { ClockSync } from '../core/clock-sync.js';
-import { PRIORITIES, priorityRank, type VigiaEvent } from '../core/event.js';
+import { PRIORITIES, type Priority, priorityRank, type VigiaEvent } from '../core/event.js';
 import type { HeldEvent, Outbox, StoredEvent } from './outbox.js';
 import type { Topics } from './topics.js';
 
@@ -120,6 +120,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   /** Held alarms published directly on this link, by id: 'sent' until the PUBACK, then 'acked'. */
   #direct = new Map<string, 'sent' | 'acked'>();
   #directStats = { published: 0, acked: 0 };
+  #onDelivered: ((priority: Priority, ms: number) => void) | undefined;
   #tls: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'servername' | 'rejectUnauthorized'> = {};
 
   constructor(private readonly deps: UplinkDeps) {
@@ -172,6 +173,11 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     }
     await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
     this.#client = undefined;
+  }
+
+  /** Called at each PUBACK with the event's priority and its time from acceptance to the acknowledgement (ms). */
+  onDelivered(listener: ((priority: Priority, ms: number) => void) | undefined): void {
+    this.#onDelivered = listener;
   }
 
   /** Subscribed on every (re)connect. */
@@ -496,6 +502,8 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       if (refusals > 0) this.#refusalBackoff.reset(); // what the broker refused, it takes now
       this.#stats.acked++;
       this.deps.outbox.ack(event.rowid);
+      // Accepted to PUBACK, only for events of this boot: the monotonic clock does not span reboots.
+      if (this.#onDelivered && event.bootId === this.deps.bootId) this.#onDelivered(event.priority, this.deps.clock.monoNow() - event.mono);
       // Refill in batches of a quarter window: one query per batch, not one per acknowledgement.
       // New alarms do not wait for this: every commit wakes the pump.
       if (this.#inflight.size <= this.#window - Math.max(1, this.#window >> 2)) this.#pump();

@@ -61,12 +61,17 @@ export function writeDeviceConfig(brokerUrl: string, over: Plain = {}, dir = mkd
 export class DaemonProcess {
   proc: ChildProcess | undefined;
   output = '';
+  /** Exit codes of the runs a supervised daemon was started again after, in order. */
+  readonly exits: Array<number | null> = [];
+  #killing = false;
 
   constructor(
     readonly configFile: string,
     readonly socket: string,
     /** A command the daemon runs under (e.g. `nsenter ... --`), whose last argument is followed by node's. */
     readonly wrap: readonly string[] = [],
+    /** Start it again whenever it exits by itself, as systemd's Restart=always does (restart, config.set, rollbacks). */
+    readonly supervised = false,
   ) {}
 
   get pid(): number | undefined {
@@ -77,8 +82,7 @@ export class DaemonProcess {
     return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
   }
 
-  /** Resolves once the control socket answers; the benchmarks time it, so it polls often. */
-  async start(timeoutMs = 20_000): Promise<void> {
+  #spawn(): ChildProcess {
     const [command, ...args] = [...this.wrap, process.execPath, ...DAEMON_NODE_FLAGS, CLI, 'run', '--config', this.configFile];
     const proc = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
@@ -88,6 +92,20 @@ export class DaemonProcess {
     };
     proc.stdout!.on('data', append);
     proc.stderr!.on('data', append);
+    if (this.supervised) {
+      proc.once('exit', (code) => {
+        if (this.#killing || this.proc !== proc) return;
+        this.exits.push(code);
+        this.#spawn();
+      });
+    }
+    return proc;
+  }
+
+  /** Resolves once the control socket answers; the benchmarks time it, so it polls often. */
+  async start(timeoutMs = 20_000): Promise<void> {
+    this.#killing = false;
+    const proc = this.#spawn();
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`daemon exited with ${proc.exitCode ?? proc.signalCode}:\n${this.output}`);
@@ -109,6 +127,7 @@ export class DaemonProcess {
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    this.#killing = true;
     const p = this.proc;
     if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
     const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
