@@ -1,5 +1,9 @@
+import { createRequire } from 'node:module';
 import pino, { type Logger } from 'pino';
-import pretty, { type PrettyOptions } from 'pino-pretty';
+import type { PrettyOptions } from 'pino-pretty';
+
+/** Loaded only for a person reading: a daemon under systemd never pays for it. */
+export const loadPinoPretty = (): typeof import('pino-pretty') => createRequire(import.meta.url)('pino-pretty');
 
 /**
  * How pino lines read for a person: local time, level, `[mod]` or `[ext]` before the message, the
@@ -25,7 +29,7 @@ export function createLogger(level: string, destination: pino.DestinationStream 
       redact: { paths: ['password', '*.password', 'key', '*.key', 'sig'], censor: '[redacted]' },
     },
     toTerminal
-      ? pretty({ ...PRETTY_OPTIONS, colorize: true, sync: true, destination })
+      ? loadPinoPretty()({ ...PRETTY_OPTIONS, colorize: true, sync: true, destination })
       : typeof destination === 'number'
         ? pino.destination({ fd: destination, sync: false })
         : destination,

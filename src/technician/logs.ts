@@ -2,8 +2,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import pino from 'pino';
-import { prettyFactory } from 'pino-pretty';
-import { PRETTY_OPTIONS } from '../core/logger.js';
+import { loadPinoPretty, PRETTY_OPTIONS } from '../core/logger.js';
 
 /**
  * `vigia logs`: the daemon's journal, pino JSON lines made readable and filtered by level and by
@@ -49,7 +48,7 @@ export interface LogFilter {
  * itself (`journalctl -o cat`) or a journal entry (`journalctl -o json`) carrying it in MESSAGE.
  */
 export function logPrinter(filter: LogFilter, out: { json: boolean; colorize: boolean }): (line: string) => string | null {
-  const prettify = prettyFactory({ ...PRETTY_OPTIONS, colorize: out.colorize });
+  const prettify = loadPinoPretty().prettyFactory({ ...PRETTY_OPTIONS, colorize: out.colorize });
   const minLevel = pino.levels.values[filter.level ?? 'trace']!;
   return (line) => {
     if (line.trim() === '') return null;
