@@ -30,7 +30,9 @@ const LAYERS = [
   // Node-RED reaches the hardware only through the contract (commands), so not through drivers.
   { name: 'nodered', dir: 'nodered', mayImport: ['config', 'core'] },
   { name: 'gateway', dir: 'gateway', mayImport: ['features', 'anpr', 'nodered', 'drivers', 'config', 'core'] },
-  { name: 'top', dir: '.', mayImport: ['gateway', 'features', 'anpr', 'nodered', 'drivers', 'config', 'core'] },
+  // The technician's tools (doctor, gpio watch, outbox...): they talk to the daemon or open the hardware themselves.
+  { name: 'technician', dir: 'technician', mayImport: ['gateway', 'features', 'anpr', 'nodered', 'drivers', 'config', 'core'] },
+  { name: 'top', dir: '.', mayImport: ['technician', 'gateway', 'features', 'anpr', 'nodered', 'drivers', 'config', 'core'] },
 ];
 
 /** The controller wires everything together, so only the entry points may depend on it. */

@@ -18,6 +18,9 @@ const REQUIRED = [
   { program: 'socat', pkg: 'socat' },
   { program: 'ffmpeg', pkg: 'ffmpeg' },
   { program: 'mosquitto_passwd', pkg: 'mosquitto' },
+  // `vigia logs` runs journalctl; the pretty-log test gives the daemon a terminal with script(1).
+  { program: 'journalctl', pkg: 'systemd' },
+  { program: 'script', pkg: 'bsdutils' },
   // The ANPR tests render synthetic plates with this font (sharp/librsvg).
   { file: '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf', program: 'DejaVu Sans Bold font', pkg: 'fonts-dejavu-core' },
   // The Node-RED editor test drives Debian's browser through playwright-core (no browser download).

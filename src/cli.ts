@@ -20,6 +20,7 @@ import { AdminApiError } from './nodered/admin-client.js';
 import { FlowError, type FlowDevice } from './nodered/flows.js';
 import { type AdminTarget, adminUrl, deployFlows, exportFlows, flowDevice, importFlows, readFlowsFile } from './nodered/tool.js';
 import { formatStatus } from './status-format.js';
+import { registerTechnicianCommands } from './technician/commands.js';
 import { VERSION } from './version.js';
 
 const EX_CONFIG = 78;
@@ -528,5 +529,8 @@ async function openHotlist(dir: string): Promise<HotlistStore> {
   }
   return store;
 }
+
+// doctor, gpio watch, outputs test, camera snapshot, outbox, logs (src/technician/).
+registerTechnicianCommands(program);
 
 await program.parseAsync(process.argv);

@@ -12,6 +12,8 @@ import { createLogger, type Logger } from './core/logger.js';
 import { CommandRouter } from './gateway/commands.js';
 import { ControlServer } from './gateway/control.js';
 import { Outbox, type RecoveryReport } from './gateway/outbox.js';
+import { handleOutboxOps } from './gateway/outbox-control.js';
+import { outboxFile, outboxOptions } from './gateway/outbox-options.js';
 import { topicsFor, type Topics } from './gateway/topics.js';
 import { Uplink } from './gateway/uplink.js';
 import { EXTENSIONS, type ExtensionEntry, type GatewayServices } from './extensions.js';
@@ -97,7 +99,7 @@ export class Controller {
     const logger = (this.logger = deps.logger ?? createLogger(config.log.level));
     const bootId = deps.bootId ?? readBootId();
     const dataDir = resolve(config.paths.data_dir);
-    this.paths = { dataDir, runtimeDir: resolve(config.paths.runtime_dir), outboxFile: resolve(dataDir, config.outbox.file ?? 'outbox.db') };
+    this.paths = { dataDir, runtimeDir: resolve(config.paths.runtime_dir), outboxFile: outboxFile(config) };
     this.#startedMono = clock.monoNow();
     const clockSync = (this.#clockSync = new ClockSync(clock, {
       source: config.clock.sync_source,
@@ -107,22 +109,8 @@ export class Controller {
     }));
     this.topics = topicsFor(config.mqtt.topic_prefix, config.device.site, config.device.id);
     this.#outbox = new Outbox({
-      file: this.paths.outboxFile,
-      maxBytes: config.outbox.max_bytes,
-      alarmReserveBytes: config.outbox.alarm_reserve_bytes,
-      quotaBytes: config.outbox.quota_bytes,
-      ttlMs: config.outbox.ttl,
-      commitIntervalMs: config.outbox.commit_interval,
-      commitMaxEvents: config.outbox.commit_max_events,
-      synchronous: config.outbox.synchronous,
+      ...outboxOptions(config, { clock, bootId, clockSynced: () => clockSync.synced(), logger: logger.child({ mod: 'outbox' }) }),
       checkpointInWorker: true,
-      diskReserveBytes: config.outbox.disk_reserve_bytes,
-      site: config.device.site,
-      device: config.device.id,
-      bootId,
-      clock,
-      clockSynced: () => clockSync.synced(),
-      logger: logger.child({ mod: 'outbox' }),
     });
     this.bus = new EventBus({ logger: logger.child({ mod: 'bus' }) });
     this.#uplink = new Uplink({
@@ -212,6 +200,7 @@ export class Controller {
     // Found corrupt while running: reported like a corrupt file found at start.
     this.#outbox.onReopened((report) => void this.#reportRecovery(report).catch((err) => logger.error({ err }, 'could not report the outbox recovery')));
     this.#control.handle('status', () => this.status());
+    handleOutboxOps(this.#control, this.#outbox, this.#uplink);
     this.#expireTimer = setInterval(() => this.#outbox.expire(), EXPIRE_INTERVAL_MS);
     this.#expireTimer.unref();
     this.#outbox.expire();

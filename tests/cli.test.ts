@@ -1,21 +1,11 @@
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, DaemonProcess, writeDeviceConfig } from './helpers/daemon.js';
+import { DaemonProcess, runCli, writeDeviceConfig } from './helpers/daemon.js';
 import { startMosquitto, type Broker } from './helpers/mosquitto.js';
 
-const run = async (...args: string[]) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-};
+const run = (...args: string[]) => runCli(args);
 
 describe('vigia command line', () => {
   let broker: Broker;

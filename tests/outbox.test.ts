@@ -196,7 +196,7 @@ describe('outbox', () => {
     expect(s.byPriority.alarm.depth).toBe(400);
     expect(s.byPriority.telemetry.depth + s.byPriority.read.depth + s.byPriority.hit.depth).toBe(0);
     expect(s.evicted.hit.capacity).toBe(100);
-    expect(s.evicted.alarm).toEqual({ quota: 0, ttl: 0, capacity: 0, corrupt: 0 }); // kept beyond max_bytes
+    expect(s.evicted.alarm).toEqual({ quota: 0, ttl: 0, capacity: 0, corrupt: 0, purged: 0 }); // kept beyond max_bytes
   });
 
   it('caps the alarm class: past its quota, hits are stored without their evidence images, never dropped, and a panic still fits', async () => {

@@ -8,6 +8,7 @@ import pino from 'pino';
 import { configSchema } from '../../src/config/schema.js';
 import { systemClock } from '../../src/core/clock.js';
 import { Outbox } from '../../src/gateway/outbox.js';
+import { outboxOptions } from '../../src/gateway/outbox-options.js';
 import { totalEvicted } from './daemon-replies.js';
 import { readPayload } from './payload.js';
 import { procIo } from './proc.js';
@@ -30,26 +31,14 @@ const W = Number(values.window);
 
 const wallUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
-// The daemon's outbox defaults, from the config schema itself.
-const o = configSchema.parse({ device: { id: 'bench', site: 'bench', profile: 'pole' }, mqtt: { url: 'mqtt://127.0.0.1:1' } }).outbox;
+// The daemon's outbox, with the schema's defaults.
+const config = configSchema.parse({ device: { id: 'pole-0001', site: 'bench', profile: 'pole' }, mqtt: { url: 'mqtt://127.0.0.1:1' } });
 
 const outbox = new Outbox({
+  ...outboxOptions(config, { clock: systemClock, bootId: '00000000-0000-0000-0000-000000000000', clockSynced: () => true, logger: pino({ level: 'warn' }) }),
   file: values.file,
-  maxBytes: o.max_bytes,
-  alarmReserveBytes: o.alarm_reserve_bytes,
-  quotaBytes: o.quota_bytes,
-  ttlMs: o.ttl,
-  commitIntervalMs: o.commit_interval,
-  commitMaxEvents: o.commit_max_events,
   synchronous: 'full',
   checkpointInWorker: true, // as the daemon runs it
-  diskReserveBytes: o.disk_reserve_bytes,
-  site: 'bench',
-  device: 'pole-0001',
-  bootId: '00000000-0000-0000-0000-000000000000',
-  clock: systemClock,
-  clockSynced: () => true,
-  logger: pino({ level: 'warn' }),
 });
 outbox.open();
 
@@ -96,7 +85,7 @@ process.stdout.write(
     body_bytes: firstBody,
     producers: P,
     window: W,
-    commit_interval_ms: o.commit_interval,
-    commit_max_events: o.commit_max_events,
+    commit_interval_ms: config.outbox.commit_interval,
+    commit_max_events: config.outbox.commit_max_events,
   })}\n`,
 );

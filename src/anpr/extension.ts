@@ -6,6 +6,7 @@ import { wallIsoAt } from '../core/clock.js';
 import type { EventPayload } from '../core/events.js';
 import { CommandError, type Extension, type ExtensionContext, NO_ARGS } from '../core/extension.js';
 import { decodeCanonicalBase64 } from '../core/keys.js';
+import { nextFrame } from '../drivers/camera/grab.js';
 import { createFrameSource, motionGated, type CameraConfig } from '../drivers/camera/index.js';
 import { type Frame, type FrameSource, type FrameSourceDeps, LatestFrameSlot } from '../drivers/camera/source.js';
 import type { ReadResult } from './engine.js';
@@ -30,7 +31,7 @@ import { AnprBusyError, AnprWorkerPool } from './worker.js';
  * frames and small results; decoding and inference run in the workers.
  */
 
-export type AnprContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit' | 'commands'>;
+export type AnprContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit' | 'commands' | 'control'>;
 
 const DELTA_ARGS = z
   .object({
@@ -63,6 +64,8 @@ interface CameraRuntime {
   /** Recent frames that had plates, by monotonic time: the evidence for a hit raised by a vote. */
   recent: Map<number, Frame>;
   online: boolean | null;
+  /** The last frame received, for `vigia camera snapshot` when no new one comes (an upload camera between cars). */
+  latest: Frame | null;
   loop: Promise<void> | undefined;
   counters: { frames: number; idle: number; read: number; busy: number; plates: number };
 }
@@ -118,6 +121,7 @@ export class AnprExtension implements Extension {
     await this.#hotlistUpdated(await this.#hotlist.open(), 'cache');
     if (cfg.hotlist.file) await this.#hotlistUpdated(await this.#hotlist.load(resolve(cfg.hotlist.file)), cfg.hotlist.file);
     this.#registerCommands();
+    ctx.control.handle('camera.snapshot', (args) => this.#snapshot(args));
 
     this.#evidence = new EvidenceStore({
       dir: resolve(cfg.evidence.dir ?? resolve(ctx.paths.dataDir, 'evidence')),
@@ -175,11 +179,13 @@ export class AnprExtension implements Extension {
         grammar: getGrammar(cam.grammar ?? cfg.grammar),
         recent: new Map(),
         online: null,
+        latest: null,
         loop: undefined,
         counters: { frames: 0, idle: 0, read: 0, busy: 0, plates: 0 },
       };
       runtime.source.on('frame', (frame) => {
         runtime.counters.frames++;
+        runtime.latest = frame;
         runtime.slot.put(frame);
       });
       runtime.source.on('state', (state, lastError) => void this.#cameraState(runtime, state, lastError));
@@ -482,6 +488,28 @@ export class AnprExtension implements Extension {
       return;
     }
     await this.#hotlistUpdated(await this.#hotlist.fetch(url, caPem ? { ca: caPem } : {}), url);
+  }
+
+  /**
+   * `vigia camera snapshot` and `vigia doctor` with the daemon running: the camera's next frame
+   * (the daemon holds the camera), or the last one it had if none comes in time.
+   */
+  async #snapshot(args: Record<string, unknown>) {
+    const id = String(args.camera ?? '');
+    const cam = this.#cameras.find((c) => c.config.id === id);
+    if (!cam) {
+      const running = this.#cameras.map((c) => c.config.id).join(', ') || 'none';
+      throw new CommandError('no_camera', `camera ${JSON.stringify(id)} is not running in the daemon (running: ${running})`);
+    }
+    const timeoutMs = typeof args.timeout_ms === 'number' && args.timeout_ms > 0 ? Math.min(args.timeout_ms, 60_000) : 10_000;
+    let frame: Frame;
+    try {
+      frame = await nextFrame(cam.source, timeoutMs);
+    } catch (err) {
+      if (!cam.latest) throw err;
+      frame = cam.latest;
+    }
+    return { camera: id, seq: frame.seq, age_ms: Math.round(this.ctx.clock.monoNow() - frame.monoMs), jpeg: frame.jpeg.toString('base64') };
   }
 
   #hotlistStatus() {

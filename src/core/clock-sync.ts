@@ -131,7 +131,7 @@ export class ClockSync extends EventEmitter<{ synced: [source: string] }> {
 }
 
 /** NTPSynchronized reflects the kernel's sync status, so it covers chrony and ntpd as well. */
-function probeTimedatectl(): Promise<boolean> {
+export function probeTimedatectl(): Promise<boolean> {
   return new Promise((resolve) => {
     execFile('timedatectl', ['show', '-p', 'NTPSynchronized', '--value'], { timeout: 2000 }, (err, stdout) => resolve(!err && stdout.trim() === 'yes'));
   });

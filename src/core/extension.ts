@@ -54,9 +54,14 @@ export interface HealthRegistry {
   collect(): Record<string, Record<string, unknown>>;
 }
 
-/** The local control socket (`vigia status`, `vigia sim`): trusted callers on the device itself. */
+/** The local control socket (`vigia status`, `vigia sim`, `vigia gpio watch`): trusted callers on the device itself. */
 export interface ControlRegistry {
   handle(op: string, handler: (args: Record<string, unknown>) => unknown): void;
+  /**
+   * An operation that keeps its connection open: `send` writes one item to the caller; the
+   * function the handler returns is called when the caller goes away. A handler that throws refuses it.
+   */
+  handleStream(op: string, handler: (args: Record<string, unknown>, send: (item: unknown) => void) => (() => void) | Promise<() => void>): void;
 }
 
 /** Where the device is. One provider at a time (the GPS); every event is stamped from it. */

@@ -6,7 +6,7 @@ import { CommandError, type Extension, type ExtensionContext, NO_ARGS } from '..
 import { parsePattern } from '../core/pattern.js';
 import { type Timers, systemTimers } from '../core/timers.js';
 import { SimGpio } from '../drivers/gpio/sim.js';
-import type { GpioBackend, InputLine, LineRef } from '../drivers/gpio/types.js';
+import type { EdgeEvent, GpioBackend, InputLine, LineRef } from '../drivers/gpio/types.js';
 import { DoorSwitch, MotionSensor, PanicButton } from './inputs.js';
 import { Output } from './outputs.js';
 import { panicPayload } from './panic.js';
@@ -108,6 +108,9 @@ export class FieldIo implements Extension {
 
     ctx.commands.register('output.set', OUTPUT_SET_ARGS, (args) => this.#setOutput(args));
     ctx.commands.register('io.status', NO_ARGS, () => this.#ioState());
+    // The technician's tools (`vigia gpio watch`, `vigia outputs test`): local callers on the control socket.
+    ctx.control.handleStream('gpio.watch', (args, send) => this.#watchEdges(args, send));
+    ctx.control.handle('output.test', (args) => this.#testOutput(args));
     // After every line is open: an alarm a restart interrupted lights its LED again.
     await this.#pole?.restore();
     if (hw.backend === 'sim') {
@@ -214,6 +217,33 @@ export class FieldIo implements Extension {
     const output = this.outputs.get(name)!;
     await output.play(pattern);
     return { output: name, pattern, value: output.value };
+  }
+
+  /** Every edge of the named inputs (all when none are named) as the backend reports it, before debouncing. */
+  #watchEdges(args: Record<string, unknown>, send: (item: unknown) => void): () => void {
+    const wanted = Array.isArray(args.inputs) && args.inputs.length > 0 ? args.inputs.map(String) : [...this.#inputs.keys()];
+    const unknown = wanted.filter((name) => !this.#inputs.has(name));
+    if (unknown.length > 0) throw new Error(`no input named ${unknown.join(', ')} (configured: ${[...this.#inputs.keys()].join(', ') || 'none'})`);
+    const offs = wanted.map((name) => {
+      const { line } = this.#inputs.get(name)!;
+      const onEdge = (e: EdgeEvent) => send({ input: name, line: line.id, value: e.value, mono_ms: e.monoMs, time: wallIsoAt(this.ctx.clock, e.monoMs) });
+      line.on('edge', onEdge);
+      return () => line.off('edge', onEdge);
+    });
+    return () => {
+      for (const off of offs) off();
+    };
+  }
+
+  /** `vigia outputs test`: the output.set path, refused for the alarm's outputs while an alarm is on. */
+  async #testOutput(args: Record<string, unknown>) {
+    const name = String(args.output ?? '');
+    const pole = this.ctx.config.pole;
+    const alarmOutputs = [pole.led_output, pole.strobe_output, pole.siren_output];
+    if (this.#pole && this.#pole.state !== 'idle' && alarmOutputs.includes(name)) {
+      throw new CommandError('alarm_active', `${name} belongs to the panic alarm until the call center clears it`);
+    }
+    return this.#setOutput({ output: name, pattern: args.pattern });
   }
 
   #simInput(args: Record<string, unknown>) {

@@ -67,7 +67,8 @@ export interface StoredEvent {
   ttlLeftMs: number | undefined;
 }
 
-export type EvictionReason = 'quota' | 'ttl' | 'capacity' | 'corrupt';
+/** `purged`: removed by a technician (`vigia outbox purge`). */
+export type EvictionReason = 'quota' | 'ttl' | 'capacity' | 'corrupt' | 'purged';
 
 /** Evicted events not yet reported, by priority and reason (the `system.outbox_evicted` payload). */
 export type EvictionCounts = Partial<Record<Priority, Partial<Record<EvictionReason, number>>>>;
@@ -120,6 +121,18 @@ export interface DiskStats {
   heldStored: number;
   heldLost: number;
   episodes: number;
+}
+
+/** An event as `vigia outbox list` shows it: what it is, not its payload. */
+export interface QueuedEvent {
+  seq: number;
+  id: string;
+  priority: Priority;
+  type: string;
+  /** When it was accepted (its `time`, provisional if the clock was not synced). */
+  time: string;
+  clock: 'synced' | 'unsynced';
+  bytes: number;
 }
 
 /** An alarm held in memory, as the uplink publishes it directly. */
@@ -245,7 +258,7 @@ export function withoutHeavyFields(payload: Json, paths: readonly string[], reas
   return removed ? out : undefined;
 }
 
-const zeroCounts = (): Record<EvictionReason, number> => ({ quota: 0, ttl: 0, capacity: 0, corrupt: 0 });
+const zeroCounts = (): Record<EvictionReason, number> => ({ quota: 0, ttl: 0, capacity: 0, corrupt: 0, purged: 0 });
 
 /**
  * The durable store-and-forward queue. An event counts as accepted only once its transaction has
@@ -584,6 +597,10 @@ export class Outbox {
       settleEvicted: db.prepare('UPDATE evictions SET count = max(0, count - ?) WHERE priority = ? AND reason = ?'),
       dropSettled: db.prepare('DELETE FROM evictions WHERE count <= 0'),
       unreported: db.prepare('SELECT priority, reason, count FROM evictions WHERE count > 0 ORDER BY priority, reason'),
+      queued: db.prepare(
+        "SELECT priority, id, type, size, wall, synced, json_extract(body, '$.seq') AS seq FROM events WHERE priority BETWEEN ? AND ? ORDER BY priority, pos LIMIT ?",
+      ),
+      purge: db.prepare('DELETE FROM events WHERE priority = ? RETURNING size'),
     };
   }
 
@@ -1151,6 +1168,54 @@ export class Outbox {
     tally.apply();
     for (const [rank, reason, count] of evictions) this.#noteEviction(rank, reason, count);
     return evictions.reduce((a, [, , n]) => a + n, 0);
+  }
+
+  /** Events waiting to be sent, in the order they will go (priority, then age); `priority` narrows it to one class. */
+  list(opts: { priority?: Priority; limit: number }): QueuedEvent[] {
+    if (this.#closed) return [];
+    this.flush();
+    const [from, to] = opts.priority ? [priorityRank(opts.priority), priorityRank(opts.priority)] : [0, PRIORITIES.length - 1];
+    return (
+      this.#stmts.queued.all(from, to, opts.limit) as { priority: number; id: string; type: string; size: number; wall: number; synced: number; seq: number }[]
+    ).map((r) => ({
+      seq: r.seq,
+      id: r.id,
+      priority: PRIORITIES[r.priority]!,
+      type: r.type,
+      time: new Date(r.wall).toISOString(),
+      clock: r.synced === 1 ? 'synced' : 'unsynced',
+      bytes: r.size,
+    }));
+  }
+
+  /**
+   * Deletes every event of one class, for a technician who decided they are not worth sending (a
+   * backlog of reads the central side does not want). They are counted as evicted (`purged`) in
+   * the same transaction and reported in `system.outbox_evicted`, like any other eviction. Alarms
+   * are never evicted, so never purged either.
+   */
+  purge(priority: Priority): number {
+    if (priority === 'alarm') throw new Error('alarms are never purged: they wait for the broker (vigia doctor says why it does not take them)');
+    if (this.#closed) throw new OutboxError('closed', 'outbox is closed');
+    this.flush();
+    const rank = priorityRank(priority);
+    const tally = this.#tally();
+    let count = 0;
+    this.#db.transaction(() => {
+      const rows = this.#stmts.purge.all(rank) as { size: number }[];
+      count = rows.length;
+      if (count === 0) return;
+      tally.remove(
+        rank,
+        rows.reduce((a, r) => a + r.size, 0),
+        count,
+      );
+      this.#recordEvictions([[rank, 'purged', count]]);
+    })();
+    if (count === 0) return 0;
+    tally.apply();
+    this.#noteEviction(rank, 'purged', count);
+    return count;
   }
 
   /** Called after every commit that stored new events. */

@@ -68,7 +68,10 @@ export class Telemetry implements Extension {
   start(): void {
     this.#timer = setInterval(() => void this.report(), this.ctx.config.telemetry.interval);
     this.#timer.unref();
-    this.sources.outbox.onEvicted((_priority, reason) => this.#scheduleEvictionReport(reason === 'corrupt' ? 0 : EVICTION_REPORT_INTERVAL_MS));
+    // A corrupt file and a technician's purge are reported at once; routine evictions are summarised.
+    this.sources.outbox.onEvicted((_priority, reason) =>
+      this.#scheduleEvictionReport(reason === 'corrupt' || reason === 'purged' ? 0 : EVICTION_REPORT_INTERVAL_MS),
+    );
     // Evictions recorded before a crash or a stop and not yet reported go out now.
     if (this.#hasUnreportedEvictions()) this.#scheduleEvictionReport(0);
   }

@@ -84,6 +84,19 @@ export interface UplinkDeps {
 
 type MessageHandler = (topic: string, payload: Buffer, packet: mqtt.IPublishPacket) => void;
 
+export type MqttTlsOptions = Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'servername' | 'rejectUnauthorized'>;
+
+/** The TLS options of the broker connection, its files read now (the uplink, `vigia doctor`). */
+export function mqttTlsOptions(tls: NonNullable<Config['mqtt']['tls']>): MqttTlsOptions {
+  return {
+    ca: tls.ca ? readFileSync(tls.ca) : undefined,
+    cert: tls.cert ? readFileSync(tls.cert) : undefined,
+    key: tls.key ? Buffer.from(tls.key.reveal()) : undefined,
+    servername: tls.servername,
+    rejectUnauthorized: tls.reject_unauthorized,
+  };
+}
+
 /**
  * Drains the outbox to the central broker over MQTT QoS 1. Events leave the outbox only when the
  * broker acknowledges them (PUBACK), so a dropped link or a crash can only cause a resend, never a
@@ -121,7 +134,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   #direct = new Map<string, 'sent' | 'acked'>();
   #directStats = { published: 0, acked: 0 };
   #onDelivered: ((priority: Priority, ms: number) => void) | undefined;
-  #tls: Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'servername' | 'rejectUnauthorized'> = {};
+  #tls: MqttTlsOptions = {};
 
   constructor(private readonly deps: UplinkDeps) {
     super();
@@ -137,15 +150,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   start(): void {
     const { tls } = this.deps.config;
     // Read certificate files once at start: a missing file is a startup error, not a reconnect loop.
-    if (tls) {
-      this.#tls = {
-        ca: tls.ca ? readFileSync(tls.ca) : undefined,
-        cert: tls.cert ? readFileSync(tls.cert) : undefined,
-        key: tls.key ? Buffer.from(tls.key.reveal()) : undefined,
-        servername: tls.servername,
-        rejectUnauthorized: tls.reject_unauthorized,
-      };
-    }
+    if (tls) this.#tls = mqttTlsOptions(tls);
     this.deps.outbox.onCommitted(() => {
       if (this.#direct.size > 0) this.#publishHeld(); // forgets the alarms stored since
       this.#pump();
@@ -197,6 +202,30 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     if (!client?.connected || this.#state !== 'online') return false;
     client.publish(this.deps.topics.event(event.priority, event.type), JSON.stringify(event), this.#publishOptions(undefined));
     return true;
+  }
+
+  /**
+   * `vigia outbox retry`: the refused events waiting for their retry are due now, and a link
+   * waiting out its reconnect backoff reconnects now. Returns what was waiting.
+   */
+  retryNow(): { waiting: number; reconnecting: boolean } {
+    const now = this.deps.clock.monoNow();
+    for (const w of this.#waiting.values()) w.dueAt = now;
+    const reconnecting = this.#state === 'offline' && this.#reconnectTimer !== undefined;
+    if (reconnecting) {
+      clearTimeout(this.#reconnectTimer);
+      this.#reconnectTimer = undefined;
+      this.#backoff.reset();
+      this.#connect();
+    }
+    const waiting = this.#waiting.size;
+    this.#pump();
+    return { waiting, reconnecting };
+  }
+
+  /** Forgets the refused events of a class waiting for a retry (they were purged from the outbox). */
+  forgetWaiting(priority: Priority): void {
+    for (const w of [...this.#waiting.values()]) if (w.event.priority === priority) this.#release(w);
   }
 
   protocol(): 4 | 5 {

@@ -8,6 +8,18 @@ import { DAEMON_NODE_FLAGS } from '../../src/launch.js';
 import { REPO_ROOT } from './repo.js';
 
 export const CLI = join(REPO_ROOT, 'dist', 'cli.js');
+
+/** `vigia ARGS...` as a technician runs it: its exit code and what it printed. */
+export async function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}) {
+  const child = spawn(process.execPath, [CLI, ...args], { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+  child.stdin!.end(opts.input ?? '');
+  const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+  return { code, stdout, stderr };
+}
 export const TEST_KEY = 'test-command-key-0123456789';
 
 type Plain = { [k: string]: unknown };

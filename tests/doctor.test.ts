@@ -1,0 +1,171 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config/index.js';
+import { doctorReport, type DoctorReport } from '../src/technician/doctor/index.js';
+import { formatDoctorReport } from '../src/technician/doctor/format.js';
+import { DaemonProcess, runCli, writeDeviceConfig } from './helpers/daemon.js';
+import { type Broker, startMosquitto } from './helpers/mosquitto.js';
+import { makeTlsFiles, type TlsFiles } from './helpers/tls.js';
+
+const run = (...args: string[]) => runCli(args);
+
+const tmp = mkdtempSync(join(tmpdir(), 'vigia-doctor-'));
+const byName = (r: DoctorReport) => Object.fromEntries(r.checks.map((c) => [c.name, c]));
+
+/** A short video standing in for a stream camera: ffmpeg reads it as it would read an RTSP stream. */
+function video(): string {
+  const file = join(tmp, 'street.mp4');
+  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=10', '-t', '2', '-c:v', 'mpeg4', file]);
+  return file;
+}
+
+/** A pole with its panic button, strobe, TLS broker with client certificates, and a camera for the alarm snapshot. */
+const pole = (tls: TlsFiles, camera: string) => ({
+  mqtt: { tls: { ca: tls.caFile, cert: tls.clientCert, key: { file: tls.clientKey } } },
+  hardware: {
+    backend: 'sim',
+    inputs: { panic: { line: 'GPIO17', kind: 'panic' } },
+    outputs: { strobe: { line: 'GPIO23', kind: 'strobe' }, button_led: { line: 'GPIO25', kind: 'led' } },
+  },
+  pole: { enabled: true, led_output: 'button_led', strobe_output: 'strobe', snapshot_camera: 'street' },
+  anpr: { cameras: [{ id: 'street', kind: 'stream', url: camera, loop: true }] },
+});
+
+describe('vigia doctor', () => {
+  let broker: Broker;
+  let tls: TlsFiles;
+  let good: ReturnType<typeof writeDeviceConfig>;
+  let camera: string;
+
+  beforeAll(async () => {
+    tls = makeTlsFiles();
+    camera = video();
+    broker = await startMosquitto({ tls: { ...tls, requireCertificate: true } });
+    good = writeDeviceConfig(broker.url, pole(tls, camera));
+  });
+  afterAll(async () => {
+    await broker?.stop();
+  });
+
+  it('passes a good setup with the daemon running, asking the daemon what it holds', async () => {
+    const daemon = new DaemonProcess(good.file, good.socket);
+    await daemon.start();
+    try {
+      const r = await run('doctor', '--json', '-c', good.file);
+      const report = JSON.parse(r.stdout) as DoctorReport;
+      expect(report.checks.filter((c) => c.status === 'fail')).toEqual([]);
+      expect(r.code).toBe(0);
+      expect(report).toMatchObject({ ok: true, daemon: 'running', device: 'pole-0001', site: 'test-site' });
+      const checks = byName(report);
+      expect(checks.daemon!.status).toBe('pass');
+      // The test CA issues certificates for two days: close enough to their end to be worth a warning.
+      expect(checks['broker TLS']).toMatchObject({ status: 'warn', detail: expect.stringMatching(/^localhost's certificate verifies, but expires in 1 day /) });
+      expect(checks['client certificate']).toMatchObject({ status: 'warn', detail: expect.stringMatching(/^expires in 1 day /) });
+      expect(checks['broker login']!.detail).toMatch(/^the daemon is online/);
+      expect(checks['input panic']!.detail).toBe('GPIO17, held by the daemon');
+      expect(checks['output strobe']!.detail).toMatch(/held by the daemon, off$/);
+      expect(checks['camera street']!.detail).toMatch(/^320x240 JPEG, .* opened here$/);
+      for (const c of report.checks) expect(c.fix === null).toBe(c.status === 'pass');
+
+      const human = await run('doctor', '-c', good.file);
+      expect(human.code).toBe(0);
+      expect(human.stdout).toMatch(
+        /^ {2}WARN {2}broker TLS +localhost's certificate verifies, but expires in 1 day .*\n +fix: ask for the broker certificate/m,
+      );
+      expect(human.stdout).toMatch(/\d+ passed, \d+ warnings?, 0 failed\n$/);
+    } finally {
+      await daemon.kill('SIGTERM');
+    }
+  });
+
+  it('passes a good setup with the daemon stopped, logging in to the broker itself', async () => {
+    const r = await run('doctor', '--json', '-c', good.file);
+    const report = JSON.parse(r.stdout) as DoctorReport;
+    expect(report.checks.filter((c) => c.status === 'fail')).toEqual([]);
+    expect(r.code).toBe(0);
+    const checks = byName(report);
+    expect(checks.daemon).toMatchObject({ status: 'warn', fix: expect.stringContaining('systemctl start vigia') });
+    expect(checks['broker login']!.detail).toMatch(/^logged in as anonymous \(MQTT 5, client id vigia-test-site-pole-0001\)/);
+    expect(checks.gpio!.detail).toBe('3 simulated lines (hardware.backend: sim)');
+  });
+
+  it('fails a broken setup, naming each problem and its fix', async () => {
+    const otherCa = makeTlsFiles();
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-broken-'));
+    const setup = pole(otherCa, join(dir, 'no-such-camera.mp4'));
+    const broken = writeDeviceConfig(
+      broker.url,
+      { ...setup, clock: { sync_source: 'file', sync_file: join(dir, 'never-synced') }, hardware: { ...setup.hardware, backend: 'chardev' } },
+      dir,
+    );
+    const r = await run('doctor', '--json', '-c', broken.file, '--timeout', '2s');
+    expect(r.code).toBe(1);
+    const report = JSON.parse(r.stdout) as DoctorReport;
+    expect(report.ok).toBe(false);
+    const failed = Object.fromEntries(report.checks.filter((c) => c.status === 'fail').map((c) => [c.name, c]));
+    expect(Object.keys(failed).sort()).toEqual(['broker TLS', 'broker login', 'camera street', 'clock', 'gpio']);
+    expect(failed['broker TLS']!.detail).toMatch(/does not verify/);
+    expect(failed['broker TLS']!.fix).toMatch(/mqtt\.tls\.ca must be the CA/);
+    expect(failed.clock!.detail).toContain('never-synced');
+    expect(failed.gpio!.detail).toMatch(/chardev is not available/);
+    expect(failed.gpio!.fix).toContain('apt install gpiod');
+    expect(failed['camera street']!.fix).toContain('ffmpeg -rtsp_transport tcp');
+    const human = await run('doctor', '-c', broken.file, '--timeout', '2s');
+    expect(human.code).toBe(1);
+    expect(human.stdout).toMatch(/^ {2}FAIL {2}gpio .*\n {2,}fix: install the libgpiod tools/m);
+  });
+
+  it('reports an unreadable configuration as a failure, and bad usage with exit 2', async () => {
+    const bad = join(tmp, 'bad.yaml');
+    writeFileSync(bad, 'device:\n  id: pole-1\n');
+    const r = await run('doctor', '--json', '-c', bad);
+    expect(r.code).toBe(1);
+    const report = JSON.parse(r.stdout) as DoctorReport;
+    expect(report).toMatchObject({ ok: false, daemon: null, checks: [{ name: 'config', status: 'fail' }] });
+    expect(report.checks[0]!.detail).toContain(`${bad}:1:1 mqtt: required`);
+    expect((await run('doctor', '--timeout', 'soon', '-c', good.file)).code).toBe(2);
+    expect((await run('doctor', '--no-such-flag')).code).toBe(2);
+  });
+});
+
+describe('vigia doctor on the SD card', () => {
+  /** A /proc as a Pi shows it: the data directory on the card's second partition. */
+  function fakeProc(options: string): string {
+    const proc = mkdtempSync(join(tmpdir(), 'vigia-proc-'));
+    mkdirSync(join(proc, 'self'));
+    writeFileSync(
+      join(proc, 'self/mountinfo'),
+      [
+        '22 1 179:2 / / rw,noatime shared:1 - ext4 /dev/mmcblk0p2 rw',
+        `30 22 179:2 /var/lib/vigia ${tmp.replace(/ /g, '\\040')} ${options} shared:9 - ext4 /dev/mmcblk0p2 ${options},errors=remount-ro`,
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(join(proc, 'diskstats'), ' 179       2 mmcblk0p2 5133 1612 312386 6140 48211 51345 12582912 183560 0 81540 189700 0 0 0 0\n');
+    writeFileSync(join(proc, 'uptime'), '86400.00 300000.00\n');
+    return proc;
+  }
+
+  const config = () => {
+    const { file } = writeDeviceConfig('mqtt://127.0.0.1:1', { paths: { data_dir: tmp } });
+    return loadConfig(file);
+  };
+
+  it('fails a card the kernel remounted read-only, and says what it wrote', async () => {
+    const report = await doctorReport(config(), { daemon: null, procRoot: fakeProc('ro,noatime'), timeoutMs: 1000 });
+    const checks = byName(report);
+    expect(checks.filesystem).toMatchObject({ status: 'fail', detail: expect.stringMatching(/^read-only: ext4 on \/dev\/mmcblk0p2/) });
+    expect(checks.filesystem!.fix).toContain('fsck');
+    // 12582912 sectors of 512 bytes in a day of uptime.
+    expect(checks['card writes']).toMatchObject({ status: 'warn', detail: 'SD card mmcblk0p2: 6.0 GiB written since boot, about 6.0 GiB a day' });
+    expect(formatDoctorReport(report)).toMatch(/FAIL {2}filesystem/);
+  });
+
+  it('passes a card mounted read-write', async () => {
+    const checks = byName(await doctorReport(config(), { daemon: null, procRoot: fakeProc('rw,noatime'), timeoutMs: 1000 }));
+    expect(checks.filesystem).toMatchObject({ status: 'pass', detail: `ext4 on /dev/mmcblk0p2, mounted at ${tmp} (rw,noatime,errors=remount-ro)` });
+  });
+});
