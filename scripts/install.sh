@@ -182,7 +182,7 @@ done
 
 if ((LIVE)); then
   [[ -d /run/systemd/system ]] || die "$EX_UNAVAILABLE" 'systemd is not running this system: Vigía runs as a systemd service'
-  os_field() { sed -n "s/^$1=//p" /etc/os-release 2>/dev/null | tr -d '"'; }
+  os_field() { sed -n "s/^$1=//p" /etc/os-release 2>/dev/null | tr -d '"' || true; }
   os_id=$(os_field ID) os_like=$(os_field ID_LIKE) os_codename=$(os_field VERSION_CODENAME)
   [[ $os_id == debian || $os_id == raspbian || " $os_like " == *" debian "* ]] ||
     die "$EX_UNAVAILABLE" "this is not a Debian-based system (ID=${os_id:-unknown}): Vigía installs on Raspberry Pi OS or Debian"
@@ -217,7 +217,7 @@ if ((!reuse_deps)); then
   if ((${#missing[@]} > 0)); then
     ((LIVE)) || die "$EX_UNAVAILABLE" "compiling the dependencies needs ${missing[*]}: sudo apt-get install -y ${missing[*]}"
     say "Installing ${missing[*]} (better-sqlite3 is compiled on the device): apt-get install -y ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"; } ||
       die "$EX_UNAVAILABLE" "could not install ${missing[*]}: run sudo apt-get update && sudo apt-get install -y ${missing[*]}, then this again"
   fi
 fi
