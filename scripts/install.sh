@@ -275,9 +275,9 @@ if ((reuse_deps)); then
 else
   say "Installing the production dependencies (npm ci --omit=dev; compiling better-sqlite3 takes a few minutes on a Pi)..."
   # allowScripts in package.json denies onnxruntime-node's CUDA download; npm versions that do not
-  # read it (npm 10) obey this variable instead.
+  # read it (npm 10) obey this variable instead. Niced: during an upgrade the daemon still runs.
   (cd "$stage" && ONNXRUNTIME_NODE_INSTALL=skip npm_config_update_notifier=false \
-    npm ci --omit=dev --no-audit --no-fund) ||
+    nice -n 10 npm ci --omit=dev --no-audit --no-fund) ||
     die "$EX_FAILED" "npm ci --omit=dev failed in $stage (the installed version is unchanged)"
   printf '%s\n' "$deps_key" >"$stage/$DEPS_KEY_FILE"
 fi
