@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Arm64 install-and-load check. For each Node major (20 and 22 by default) it installs the
 // production dependencies with the arm64 Node build into a scratch copy of the project
-// (package.json, package-lock.json, .npmrc, config/, and dist/ compiled on this host), running
+// (package.json, package-lock.json, .prebuild-installrc, config/, and dist/ compiled on this host), running
 // `npm ci --omit=dev` itself as arm64 so that linux-arm64 optional packages are picked and the
 // native addons (better-sqlite3, epoll) are compiled for arm64. Then, still with the arm64 Node,
 // it loads every native addon, runs `vigia config check` on every bundled profile, reads a
@@ -13,7 +13,7 @@
 // Cortex-A72 like the Raspberry Pi 4; no binfmt_misc needed: a `node` wrapper first in PATH
 // starts the emulator) and the addons are compiled with the aarch64 cross compiler. On an arm64
 // host everything runs natively. better-sqlite3 is compiled from source on every Node version,
-// as .npmrc asks and as an install on a device does (its prebuilt binaries would come from
+// as .prebuild-installrc asks and as an install on a device does (its prebuilt binaries would come from
 // outside the npm registry). Missing system packages are installed with apt-get when running as
 // root; otherwise the command to run is printed.
 //
@@ -294,7 +294,7 @@ function prepareSysroot() {
 async function hostBuild(work, npmCli, log) {
   const host = join(work, 'host');
   mkdirSync(host, { recursive: true });
-  for (const f of ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'tsconfig.build.json']) cpSync(join(REPO, f), join(host, f));
+  for (const f of ['package.json', 'package-lock.json', '.prebuild-installrc', 'tsconfig.json', 'tsconfig.build.json']) cpSync(join(REPO, f), join(host, f));
   cpSync(join(REPO, 'src'), join(host, 'src'), { recursive: true });
   const repoModules = join(REPO, 'node_modules');
   let installed = "the checkout's node_modules";
@@ -448,7 +448,7 @@ function scratchApp(ctx, shared) {
   mkdirSync(app, { recursive: true });
   const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
   writeFileSync(join(app, 'package.json'), `${JSON.stringify(pkg, null, 2)}\n`);
-  for (const f of ['package-lock.json', '.npmrc']) cpSync(join(REPO, f), join(app, f));
+  for (const f of ['package-lock.json', '.prebuild-installrc']) cpSync(join(REPO, f), join(app, f));
   // `prepare` keeps the prebuilt dist/ when the compiler (a devDependency) is not installed.
   mkdirSync(join(app, 'scripts'), { recursive: true });
   cpSync(join(REPO, 'scripts', 'prepare.mjs'), join(app, 'scripts', 'prepare.mjs'));
@@ -833,7 +833,7 @@ async function main() {
   notes.push(`npm ${npmVersion} (the host's npm-cli.js) run by each arm64 Node; npm cache ${NPM_CACHE}`);
   if (shared.unknownNpmConfig.size) {
     notes.push(
-      `npm ${npmVersion} warns that the .npmrc keys ${[...shared.unknownNpmConfig].join(', ')} are unknown to it and "will stop working in the next major version of npm"`,
+      `npm ${npmVersion} warns that the config keys ${[...shared.unknownNpmConfig].join(', ')} are unknown to it and "will stop working in the next major version of npm"`,
     );
   }
 

@@ -25,6 +25,9 @@ const REQUIRED = [
   { file: '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf', program: 'DejaVu Sans Bold font', pkg: 'fonts-dejavu-core' },
   // The Node-RED editor test drives Debian's browser through playwright-core (no browser download).
   { program: 'chromium', pkg: 'chromium' },
+  // The installer test: shellcheck on scripts/install.sh, and the user it declares checked by sysusers.
+  { program: 'shellcheck', pkg: 'shellcheck' },
+  { program: 'systemd-sysusers', pkg: 'systemd' },
 ];
 
 /** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */
