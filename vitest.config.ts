@@ -3,9 +3,9 @@ import { configDefaults, defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['tests/**/*.test.ts'],
-    // The VM tests have their own configs: `npm run test:hardware` (GPIO on a real kernel) and
-    // `npm run test:powercut` (power cuts).
-    exclude: [...configDefaults.exclude, 'tests/hardware/**', 'tests/powercut/**'],
+    // The VM tests have their own configs: `npm run test:hardware` (GPIO on a real kernel),
+    // `npm run test:powercut` (power cuts) and `npm run test:vm` (a system with systemd).
+    exclude: [...configDefaults.exclude, 'tests/hardware/**', 'tests/powercut/**', 'tests/systemd/**'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Broker and daemon tests start real processes; two cores, so keep parallelism modest.

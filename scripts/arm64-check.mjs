@@ -50,12 +50,13 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { cpus, homedir, tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import bcrypt from 'bcryptjs';
+import { freePort } from './hardware-rig.mjs';
 
 const REPO = resolve(import.meta.dirname, '..');
 const PROBES = join(REPO, 'tests', 'arm64');
@@ -472,17 +473,6 @@ function installBreakdown(logsDir) {
     .map(([k, ms]) => `${k.replace(/^build:run:\w+:node_modules\//, '')} ${sec(ms)}`);
   if (builds.length) parts.push(`scripts: ${builds.join(', ')}`);
   return parts.length ? ` (${parts.join('; ')})` : '';
-}
-
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolvePort(port));
-    });
-  });
 }
 
 const canConnect = (socket) =>

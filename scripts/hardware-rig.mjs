@@ -36,6 +36,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 
@@ -163,14 +164,15 @@ function log(msg) {
   process.stderr.write(`hardware-rig: ${msg}\n`);
 }
 
-class RigError extends Error {}
+/** A step that cannot be done: its message says why (the command line prints it without a stack). */
+export class RigError extends Error {}
 
-function fail(msg) {
+export function fail(msg) {
   throw new RigError(msg);
 }
 
 /** Runs a command; fails with its output when it fails. Returns stdout. */
-function run(cmd, args, { env, cwd } = {}) {
+export function run(cmd, args, { env, cwd } = {}) {
   const res = spawnSync(cmd, args, { cwd, env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
   if (res.error) fail(`cannot run ${cmd}: ${res.error.message}`);
   if (res.status !== 0) {
@@ -187,11 +189,11 @@ function dpkgVersion(pkg) {
   return status === 'install ok installed' ? version : undefined;
 }
 
-function sha256(data) {
+export function sha256(data) {
   return createHash('sha256').update(data).digest('hex');
 }
 
-function isRoot() {
+export function isRoot() {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
@@ -205,7 +207,7 @@ function aptUpdate() {
   aptUpdated = true;
 }
 
-function aptInstall(pkgs) {
+export function aptInstall(pkgs) {
   if (pkgs.length === 0) return;
   if (!isRoot()) {
     fail(`missing packages: ${pkgs.join(' ')}; install them with: sudo apt-get install -y --no-install-recommends ${pkgs.join(' ')} (or run as root)`);
@@ -259,13 +261,18 @@ function chooseKernel() {
   return { abi, version };
 }
 
-function cacheRoot() {
-  if (process.env.VIGIA_RIG_CACHE) return resolve(process.env.VIGIA_RIG_CACHE);
+/** `~/.cache/<name>` (or under $XDG_CACHE_HOME), unless `override` names a directory. */
+export function cacheDirectory(name, override) {
+  if (override) return resolve(override);
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
-  return join(base, 'vigia-hardware-rig');
+  return join(base, name);
 }
 
-function readJson(path) {
+function cacheRoot() {
+  return cacheDirectory('vigia-hardware-rig', process.env.VIGIA_RIG_CACHE);
+}
+
+export function readJson(path) {
   try {
     return JSON.parse(readFileSync(path, 'utf8'));
   } catch {
@@ -273,7 +280,7 @@ function readJson(path) {
   }
 }
 
-function writeFileAtomic(path, data) {
+export function writeFileAtomic(path, data) {
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, data);
   renameSync(tmp, path);
@@ -282,7 +289,7 @@ function writeFileAtomic(path, data) {
 // ---------------------------------------------------------------------------------------------
 // The newc cpio format, for the initramfs.
 
-function cpioArchive(entries) {
+export function cpioArchive(entries) {
   const chunks = [];
   let ino = 1;
   const pad4 = (n) => (4 - (n % 4)) % 4;
@@ -297,10 +304,10 @@ function cpioArchive(entries) {
   return Buffer.concat(chunks);
 }
 
-const DIR = 0o040755;
-const FILE = 0o100644;
-const EXEC = 0o100755;
-const CHR = 0o020600;
+export const DIR = 0o040755;
+export const FILE = 0o100644;
+export const EXEC = 0o100755;
+export const CHR = 0o020600;
 
 // ---------------------------------------------------------------------------------------------
 // Building the rig.
@@ -388,8 +395,17 @@ function extractVmlinux(script, vmlinuz, out) {
 
 /** The boot modules in load order (dependencies first), as paths under the unpacked image. */
 function bootModules(kernel, imageDir) {
-  const modDir = join(imageDir, 'lib', 'modules', kernel.abi);
   run('/sbin/depmod', ['-b', imageDir, kernel.abi]);
+  const order = moduleLoadOrder(join(imageDir, 'lib', 'modules', kernel.abi), BOOT_MODULES);
+  for (const p of order) if (/\.ko\.\w+$/.test(p)) fail(`${p} is compressed; the initramfs loads plain .ko files`);
+  return order;
+}
+
+/**
+ * The modules `names` need, in load order (dependencies first), as paths under `modDir` (a
+ * /lib/modules/<abi> tree depmod has run on). Names built into the kernel need nothing.
+ */
+export function moduleLoadOrder(modDir, names) {
   const dep = new Map();
   for (const line of readFileSync(join(modDir, 'modules.dep'), 'utf8').split('\n')) {
     const m = /^([^:]+):\s*(.*)$/.exec(line);
@@ -415,14 +431,45 @@ function bootModules(kernel, imageDir) {
     for (const d of [...(dep.get(path) ?? [])].reverse()) visit(d);
     order.push(path);
   };
-  for (const name of BOOT_MODULES) {
+  for (const name of names) {
     if (builtin.has(name)) continue;
     const path = byName.get(name);
-    if (!path) fail(`kernel ${kernel.abi} has no module ${name}`);
+    if (!path) fail(`${modDir} has no module ${name}`);
     visit(path);
   }
-  for (const p of order) if (/\.ko\.\w+$/.test(p)) fail(`${p} is compressed; the initramfs loads plain .ko files`);
   return order.map((p) => join(modDir, p));
+}
+
+/** Where the rig keeps the kernel's module tree (/lib/modules/<abi> of the image package, depmod run). */
+function moduleTreeOf(rig) {
+  return join(rig.cacheDir, 'modules', rig.abi);
+}
+
+/**
+ * The module tree of the rig's kernel, for jobs that boot a root file system of their own. Kept
+ * in the rig's cache; a cache built before it was kept gets it from the image package again.
+ */
+export function kernelModules(rig) {
+  const tree = moduleTreeOf(rig);
+  if (existsSync(join(tree, 'modules.dep'))) return tree;
+  const work = mkdtempSync(join(rig.cacheDir, 'modules-'));
+  try {
+    unpackKernelImage(rig, work);
+    keepModuleTree(rig, work);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  return tree;
+}
+
+/** Moves the module tree out of an unpacked image package (depmod already run on it) into the rig's cache. */
+function keepModuleTree(rig, imageDir) {
+  const from = join(imageDir, 'lib', 'modules', rig.abi);
+  if (!existsSync(join(from, 'modules.dep'))) run('/sbin/depmod', ['-b', imageDir, rig.abi]);
+  const tree = moduleTreeOf(rig);
+  rmSync(join(rig.cacheDir, 'modules'), { recursive: true, force: true });
+  mkdirSync(join(rig.cacheDir, 'modules'), { recursive: true });
+  renameSync(from, tree);
 }
 
 function buildInitramfs(modules, simKo, out) {
@@ -523,6 +570,7 @@ function prepareKernel(root) {
   buildInitramfs(modules, ko, paths.initrd);
   const config = join(imageDir, 'boot', `config-${kernel.abi}`);
   writeFileSync(join(dir, `config-${kernel.abi}`), readFileSync(config));
+  keepModuleTree({ abi: kernel.abi, cacheDir: dir }, imageDir);
   rmSync(work, { recursive: true, force: true });
 
   const built = {
@@ -544,7 +592,19 @@ function prepareKernel(root) {
 // ---------------------------------------------------------------------------------------------
 // Running a command in the VM.
 
-function shellQuote(s) {
+/** A TCP port free on the loopback now, for a forward to a VM (or any server) to listen on. */
+export function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+export function shellQuote(s) {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
@@ -722,12 +782,19 @@ async function main(argv) {
   return 2;
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === resolve(new URL(import.meta.url).pathname)) {
+/**
+ * Runs `main` with the command line when the script at `moduleUrl` is the one node was started
+ * with (not imported): exits with its status, printing a RigError's message without a stack.
+ */
+export function runAsCommand(moduleUrl, name, main) {
+  if (!process.argv[1] || resolve(process.argv[1]) !== resolve(new URL(moduleUrl).pathname)) return;
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err) => {
-      process.stderr.write(`hardware-rig: ${err instanceof RigError ? err.message : (err?.stack ?? err)}\n`);
+      process.stderr.write(`${name}: ${err instanceof RigError ? err.message : (err?.stack ?? err)}\n`);
       process.exit(1);
     },
   );
 }
+
+runAsCommand(import.meta.url, 'hardware-rig', main);
