@@ -14,6 +14,7 @@ import { Outbox, type RecoveryReport } from './gateway/outbox.js';
 import { topicsFor, type Topics } from './gateway/topics.js';
 import { Uplink } from './gateway/uplink.js';
 import { EXTENSIONS, type ExtensionEntry, type GatewayServices } from './extensions.js';
+import type { ServiceSummary } from './service-supervision.js';
 import { type DaemonStatus, daemonStatus } from './status.js';
 import { VERSION } from './version.js';
 
@@ -31,7 +32,12 @@ export interface ControllerDeps {
   extensions?: readonly ExtensionEntry[];
   /** Extra extensions started after the listed ones and stopped before them. */
   extra?: readonly ExtraExtension[];
+  /** Test hooks on the control socket (`debug.block_loop`); never on a device. */
+  debugOps?: boolean;
 }
+
+/** The longest `debug.block_loop` may stall the event loop. */
+const MAX_BLOCK_LOOP_MS = 60_000;
 
 const EXPIRE_INTERVAL_MS = 60_000;
 
@@ -203,6 +209,7 @@ export class Controller {
     // Found corrupt while running: reported like a corrupt file found at start.
     this.#outbox.onReopened((report) => void this.#reportRecovery(report).catch((err) => logger.error({ err }, 'could not report the outbox recovery')));
     this.#control.handle('status', () => this.status());
+    if (this.#deps.debugOps) this.#handleDebugOps();
     this.#expireTimer = setInterval(() => this.#outbox.expire(), EXPIRE_INTERVAL_MS);
     this.#expireTimer.unref();
     this.#outbox.expire();
@@ -260,6 +267,28 @@ export class Controller {
     } catch (err) {
       this.logger.error({ err, ext: name }, 'error while stopping');
     }
+  }
+
+  /**
+   * The watchdog test blocks the event loop the way a runaway computation would, from inside,
+   * and answers once the loop runs again.
+   */
+  #handleDebugOps(): void {
+    this.logger.warn('debug operations are on (VIGIA_DEBUG_OPS): for tests only');
+    this.#control.handle('debug.block_loop', (args) => {
+      const ms = Number(args.ms);
+      if (!Number.isFinite(ms) || ms <= 0 || ms > MAX_BLOCK_LOOP_MS) throw new Error(`ms must be a number of milliseconds in (0, ${MAX_BLOCK_LOOP_MS}]`);
+      const end = performance.now() + ms;
+      while (performance.now() < end) {
+        /* the stall itself */
+      }
+      return { blocked_ms: ms };
+    });
+  }
+
+  /** The link state and outbox depth, for systemd's status line (cheap: no extension is asked). */
+  serviceSummary(): ServiceSummary {
+    return { link: this.#uplink.state(), outboxDepth: this.#outbox.depth() };
   }
 
   /** A started extension by name (tests and the demo reach the simulated hardware through it). */
