@@ -22,6 +22,8 @@ const REQUIRED = [
   { file: '/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf', program: 'DejaVu Sans Bold font', pkg: 'fonts-dejavu-core' },
   // The Node-RED editor test drives Debian's browser through playwright-core (no browser download).
   { program: 'chromium', pkg: 'chromium' },
+  // The unit test checks systemd/*.service with `systemd-analyze verify` and `security --offline=yes`.
+  { program: 'systemd-analyze', pkg: 'systemd' },
 ];
 
 /** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */
