@@ -4,7 +4,7 @@ import { SystemdNotifier, takeServiceManagerEnv, unixDatagramSender } from './ga
 
 /** How often the status line is looked at; it is sent only when it changed. */
 export const STATUS_CHECK_MS = 5_000;
-/** A flapping link sends at most one status a second. */
+/** A flapping link sends at most one status a second (monotonic time: a GPS clock step must not stall it). */
 const MIN_STATUS_GAP_MS = 1_000;
 
 export interface ServiceSummary {
@@ -66,7 +66,7 @@ export class SystemdSupervision {
   /** Startup is over: READY=1, then the status line kept current. */
   async ready(summary: () => ServiceSummary, onLinkChange: (listener: () => void) => () => void): Promise<void> {
     this.#lastStatus = statusLine(summary());
-    this.#lastStatusAt = Date.now();
+    this.#lastStatusAt = performance.now();
     await this.notifier.ready(this.#lastStatus);
     const update = () => this.#updateStatus(summary);
     this.#statusTimer = setInterval(update, STATUS_CHECK_MS);
@@ -77,7 +77,7 @@ export class SystemdSupervision {
   #updateStatus(summary: () => ServiceSummary): void {
     const line = statusLine(summary());
     if (line === this.#lastStatus || this.#pendingStatus) return;
-    const wait = this.#lastStatusAt + MIN_STATUS_GAP_MS - Date.now();
+    const wait = this.#lastStatusAt + MIN_STATUS_GAP_MS - performance.now();
     if (wait > 0) {
       this.#pendingStatus = setTimeout(() => {
         this.#pendingStatus = undefined;
@@ -87,7 +87,7 @@ export class SystemdSupervision {
       return;
     }
     this.#lastStatus = line;
-    this.#lastStatusAt = Date.now();
+    this.#lastStatusAt = performance.now();
     void this.notifier.status(line);
   }
 
