@@ -25,7 +25,13 @@ const lines = createInterface({ input: process.stdin });
 const timeout = setTimeout(() => {
   answer({ ok: false, error: 'no request within 5 s' });
 }, 5_000);
+let asked = false;
+// The caller hung up without asking: nothing to do.
+lines.once('close', () => {
+  if (!asked) process.exit(1);
+});
 lines.once('line', async (line) => {
+  asked = true;
   clearTimeout(timeout);
   lines.close();
   const target = clockTargetFor(line.slice(0, 1000), systemClock.monoNow());

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,9 +42,12 @@ describe('the clock helper behind its socket', () => {
     const helper = `${process.execPath} ${join(REPO_ROOT, 'dist', 'clock-helper.js')}`;
     const root = process.getuid?.() === 0;
     const command = root ? `setpriv --bounding-set=-sys_time --inh-caps=-sys_time ${helper}` : helper;
-    socat = spawn(findSocat(), [`UNIX-LISTEN:${socketPath},fork`, `EXEC:${command}`], { stdio: 'ignore' });
-    for (let i = 0; i < 400 && !existsSync(socketPath); i++) await sleep(25);
-    if (!existsSync(socketPath)) throw new Error('socat did not listen');
+    // -d -d: socat says "listening on" once listen(2) is done (the file exists slightly before).
+    socat = spawn(findSocat(), ['-d', '-d', `UNIX-LISTEN:${socketPath},fork`, `EXEC:${command}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    socat.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+    for (let i = 0; i < 400 && !/listening on/.test(log); i++) await sleep(25);
+    if (!/listening on/.test(log)) throw new Error(`socat did not listen: ${log}`);
   });
   afterAll(() => {
     socat.kill('SIGKILL');
