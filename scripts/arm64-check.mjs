@@ -3,7 +3,7 @@
 // production dependencies with the arm64 Node build into a scratch copy of the project
 // (package.json, package-lock.json, .prebuild-installrc, config/, and dist/ compiled on this host), running
 // `npm ci --omit=dev` itself as arm64 so that linux-arm64 optional packages are picked and the
-// native addons (better-sqlite3, epoll) are compiled for arm64. Then, still with the arm64 Node,
+// native addons (better-sqlite3, epoll, unix-dgram) are compiled for arm64. Then, still with the arm64 Node,
 // it loads every native addon, runs `vigia config check` on every bundled profile, reads a
 // synthetic plate with `vigia anpr read --json` (the real ONNX models), and runs the daemon in
 // simulation mode: events into the outbox through the control socket, SIGTERM, exit 0, the

@@ -28,6 +28,8 @@ const REQUIRED = [
   // The installer test: shellcheck on scripts/install.sh, and the user it declares checked by sysusers.
   { program: 'shellcheck', pkg: 'shellcheck' },
   { program: 'systemd-sysusers', pkg: 'systemd' },
+  // The unit test checks systemd/*.service with `systemd-analyze verify` and `security --offline=yes`.
+  { program: 'systemd-analyze', pkg: 'systemd' },
 ];
 
 /** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */

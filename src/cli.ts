@@ -1,5 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { annotateImage } from './anpr/annotate.js';
@@ -11,6 +11,7 @@ import { HotlistStore } from './anpr/hotlist/source.js';
 import { rankWithGrammar, type RankedPlate } from './anpr/pipeline.js';
 import { ConfigError, configJsonSchema, formatProblem, loadConfig, runConfigCheck } from './config/index.js';
 import type { Config } from './config/schema.js';
+import { INSTALLED_UNIT } from './config/sandbox-paths.js';
 import { isPriority } from './core/event.js';
 import type { DaemonStatus } from './status.js';
 import { runDaemonFromFile } from './daemon.js';
@@ -101,8 +102,10 @@ config
   .command('check')
   .description('validate a configuration file; exits 78 and lists every problem as FILE:LINE:COL field: message')
   .argument('<file>')
-  .action((file: string) => {
-    process.exitCode = runConfigCheck(file, { stdout: (s) => process.stdout.write(`${s}\n`), stderr: (s) => process.stderr.write(`${s}\n`) });
+  .option('--unit <file>', `also check that every directory the config writes is writable under this systemd unit (default: ${INSTALLED_UNIT}, when installed)`)
+  .action((file: string, opts: { unit?: string }) => {
+    const unit = opts.unit ?? (existsSync(INSTALLED_UNIT) ? INSTALLED_UNIT : undefined);
+    process.exitCode = runConfigCheck(file, { stdout: (s) => process.stdout.write(`${s}\n`), stderr: (s) => process.stderr.write(`${s}\n`) }, unit);
   });
 config
   .command('schema')

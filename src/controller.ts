@@ -19,6 +19,7 @@ import { Uplink } from './gateway/uplink.js';
 import { EXTENSIONS, type ExtensionEntry, type GatewayServices } from './extensions.js';
 import { registerAdminCommands } from './admin-commands.js';
 import { LogLevelOverride } from './log-level.js';
+import type { ServiceSummary } from './service-supervision.js';
 import { type DaemonStatus, daemonStatus } from './status.js';
 import { VERSION } from './version.js';
 
@@ -40,7 +41,12 @@ export interface ControllerDeps {
   configFile?: string;
   /** Stops the daemon cleanly to be started again (restart, config.set); without it those commands are refused. */
   requestRestart?: (reason: string) => void;
+  /** Test hooks on the control socket (`debug.block_loop`); never on a device. */
+  debugOps?: boolean;
 }
+
+/** The longest `debug.block_loop` may stall the event loop. */
+const MAX_BLOCK_LOOP_MS = 60_000;
 
 const EXPIRE_INTERVAL_MS = 60_000;
 
@@ -201,6 +207,7 @@ export class Controller {
     this.#outbox.onReopened((report) => void this.#reportRecovery(report).catch((err) => logger.error({ err }, 'could not report the outbox recovery')));
     this.#control.handle('status', () => this.status());
     handleOutboxOps(this.#control, this.#outbox, this.#uplink);
+    if (this.#deps.debugOps) this.#handleDebugOps();
     this.#expireTimer = setInterval(() => this.#outbox.expire(), EXPIRE_INTERVAL_MS);
     this.#expireTimer.unref();
     this.#outbox.expire();
@@ -299,6 +306,28 @@ export class Controller {
     } catch (err) {
       this.logger.error({ err, ext: name }, 'error while stopping');
     }
+  }
+
+  /**
+   * The watchdog test blocks the event loop the way a runaway computation would, from inside,
+   * and answers once the loop runs again.
+   */
+  #handleDebugOps(): void {
+    this.logger.warn('debug operations are on (VIGIA_DEBUG_OPS): for tests only');
+    this.#control.handle('debug.block_loop', (args) => {
+      const ms = Number(args.ms);
+      if (!Number.isFinite(ms) || ms <= 0 || ms > MAX_BLOCK_LOOP_MS) throw new Error(`ms must be a number of milliseconds in (0, ${MAX_BLOCK_LOOP_MS}]`);
+      const end = performance.now() + ms;
+      while (performance.now() < end) {
+        /* the stall itself */
+      }
+      return { blocked_ms: ms };
+    });
+  }
+
+  /** The link state and outbox depth, for systemd's status line (cheap: no extension is asked). */
+  serviceSummary(): ServiceSummary {
+    return { link: this.#uplink.state(), outboxDepth: this.#outbox.depth() };
   }
 
   /** A started extension by name (tests and the demo reach the simulated hardware through it). */

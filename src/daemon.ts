@@ -3,6 +3,7 @@ import { type Config, configWarnings } from './config/schema.js';
 import { CONFIRM_WITHIN_MS, ConfigTrial, EXIT_RESTART } from './config-trial.js';
 import { Controller, type ControllerDeps } from './controller.js';
 import { PRIVATE_UMASK } from './core/private-files.js';
+import { SystemdSupervision } from './service-supervision.js';
 
 /**
  * `vigia run -c FILE`: the daemon from its configuration file. A file on trial after `config.set`
@@ -30,23 +31,28 @@ export async function runDaemonFromFile(file: string, onConfigError: (err: Confi
 /**
  * Runs the controller until SIGTERM/SIGINT. An unexpected exception stops the process with a
  * non-zero code: systemd restarts it, and everything accepted is already on disk. `restart` and
- * `config.set` stop it cleanly with EXIT_RESTART for the same reason.
+ * `config.set` stop it cleanly with EXIT_RESTART for the same reason. Under systemd
+ * (`Type=notify`) it reports readiness, status and stopping, and feeds the watchdog.
  */
 export async function runDaemon(config: Config, deps: ControllerDeps = {}, trial?: ConfigTrial): Promise<Controller> {
   // Whatever the daemon and Node-RED create is private to the daemon's user and group.
   process.umask(PRIVATE_UMASK);
   let stopping = false;
   const controller = new Controller(config, {
+    debugOps: process.env.VIGIA_DEBUG_OPS === '1',
     ...deps,
     requestRestart: deps.configFile ? (reason) => void shutdown(reason, EXIT_RESTART) : undefined,
   });
   const { logger } = controller;
   for (const w of configWarnings(config)) logger.warn({ path: w.path }, w.message);
   for (const note of trial?.notes ?? []) logger.warn({ file: deps.configFile }, note);
+  // Under systemd (`Type=notify`): readiness, status, stopping, and the watchdog fed from this loop.
+  const systemd = await SystemdSupervision.start(process.env, process.pid, logger);
   async function shutdown(reason: string, code = 0) {
     if (stopping) return;
     stopping = true;
     logger.info({ reason, exit_code: code }, 'shutting down');
+    await systemd?.stopping();
     const force = setTimeout(() => process.exit(code || 1), 10_000);
     force.unref();
     await controller.stop();
@@ -86,6 +92,10 @@ export async function runDaemon(config: Config, deps: ControllerDeps = {}, trial
     logger.flush();
     process.exit(1);
   }
+  await systemd?.ready(
+    () => controller.serviceSummary(),
+    (listener) => controller.bus.on('link.state', listener, 'systemd'),
+  );
   if (trial) void settleConfigChange(controller, trial, deadline);
   return controller;
 }

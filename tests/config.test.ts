@@ -117,6 +117,14 @@ describe('bundled configs', () => {
     if (profile !== 'pole') expect(config.anpr.cameras.length).toBeGreaterThan(0);
   });
 
+  it.each(['pole.example.yaml', 'gantry.example.yaml', 'patrol.example.yaml'])('%s writes only where the shipped unit lets the daemon write', (name) => {
+    const { file } = redirectedExample(name);
+    const stdout: string[] = [];
+    const unit = join(CONFIG_DIR, '..', 'systemd', 'vigia.service');
+    expect(runConfigCheck(file, { stdout: (s) => stdout.push(s), stderr: () => {} }, unit)).toBe(0);
+    expect(stdout).toEqual([expect.stringMatching(/: ok \(profile \w+, .*\); every directory it writes is writable under .*vigia\.service$/)]);
+  });
+
   it('the examples fail on a machine without their secret files', () => {
     const file = join(CONFIG_DIR, 'pole.example.yaml');
     const found = problems(file);

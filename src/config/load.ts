@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { applyProfileDefaults } from './profiles.js';
+import { readUnitSandbox, sandboxProblems } from './sandbox-paths.js';
 import { configSchema, configWarnings, type Config } from './schema.js';
 
 export interface ConfigProblem {
@@ -313,14 +314,34 @@ export interface CheckOutput {
 /** EX_CONFIG from sysexits.h: systemd and scripts can tell a bad file from a crash. */
 export const EX_CONFIG = 78;
 
-/** `vigia config check FILE`: 0 and one summary line, or every problem on stderr and EX_CONFIG. */
-export function runConfigCheck(file: string, out: CheckOutput): number {
+/**
+ * `vigia config check FILE`: 0 and one summary line, or every problem on stderr and EX_CONFIG.
+ * With `unitFile` (the installed systemd unit), a directory the config makes the daemon write but
+ * the unit's sandbox keeps read-only is a problem too: the daemon would fail on the pole.
+ */
+export function runConfigCheck(file: string, out: CheckOutput, unitFile?: string): number {
   try {
     const config = loadConfig(file);
+    const sandbox = unitFile === undefined ? null : readUnitSandbox(unitFile);
+    if (sandbox) {
+      const problems = sandboxProblems(config, sandbox);
+      if (problems.length > 0) {
+        const lineCounter = new LineCounter();
+        const doc = parseDocument(readFileSync(file, 'utf8'), { lineCounter });
+        throw new ConfigError(
+          file,
+          problems.map((p) => {
+            const offset = locate(doc, p.path);
+            return { file, ...(offset === undefined ? { line: 1, col: 1 } : lineCounter.linePos(offset)), path: p.path.join('.'), message: p.message };
+          }),
+        );
+      }
+    }
     // Warnings do not fail the check: the file is valid, but someone should look.
     for (const w of configWarnings(config)) out.stderr(`${file} ${w.path}: warning: ${w.message}`);
     const { device } = config;
-    out.stdout(`${file}: ok (profile ${device.profile}, device ${device.site}/${device.id})`);
+    const checked = sandbox ? `; every directory it writes is writable under ${sandbox.unitFile}` : '';
+    out.stdout(`${file}: ok (profile ${device.profile}, device ${device.site}/${device.id})${checked}`);
     return 0;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

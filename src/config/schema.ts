@@ -223,7 +223,12 @@ export const hardwareSchema = z
       .strictObject({
         port: z.string().describe('Serial device, e.g. /dev/ttyACM0 (USB) or /dev/serial0 (UART)'),
         baud: z.number().int().positive().default(9600).describe('Baud rate'),
-        sync_clock: z.boolean().default(true).describe('Mark the wall clock as synced from GPS time when NTP has not'),
+        sync_clock: z
+          .boolean()
+          .default(true)
+          .describe(
+            'Mark the wall clock as synced from GPS time when NTP has not; a wrong clock is set through the clock helper (systemctl enable --now vigia-clock.socket)',
+          ),
         max_fix_age: duration().prefault('10s').describe('Older fixes are not attached to events'),
       })
       .optional()

@@ -1,8 +1,8 @@
-import { execFile } from 'node:child_process';
 import type { Logger } from 'pino';
 import { type Clock, wallAt } from '../core/clock.js';
 import type { ClockTrust } from '../core/extension.js';
 import { errorMessage } from '../drivers/camera/source.js';
+import { setSystemTimeThroughHelper } from './clock-helper-client.js';
 
 /** How far the wall clock may be from GPS time and still count as right. */
 export const CLOCK_AGREEMENT_MS = 2_000;
@@ -26,15 +26,6 @@ export const MAX_BEFORE_TRUSTED_MS = 60_000;
 const SET_RETRY_MS = 5 * 60_000;
 
 export type SetSystemTime = (epochMs: number) => Promise<void>;
-
-/** Sets the system clock with date(1). Needs CAP_SYS_TIME (the systemd unit can grant it). */
-export const setSystemTimeWithDate: SetSystemTime = (epochMs) =>
-  new Promise((resolve, reject) => {
-    execFile('date', ['-u', '-s', `@${(epochMs / 1000).toFixed(3)}`], { timeout: 5_000 }, (err, _stdout, stderr) => {
-      if (err) reject(new Error(String(stderr).trim() || err.message));
-      else resolve();
-    });
-  });
 
 export interface GpsClockDeps {
   clock: Clock;
@@ -80,7 +71,8 @@ export class GpsClock {
     this.#clock = deps.clock;
     this.#clockSync = deps.clockTrust;
     this.#logger = deps.logger;
-    this.#setSystemTime = deps.setSystemTime ?? setSystemTimeWithDate;
+    // The daemon holds no capability: the privileged clock helper sets the clock for it.
+    this.#setSystemTime = deps.setSystemTime ?? setSystemTimeThroughHelper();
   }
 
   /** A valid, dated GPS time (`utcMs`) from a sentence received at monotonic `receivedMono`. */

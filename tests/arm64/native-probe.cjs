@@ -63,6 +63,23 @@ const checks = {
       return `LinuxBinding; open(/dev/null) reached the addon: ${err.message}`;
     }
   },
+  'unix-dgram': async () => {
+    // systemd's notify socket is an AF_UNIX datagram socket: send one to a socket bound here.
+    const { createSocket } = require('unix-dgram');
+    const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'probe-'));
+    const where = path.join(dir, 'notify.sock');
+    const receiver = createSocket('unix_dgram');
+    const got = new Promise((resolve) => receiver.on('message', (msg) => resolve(msg.toString())));
+    receiver.bind(where);
+    const sender = createSocket('unix_dgram');
+    await new Promise((resolve, reject) => sender.send(Buffer.from('READY=1\n'), 0, 8, where, (err) => (err ? reject(err) : resolve())));
+    const text = await got;
+    sender.close();
+    receiver.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+    if (text !== 'READY=1\n') throw new Error(`received ${JSON.stringify(text)}`);
+    return 'datagram sent and received on an AF_UNIX socket';
+  },
   sharp: () => {
     const sharp = require('sharp');
     return `libvips ${sharp.versions.vips}`;
