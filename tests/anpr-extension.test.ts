@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -264,16 +264,7 @@ describe('ANPR extension', () => {
     const { publicKey, privateKey } = generateKeyPairSync('ed25519');
     let body = Buffer.from('plate,reason,source,added,expires\nHJRS37,encargo por robo,PDI,2026-11-20,\n');
     let header = signedHeader(body, 1);
-    const server = createServer({ cert: readFileSync(tls.serverCert), key: readFileSync(tls.serverKey) }, (req, res) => {
-      if (req.url === '/list.csv') return res.end(body);
-      if (req.url === '/list.csv.header') return res.end(header);
-      if (req.url === '/list.csv.sig') return res.end(sign(null, header, privateKey).toString('base64'));
-      res.statusCode = 404;
-      res.end();
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    stops.push(() => new Promise((r) => server.close(() => r())));
-    const url = `https://localhost:${(server.address() as { port: number }).port}/list.csv`;
+    const url = await serveSignedList(tls, () => ({ body, header }), privateKey);
     const t = await start({ hotlist: { url, ca: tls.caFile, refresh: '200ms', public_key: publicKey.export({ type: 'spki', format: 'pem' }).toString() } }, [
       directoryCam,
     ]);
@@ -296,17 +287,19 @@ describe('ANPR extension', () => {
     expect(t.of('plate.hit')[0]!.payload.entry).toMatchObject({ plate: 'HJRS38', source: 'PDI' });
   });
 
-  it('raises hotlist.stale once for a list older than max_age, however often it is fetched again', async () => {
-    const tls = makeTlsFiles();
-    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-    const body = Buffer.from('plate,reason,source,added,expires\nHJRS37,encargo por robo,PDI,2026-11-20,\n');
-    const header = signedHeader(body, 1, new Date(Date.now() - 48 * 3600_000));
-    let listRequests = 0;
+  /** An HTTPS hotlist server: the list, its signed header and the signature, as `current()` has them now. */
+  async function serveSignedList(
+    tls: ReturnType<typeof makeTlsFiles>,
+    current: () => { body: Buffer; header: Buffer },
+    privateKey: KeyObject,
+    onList?: () => void,
+  ) {
     const server = createServer({ cert: readFileSync(tls.serverCert), key: readFileSync(tls.serverKey) }, (req, res) => {
       if (req.url === '/list.csv') {
-        listRequests++;
-        return res.end(body);
+        onList?.();
+        return res.end(current().body);
       }
+      const { header } = current();
       if (req.url === '/list.csv.header') return res.end(header);
       if (req.url === '/list.csv.sig') return res.end(sign(null, header, privateKey).toString('base64'));
       res.statusCode = 404;
@@ -314,7 +307,21 @@ describe('ANPR extension', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     stops.push(() => new Promise((r) => server.close(() => r())));
-    const url = `https://localhost:${(server.address() as { port: number }).port}/list.csv`;
+    return `https://localhost:${(server.address() as { port: number }).port}/list.csv`;
+  }
+
+  it('raises hotlist.stale once for a list older than max_age, however often it is fetched again', async () => {
+    const tls = makeTlsFiles();
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    const body = Buffer.from('plate,reason,source,added,expires\nHJRS37,encargo por robo,PDI,2026-11-20,\n');
+    const header = signedHeader(body, 1, new Date(Date.now() - 48 * 3600_000));
+    let listRequests = 0;
+    const url = await serveSignedList(
+      tls,
+      () => ({ body, header }),
+      privateKey,
+      () => listRequests++,
+    );
     const publicPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
     const t = await start({ hotlist: { url, ca: tls.caFile, refresh: '100ms', max_age: '24h', public_key: publicPem } }, [directoryCam]);
     await until(() => t.of('hotlist.stale').length === 1, 'stale list reported');

@@ -180,8 +180,10 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
     await sub.waitFor(() => sub.byId.has(r.id), 10_000, 'event after recovery');
   });
 
-  it('keeps serving commands, and refuses their replays, after the outbox is found corrupt while running', async () => {
-    const { broker, sub, cfg, daemon } = await setup();
+  /** A running daemon that has accepted one signed ping; `before` is that command, for replaying it later. */
+  async function startWithAcceptedCommand() {
+    const rig = await setup();
+    const { broker, daemon } = rig;
     await daemon.start();
     const commander = new CommandClient(broker.url, 'test-site', 'pole-0001');
     await commander.connect();
@@ -189,6 +191,11 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
     await commander.ready();
     const before = commander.sign('ping');
     expect((await commander.send('ping', before)).ok).toBe(true);
+    return { ...rig, commander, before };
+  }
+
+  it('keeps serving commands, and refuses their replays, after the outbox is found corrupt while running', async () => {
+    const { sub, cfg, daemon, commander, before } = await startWithAcceptedCommand();
 
     const r0 = await daemon.request<{ id: string; seq: number }>('sim.event', { type: 'sim.before', priority: 'alarm' });
     await sub.waitFor(() => sub.byId.has(r0.id), 10_000, 'event before corruption');
@@ -221,14 +228,7 @@ describe('gateway end to end (real daemon, real Mosquitto)', () => {
   });
 
   it('refuses the command that finds the nonces corrupt, recovers the outbox and serves the next', async () => {
-    const { broker, cfg, daemon } = await setup();
-    await daemon.start();
-    const commander = new CommandClient(broker.url, 'test-site', 'pole-0001');
-    await commander.connect();
-    cleanups.push(() => commander.close());
-    await commander.ready();
-    const before = commander.sign('ping');
-    expect((await commander.send('ping', before)).ok).toBe(true);
+    const { cfg, daemon, commander, before } = await startWithAcceptedCommand();
 
     const r0 = await daemon.request<{ id: string; seq: number }>('sim.event', { type: 'sim.before', priority: 'alarm' });
     corruptOutboxTables(join(cfg.dir, 'data', 'outbox.db'), ['nonces']);
