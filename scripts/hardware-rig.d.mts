@@ -49,3 +49,5 @@ export function runInVm(
   command: string[],
   opts?: VmOptions & { timeoutMs?: number },
 ): Promise<{ status: number; seconds: number; outDir: string; console: string; consoleFile: string }>;
+/** `~/.cache/<name>` (or under $XDG_CACHE_HOME), unless `override` names a directory. */
+export function cacheDirectory(name: string, override?: string): string;

@@ -1,7 +1,10 @@
 #!/bin/bash
-# Installs Vigía from the release it ships in (`npm run release` makes vigia-VERSION.tgz) on
-# Raspberry Pi OS or Debian (bookworm, trixie; arm64, or x86_64 for lab machines). Run it again to
-# upgrade: the code is replaced, the configuration and the data are kept. `--help` says the rest.
+# Installs Vigía from the release it ships in on Raspberry Pi OS or Debian (bookworm, trixie;
+# arm64, or x86_64 for lab machines): the bundle (`npm run release -- --with-deps` makes
+# vigia-VERSION-linux-ARCH-nodeMAJOR.tgz, with the dependencies built for that architecture and
+# Node.js ABI) needs neither network nor compiler; the plain release (`npm run release`,
+# vigia-VERSION.tgz) installs them with npm ci. Run it again to upgrade: the code is replaced,
+# the configuration and the data are kept. `--help` says the rest.
 #
 # Ownership is declared the systemd way rather than applied by hand: the daemon's user in
 # sysusers.d, the modes and group of /etc/vigia in tmpfiles.d. A live install applies both at
@@ -14,8 +17,8 @@ readonly EX_FAILED=1 EX_USAGE=64 EX_UNAVAILABLE=69 EX_NOPERM=77
 readonly MIN_NODE_MAJOR=20
 readonly PROFILES='pole gantry patrol'
 # The production dependencies take about 400 MiB; npm's cache and the old copy kept during an
-# upgrade need room next to them.
-readonly MIN_FREE_MIB=1024
+# upgrade need room next to them. Copying a bundle's needs its own size, plus some slack.
+readonly MIN_FREE_MIB=1024 BUNDLE_SLACK_MIB=64
 
 readonly APP=/opt/vigia
 readonly BIN_LINK=/usr/local/bin/vigia
@@ -28,7 +31,8 @@ readonly WANTS_BASE=/etc/systemd/system
 readonly SYSUSERS=/usr/lib/sysusers.d/vigia.conf
 readonly TMPFILES=/usr/lib/tmpfiles.d/vigia.conf
 # Written into node_modules: what its native addons were built for, so an upgrade with the same
-# lockfile, Node ABI and architecture keeps them instead of compiling again.
+# lockfile, Node ABI and architecture keeps them instead of compiling again. A bundle carries it
+# too (scripts/release.mjs writes it), and its node_modules is used where it matches.
 readonly DEPS_KEY_FILE=node_modules/.vigia-installed-for
 
 usage() {
@@ -37,25 +41,30 @@ Usage: install.sh --profile pole|gantry|patrol [--root DIR]
        install.sh [--root DIR]                      upgrade: replace the code, keep the configuration
        install.sh --uninstall [--purge] [--root DIR]
 
-Installs Vigía: the code in /opt/vigia with its production dependencies (npm ci --omit=dev, which
-compiles better-sqlite3), the `vigia` command (/usr/local/bin/vigia), the system user `vigia`
-(groups gpio, dialout, video), /etc/vigia/vigia.yaml from the profile's example if there is none
-yet, with empty 0640 files for the secrets it names, and the systemd unit, enabled. A first install
-does not start the daemon: edit the configuration first. An upgrade restarts it if it was running.
+Installs Vigía: the code in /opt/vigia with its production dependencies (those bundled in the
+release when they were built for this architecture and Node.js; otherwise npm ci --omit=dev, which
+needs the npm registry and compiles better-sqlite3), the `vigia` command (/usr/local/bin/vigia),
+the system user `vigia` (groups gpio, dialout, video), /etc/vigia/vigia.yaml from the profile's
+example if there is none yet, with empty 0640 files for the secrets it names, and the systemd unit,
+enabled. A first install does not start the daemon: edit the configuration first. An upgrade
+restarts it if it was running.
 
   --profile P   the example configuration to start from (needed only when there is none yet)
   --root DIR    install into the tree DIR (an image being built) without touching this system:
                 no systemctl, no user created; the unit is enabled by its wants symlink, the user
                 and the ownership of /etc/vigia are created at DIR's first boot (sysusers.d,
-                tmpfiles.d). The dependencies are built for this machine's architecture.
+                tmpfiles.d). The dependencies are for this machine's architecture and Node.js
+                (the bundle's when it was built for them).
   --uninstall   stop and disable the daemon, remove the code, the command and the unit; keep
                 /etc/vigia, /var/lib/vigia and the user
   --purge       with --uninstall: remove the configuration, the data and the user too
   -h, --help    this text
 
-On a device, as a user with sudo:
-  scp vigia-VERSION.tgz pi@pole:
-  ssh pi@pole 'tar xzf vigia-VERSION.tgz && sudo package/scripts/install.sh --profile pole'
+On a device, as a user with sudo, the bundle for its architecture (no network, no compiler):
+  scp vigia-VERSION-linux-arm64-node20.tgz pi@pole:
+  ssh pi@pole 'tar xzf vigia-VERSION-linux-arm64-node20.tgz && sudo package/scripts/install.sh --profile pole'
+The plain release, vigia-VERSION.tgz, installs the same way but needs the npm registry and a
+compiler (make, g++ and python3, installed with apt when missing).
 
 Exit codes: 0 done, 1 a step failed, 64 bad arguments, 69 a prerequisite is missing (Node.js,
 npm, compiler, operating system, disk space), 77 not run as root.
@@ -198,7 +207,6 @@ On bookworm (its nodejs is 18), from NodeSource:
 node_bin=$(command -v node) || die "$EX_UNAVAILABLE" "Node.js is not installed. $node_help"
 node_version=$("$node_bin" -p 'process.versions.node')
 ((${node_version%%.*} >= MIN_NODE_MAJOR)) || die "$EX_UNAVAILABLE" "Node.js $node_version is too old. $node_help"
-command -v npm >/dev/null || die "$EX_UNAVAILABLE" "npm is not installed. $node_help"
 node_arch=$("$node_bin" -p 'process.arch')
 case $node_arch in
   arm64 | x64) ;;
@@ -207,10 +215,31 @@ esac
 
 version=$("$node_bin" -p 'require(process.argv[1]).version' "$src/package.json")
 deps_key="$(sha256sum <"$src/package-lock.json" | cut -d' ' -f1) node-abi-$("$node_bin" -p 'process.versions.modules') $node_arch"
-reuse_deps=0
-if [[ $(cat "$(r "$APP/$DEPS_KEY_FILE")" 2>/dev/null) == "$deps_key" ]]; then reuse_deps=1; fi
+# A key, readable: "arm64, Node.js ABI 115", and whether it is for another lockfile than this release's.
+describe_key() {
+  local lock abi arch
+  read -r lock abi arch <<<"$1"
+  printf '%s, Node.js ABI %s' "${arch:-unknown}" "${abi#node-abi-}"
+  if [[ $lock != "${deps_key%% *}" ]]; then printf ", for another package-lock.json than this release's"; fi
+}
+# Where the dependencies come from: the installed ones, kept (an upgrade with the same lockfile,
+# Node ABI and architecture); the release's own node_modules (a bundle built for this system);
+# or npm ci, from the registry, compiling better-sqlite3.
+deps_from=npm
+bundle_key=$(cat "$src/$DEPS_KEY_FILE" 2>/dev/null) || bundle_key=''
+if [[ $(cat "$(r "$APP/$DEPS_KEY_FILE")" 2>/dev/null) == "$deps_key" ]]; then
+  deps_from=installed
+elif [[ -n $bundle_key && $bundle_key == "$deps_key" ]]; then
+  deps_from=bundle
+elif [[ -n $bundle_key ]]; then
+  say "The dependencies bundled in this release were built for $(describe_key "$bundle_key");" \
+    "this system is $(describe_key "$deps_key") (Node.js $node_version). Installing them with npm ci" \
+    "instead, which needs the npm registry and a compiler. The bundle for this system is" \
+    "vigia-$version-linux-$node_arch-node${node_version%%.*}.tgz (npm run release -- --with-deps on such a machine)."
+fi
 
-if ((!reuse_deps)); then
+if [[ $deps_from == npm ]]; then
+  command -v npm >/dev/null || die "$EX_UNAVAILABLE" "npm is not installed. $node_help"
   # node-gyp compiles better-sqlite3 (its prebuilt binaries would come from outside npm).
   missing=()
   for tool in make g++ python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
@@ -230,8 +259,14 @@ opt=$(r /opt)
 probe=$opt
 while [[ ! -d $probe ]]; do probe=$(dirname "$probe"); done
 free_mib=$(($(df -Pk "$probe" | awk 'NR == 2 { print $4 }') / 1024))
-if ((!reuse_deps && free_mib < MIN_FREE_MIB)); then
-  die "$EX_UNAVAILABLE" "only $free_mib MiB free on $probe; the install needs $MIN_FREE_MIB MiB"
+case $deps_from in
+  installed) need_mib=0 ;;
+  # What is copied is at most the release itself.
+  bundle) need_mib=$(($(du -sk "$src" | cut -f1) / 1024 + BUNDLE_SLACK_MIB)) ;;
+  npm) need_mib=$MIN_FREE_MIB ;;
+esac
+if ((free_mib < need_mib)); then
+  die "$EX_UNAVAILABLE" "only $free_mib MiB free on $probe; the install needs $need_mib MiB"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -268,10 +303,14 @@ for f in "${payload[@]}" package.json package-lock.json README.md LICENSE; do
 done
 chmod 0755 "$stage/dist/cli.js"
 
-if ((reuse_deps)); then
+if [[ $deps_from == installed ]]; then
   say "Dependencies unchanged (same lockfile, Node ABI and architecture): keeping them."
   # Hard links: the running daemon keeps its modules until it is restarted on the new code.
   cp -al "$app/node_modules" "$stage/node_modules"
+elif [[ $deps_from == bundle ]]; then
+  say "Dependencies bundled in the release (built for $(describe_key "$deps_key")): copying them, no download, no compiler needed."
+  # Not cp -a: the copy belongs to root like the rest of the code, not to whoever unpacked the release.
+  cp -R --preserve=mode,timestamps,links "$src/node_modules" "$stage/node_modules"
 else
   say "Installing the production dependencies (npm ci --omit=dev; compiling better-sqlite3 takes a few minutes on a Pi)..."
   # allowScripts in package.json denies onnxruntime-node's CUDA download; npm versions that do not
@@ -279,8 +318,9 @@ else
   (cd "$stage" && ONNXRUNTIME_NODE_INSTALL=skip npm_config_update_notifier=false \
     nice -n 10 npm ci --omit=dev --no-audit --no-fund) ||
     die "$EX_FAILED" "npm ci --omit=dev failed in $stage (the installed version is unchanged)"
-  printf '%s\n' "$deps_key" >"$stage/$DEPS_KEY_FILE"
 fi
+# (The kept ones already say so, through the hard link.)
+if [[ $deps_from != installed ]]; then printf '%s\n' "$deps_key" >"$stage/$DEPS_KEY_FILE"; fi
 
 upgrade=0
 if [[ -d $app ]]; then

@@ -1,13 +1,16 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundledRelease, ENV_WITHOUT_NPM as env, type Run, runProgram } from './helpers/release.js';
 
 // The installer as a technician gets it: the release tarball, unpacked, installing with --root
 // into a temporary tree (unprivileged: nothing is chowned, no user is created, no systemctl).
 // The first install runs the real `npm ci --omit=dev` (it compiles better-sqlite3); the later
-// runs reuse what it installed.
+// runs reuse what it installed. The bundle (`npm run release -- --with-deps`) installs with neither
+// npm nor a compiler.
 
 const REPO = resolve(import.meta.dirname, '..');
 const MIN = 60_000;
@@ -23,32 +26,13 @@ const isSymlink = (path: string) => {
   }
 };
 
-// `npm test` sets npm_* variables for its scripts; they would steer the installer's own npm.
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k) && k !== 'INIT_CWD'));
-
 const work = mkdtempSync(join(tmpdir(), 'vigia-install-'));
 const tree = join(work, 'root');
 const script = join(work, 'package', 'scripts', 'install.sh');
 const inTree = (path: string) => join(tree, path);
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the installer without blocking the test worker (the first run compiles for minutes). */
-function install(...args: string[]): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(script, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', fail);
-    child.on('close', (status) => done({ status, stdout, stderr }));
-  });
-}
+/** Runs the installer of the plain release (the first run compiles for minutes). */
+const install = (...args: string[]) => runProgram(script, args);
 const output = (r: Run) => `${r.stdout}${r.stderr}`;
 
 /** The `{file: /etc/vigia/NAME}` secrets an example configuration names outside comments. */
@@ -238,5 +222,121 @@ describe('scripts/install.sh', () => {
       expect(exists(inTree('/etc/vigia')), 'etc/vigia').toBe(false);
       expect(exists(inTree('/var/lib/vigia')), 'var/lib/vigia').toBe(false);
     }
+  });
+});
+
+describe('the bundle (npm run release -- --with-deps) and the installer using it', () => {
+  const dir = join(work, 'bundle');
+  const bundleTree = join(dir, 'root');
+  const bundleScript = join(dir, 'package', 'scripts', 'install.sh');
+  const lockHash = createHash('sha256')
+    .update(readFileSync(join(REPO, 'package-lock.json')))
+    .digest('hex');
+  const depsKey = `${lockHash} node-abi-${process.versions.modules} ${process.arch}`;
+  // What install.sh runs when it installs from a bundle into --root; npm, make, g++ and python3
+  // are left out, so a run that needed them would fail.
+  const tools = 'awk cat chmod cp cut df dirname du find grep install ln mkdir mv node rm sed sha256sum sort tr'.split(' ');
+  const offline = join(dir, 'offline-bin');
+  const offlineEnv = { ...env, PATH: offline };
+  const onPath = (tool: string, path: string) => spawnSync('/bin/bash', ['-c', 'command -v "$1"', '-', tool], { env: { PATH: path }, encoding: 'utf8' });
+  // As a technician's user unpacks it: the files are not root's (where this runs as root).
+  const notOurs = join('node_modules', 'better-sqlite3', 'package.json');
+  let tarball: string;
+  let bundled: Run;
+
+  beforeAll(async () => {
+    mkdirSync(dir);
+    tarball = await bundledRelease(dir);
+    const untar = spawnSync('tar', ['xzf', tarball], { cwd: dir, encoding: 'utf8' });
+    expect(untar.status, untar.stderr).toBe(0);
+    if (process.getuid?.() === 0) chownSync(join(dir, 'package', notOurs), 65534, 65534);
+    mkdirSync(offline);
+    for (const tool of tools) {
+      const found = onPath(tool, env.PATH ?? '');
+      expect(found.status, `${tool} is not installed`).toBe(0);
+      symlinkSync(found.stdout.trim(), join(offline, tool));
+    }
+    mkdirSync(bundleTree);
+    bundled = await runProgram(bundleScript, ['--profile', 'pole', '--root', bundleTree], offlineEnv);
+  }, 20 * MIN);
+
+  it('is named for this system and carries node_modules/.vigia-installed-for with the key install.sh computes', () => {
+    expect(basename(tarball)).toBe(`vigia-${pkg.version}-linux-${process.arch}-node${process.versions.node.split('.')[0]}.tgz`);
+    const key = spawnSync('tar', ['xzOf', tarball, 'package/node_modules/.vigia-installed-for'], { encoding: 'utf8' });
+    expect(key.status, key.stderr).toBe(0);
+    expect(key.stdout).toBe(`${depsKey}\n`);
+    // The plain release's files are all there too.
+    for (const f of ['package.json', 'package-lock.json', 'dist/cli.js', 'scripts/install.sh', 'systemd/vigia.service']) {
+      expect(existsSync(join(dir, 'package', f)), f).toBe(true);
+    }
+  });
+
+  it('installs with neither npm nor a compiler on the PATH', () => {
+    for (const absent of ['npm', 'make', 'g++', 'python3']) expect(onPath(absent, offline).status, absent).not.toBe(0);
+    expect(bundled.status, output(bundled)).toBe(0);
+    expect(bundled.stdout).toContain(`Dependencies bundled in the release (built for ${process.arch}, Node.js ABI ${process.versions.modules})`);
+    expect(output(bundled)).not.toMatch(/npm ci|apt-get/);
+    expect(bundled.stdout).toContain(`Vigía ${pkg.version} installed in ${join(bundleTree, 'opt/vigia')}`);
+    expect(readFileSync(join(bundleTree, 'opt/vigia/node_modules/.vigia-installed-for'), 'utf8')).toBe(`${depsKey}\n`);
+    const version = spawnSync(join(bundleTree, 'usr/local/bin/vigia'), ['--version'], { encoding: 'utf8' });
+    expect(version.stdout.trim(), version.stderr).toBe(pkg.version);
+    // The copy is the installing user's, like the rest of the code, not the unpacking user's.
+    expect(statSync(join(bundleTree, 'opt/vigia', notOurs)).uid).toBe(process.getuid?.());
+  });
+
+  it("installs a working better-sqlite3 and only this system's onnxruntime-node binaries", () => {
+    const modules = join(bundleTree, 'opt/vigia/node_modules');
+    const sqlite = join(modules, 'better-sqlite3');
+    const probe = spawnSync(
+      process.execPath,
+      ['-e', `const D = require(${JSON.stringify(sqlite)}); console.log(new D(':memory:').pragma('journal_mode', { simple: true }))`],
+      { encoding: 'utf8' },
+    );
+    expect(probe.stdout.trim(), probe.stderr).toBe('memory');
+    const ortBin = join(modules, 'onnxruntime-node', 'bin');
+    const napis = readdirSync(ortBin);
+    expect(napis.length).toBeGreaterThan(0);
+    for (const napi of napis) {
+      expect(readdirSync(join(ortBin, napi)), napi).toEqual(['linux']);
+      expect(readdirSync(join(ortBin, napi, 'linux')), napi).toEqual([process.arch]);
+      expect(readdirSync(join(ortBin, napi, 'linux', process.arch))).toContain('onnxruntime_binding.node');
+    }
+  });
+
+  it('an upgrade from the same bundle keeps the installed dependencies', async () => {
+    const again = await runProgram(bundleScript, ['--root', bundleTree], offlineEnv);
+    expect(again.status, output(again)).toBe(0);
+    expect(again.stdout).toContain('Dependencies unchanged');
+    expect(again.stdout).not.toContain('Dependencies bundled');
+  });
+
+  it('a bundle built for another Node ABI says so and falls back to npm ci', async () => {
+    const other = join(dir, 'other');
+    mkdirSync(other);
+    const copy = spawnSync('cp', ['-al', join(dir, 'package'), other], { encoding: 'utf8' });
+    expect(copy.status, copy.stderr).toBe(0);
+    const keyFile = join(other, 'package', 'node_modules', '.vigia-installed-for');
+    rmSync(keyFile); // a hard link to the first copy's
+    writeFileSync(keyFile, `${lockHash} node-abi-1 ${process.arch}\n`);
+    // An npm that records how it was run and fails, as one without the registry would.
+    const fakeBin = join(other, 'bin');
+    const calls = join(other, 'npm-calls');
+    mkdirSync(fakeBin);
+    writeFileSync(join(fakeBin, 'npm'), `#!/bin/sh\necho "$*" >>${JSON.stringify(calls)}\nexit 1\n`, { mode: 0o755 });
+    const otherTree = join(other, 'root');
+    mkdirSync(otherTree);
+
+    const r = await runProgram(join(other, 'package', 'scripts', 'install.sh'), ['--profile', 'pole', '--root', otherTree], {
+      ...env,
+      PATH: `${fakeBin}:${env.PATH}`,
+    });
+    expect(r.stdout).toContain(
+      `The dependencies bundled in this release were built for ${process.arch}, Node.js ABI 1; this system is ${process.arch}, Node.js ABI ${process.versions.modules}`,
+    );
+    expect(r.stdout).toContain(`vigia-${pkg.version}-linux-${process.arch}-node${process.versions.node.split('.')[0]}.tgz`);
+    expect(readFileSync(calls, 'utf8')).toBe('ci --omit=dev --no-audit --no-fund\n');
+    expect(r.status, output(r)).toBe(1);
+    expect(r.stderr).toMatch(/npm ci --omit=dev failed in .*\/opt\/vigia\.new \(the installed version is unchanged\)/);
+    expect(exists(join(otherTree, 'opt/vigia')) || exists(join(otherTree, 'opt/vigia.new'))).toBe(false);
   });
 });
