@@ -34,6 +34,8 @@ export interface SshResult {
 export interface SystemdVm {
   /** The host port (on 127.0.0.1) forwarded to the guest's sshd. */
   sshPort: number;
+  /** The host ends of the guest's ttyS1, ttyS2...: UNIX sockets to connect to (see `serialPorts`). */
+  serialSockets: string[];
   /** QEMU started to the first command answered over SSH. */
   bootMs: number;
   /** The serial console (kernel and systemd), kept after the VM is gone. */
@@ -53,4 +55,5 @@ export interface SystemdVm {
 }
 
 export function prepareSystemdImage(): SystemdImage;
-export function bootSystemdVm(opts?: { memoryMb?: number; cpus?: number; image?: SystemdImage }): Promise<SystemdVm>;
+/** `serialPorts`: how many UARTs beyond the console (ttyS1...) to give the guest; default 0. */
+export function bootSystemdVm(opts?: { memoryMb?: number; cpus?: number; image?: SystemdImage; serialPorts?: number }): Promise<SystemdVm>;

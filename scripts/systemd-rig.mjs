@@ -443,7 +443,7 @@ function runClient(program, args, timeoutMs, what) {
   });
 }
 
-function qemuArgs(image, { memoryMb, cpus, overlay, consoleFile, sshPort }) {
+function qemuArgs(image, { memoryMb, cpus, overlay, consoleFile, sshPort, serialSockets }) {
   return [
     ...['-accel', 'tcg', '-cpu', 'max', '-machine', 'pc', '-m', String(memoryMb), '-smp', String(cpus)],
     ...['-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none', '-serial', `file:${consoleFile}`],
@@ -453,6 +453,9 @@ function qemuArgs(image, { memoryMb, cpus, overlay, consoleFile, sshPort }) {
     ...['-drive', `file=${overlay},if=virtio,format=qcow2,cache=writeback`],
     ...['-netdev', `user,id=net0,hostfwd=tcp:127.0.0.1:${sshPort}-:22`, '-device', 'virtio-net-pci,netdev=net0'],
     ...['-device', 'virtio-rng-pci'],
+    // More 16550 UARTs (ttyS1, ttyS2...: a GPS on a pole's serial header), each a UNIX socket QEMU
+    // listens on; whatever the host writes there arrives on the guest's port through its 8250 driver.
+    ...serialSockets.flatMap((path) => ['-serial', `unix:${path},server=on,wait=off`]),
   ];
 }
 
@@ -463,14 +466,17 @@ const BOOT_TIMEOUT_MS = 5 * 60_000;
  * technician. `ssh(cmd)` runs a shell command line there; `reboot()` and `stop()` go through
  * systemd; `kill()` pulls the plug.
  */
-export async function bootSystemdVm({ memoryMb = 1024, cpus = 2, image = prepareSystemdImage() } = {}) {
+export async function bootSystemdVm({ memoryMb = 1024, cpus = 2, image = prepareSystemdImage(), serialPorts = 0 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vigia-systemd-vm-'));
   const overlay = join(dir, 'overlay.qcow2');
   const consoleFile = join(dir, 'console.log');
   run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', image.image, '-F', 'raw', overlay]);
   const sshPort = await freePort();
+  const serialSockets = Array.from({ length: serialPorts }, (_, i) => join(dir, `ttyS${i + 1}.sock`));
   const started = Date.now();
-  const qemu = spawn('/usr/bin/qemu-system-x86_64', qemuArgs(image, { memoryMb, cpus, overlay, consoleFile, sshPort }), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const qemu = spawn('/usr/bin/qemu-system-x86_64', qemuArgs(image, { memoryMb, cpus, overlay, consoleFile, sshPort, serialSockets }), {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let qemuOutput = '';
   qemu.stdout.on('data', (b) => {
     qemuOutput += b;
@@ -540,6 +546,7 @@ export async function bootSystemdVm({ memoryMb = 1024, cpus = 2, image = prepare
 
   return {
     sshPort,
+    serialSockets,
     consoleFile,
     bootMs: Date.now() - started,
     exited,

@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   appendFileSync,
   chmodSync,
@@ -30,6 +30,7 @@ import { HttpSnapshotSource } from '../src/drivers/camera/http-snapshot.js';
 import { isJpeg, JpegSplitter } from '../src/drivers/camera/jpeg.js';
 import { backoffDelay } from '../src/core/backoff.js';
 import { type Frame, type FrameSource, type FrameSourceState, LatestFrameSlot } from '../src/drivers/camera/source.js';
+import { digestCamera, type DigestCameraLog } from './helpers/digest-camera.js';
 import { mulberry32 as rng } from './helpers/random.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vigia-camera-'));
@@ -458,23 +459,9 @@ describe('camera credentials and ffmpeg', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-/** Server side of RFC 7616 Digest, written independently of the client under test. */
-function digestHash(alg: string, s: string): string {
-  const name = alg.toUpperCase().replace(/-SESS$/, '');
-  return createHash(name === 'MD5' ? 'md5' : name === 'SHA-256' ? 'sha256' : 'sha512-256')
-    .update(s)
-    .digest('hex');
-}
-
-function parseAuthParams(header: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of header.matchAll(/(\w+)=(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))/g)) out[m[1]!] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3]!;
-  return out;
-}
-
 interface CameraServer {
   url: string;
-  log: Array<{ auth: string | undefined; status: number }>;
+  log: DigestCameraLog;
   server: Server;
 }
 
@@ -486,42 +473,6 @@ async function cameraServer(handler: (req: IncomingMessage, res: ServerResponse,
   cleanups.push(() => server.closeAllConnections());
   const { port } = server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}/onvif/snapshot?channel=1`, log, server };
-}
-
-function digestCamera(opts: { user: string; pass: string; algorithms: string[]; qop: string; alsoBasic?: boolean; image: Buffer }) {
-  const realm = 'IP Camera(12345)';
-  const nonces = new Map<string, number>(); // nonce → last nc
-  return (req: IncomingMessage, res: ServerResponse, log: CameraServer['log']) => {
-    const auth = req.headers.authorization;
-    const reply = (status: number) => {
-      log.push({ auth, status });
-      if (status === 200) {
-        res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Content-Length': opts.image.length });
-        res.end(opts.image);
-        return;
-      }
-      const nonce = randomBytes(12).toString('hex');
-      nonces.set(nonce, 0);
-      const challenges = opts.algorithms.map((a) => `Digest realm="${realm}", qop="${opts.qop}", algorithm=${a}, nonce="${nonce}", opaque="op-aque"`);
-      if (opts.alsoBasic) challenges.push(`Basic realm="${realm}"`);
-      res.writeHead(401, { 'WWW-Authenticate': challenges, 'Content-Type': 'text/html' });
-      res.end('<html>401 Unauthorized</html>');
-    };
-    if (!auth?.startsWith('Digest ')) return reply(401);
-    const p = parseAuthParams(auth.slice(7));
-    const last = p.nonce === undefined ? undefined : nonces.get(p.nonce);
-    const alg = p.algorithm ?? 'MD5';
-    if (last === undefined || p.username !== opts.user || p.realm !== realm || p.uri !== req.url || p.opaque !== 'op-aque') return reply(401);
-    if (!opts.algorithms.includes(alg) || p.qop !== 'auth' || !p.nc || !p.cnonce) return reply(401);
-    const nc = parseInt(p.nc, 16);
-    if (!(nc > last)) return reply(401); // replayed nonce count
-    const ha1 = digestHash(alg, `${opts.user}:${realm}:${opts.pass}`);
-    const ha2 = digestHash(alg, `${req.method}:${p.uri}`);
-    const expected = digestHash(alg, `${ha1}:${p.nonce}:${p.nc}:${p.cnonce}:auth:${ha2}`);
-    if (p.response !== expected) return reply(401);
-    nonces.set(p.nonce!, nc);
-    reply(200);
-  };
 }
 
 describe('HTTP digest helpers', () => {

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/index.js';
@@ -167,5 +168,27 @@ describe('vigia doctor on the SD card', () => {
   it('passes a card mounted read-write', async () => {
     const checks = byName(await doctorReport(config(), { daemon: null, procRoot: fakeProc('rw,noatime'), timeoutMs: 1000 }));
     expect(checks.filesystem).toMatchObject({ status: 'pass', detail: `ext4 on /dev/mmcblk0p2, mounted at ${tmp} (rw,noatime,errors=remount-ro)` });
+  });
+
+  it('warns when the GPS may set the clock but no clock helper listens, and passes once one does', async () => {
+    const { file } = writeDeviceConfig('mqtt://127.0.0.1:1', { paths: { data_dir: tmp }, hardware: { gps: { port: join(tmp, 'no-such-tty') } } });
+    const socketPath = join(tmp, 'clock.sock');
+    const opts = { daemon: null, procRoot: fakeProc('rw,noatime'), timeoutMs: 500, clockHelperSocket: socketPath };
+    const before = byName(await doctorReport(loadConfig(file), opts));
+    expect(before.gps!.status).toBe('fail');
+    expect(before['gps clock']).toMatchObject({ status: 'warn', fix: expect.stringContaining('systemctl enable --now vigia-clock.socket') });
+
+    const helper = createServer();
+    await new Promise<void>((r) => helper.listen(socketPath, r));
+    try {
+      expect(byName(await doctorReport(loadConfig(file), opts))['gps clock']).toMatchObject({ status: 'pass', fix: null });
+    } finally {
+      await new Promise<void>((r) => helper.close(() => r()));
+    }
+    const { file: noSync } = writeDeviceConfig('mqtt://127.0.0.1:1', {
+      paths: { data_dir: tmp },
+      hardware: { gps: { port: join(tmp, 'no-such-tty'), sync_clock: false } },
+    });
+    expect(byName(await doctorReport(loadConfig(noSync), opts))['gps clock']).toBeUndefined();
   });
 });

@@ -15,6 +15,7 @@ import { GpsClock } from '../src/features/gps-clock.js';
 import { LinePort, type LinePortState } from '../src/drivers/serial/line-port.js';
 import { LineSplitter } from '../src/drivers/serial/line-splitter.js';
 import { nmeaChecksum, type NmeaParse, parseNmea } from '../src/drivers/serial/nmea.js';
+import { gga, LA_SERENA, MUNICH, rmc } from './helpers/nmea.js';
 import { mulberry32 } from './helpers/random.js';
 import { type PtyLink, startPtyLink } from './helpers/socat.js';
 
@@ -57,38 +58,6 @@ function checksum(body: string): string {
 }
 const sentence = (body: string): string => `$${body}*${checksum(body)}`;
 const wire = (...bodies: string[]): string => bodies.map((b) => `${sentence(b)}\r\n`).join('');
-
-/** Signed degrees → NMEA `ddmm.mmmm,H` (latitude) or `dddmm.mmmm,H` (longitude). */
-function coord(deg: number, kind: 'lat' | 'lon'): string {
-  const abs = Math.abs(deg);
-  const whole = Math.floor(abs);
-  const minutes = ((abs - whole) * 60).toFixed(4).padStart(7, '0');
-  const hemisphere = kind === 'lat' ? (deg < 0 ? 'S' : 'N') : deg < 0 ? 'W' : 'E';
-  return `${String(whole).padStart(kind === 'lat' ? 2 : 3, '0')}${minutes},${hemisphere}`;
-}
-
-interface Pos {
-  lat: number;
-  lon: number;
-}
-/** La Serena, Chile: southern and western hemispheres. */
-const LA_SERENA: Pos = { lat: -29.9027, lon: -71.2519 };
-/** Munich: northern and eastern. */
-const MUNICH: Pos = { lat: 48.1173, lon: 11.5167 };
-
-function gga(o: { pos?: Pos | null; time?: string; quality?: number; sats?: number; hdop?: number; alt?: number; talker?: string } = {}): string {
-  const pos = o.pos === undefined ? LA_SERENA : o.pos;
-  const where = pos ? `${coord(pos.lat, 'lat')},${coord(pos.lon, 'lon')}` : ',,,';
-  return `${o.talker ?? 'GP'}GGA,${o.time ?? '123519.00'},${where},${o.quality ?? 1},${String(o.sats ?? 9).padStart(2, '0')},${o.hdop ?? 0.8},${o.alt ?? 28.3},M,22.1,M,,`;
-}
-
-function rmc(
-  o: { pos?: Pos | null; time?: string; status?: 'A' | 'V'; knots?: number | ''; course?: number | ''; date?: string; mode?: string; talker?: string } = {},
-): string {
-  const pos = o.pos === undefined ? LA_SERENA : o.pos;
-  const where = pos ? `${coord(pos.lat, 'lat')},${coord(pos.lon, 'lon')}` : ',,,';
-  return `${o.talker ?? 'GP'}RMC,${o.time ?? '123519.00'},${o.status ?? 'A'},${where},${o.knots ?? 22.4},${o.course ?? 84.4},${o.date ?? '300126'},,,${o.mode ?? 'A'}`;
-}
 
 function gsa(mode: 1 | 2 | 3, dop: [number, number, number] = [1.5, 0.8, 1.2], talker = 'GN'): string {
   const prns = ['04', '05', '09', '12', '24', '', '', '', '', '', '', ''];

@@ -37,11 +37,11 @@ keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 `;
 
-const SERVER_EXT = `[v3]
+const serverExt = (names: readonly string[]) => `[v3]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectAltName = ${['DNS:localhost', 'IP:127.0.0.1', ...names.map((n) => (/^[\d.]+$/.test(n) ? `IP:${n}` : `DNS:${n}`))].join(', ')}
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 `;
@@ -175,9 +175,11 @@ function makeLeaf(dir: string, name: string, cn: string, extText: string, ca: { 
  * a CA, a broker certificate for localhost/127.0.0.1, a client certificate
  * signed by the CA, and a client certificate signed by an unrelated "rogue" CA.
  *
- * Without `dir` a fresh temp directory is created and removed at process exit.
+ * Without `dir` a fresh temp directory is created and removed at process exit. `serverNames`
+ * adds host names or IPv4 addresses to the broker certificate (a VM reaches the host by another
+ * address than 127.0.0.1).
  */
-export function makeTlsFiles(dir?: string): TlsFiles {
+export function makeTlsFiles(dir?: string, { serverNames = [] }: { serverNames?: readonly string[] } = {}): TlsFiles {
   let target: string;
   if (dir === undefined) {
     target = mkdtempSync(join(tmpdir(), 'vigia-tls-'));
@@ -192,7 +194,7 @@ export function makeTlsFiles(dir?: string): TlsFiles {
   writeFileSync(reqCnf, REQ_CONFIG);
 
   const ca = makeCa(target, 'ca', 'Vigia Test CA');
-  const server = makeLeaf(target, 'server', 'localhost', SERVER_EXT, ca, reqCnf);
+  const server = makeLeaf(target, 'server', 'localhost', serverExt(serverNames), ca, reqCnf);
   const client = makeLeaf(target, 'client', 'vigia-test-client', CLIENT_EXT, ca, reqCnf);
   const rogueCa = makeCa(target, 'rogue-ca', 'Rogue Test CA');
   const rogue = makeLeaf(target, 'rogue-client', 'vigia-test-client', CLIENT_EXT, rogueCa, reqCnf);

@@ -1,53 +1,22 @@
-import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootSystemdVm, type SystemdImage, type SystemdVm } from '../../scripts/systemd-rig.mjs';
+import { buildImage, ROOT, secondsOf, sh as shIn, systemState as systemStateOf } from './guest.js';
 
 // The systemd rig itself: a Debian 12 system booted in QEMU with systemd as PID 1, reached over
 // SSH as a technician reaches a pole. One boot and one reboot (each is tens of seconds under TCG
 // emulation); the timings are printed, never asserted.
 
-const ROOT = resolve(import.meta.dirname, '../..');
 const CHIPS_SCRIPT = resolve(ROOT, 'tests/hardware/gpio-sim-chips.mjs');
-const RIG = resolve(ROOT, 'scripts/systemd-rig.mjs');
 
 let image: SystemdImage;
 let vm: SystemdVm | undefined;
 let baseImageMtime: number;
 const timings: Record<string, number | boolean | string | null> = {};
 
-const secondsOf = (ms: number) => Math.round(ms / 100) / 10;
-
-/**
- * `systemd-rig.mjs build` in a child process (a build blocks for minutes, which this worker's event
- * loop must not), its progress passed through.
- */
-function buildImage(): Promise<SystemdImage> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [RIG, 'build'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => {
-      out += b;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolvePromise(JSON.parse(out)) : reject(new Error(`systemd-rig.mjs build exited with ${code}`))));
-  });
-}
-
-/** Runs a command in the VM and returns its output; fails the test with the output if it fails. */
-async function sh(command: string): Promise<string> {
-  const r = await vm!.ssh(command);
-  expect(r.code, `${command}\n${r.stdout}${r.stderr}`).toBe(0);
-  return r.stdout.trim();
-}
-
-/** Waits for systemd to finish starting up; prints the failed units when it is degraded. */
-async function systemState(): Promise<string> {
-  const state = (await vm!.ssh('systemctl is-system-running --wait', { timeoutMs: 5 * 60_000 })).stdout.trim();
-  if (state === 'degraded') process.stderr.write(`systemd-vm: degraded; failed units:\n${await sh('systemctl --failed --no-legend --plain')}\n`);
-  return state;
-}
+const sh = (command: string) => shIn(vm!, command);
+const systemState = () => systemStateOf(vm!);
 
 beforeAll(async () => {
   const building = Date.now();

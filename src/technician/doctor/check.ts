@@ -64,6 +64,8 @@ export interface DoctorContext {
   timedatectlSynced: () => Promise<boolean>;
   /** Where the GPIO backends look (tests point them at fake tools and devices). */
   gpio: Omit<SelectGpioDeps, 'clock'>;
+  /** Where the clock helper's socket is when `vigia-clock.socket` is enabled. */
+  clockHelperSocket: string;
 }
 
 export type Check = (ctx: DoctorContext) => Promise<DoctorCheck[]>;

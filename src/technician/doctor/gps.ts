@@ -1,12 +1,33 @@
+import { statSync } from 'node:fs';
 import type { GpsFix } from '../../drivers/serial/gps.js';
-import { type Check, type DoctorCheck, type DoctorContext, errorText, fail, formatAge, pass } from './check.js';
+import { type Check, type DoctorCheck, type DoctorContext, errorText, fail, formatAge, pass, warn } from './check.js';
 
 /** The GPS receiver answers on its port and has a fix (without one, events carry no position). */
 export const gpsCheck: Check = async (ctx) => {
   const cfg = ctx.config.hardware.gps;
   if (!cfg) return [];
-  return [ctx.status ? fromDaemon(ctx) : await openHere(ctx)];
+  const receiver = ctx.status ? fromDaemon(ctx) : await openHere(ctx);
+  return cfg.sync_clock ? [receiver, clockHelperCheck(ctx)] : [receiver];
 };
+
+/**
+ * A wrong clock is set from GPS only through the clock helper, which is opt-in (it is the one
+ * process that may hold CAP_SYS_TIME): a warning, since NTP may keep the clock right anyway.
+ */
+function clockHelperCheck(ctx: DoctorContext): DoctorCheck {
+  let socket = false;
+  try {
+    socket = statSync(ctx.clockHelperSocket).isSocket();
+  } catch {
+    // absent: not enabled
+  }
+  if (socket) return pass('gps clock', `the clock helper listens on ${ctx.clockHelperSocket}: a wrong clock is set from GPS time`);
+  return warn(
+    'gps clock',
+    `hardware.gps.sync_clock is on but no clock helper listens on ${ctx.clockHelperSocket}: a wrong clock is not corrected from GPS`,
+    'sudo systemctl enable --now vigia-clock.socket (or set hardware.gps.sync_clock: false)',
+  );
+}
 
 const NO_FIX_FIX = 'the antenna needs open sky: mount it outside the cabinet, away from metal; a cold receiver can take several minutes for its first fix';
 const PORT_FIX =

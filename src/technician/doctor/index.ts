@@ -1,5 +1,6 @@
 import { type Config, configWarnings } from '../../config/schema.js';
 import { probeTimedatectl } from '../../core/clock-sync.js';
+import { CLOCK_HELPER_SOCKET } from '../../features/clock-helper-client.js';
 import type { DaemonRequest } from '../daemon-link.js';
 import { brokerChecks } from './broker.js';
 import { cameraChecks } from './cameras.js';
@@ -39,6 +40,8 @@ export interface DoctorOptions {
   now?: () => number;
   timedatectlSynced?: () => Promise<boolean>;
   gpio?: DoctorContext['gpio'];
+  /** Default /run/vigia-clock.sock. */
+  clockHelperSocket?: string;
 }
 
 /** In the order a technician works through them: the box, its time, its link, then what is wired to it. */
@@ -81,6 +84,7 @@ export async function doctorReport(config: Config, opts: DoctorOptions): Promise
     now: opts.now ?? Date.now,
     timedatectlSynced: opts.timedatectlSynced ?? probeTimedatectl,
     gpio: opts.gpio ?? {},
+    clockHelperSocket: opts.clockHelperSocket ?? CLOCK_HELPER_SOCKET,
   };
   // A check that throws is a failure of its own, never the end of the report.
   const results = await Promise.all(
