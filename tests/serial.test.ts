@@ -571,7 +571,11 @@ describe('GpsExtension', () => {
     cleanups.push(() => ext.stop());
     await ext.start();
     await until(() => ext.status().port?.state === 'open', 'port open');
-    await link.write(wire(gga(), rmc({ time: '123519.00', date: '300126' })));
+    // Two sentences a second apart: a live receiver, not a backlog read on open.
+    await link.write(wire(gga(), rmc({ time: '123518.00', date: '300126' })));
+    await until(() => (ext.status().port?.lines ?? 0) >= 2, 'the first second received');
+    clock.advance(1_000);
+    await link.write(wire(rmc({ time: '123519.00', date: '300126' })));
     await until(() => clockSync.synced(), 'clock synced');
     expect(calls).toEqual([Date.UTC(2026, 0, 30, 12, 35, 19)]);
     expect(clockSync.source()).toBe('gps');
@@ -607,6 +611,12 @@ describe('GPS clock sync', () => {
     return { clock, clockSync, gpsClock, calls, warnings };
   }
 
+  /** A live receiver: the sentence a second before `utcMs`, then `utcMs` at `mono` (a second later). */
+  const offerLive = (gpsClock: GpsClock, utcMs: number, mono: number) => {
+    gpsClock.offer(utcMs - 1_000, mono - 1_000);
+    gpsClock.offer(utcMs, mono);
+  };
+
   it.each([
     ['exactly right', 0],
     ['ahead by the sentence latency', 900],
@@ -614,7 +624,7 @@ describe('GPS clock sync', () => {
     ['behind by 1.5 s', -1_500],
   ])('marks an agreeing clock synced without touching it (%s)', (_name, offset) => {
     const { clockSync, gpsClock, calls } = setup(offset);
-    gpsClock.offer(GPS, 7_000);
+    offerLive(gpsClock, GPS, 7_000);
     expect(clockSync.synced()).toBe(true);
     expect(clockSync.source()).toBe('gps');
     expect(calls).toEqual([]);
@@ -624,7 +634,7 @@ describe('GPS clock sync', () => {
   it('sets a wrong clock to the GPS time (plus the time since the sentence arrived), then marks it synced', async () => {
     const { clock, clockSync, gpsClock, calls } = setup(-3 * 365 * 86_400_000);
     clock.advance(300); // the sentence arrived 300 ms ago
-    gpsClock.offer(GPS, 7_000);
+    offerLive(gpsClock, GPS, 7_000);
     expect(calls).toEqual([GPS + 300]);
     await until(() => clockSync.synced(), 'synced');
     expect(clockSync.source()).toBe('gps');
@@ -634,7 +644,7 @@ describe('GPS clock sync', () => {
 
   it('stays unsynced when the clock cannot be set, with one warning', async () => {
     const { clock, clockSync, gpsClock, calls, warnings } = setup(4_000, () => Promise.reject(new Error('date: cannot set date: Operation not permitted')));
-    gpsClock.offer(GPS, 7_000);
+    offerLive(gpsClock, GPS, 7_000);
     await until(() => gpsClock.status().last_set_error !== null, 'attempt failed');
     for (let i = 1; i <= 5; i++) {
       clock.advance(1_000);
@@ -657,7 +667,7 @@ describe('GPS clock sync', () => {
 
   it('does not mark synced a clock that did not take the new time', async () => {
     const { clockSync, gpsClock, calls, warnings } = setup(-60_000, () => Promise.resolve());
-    gpsClock.offer(GPS, 7_000);
+    offerLive(gpsClock, GPS, 7_000);
     await until(() => calls.length === 1 && gpsClock.status().last_set_error !== null, 'attempt checked');
     expect(clockSync.synced()).toBe(false);
     expect(warnings()).toHaveLength(1);
@@ -667,21 +677,21 @@ describe('GPS clock sync', () => {
     // The clock reads a year ago (no RTC); an earlier run trusted GPS + 1 day; a spoofed GPS says GPS.
     const { clockSync, gpsClock, calls, warnings } = setup(-365 * 86_400_000);
     (clockSync as unknown as { notBefore: () => number }).notBefore = () => GPS + 86_400_000;
-    gpsClock.offer(GPS, 7_000);
+    offerLive(gpsClock, GPS, 7_000);
     await sleep(20);
     expect(calls).toEqual([]);
     expect(clockSync.synced()).toBe(false);
     expect(gpsClock.status().last_set_error).toMatch(/a time this device already trusted/);
     expect(warnings()).toHaveLength(1);
     // A time after the mark is taken as before.
-    gpsClock.offer(GPS + 2 * 86_400_000, 7_000);
+    offerLive(gpsClock, GPS + 2 * 86_400_000, 7_000);
     await until(() => clockSync.synced(), 'synced from a plausible GPS time');
   });
 
   it('leaves a clock already synced by NTP alone, and never trusts an implausible GPS date', () => {
     const synced = setup(-60_000);
     synced.clockSync.markSynced('system');
-    synced.gpsClock.offer(GPS, 7_000);
+    offerLive(synced.gpsClock, GPS, 7_000);
     expect(synced.calls).toEqual([]);
     expect(synced.clockSync.source()).toBe('system');
     expect(synced.gpsClock.status().offset_ms).toBe(-60_000);
@@ -689,8 +699,31 @@ describe('GPS clock sync', () => {
     // A receiver hit by the week-number rollover reports a date 1024 weeks back.
     const rollover = GPS - 1024 * 7 * 86_400_000;
     const old = setup(-(1024 * 7 * 86_400_000));
-    old.gpsClock.offer(rollover, 7_000);
+    offerLive(old.gpsClock, rollover, 7_000);
     expect(old.calls).toEqual([]);
     expect(old.clockSync.synced()).toBe(false);
+  });
+
+  it('takes no time from a backlog that arrives in a burst on open, only from the live stream after it', async () => {
+    const { clock, clockSync, gpsClock, calls } = setup(-3 * 365 * 86_400_000);
+    // Six seconds of sentences buffered while the port was closed, read within 60 ms.
+    for (let i = 0; i < 6; i++) gpsClock.offer(GPS - 6_000 + i * 1_000, 7_000 + i * 10);
+    expect(calls).toEqual([]);
+    expect(clockSync.synced()).toBe(false);
+    // The burst's last sentence was the current one; the next comes a second later, at the
+    // receiver's own pace: the stream is live, and the clock is set from it.
+    clock.advance(1_000);
+    gpsClock.offer(GPS, 8_000);
+    expect(calls).toEqual([GPS]);
+    await until(() => clockSync.synced(), 'synced');
+  });
+
+  it('stops trusting the stream when sentences stop matching their pace, and trusts it again when they do', () => {
+    const { clockSync, gpsClock, calls } = setup(-60_000, () => Promise.resolve());
+    gpsClock.offer(GPS, 7_000);
+    gpsClock.offer(GPS + 1_000, 7_020); // a burst
+    gpsClock.offer(GPS + 2_000, 8_020); // live again
+    expect(calls).toHaveLength(1);
+    expect(clockSync.synced()).toBe(false);
   });
 });

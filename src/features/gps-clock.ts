@@ -22,6 +22,15 @@ export const MIN_PLAUSIBLE_UTC_MS = Date.UTC(2025, 0, 1);
  * receiver (the real time never goes back): the clock is neither set nor marked from it.
  */
 export const MAX_BEFORE_TRUSTED_MS = 60_000;
+/**
+ * GPS times are used only from a live stream: two dated sentences in a row that arrived as far
+ * apart as their times say, within this. What a receiver sent while nobody read the port (a USB
+ * receiver's buffer, a UART's FIFO and the tty's) arrives in a burst on open, seconds old, and
+ * would set the clock that far behind.
+ */
+export const LIVE_TOLERANCE_MS = 250;
+/** Sentences closer together than this (in both GPS time and arrival) say nothing about liveness. */
+const MIN_LIVE_SPACING_MS = 500;
 /** After a failed attempt to set the clock, the next one waits this long. */
 const SET_RETRY_MS = 5 * 60_000;
 
@@ -66,6 +75,8 @@ export class GpsClock {
   #setAttempts = 0;
   #lastSetError: string | null = null;
   #warned = false;
+  #previous: { utcMs: number; mono: number } | null = null;
+  #live = false;
 
   constructor(deps: GpsClockDeps) {
     this.#clock = deps.clock;
@@ -78,7 +89,8 @@ export class GpsClock {
   /** A valid, dated GPS time (`utcMs`) from a sentence received at monotonic `receivedMono`. */
   offer(utcMs: number, receivedMono: number): void {
     this.#offsetMs = this.#offsetAt(utcMs, receivedMono);
-    if (this.#clockSync.synced() || this.#setting) return;
+    this.#updateLiveness(utcMs, receivedMono);
+    if (this.#clockSync.synced() || this.#setting || !this.#live) return;
     if (utcMs < MIN_PLAUSIBLE_UTC_MS) return;
     const trusted = this.#clockSync.notBefore();
     if (trusted !== null && utcMs < trusted - MAX_BEFORE_TRUSTED_MS) {
@@ -106,6 +118,16 @@ export class GpsClock {
       set_attempts: this.#setAttempts,
       last_set_error: this.#lastSetError,
     };
+  }
+
+  #updateLiveness(utcMs: number, mono: number): void {
+    const previous = this.#previous;
+    this.#previous = { utcMs, mono };
+    if (!previous) return;
+    const gpsStep = utcMs - previous.utcMs;
+    const arrivalStep = mono - previous.mono;
+    if (Math.max(gpsStep, arrivalStep) < MIN_LIVE_SPACING_MS) return;
+    this.#live = Math.abs(gpsStep - arrivalStep) <= LIVE_TOLERANCE_MS;
   }
 
   /** Wall clock at the moment the sentence was received, minus the GPS time it carried. */
