@@ -360,6 +360,27 @@ describe('camera credentials and ffmpeg', () => {
 
   /** What every local user can read about a process: its command line. */
   const cmdline = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  /**
+   * The command line of the source's ffmpeg as it runs now. Read until there is one: under load the
+   * process read may just have exited (a zombie's cmdline is empty, a reaped one's is gone) and
+   * the source be about to start the next.
+   */
+  const liveCmdline = async (source: { pid: number | undefined }) => {
+    let seen = '';
+    await until(
+      () => {
+        try {
+          seen = source.pid === undefined ? '' : cmdline(source.pid);
+        } catch {
+          seen = '';
+        }
+        return seen !== '';
+      },
+      20000,
+      "ffmpeg's command line",
+    );
+    return seen;
+  };
 
   it('reads an MJPEG stream behind HTTP Basic with the password off ffmpeg’s command line (/proc/<pid>/cmdline)', async () => {
     const user = 'vigia';
@@ -385,7 +406,7 @@ describe('camera credentials and ffmpeg', () => {
     const w = watch(new FfmpegSource({ cameraId: 'mjpeg', url, fps: 5 }));
     await until(() => w.frames.length >= 2, 20000, 'frames from the authenticated stream');
     expect(cam.log.some((r) => r.status === 200)).toBe(true);
-    const seen = cmdline(w.source.pid!);
+    const seen = await liveCmdline(w.source);
     expect(seen).toMatch(/ffmpeg/);
     for (const leak of ['mjpeg-s3cr3t', encodeURIComponent(password), `${user}:`]) expect(seen).not.toContain(leak);
     expect(w.source.args.join(' ')).not.toContain('s3cr3t');
@@ -430,7 +451,7 @@ describe('camera credentials and ffmpeg', () => {
     });
     publish();
     await until(() => w.frames.length >= 3, 20000, 'frames over RTSP');
-    const seen = cmdline(w.source.pid!);
+    const seen = await liveCmdline(w.source);
     expect(seen).toMatch(/ffmpeg/);
     expect(seen).not.toContain('rtsp-s3cr3t');
     expect(seen).not.toContain('rtsp://');
