@@ -17,7 +17,8 @@
 // - `multi`: two photos side by side, scaled to one height (at most 720 px), both plates true, and a
 //   timestamp.
 // - `negative`: a crop of a photo whose plate is blurred away (Gaussian, sigma half the plate's
-//   height), with 3–5 distractors; no plate.
+//   height), with 3–5 distractors; no plate. The photos label one plate each, so a car far behind
+//   may still show one that no truth names (in any kind): a reader finding it is not always wrong.
 //
 // Choices: text is drawn with SVG through sharp in DejaVu (Sans Bold for words and plates, Sans
 // Mono for timestamps and route boards, as camera overlays and LED boards are monospaced), at
