@@ -3,6 +3,9 @@
 //
 //   npm run build && npm run bench -- anpr [--quick]      (--quick: first 30 images of each set)
 //
+// Then, apart, the same reader on generated busy scenes (bench/lib/busy-scenes.ts, seed 1): see
+// "Busy scenes" at the end.
+//
 // Images come from ../shared/anpr-bench/{eu,br} (see its README; never copied into the repo).
 // Score: top-1 exact match of the best plate (uppercase, separators removed); for eu the letter O
 // and the digit 0 count as the same (the strict score is reported beside it).
@@ -15,6 +18,7 @@ import { getGrammar } from '../src/anpr/grammar.js';
 import { rankWithGrammar } from '../src/anpr/pipeline.js';
 import { AnprWorkerPool } from '../src/anpr/worker.js';
 import { REPO_ROOT } from '../tests/helpers/repo.js';
+import { type BusyScene, generateBusyScenes } from './lib/busy-scenes.js';
 import { median, ratio, round } from './lib/stats.js';
 import { fmt, table } from './lib/table.js';
 
@@ -273,6 +277,95 @@ console.log(
 );
 console.log('');
 
+// ---------------------------------------------------------------------------------------------
+// Busy scenes: the ppocr reader on generated scenes (distractor text, two-line and foreign plates,
+// two cars, no plate). Each plate is ranked with the grammar of its country where there is one
+// (eu, br, cl; generic for AR, BO, PE); top-1 as above (O and 0 the same for eu plates). A plate
+// counts as found (recall) when a ranked reading at or above the daemon's default min_confidence
+// (0.5) has its text; a false plate is such a reading, with the default grammar cl, in a frame
+// with no plate.
+
+const BUSY_PER_KIND = QUICK ? 20 : 60;
+const MIN_CONFIDENCE = 0.5;
+const grammarOf = (country: string) => ({ EU: 'eu', BR: 'br', CL: 'cl' })[country] ?? 'generic';
+const same = (country: string, a: string, b: string) => (country === 'EU' ? o0(a) === o0(b) : a === b);
+
+async function scoreBusy(engine: AnprEngine, scenes: BusyScene[]) {
+  const top1 = { busy: [0, 0], two_line: [0, 0], foreign: [0, 0] } as Record<string, [number, number]>;
+  let plates = 0;
+  let found = 0;
+  let negatives = 0;
+  const falsePlates = { cl: 0, generic: 0 };
+  let failed = 0;
+  for (const [i, scene] of scenes.entries()) {
+    let r;
+    try {
+      r = await engine.read(new Uint8Array(scene.jpeg));
+    } catch (err) {
+      failed++;
+      log(`  busy/${scene.id}: ${err instanceof Error ? err.message : String(err)}`);
+      r = { plates: [] };
+    }
+    if (scene.kind === 'negative') {
+      negatives++;
+      for (const g of ['cl', 'generic'] as const)
+        falsePlates[g] += rankWithGrammar(r.plates, getGrammar(g)).filter((p) => p.confidence >= MIN_CONFIDENCE).length;
+    }
+    for (const truth of scene.plates) {
+      const ranked = rankWithGrammar(r.plates, getGrammar(grammarOf(truth.country)));
+      plates++;
+      if (ranked.some((p) => p.confidence >= MIN_CONFIDENCE && same(truth.country, normalise(p.text), truth.text))) found++;
+      const t = top1[scene.kind];
+      if (t && scene.plates.length === 1) {
+        t[1]++;
+        if (same(truth.country, normalise(ranked[0]?.text ?? r.plates[0]?.text ?? ''), truth.text)) t[0]++;
+      }
+    }
+    if ((i + 1) % 20 === 0) log(`  busy: ${i + 1}/${scenes.length}`);
+  }
+  const share = ([ok, n]: [number, number]) => (n === 0 ? null : round(ok / n, 3));
+  return {
+    scenes: scenes.length,
+    failed,
+    busy: share(top1.busy!),
+    twoLine: share(top1.two_line!),
+    foreign: share(top1.foreign!),
+    recall: plates === 0 ? null : round(found / plates, 3),
+    plates,
+    negatives,
+    falsePer100: negatives === 0 ? null : round((100 * falsePlates.cl) / negatives, 1),
+    falsePer100Generic: negatives === 0 ? null : round((100 * falsePlates.generic) / negatives, 1),
+  };
+}
+
+log(`busy scenes (${BUSY_PER_KIND} of each kind, seed 1)…`);
+const busyScenes = await generateBusyScenes({
+  photosDir: DATA,
+  seed: 1,
+  counts: { busy: BUSY_PER_KIND, two_line: BUSY_PER_KIND, foreign: BUSY_PER_KIND, multi: BUSY_PER_KIND, negative: BUSY_PER_KIND },
+});
+const busy = await withEngine({ recogniser: 'ppocr' }, (engine) => scoreBusy(engine, busyScenes));
+console.log(`Busy scenes (ppocr, ${busy.scenes} generated scenes, seed 1, ${BUSY_PER_KIND} of each kind; errors ${busy.failed})\n`);
+console.log(
+  table(
+    ['busy top-1', 'two-line top-1', 'foreign top-1', 'recall, all plates', 'false plates / 100 negative frames (cl)', '(generic)'],
+    [
+      [
+        `${fmt(percent(busy.busy), 1)}%`,
+        `${fmt(percent(busy.twoLine), 1)}%`,
+        `${fmt(percent(busy.foreign), 1)}%`,
+        `${fmt(percent(busy.recall), 1)}% of ${busy.plates}`,
+        fmt(busy.falsePer100, 1),
+        fmt(busy.falsePer100Generic, 1),
+      ],
+    ],
+  ),
+);
+console.log(
+  "\nEach plate ranked with its country's grammar (eu, br, cl; generic for AR, BO, PE). Recall: a reading at or above\n" +
+    `confidence ${MIN_CONFIDENCE} with the plate's text, any rank. False plates: such readings in frames with no plate.\n`,
+);
+
 const result = {
   eu_top1: ppEu.top1,
   eu_top1_strict: ppEu.strict,
@@ -293,5 +386,11 @@ const result = {
   images_eu: eu.length,
   images_br: br.length,
   quick: QUICK,
+  busy_top1: busy.busy,
+  two_line_top1: busy.twoLine,
+  foreign_top1: busy.foreign,
+  false_plates_per_100_negative_frames: busy.falsePer100,
+  recall_all_plates: busy.recall,
+  busy_scenes: busy.scenes,
 };
 console.log(JSON.stringify(result));
