@@ -4,7 +4,7 @@ import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { annotateImage } from './anpr/annotate.js';
 import type { AnprEngine } from './anpr/engine.js';
-import { getGrammar } from './anpr/grammar.js';
+import { grammarFor } from './anpr/grammar.js';
 import { GRAMMAR_NAMES, isGrammarName } from './config/schema.js';
 import { buildSignedDelta, DeltaError, type SignedDelta, type SignedListHeader, signListHeader } from './anpr/hotlist/delta.js';
 import { HotlistStore } from './anpr/hotlist/source.js';
@@ -69,6 +69,20 @@ const jsonObject = (value: string) => {
 const grammarName = (value: string) => {
   if (!isGrammarName(value)) throw new InvalidArgumentError(`expected one of ${GRAMMAR_NAMES.join(', ')}`);
   return value;
+};
+/** `ar,bo,pe`: known grammars, not generic, none twice (the primary is checked with --grammar). */
+const grammarList = (value: string) => {
+  const names = value
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  for (const name of names) {
+    if (!isGrammarName(name)) throw new InvalidArgumentError(`unknown grammar ${JSON.stringify(name)}: expected names from ${GRAMMAR_NAMES.join(', ')}`);
+    if (name === 'generic') throw new InvalidArgumentError('generic cannot be a secondary grammar: it accepts any text');
+  }
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) throw new InvalidArgumentError(`${twice} is listed twice`);
+  return names;
 };
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
@@ -239,9 +253,12 @@ anpr
   .argument('<images...>')
   .option('--json', 'one JSON object per line')
   .option('--grammar <name>', `plate grammar (${GRAMMAR_NAMES.join(', ')})`, grammarName, 'cl')
+  .option('--secondary <names>', 'foreign grammars read beside --grammar, comma-separated (e.g. ar,bo,pe,br); reads carry their country', grammarList, [])
   .option('--annotate <dir>', 'write each image with the plates drawn into this directory')
-  .action(async (images: string[], opts: { json?: boolean; grammar: string; annotate?: string }) => {
-    const grammar = getGrammar(opts.grammar);
+  .action(async (images: string[], opts: { json?: boolean; grammar: string; secondary: string[]; annotate?: string }, cmd: Command) => {
+    if (opts.secondary.includes(opts.grammar)) cmd.error(`error: option '--secondary <names>': ${opts.grammar} is the primary grammar already`);
+    const grammar = grammarFor(opts.grammar, opts.secondary);
+    const withCountry = opts.secondary.length > 0;
     if (opts.annotate) mkdirSync(opts.annotate, { recursive: true });
     // Loaded here: the models' runtime is heavy and only this command needs it.
     const { AnprEngine, ImageRejected } = await import('./anpr/engine.js');
@@ -273,12 +290,20 @@ anpr
           continue;
         }
         if (opts.json) {
-          const out = plates.map((p) => ({ text: p.text, confidence: round3(p.confidence), box: p.box.map(Math.round), format: p.format }));
+          const out = plates.map((p) => ({
+            text: p.text,
+            confidence: round3(p.confidence),
+            box: p.box.map(Math.round),
+            format: p.format,
+            ...(p.country ? { country: p.country } : {}),
+          }));
           process.stdout.write(`${JSON.stringify({ image, plates: out })}\n`);
         } else if (plates.length === 0) {
           process.stdout.write(`${image}: no plate\n`);
         } else {
-          process.stdout.write(`${image}: ${plates.map((p) => `${p.text} (${p.confidence.toFixed(2)}${p.format ? `, ${p.format}` : ''})`).join(' ')}\n`);
+          process.stdout.write(
+            `${image}: ${plates.map((p) => `${p.text} (${p.confidence.toFixed(2)}${p.format ? `, ${p.format}` : ''}${withCountry && p.country ? `, ${p.country}` : ''})`).join(' ')}\n`,
+          );
         }
         if (opts.annotate) {
           const out = join(opts.annotate, basename(image));

@@ -58,6 +58,24 @@ describe('vigia anpr read', () => {
     expect(human.stdout.trim()).toMatch(new RegExp(`^${good.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: BBCL12 \\(\\d\\.\\d\\d, car_2007\\)`));
   });
 
+  it('--secondary reads foreign formats beside --grammar and tags each plate with its country', async () => {
+    const r = await run('anpr', 'read', '--json', '--grammar', 'cl', '--secondary', 'ar,bo,pe,br', good);
+    expect(r.code).toBe(0);
+    const plates = jsonLines(r.stdout)[0]!.plates as Array<{ text: string; format: string; country: string }>;
+    expect(plates[0]).toMatchObject({ text: 'BBCL12', format: 'car_2007', country: 'cl' });
+    for (const [args, message] of [
+      [['--secondary', 'ar,uy'], /unknown grammar "uy"/],
+      [['--secondary', 'generic'], /generic cannot be a secondary grammar/],
+      [['--secondary', 'ar,ar'], /ar is listed twice/],
+      [['--grammar', 'ar', '--secondary', 'cl,ar'], /ar is the primary grammar already/],
+    ] as const) {
+      const bad = await run('anpr', 'read', ...args, good);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(message);
+      expect(bad.stdout).toBe('');
+    }
+  });
+
   it('reports a corrupt file, keeps reading the others, and exits 1', async () => {
     const r = await run('anpr', 'read', '--json', corrupt, good);
     expect(r.code).toBe(1);

@@ -182,6 +182,44 @@ describe('ANPR extension', () => {
     expect(logLines.join('\n')).not.toContain('B8CL12');
   });
 
+  it('reads foreign plates beside Chilean ones, tags them with their country, and matches them exactly only', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-anpr-foreign-'));
+    const list = join(dir, 'hotlist.csv');
+    writeFileSync(list, 'plate,reason,source,added,expires\nAB1234,robo,Carabineros,2026-11-01,\nAB123CD,robo,PDI,2026-11-01,\nDB1234,robo,PDI,2026-11-01,\n');
+    const t = await start({ secondary_grammars: ['ar', 'bo', 'pe', 'br'], hotlist: { file: list } }, [directoryCam]);
+    const cam = t.cams.get('lane-1')!;
+    // Read as the Peruvian A81-234: only a confusable of the listed Chilean AB·1234, so no hit.
+    t.reader.answers.push([{ text: 'A81234', p: 0.97 }]);
+    cam.push(await frame(90, true));
+    await until(() => t.of('plate.read').length === 1, 'foreign read');
+    expect(t.of('plate.read')[0]!.payload).toMatchObject({ plate: 'A81234', display: 'A81-234', country: 'pe', format: 'current', hit: false });
+    expect(t.of('plate.hit')).toHaveLength(0);
+    // An Argentine plate listed as such is an exact match: a hit, tagged ar.
+    t.reader.answers.push([{ text: 'AB123CD', p: 0.97 }]);
+    cam.push(await frame(120, true));
+    await until(() => t.of('plate.read').length === 2, 'Argentine read');
+    expect(t.of('plate.hit')).toHaveLength(1);
+    expect(t.of('plate.hit')[0]!.payload).toMatchObject({
+      plate: 'AB123CD',
+      display: 'AB 123 CD',
+      country: 'ar',
+      format: 'mercosur',
+      match: { kind: 'exact' },
+    });
+    expect(t.of('plate.read')[1]!.payload).toMatchObject({ plate: 'AB123CD', country: 'ar', hit: true });
+    // A Chilean read keeps its confusable match (O/D).
+    t.reader.answers.push([{ text: 'OB1234', p: 0.97 }]);
+    cam.push(await frame(150, true));
+    await until(() => t.of('plate.hit').length === 2, 'Chilean confusable hit');
+    expect(t.of('plate.hit')[1]!.payload).toMatchObject({
+      plate: 'OB1234',
+      display: 'OB·1234',
+      country: 'cl',
+      match: { kind: 'confusable' },
+      entry: { plate: 'DB1234' },
+    });
+  });
+
   it('ignores plates outside the camera region and readings below the confidence floor', async () => {
     const roi = [
       [0, 0],

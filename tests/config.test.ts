@@ -317,13 +317,40 @@ describe('problems', () => {
         `      roi: [[0, 0], [1, 0], [1.5, 1]]\n  privacy:\n    reads: hashed\n  hotlist:\n    url: https://lists.example/hotlist.csv\n`,
     );
     expect(problems(file)).toEqual([
-      `${file}:9:12 anpr.grammar: unknown grammar (known: cl, br, eu, generic)`,
+      `${file}:9:12 anpr.grammar: unknown grammar (known: cl, ar, bo, pe, br, eu, generic)`,
       `${file}:11:7 anpr.cameras.0.url: a stream camera needs url`,
       `${file}:13:11 anpr.cameras.1.id: camera id lane-1 is used twice`,
       `${file}:16:30 anpr.cameras.1.roi.2.0: must be at most 1`,
       `${file}:18:5 anpr.privacy.hash_key: reads: hashed needs a hash_key (e.g. {file: /etc/vigia/plate-hash-key})`,
       `${file}:20:5 anpr.hotlist.public_key: a hotlist url needs the public_key that signs the list`,
     ]);
+  });
+
+  it('checks secondary grammars: known, not generic, not the primary, none twice, per camera too', () => {
+    const file = write(
+      `${MINIMAL}anpr:\n  grammar: cl\n  secondary_grammars: [ar, uy, generic, cl, ar]\n  cameras:\n` +
+        `    - {id: a, kind: directory, dir: /srv/a, grammar: pe, secondary_grammars: [pe, bo]}\n` +
+        `    - {id: b, kind: directory, dir: /srv/b, grammar: ar}\n` +
+        `    - {id: c, kind: directory, dir: /srv/c, secondary_grammars: [bo, bo]}\n`,
+    );
+    expect(problems(file)).toEqual([
+      `${file}:9:28 anpr.secondary_grammars.1: unknown grammar (known: cl, ar, bo, pe, br, eu, generic)`,
+      `${file}:9:32 anpr.secondary_grammars.2: generic cannot be a secondary grammar: it accepts any text`,
+      `${file}:9:41 anpr.secondary_grammars.3: cl is the primary grammar already`,
+      `${file}:9:45 anpr.secondary_grammars.4: ar is listed twice`,
+      `${file}:11:79 anpr.cameras.0.secondary_grammars.0: pe is the primary grammar already`,
+      `${file}:12:54 anpr.cameras.1.grammar: ar is also in anpr.secondary_grammars; give this camera its own secondary_grammars`,
+      `${file}:13:70 anpr.cameras.2.secondary_grammars.1: bo is listed twice`,
+    ]);
+  });
+
+  it('loads secondary grammars, none by default', () => {
+    expect(load(`${MINIMAL}anpr:\n  enabled: false\n`).anpr.secondary_grammars).toEqual([]);
+    const cfg = load(
+      `${MINIMAL}anpr:\n  secondary_grammars: [ar, bo, pe, br]\n  cameras:\n    - {id: a, kind: directory, dir: /srv/a, grammar: ar, secondary_grammars: [cl]}\n`,
+    );
+    expect(cfg.anpr.secondary_grammars).toEqual(['ar', 'bo', 'pe', 'br']);
+    expect(cfg.anpr.cameras[0]).toMatchObject({ grammar: 'ar', secondary_grammars: ['cl'] });
   });
 
   it('loads a camera with its defaults and resolves the plate-reading defaults', () => {

@@ -11,7 +11,7 @@ import { createFrameSource, motionGated, type CameraConfig } from '../drivers/ca
 import { type Frame, type FrameSource, type FrameSourceDeps, LatestFrameSlot } from '../drivers/camera/source.js';
 import type { ReadResult } from './engine.js';
 import { EvidenceStore } from './evidence.js';
-import { getGrammar } from './grammar.js';
+import { displayPlate, grammarFor, matchesForRead } from './grammar.js';
 import type { PlateGrammar } from './grammars/types.js';
 import type { HotlistMatch } from './hotlist/list.js';
 import { HotlistFreshness } from './hotlist/freshness.js';
@@ -176,7 +176,7 @@ export class AnprExtension implements Extension {
               ...(cam.roi ? { roi: cam.roi } : {}),
             })
           : null,
-        grammar: getGrammar(cam.grammar ?? cfg.grammar),
+        grammar: grammarFor(cam.grammar ?? cfg.grammar, cam.secondary_grammars ?? cfg.secondary_grammars),
         recent: new Map(),
         online: null,
         latest: null,
@@ -308,6 +308,7 @@ export class AnprExtension implements Extension {
         box: plate.box,
         frameMono: frame.monoMs,
         ...(plate.format ? { format: plate.format } : {}),
+        ...(plate.country ? { country: plate.country } : {}),
       });
       if (plate.confidence >= cfg.hits.min_confidence) await this.#matchFrame(cam, frame, plate, result);
     }
@@ -320,8 +321,10 @@ export class AnprExtension implements Extension {
   // ----------------------------------------------------------------------------------------------
   // Hits
 
-  #lookup(text: string): HotlistMatch[] {
-    return this.#hotlist!.current().lookup(text, { fuzzy: this.ctx.config.anpr.hits.fuzzy, now: this.ctx.clock.wallNow() });
+  /** The hotlist matches for a read; a foreign read (secondary grammar) matches exactly or not at all. */
+  #lookup(cam: CameraRuntime, text: string, country: string | null | undefined): HotlistMatch[] {
+    const matches = this.#hotlist!.current().lookup(text, { fuzzy: this.ctx.config.anpr.hits.fuzzy, now: this.ctx.clock.wallNow() });
+    return matchesForRead(matches, country, cam.grammar.country);
   }
 
   /** The matches not already reported for this camera within the de-duplication window; marks them reported. */
@@ -342,13 +345,14 @@ export class AnprExtension implements Extension {
   }
 
   async #matchFrame(cam: CameraRuntime, frame: Frame, plate: RankedPlate, result: ReadResult): Promise<void> {
-    const matches = this.#fresh(cam.config.id, this.#lookup(plate.text), frame.monoMs);
+    const matches = this.#fresh(cam.config.id, this.#lookup(cam, plate.text, plate.country), frame.monoMs);
     for (const match of matches) {
       await this.#emitHit(cam, frame, match, {
         trigger: 'frame',
         text: plate.text,
         confidence: plate.confidence,
         format: plate.format,
+        country: plate.country ?? null,
         box: plate.box,
         frame_size: [result.width, result.height],
         frames: 1,
@@ -365,6 +369,7 @@ export class AnprExtension implements Extension {
       text: string;
       confidence: number;
       format: string | null;
+      country: string | null;
       box: readonly number[];
       frame_size?: [number, number];
       frames: number;
@@ -385,9 +390,10 @@ export class AnprExtension implements Extension {
     await ctx.emit('plate.hit', {
       camera: cam.config.id,
       plate: read.text,
-      display: cam.grammar.display(read.text),
+      display: displayPlate(cam.grammar, read.text, read.country),
       confidence: round3(read.confidence),
       format: read.format,
+      ...(read.country ? { country: read.country } : {}),
       trigger: read.trigger,
       frames: read.frames,
       box: read.box.map(Math.round),
@@ -423,11 +429,19 @@ export class AnprExtension implements Extension {
     for (const v of voted) {
       const cam = this.#cameras.find((c) => c.config.id === v.cameraId);
       if (!cam) continue;
-      const matches = this.#lookup(v.text);
+      const matches = this.#lookup(cam, v.text, v.country);
       const fresh = this.#fresh(v.cameraId, matches, v.lastSeenMono);
       for (const match of fresh) {
         const frame = cam.recent.get(v.bestFrameMono);
-        await this.#emitHit(cam, frame, match, { trigger: 'vote', text: v.text, confidence: v.confidence, format: v.format, box: v.box, frames: v.frames });
+        await this.#emitHit(cam, frame, match, {
+          trigger: 'vote',
+          text: v.text,
+          confidence: v.confidence,
+          format: v.format,
+          country: v.country,
+          box: v.box,
+          frames: v.frames,
+        });
       }
       this.#counters.reads++;
       const hit = matches.length > 0;
@@ -439,13 +453,14 @@ export class AnprExtension implements Extension {
       }
       const identity =
         mode === 'full'
-          ? { plate: v.text, display: cam.grammar.display(v.text), per_char_confidence: v.perCharConfidence.map(round3) }
+          ? { plate: v.text, display: displayPlate(cam.grammar, v.text, v.country), per_char_confidence: v.perCharConfidence.map(round3) }
           : { plate_hash: plateHash(privacy.hash_key!.reveal(), v.text), hash: 'hmac-sha256' as const };
       await ctx.emit('plate.read', {
         camera: v.cameraId,
         ...identity,
         confidence: round3(v.confidence),
         format: v.format,
+        ...(v.country ? { country: v.country } : {}),
         frames: v.frames,
         first_seen: this.#wallIso(v.firstSeenMono),
         last_seen: this.#wallIso(v.lastSeenMono),

@@ -13,6 +13,8 @@ export interface RankedPlate {
   box: [number, number, number, number];
   /** Format the text matches, e.g. `car_2007`; null for an unformatted reading (generic grammar only). */
   format: string | null;
+  /** Country of the plate (`cl`, `ar`...): the candidate's, else the grammar's; absent for `eu` and `generic`. */
+  country?: string;
   /** The engine's raw text. */
   raw: string;
   /** The engine's per-character output for `raw` (for voting over frames). */
@@ -25,7 +27,17 @@ export function rankWithGrammar(plates: readonly PlateReading[], grammar: PlateG
     let best: RankedPlate | null = null;
     for (const c of grammar.interpret(plate.chars)) {
       const confidence = c.score * plate.confidence;
-      if (!best || confidence > best.confidence) best = { text: c.text, confidence, box: plate.box, format: c.format, raw: plate.text, chars: plate.chars };
+      const country = c.country ?? grammar.country;
+      if (!best || confidence > best.confidence)
+        best = {
+          text: c.text,
+          confidence,
+          box: plate.box,
+          format: c.format,
+          ...(country !== undefined ? { country } : {}),
+          raw: plate.text,
+          chars: plate.chars,
+        };
     }
     if (!best && grammar.name === 'generic' && plate.text.length > 0) {
       best = { text: plate.text, confidence: plate.confidence, box: plate.box, format: null, raw: plate.text, chars: plate.chars };

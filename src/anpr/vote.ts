@@ -26,6 +26,8 @@ export interface PlateReadInput {
   frameMono: number;
   /** Grammar format the reading matched, if any. */
   format?: string;
+  /** Country of the grammar that read it (`cl`, `ar`...), if any. */
+  country?: string;
 }
 
 export interface VotedRead {
@@ -37,6 +39,8 @@ export interface VotedRead {
   perCharConfidence: number[];
   /** The format (confidence-weighted) most frames that read the voted text gave; else most frames; null when no frame gave one. */
   format: string | null;
+  /** Country that goes with `format` (the same frames' reading); null when they gave none. */
+  country: string | null;
   firstSeenMono: number;
   lastSeenMono: number;
   /** Frames that contributed a read, including reads not kept for voting (see MAX_READS_PER_TRACK). */
@@ -95,6 +99,7 @@ interface StoredRead {
   box: PlateBox;
   frameMono: number;
   format: string | undefined;
+  country: string | undefined;
   frameIndex: number;
 }
 
@@ -383,6 +388,7 @@ export class PlateTracker {
       box: read.box,
       frameMono: read.frameMono,
       format: read.format,
+      country: read.country,
       frameIndex: t.frames,
     };
     t.frames++;
@@ -444,16 +450,20 @@ function vote(t: Track): VotedRead {
   let best = pool[0]!;
   for (const r of pool) if (r.confidence > best.confidence || (r.confidence === best.confidence && r.frameIndex < best.frameIndex)) best = r;
 
+  // Format and country are voted as a pair: `old` is a format of several countries.
   const formats = new Map<string, Tally>();
-  for (const r of agreeing) if (r.format !== undefined) tallyAdd(formats, r.format, r.confidence);
-  if (formats.size === 0) for (const r of t.reads) if (r.format !== undefined) tallyAdd(formats, r.format, r.confidence);
+  const formatKey = (r: StoredRead) => `${r.format}\u0000${r.country ?? ''}`;
+  for (const r of agreeing) if (r.format !== undefined) tallyAdd(formats, formatKey(r), r.confidence);
+  if (formats.size === 0) for (const r of t.reads) if (r.format !== undefined) tallyAdd(formats, formatKey(r), r.confidence);
+  const [format = null, country = null] = winner(formats)?.[0].split('\u0000') ?? [];
 
   return {
     cameraId: t.cameraId,
     text,
     confidence: Math.exp(logSum / length),
     perCharConfidence,
-    format: winner(formats)?.[0] ?? null,
+    format,
+    country: country || null,
     firstSeenMono: t.firstSeen,
     lastSeenMono: t.lastSeen,
     frames: t.frames,

@@ -6,7 +6,7 @@ import { secret, textOrSecret } from './secret.js';
 import { bytes, duration } from './units.js';
 
 /** The plate grammars plate reading implements; `anpr/grammar.ts` keys its table by this list, so the two cannot drift. */
-export const GRAMMAR_NAMES = ['cl', 'br', 'eu', 'generic'] as const;
+export const GRAMMAR_NAMES = ['cl', 'ar', 'bo', 'pe', 'br', 'eu', 'generic'] as const;
 export type GrammarName = (typeof GRAMMAR_NAMES)[number];
 export const isGrammarName = (name: string): name is GrammarName => (GRAMMAR_NAMES as readonly string[]).includes(name);
 
@@ -297,6 +297,7 @@ export const cameraSchema = z
       .optional()
       .describe('Region of interest: polygon of [x, y] points from 0 to 1 of the frame; motion and plates outside it are ignored'),
     grammar: z.string().optional().describe('Plate grammar for this camera (default: anpr.grammar)'),
+    secondary_grammars: z.array(z.string()).optional().describe("Foreign plate grammars read beside this camera's grammar (default: anpr.secondary_grammars)"),
     motion: z.boolean().optional().describe('Override anpr.motion.enabled for this camera (e.g. false for a trigger-driven camera)'),
   })
   .superRefine((cam, ctx) => {
@@ -332,7 +333,13 @@ export const anprSchema = z
       .max(2048)
       .default(800)
       .describe('Longer side of the detector input; raise for distant plates, lower for speed'),
-    grammar: z.string().default('cl').describe('Plate grammar: cl (Chile), br, eu or generic'),
+    grammar: z.string().default('cl').describe('Plate grammar: cl (Chile), ar (Argentina), bo (Bolivia), pe (Peru), br (Brazil), eu or generic'),
+    secondary_grammars: z
+      .array(z.string())
+      .default([])
+      .describe(
+        'Foreign plate grammars read beside anpr.grammar (e.g. [ar, bo, pe, br] near a border): their reads are tagged with their country, rank below an equally good primary read, and match the hotlist exactly only',
+      ),
     min_confidence: z.number().min(0).max(1).default(0.5).describe('Readings less confident than this are ignored'),
     motion: z
       .strictObject({
@@ -507,6 +514,19 @@ export const metricsSchema = z
   .prefault({})
   .describe('Prometheus metrics: outbox, delivery latency, link, cameras, plate reading, GPIO, process');
 
+/** Secondary grammars: known, not `generic` (it accepts any text), not the primary, none twice. */
+function checkSecondaryGrammars(ctx: z.RefinementCtx, path: Array<string | number>, names: readonly string[], primary: string): void {
+  const seen = new Set<string>();
+  names.forEach((name, j) => {
+    const at = [...path, j];
+    if (!isGrammarName(name)) ctx.addIssue({ code: 'custom', path: at, message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
+    else if (name === 'generic') ctx.addIssue({ code: 'custom', path: at, message: 'generic cannot be a secondary grammar: it accepts any text' });
+    else if (name === primary) ctx.addIssue({ code: 'custom', path: at, message: `${name} is the primary grammar already` });
+    else if (seen.has(name)) ctx.addIssue({ code: 'custom', path: at, message: `${name} is listed twice` });
+    seen.add(name);
+  });
+}
+
 export const configSchema = z
   .strictObject({
     device: deviceSchema,
@@ -553,9 +573,19 @@ export const configSchema = z
       if (cam.grammar !== undefined && !isGrammarName(cam.grammar)) {
         ctx.addIssue({ code: 'custom', path: ['anpr', 'cameras', i, 'grammar'], message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
       }
+      const primary = cam.grammar ?? cfg.anpr.grammar;
+      if (cam.secondary_grammars !== undefined) checkSecondaryGrammars(ctx, ['anpr', 'cameras', i, 'secondary_grammars'], cam.secondary_grammars, primary);
+      else if (cam.grammar !== undefined && cfg.anpr.secondary_grammars.includes(cam.grammar)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['anpr', 'cameras', i, 'grammar'],
+          message: `${cam.grammar} is also in anpr.secondary_grammars; give this camera its own secondary_grammars`,
+        });
+      }
     });
     if (!isGrammarName(cfg.anpr.grammar))
       ctx.addIssue({ code: 'custom', path: ['anpr', 'grammar'], message: `unknown grammar (known: ${GRAMMAR_NAMES.join(', ')})` });
+    checkSecondaryGrammars(ctx, ['anpr', 'secondary_grammars'], cfg.anpr.secondary_grammars, cfg.anpr.grammar);
     if (cfg.anpr.privacy.reads === 'hashed' && !cfg.anpr.privacy.hash_key) {
       ctx.addIssue({
         code: 'custom',

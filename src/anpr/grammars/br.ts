@@ -11,7 +11,7 @@ export const BR_FORMATS: FormatSpec[] = [
   { name: 'old', pattern: 'LLLNNNN', display: (t) => `${t.slice(0, 3)}-${t.slice(3)}` },
 ];
 
-export const br = buildGrammar({ name: 'br', formats: BR_FORMATS, correct: true, trim: true });
+export const br = buildGrammar({ name: 'br', country: 'br', formats: BR_FORMATS, correct: true, trim: true });
 
 /**
  * The Mercosur plate an old plate becomes when a car is re-plated: the fifth digit turns into the

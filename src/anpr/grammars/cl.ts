@@ -1,4 +1,4 @@
-import { buildGrammar, type FormatSpec } from './engine.js';
+import { buildGrammar, type FormatSpec, grouped } from './engine.js';
 
 /**
  * Chile: the Placa Patente Única (PPU), national since 1985. What we rely on, and what we assume:
@@ -35,17 +35,7 @@ export const CL_NEW_LETTERS = 'BCDFGHJKLPRSTVWXYZ';
 /** Score multiplier for announced formats that are not issued yet. */
 const NOT_YET_ISSUED = 0.5;
 
-const groups =
-  (...sizes: number[]) =>
-  (t: string): string => {
-    const parts: string[] = [];
-    let at = 0;
-    for (const n of sizes) {
-      parts.push(t.slice(at, at + n));
-      at += n;
-    }
-    return parts.join('·');
-  };
+const groups = (...sizes: number[]) => grouped('·', ...sizes);
 
 export const CL_FORMATS: FormatSpec[] = [
   { name: 'car_2007', pattern: 'LLLLNN', letters: CL_NEW_LETTERS, display: groups(2, 2, 2) },
@@ -56,4 +46,4 @@ export const CL_FORMATS: FormatSpec[] = [
   { name: 'moto_next', pattern: 'LLLLN', letters: CL_NEW_LETTERS, display: groups(4, 1), prior: NOT_YET_ISSUED },
 ];
 
-export const cl = buildGrammar({ name: 'cl', formats: CL_FORMATS, correct: true, trim: true });
+export const cl = buildGrammar({ name: 'cl', country: 'cl', formats: CL_FORMATS, correct: true, trim: true });

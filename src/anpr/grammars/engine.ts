@@ -47,6 +47,8 @@ interface CompiledFormat {
 
 export interface GrammarSpec {
   name: string;
+  /** The country whose plates these are: every candidate is tagged with it. */
+  country?: string;
   formats: FormatSpec[];
   /** Repair characters of the wrong class or outside the allowed letters. */
   correct: boolean;
@@ -193,8 +195,10 @@ export function buildGrammar(g: GrammarSpec): PlateGrammar {
 
   const trimmable = (rc: RecognisedChar): boolean => BORDER_GLYPHS.includes(upperCaseChar(rc.best)) || !(rc.prob >= TRIM_MAX_PROB);
 
+  const country = g.country;
   return {
     name: g.name,
+    ...(country !== undefined ? { country } : {}),
     formats: g.formats,
     interpret(chars) {
       const n = chars.length;
@@ -208,7 +212,9 @@ export function buildGrammar(g: GrammarSpec): PlateGrammar {
       return [...found.values()]
         .sort(better)
         .slice(0, MAX_CANDIDATES)
-        .map(({ text, format, score, corrected }) => ({ text, format, score, corrected }));
+        .map(({ text, format, score, corrected }) =>
+          country !== undefined ? { text, format, score, corrected, country } : { text, format, score, corrected },
+        );
     },
     normalise: normalisePlateText,
     isValid: (text) => formatFor(text) !== undefined,
@@ -223,3 +229,16 @@ export function buildGrammar(g: GrammarSpec): PlateGrammar {
 
 /** A format pattern of `n` ambiguous positions, for grammars that only know lengths. */
 export const anyOfLength = (n: number): string => 'A'.repeat(n);
+
+/** A display that splits the text into groups of `sizes` characters joined by `separator` (`grouped(' ', 3, 3)`: `ABC 123`). */
+export const grouped =
+  (separator: string, ...sizes: number[]) =>
+  (text: string): string => {
+    const parts: string[] = [];
+    let at = 0;
+    for (const n of sizes) {
+      parts.push(text.slice(at, at + n));
+      at += n;
+    }
+    return parts.join(separator);
+  };

@@ -26,6 +26,11 @@ export interface PlateCandidate {
   score: number;
   /** Characters changed from the recogniser's best reading; a dropped border character counts as one. */
   corrected: number;
+  /**
+   * Country whose plate this is (`cl`, `ar`, `bo`, `pe`, `br`), from the grammar that read it; absent
+   * for grammars of no one country (`eu`, `generic`). Lets a combined grammar say which country won.
+   */
+  country?: string;
 }
 
 export interface PlateFormat {
@@ -40,6 +45,8 @@ export interface PlateFormat {
 
 export interface PlateGrammar {
   name: string;
+  /** The country the grammar's plates belong to (see `PlateCandidate.country`); absent for `eu` and `generic`. */
+  country?: string;
   formats: PlateFormat[];
   /** Best valid readings of a recognised sequence, best first, using per-character confidence to repair OCR confusions. */
   interpret(chars: RecognisedChar[]): PlateCandidate[];
