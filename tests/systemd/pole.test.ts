@@ -244,8 +244,9 @@ describe('a technician installs a pole over SSH, and systemd keeps it alive', ()
     // The helper's own line, then the guest's clock against the host's. Only roughly: a guest
     // under TCG emulation loses seconds a minute against the host while it is busy.
     const set = await waitFor('the clock set from GPS', async () => {
-      const journal = await sh('journalctl -q -o cat -u "vigia-clock@*"');
-      return /^clock set to (\S+)$/m.exec(journal)?.[1];
+      // Until the helper has run once, journalctl finds no unit to match and fails.
+      const journal = await vm.ssh('journalctl -q -o cat -u "vigia-clock@*"');
+      return /^clock set to (\S+)$/m.exec(journal.stdout)?.[1];
     });
     expect(Math.abs(Date.parse(set) - Date.now())).toBeLessThan(120_000);
     const offset = Number(await sh('date +%s.%N')) - Date.now() / 1000;
