@@ -290,12 +290,19 @@ anpr
           continue;
         }
         if (opts.json) {
+          // Every plate of the frame, best first, each with the other readings of its place.
           const out = plates.map((p) => ({
             text: p.text,
             confidence: round3(p.confidence),
             box: p.box.map(Math.round),
             format: p.format,
             ...(p.country ? { country: p.country } : {}),
+            alternatives: p.alternatives.map((a) => ({
+              text: a.text,
+              confidence: round3(a.confidence),
+              format: a.format,
+              ...(a.country ? { country: a.country } : {}),
+            })),
           }));
           process.stdout.write(`${JSON.stringify({ image, plates: out })}\n`);
         } else if (plates.length === 0) {

@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseListHeader } from '../src/anpr/hotlist/header.js';
 import { HotlistStore } from '../src/anpr/hotlist/source.js';
 import { CLI } from './helpers/daemon.js';
-import { chileanPlate, scene } from './helpers/plates.js';
+import { chileanPlate, oneLinePlate, scene } from './helpers/plates.js';
 
 const run = async (...args: string[]) => {
   try {
@@ -74,6 +74,33 @@ describe('vigia anpr read', () => {
       expect(bad.stderr).toMatch(message);
       expect(bad.stdout).toBe('');
     }
+  });
+
+  it('reports every plate of a frame, ranked per plate with its alternatives, and a plate before other text with --grammar generic', async () => {
+    const lanes = join(dir, 'lanes.jpg');
+    writeFileSync(
+      lanes,
+      await scene(
+        `${oneLinePlate('AB 123 CD', { x: 250, y: 450, w: 260, h: 64 })}${oneLinePlate('KX·48·21', { x: 800, y: 430, w: 230, h: 64 })}` +
+          '<text x="420" y="330" font-family="DejaVu Sans" font-weight="bold" font-size="46" fill="#f0f0f0">CHEVROLET</text>' +
+          '<rect x="8" y="676" width="300" height="34" fill="#000"/><text x="16" y="702" font-family="DejaVu Sans Mono" font-size="24" fill="#fff">2026-12-05 14:03:22</text>',
+      ),
+    );
+    const r = await run('anpr', 'read', '--json', '--grammar', 'generic', lanes);
+    expect(r.code).toBe(0);
+    const plates = jsonLines(r.stdout)[0]!.plates as Array<{ text: string; confidence: number; box: number[]; alternatives: Array<{ text: string }> }>;
+    const confident = plates.filter((p) => p.confidence >= 0.5);
+    expect(confident.map((p) => p.text).sort()).toEqual(['AB123CD', 'KX4821']);
+    expect(
+      plates
+        .slice(0, 2)
+        .map((p) => p.text)
+        .sort(),
+    ).toEqual(['AB123CD', 'KX4821']); // the words and the overlay rank after
+    for (const p of plates) expect(Array.isArray(p.alternatives)).toBe(true);
+    const left = plates.find((p) => p.text === 'AB123CD')!;
+    const right = plates.find((p) => p.text === 'KX4821')!;
+    expect(left.box[0]! + left.box[2]!).toBeLessThan(right.box[0]!); // two places, not one
   });
 
   it('reports a corrupt file, keeps reading the others, and exits 1', async () => {

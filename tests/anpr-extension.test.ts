@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ReadResult } from '../src/anpr/engine.js';
+import type { ReadOptions, ReadResult } from '../src/anpr/engine.js';
 import { AnprExtension } from '../src/anpr/extension.js';
 import { charsFromText } from '../src/anpr/grammar.js';
 import { ImageRejected } from '../src/anpr/image.js';
@@ -48,14 +48,17 @@ type Reading = { text: string; p: number; box?: [number, number, number, number]
 class ScriptedReader {
   answers: Array<Reading[] | Error> = [];
   calls = 0;
-  async read(): Promise<ReadResult> {
+  /** What the extension asked for with each frame (motion region, previous readings). */
+  options: ReadOptions[] = [];
+  async read(_image: Uint8Array, opts: ReadOptions = {}): Promise<ReadResult> {
     this.calls++;
+    this.options.push(opts);
     const next = this.answers.shift() ?? [];
     if (next instanceof Error) throw next;
     return {
       width: 1280,
       height: 720,
-      timings: { decode: 1, detect: 1, recognise: 1, total: 3, sessionRun: 2 },
+      timings: { decode: 1, detect: 1, recognise: 1, total: 3, sessionRun: 2, reused: 0, detectedShare: 1 },
       plates: next.map((r) => ({ text: r.text, confidence: r.p, box: r.box ?? [500, 400, 300, 100], detectorScore: 0.9, chars: charsFromText(r.text, r.p) })),
     };
   }
@@ -149,6 +152,27 @@ describe('ANPR extension', () => {
     await until(() => t.of('plate.read').length === 1, 'voted read');
     expect(t.of('plate.read')[0]!.payload).toMatchObject({ plate: 'BBCL12', hit: true, frames: 1 });
     expect(t.of('plate.hit')).toHaveLength(1); // the vote matched too, but within the de-duplication window
+  });
+
+  it('reports every plate of a frame: two cars in two lanes are two reads, the stolen one a hit; a plate read with its frame is one', async () => {
+    // generic: no format to throw the plate-with-its-frame reading out; the ranking has to.
+    const t = await start({ grammar: 'generic' }, [directoryCam]);
+    t.reader.answers.push([
+      { text: 'HJRS37', p: 0.95, box: [900, 420, 220, 60] },
+      { text: 'BBCL12', p: 0.93, box: [200, 430, 220, 60] },
+      // The left plate again, with its frame's dealer name: the same place, not a third car.
+      { text: 'AUTOBBCL12', p: 0.99, box: [190, 380, 240, 110] },
+    ]);
+    t.cams.get('lane-1')!.push(await frame(90, true));
+    await until(() => t.of('plate.read').length === 2, 'two voted reads');
+    expect(
+      t
+        .of('plate.read')
+        .map((e) => e.payload.plate)
+        .sort(),
+    ).toEqual(['BBCL12', 'HJRS37']);
+    expect(t.of('plate.hit').map((e) => e.payload.plate)).toEqual(['BBCL12']);
+    expect(t.anprStatus().cameras['lane-1']).toMatchObject({ plates: 2 });
   });
 
   it('raises a hit from the vote when no single frame was confident enough, and de-duplicates the next passage', async () => {
@@ -252,6 +276,39 @@ describe('ANPR extension', () => {
     expect(t.reader.calls).toBe(0);
     cam.push(await frame(80, true));
     await until(() => t.reader.calls === 1, 'the moving frame read');
+  });
+
+  it("hands the reader the motion region and the camera's previous readings (anpr.saving), and neither when told not to", async () => {
+    const t = await start({ motion: { cooldown: '0s' } }, [{ id: 'street', kind: 'stream', url: 'rtsp://camera/stream' }]);
+    const cam = t.cams.get('street')!;
+    cam.push(await frame(80));
+    await until(() => t.anprStatus().cameras.street?.idle === 1, 'the background learnt');
+    t.reader.answers.push([{ text: 'BBCL12', p: 0.95 }], [{ text: 'BBCL12', p: 0.95 }]);
+    cam.push(await frame(80, true));
+    await until(() => t.reader.calls === 1, 'the moving frame read');
+    // The white rectangle (100..220 x 60..150 of 320 x 180), with the margin.
+    const [x, y, w, h] = t.reader.options[0]!.region!;
+    expect(x).toBeCloseTo(100 / 320 - 0.05, 1);
+    expect(y).toBeCloseTo(60 / 180 - 0.05, 1);
+    expect(x + w).toBeCloseTo(220 / 320 + 0.05, 1);
+    expect(y + h).toBeCloseTo(150 / 180 + 0.05, 1);
+    expect(t.reader.options[0]!.previous).toBeUndefined();
+    cam.push(await frame(200, true));
+    await until(() => t.reader.calls === 2, 'the next frame read');
+    expect(t.reader.options[1]!.previous!.map((p) => p.text)).toEqual(['BBCL12']);
+    expect(t.anprStatus().cameras.street).toMatchObject({ read: 2, reused: 0, detected_share: 1 });
+
+    const off = await start({ motion: { cooldown: '0s' }, saving: { motion_region: false, reuse_unchanged: false } }, [
+      { id: 'street', kind: 'stream', url: 'rtsp://camera/stream' },
+    ]);
+    const cam2 = off.cams.get('street')!;
+    cam2.push(await frame(80));
+    await until(() => off.anprStatus().cameras.street?.idle === 1, 'the background learnt');
+    off.reader.answers.push([{ text: 'BBCL12', p: 0.95 }]);
+    cam2.push(await frame(80, true));
+    cam2.push(await frame(200, true));
+    await until(() => off.reader.calls === 2, 'both frames read');
+    expect(off.reader.options).toEqual([{}, {}]);
   });
 
   it('by default sends nothing about plates that are not on the list (data protection by default, law 21.719)', async () => {

@@ -87,16 +87,26 @@ describe('busy street scenes', () => {
     }
   });
 
-  it('writes two-line Chilean plates whose truth is the lines concatenated', () => {
-    for (const s of scenes.filter((x) => x.kind === 'two_line')) {
+  it('writes two-line Chilean and Argentine plates whose truth is the lines concatenated', () => {
+    const formats: Record<string, RegExp> = {
+      // Motorcycle LLL/NN (since 2007) or LL/NNN, trailer LLLL/NN; no Q, and no vowels in the new series.
+      CL: /^([B-DF-HJ-LP-TV-Z]{3}\d{2}|[A-PR-Z]{2}\d{3}|[B-DF-HJ-LP-TV-Z]{4}\d{2})$/,
+      // Motorcycle L NNN/LLL (Mercosur) or NNN/LLL.
+      AR: /^([A-Z]\d{3}[A-Z]{3}|\d{3}[A-Z]{3})$/,
+    };
+    const all = scenes.filter((x) => x.kind === 'two_line');
+    for (const s of all) {
       expect(s.plates).toHaveLength(1);
       const p = s.plates[0]!;
       expect(p.lines).toBe(2);
-      expect(p.country).toBe('CL');
-      // Motorcycle LLL/NN (since 2007) or LL/NNN, trailer LLLL/NN; no Q, and no vowels in the new series.
-      expect(p.text).toMatch(/^([B-DF-HJ-LP-TV-Z]{3}\d{2}|[A-PR-Z]{2}\d{3}|[B-DF-HJ-LP-TV-Z]{4}\d{2})$/);
+      expect(formats[p.country], `${s.id} ${p.country}`).toBeDefined();
+      expect(p.text).toMatch(formats[p.country]!);
       expect(p.text).not.toBe(labelled(s.sources[0]!));
     }
+    // Over a larger set, both countries appear.
+    return generateBusyScenes({ photosDir: PHOTOS, seed: 3, counts: { two_line: 12 } }).then((more) => {
+      expect(new Set(more.map((s) => s.plates[0]!.country))).toEqual(new Set(['CL', 'AR']));
+    });
   });
 
   it('draws foreign plates in their formats over the photo’s plate box', () => {

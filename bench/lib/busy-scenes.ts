@@ -8,9 +8,10 @@
 //   (`2026-12-05 14:03:22` or 14 bare digits), a dealer's plate frame text right above or below the
 //   plate, and some of: a brand word (JEEP, FEDEX…), a bus route board, a phone number
 //   (`+56 9 8765 4321`), a street sign. The photo's labelled plate stays the only truth.
-// - `two_line`: the photo's plate blurred away and a Chilean two-line plate drawn over it: a
-//   motorcycle (LLL over NN, or the older LL over NNN) or a trailer (LLLL over NN). Truth is the
-//   lines concatenated, top first.
+// - `two_line`: the photo's plate blurred away and a two-line plate drawn over it, about as tall as
+//   the car plate was (1 to 1.8 times, at least 28 px): a Chilean motorcycle (LLL over NN, or the
+//   older LL over NNN), a Chilean trailer (LLLL over NN), or an Argentine motorcycle (L NNN over
+//   LLL, Mercosur; NNN over LLL before). Truth is the lines concatenated, top first.
 // - `foreign`: a one-line plate of Argentina (Mercosur AA123BC, black 1995 ABC123), Bolivia
 //   (1234ABC), Peru (ABC-123) or Brazil (Mercosur ABC1D23) drawn over the photo's plate box, so the
 //   original plate is hidden and the new text is the truth.
@@ -378,15 +379,21 @@ interface TwoLine {
   bottom: string;
   /** Width over height. */
   aspect: number;
+  country: string;
 }
 
-/** A Chilean two-line plate: motorcycle LLL/NN (since 2007), LL/NNN (before), or trailer LLLL/NN. */
-function chileanTwoLine(rng: Rng): TwoLine {
+/**
+ * A two-line plate: Chilean motorcycle LLL/NN (since 2007), LL/NNN (before), trailer LLLL/NN, or
+ * Argentine motorcycle L NNN/LLL (Mercosur) and NNN/LLL (1995–2016).
+ */
+function twoLineText(rng: Rng): TwoLine {
   const old = CL_OLD_LETTERS;
   return rng.pick([
-    () => ({ top: rng.chars(CL_NEW_LETTERS, 3), bottom: rng.digits(2), aspect: 1.2 }),
-    () => ({ top: rng.chars(old, 2), bottom: rng.digits(3), aspect: 1.2 }),
-    () => ({ top: rng.chars(CL_NEW_LETTERS, 4), bottom: rng.digits(2), aspect: 1.6 }),
+    () => ({ top: rng.chars(CL_NEW_LETTERS, 3), bottom: rng.digits(2), aspect: 1.2, country: 'CL' }),
+    () => ({ top: rng.chars(old, 2), bottom: rng.digits(3), aspect: 1.2, country: 'CL' }),
+    () => ({ top: rng.chars(CL_NEW_LETTERS, 4), bottom: rng.digits(2), aspect: 1.6, country: 'CL' }),
+    () => ({ top: `${rng.chars(AZ, 1)}${rng.digits(3)}`, bottom: rng.chars(AZ, 3), aspect: 1.25, country: 'AR' }),
+    () => ({ top: rng.digits(3), bottom: rng.chars(AZ, 3), aspect: 1.25, country: 'AR' }),
   ])();
 }
 
@@ -512,8 +519,9 @@ function platePlace(rng: Rng, img: Raw, at: Box, w: number, h: number): { body: 
 
 async function twoLine(rng: Rng, photo: Photo, img0: Raw): Promise<Made> {
   const img = await blurAway(img0, photo.box);
-  const p = chileanTwoLine(rng);
-  const h = Math.min(Math.max(photo.box.h * rng.float(1.6, 2.4), 44), img.height * 0.5);
+  const p = twoLineText(rng);
+  // A motorcycle plate is about as tall as a car's (its two lines are each smaller than a car's one).
+  const h = Math.min(Math.max(photo.box.h * rng.float(1.0, 1.8), 28), img.height * 0.5);
   const w = Math.min(h * p.aspect, img.width * 0.6);
   const place = platePlace(rng, img, photo.box, w, h);
   const layer = new Layer(img.width, img.height, [place.box]);
@@ -524,8 +532,8 @@ async function twoLine(rng: Rng, photo: Photo, img0: Raw): Promise<Made> {
     sources: [photo.source],
     width: img.width,
     height: img.height,
-    jpeg: await encode(img, layer.svg(`${FILTER(rng.float(0.3, 0.9))}${plate}`), rng.int(72, 90)),
-    plates: [{ text: p.top + p.bottom, box: place.box, lines: 2, country: 'CL' }],
+    jpeg: await encode(img, layer.svg(`${FILTER(rng.float(0.3, 1.1))}${plate}`), rng.int(72, 90)),
+    plates: [{ text: p.top + p.bottom, box: place.box, lines: 2, country: p.country }],
     distractors: layer.distractors,
   };
 }

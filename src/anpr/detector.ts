@@ -2,6 +2,7 @@ import {
   angleDiff,
   clamp,
   type Box,
+  cropImage,
   type DecodedImage,
   minAreaRect,
   type Point,
@@ -35,7 +36,11 @@ export interface Detection {
 }
 
 export interface PlateDetector {
-  detect(img: DecodedImage): Promise<Detection[]>;
+  /**
+   * Plates in the image; with `region` (original pixels), only those inside it, found for less
+   * work where the detector supports it (the motion region of a camera's frame).
+   */
+  detect(img: DecodedImage, region?: Box): Promise<Detection[]>;
   close?(): Promise<void>;
 }
 
@@ -288,6 +293,9 @@ export interface TextDetectorOptions {
  */
 export const DEFAULT_MAX_SIDE = 800;
 
+/** A region whose detector input would be this share of the full frame's or more is read whole. */
+const WHOLE_FRAME_SHARE = 0.8;
+
 const DET_LAYOUT = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], order: 'bgr' } as const;
 
 /** PP-OCRv4 text detection + DB post-processing + plate filter. */
@@ -315,12 +323,34 @@ export class TextDetector implements PlateDetector {
     return { width: r32(width * s), height: r32(height * s) };
   }
 
-  /** Text lines in original pixel coordinates. */
-  async detectLines(img: DecodedImage): Promise<TextLine[]> {
-    const size = this.inputSize(img.width, img.height);
+  /**
+   * The part of the image the detector looks at for `region`: the region grown to whole input
+   * cells at the full frame's scale (so that the text is seen at the same size as in a full-frame
+   * pass), or null when that is (nearly) the whole frame anyway.
+   */
+  detectionWindow(width: number, height: number, region: Box): { window: Box; input: { width: number; height: number } } | null {
+    const full = this.inputSize(width, height);
+    const sx = full.width / width;
+    const sy = full.height / height;
+    const cellW = 32 / sx;
+    const cellH = 32 / sy;
+    const x0 = clamp(Math.floor(region[0] / cellW) * cellW, 0, width);
+    const y0 = clamp(Math.floor(region[1] / cellH) * cellH, 0, height);
+    const x1 = clamp(Math.ceil((region[0] + region[2]) / cellW) * cellW, 0, width);
+    const y1 = clamp(Math.ceil((region[1] + region[3]) / cellH) * cellH, 0, height);
+    const input = { width: Math.max(32, Math.round(((x1 - x0) * sx) / 32) * 32), height: Math.max(32, Math.round(((y1 - y0) * sy) / 32) * 32) };
+    if (input.width * input.height >= WHOLE_FRAME_SHARE * full.width * full.height) return null;
+    return { window: [x0, y0, x1 - x0, y1 - y0], input };
+  }
+
+  /** Text lines in original pixel coordinates; with `region`, only in (a window around) it. */
+  async detectLines(img: DecodedImage, region?: Box): Promise<TextLine[]> {
+    const win = region ? this.detectionWindow(img.width, img.height, region) : null;
+    const source = win ? cropImage(img, win.window) : img;
+    const size = win ? win.input : this.inputSize(img.width, img.height);
     // Resampled by libvips on purpose: the thresholds downstream were tuned on its output, and
     // readings move with another resampler, or with padding to the multiple of 32 instead.
-    const resized = await resizeImage(img, size.width, size.height);
+    const resized = await resizeImage(source, size.width, size.height);
     const input = this.#takeInput(3 * size.width * size.height);
     try {
       writeChw(resized, DET_LAYOUT, input);
@@ -328,9 +358,13 @@ export class TextDetector implements PlateDetector {
       const prob = out[this.model.outputNames[0]!]!;
       const [, , mh, mw] = prob.dims as number[];
       const lines = dbPostprocess(prob.data as Float32Array, mw!, mh!, this.opts.db);
-      const sx = img.width / mw!;
-      const sy = img.height / mh!;
-      return lines.map((l) => ({ score: l.score, rect: scaleRect(l.rect, sx, sy) }));
+      const sx = source.width / mw!;
+      const sy = source.height / mh!;
+      const [ox, oy] = win ? win.window : [0, 0];
+      return lines.map((l) => {
+        const r = scaleRect(l.rect, sx, sy);
+        return { score: l.score, rect: { ...r, cx: r.cx + ox, cy: r.cy + oy } };
+      });
     } finally {
       this.#input = input;
     }
@@ -346,8 +380,8 @@ export class TextDetector implements PlateDetector {
     return kept && kept.length === length ? kept : new Float32Array(length);
   }
 
-  async detect(img: DecodedImage): Promise<Detection[]> {
-    return plateCandidates(img, await this.detectLines(img), this.opts.filter);
+  async detect(img: DecodedImage, region?: Box): Promise<Detection[]> {
+    return plateCandidates(img, await this.detectLines(img, region), this.opts.filter);
   }
 
   async close(): Promise<void> {

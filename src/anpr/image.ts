@@ -109,6 +109,14 @@ export async function resizeImage(img: DecodedImage, width: number, height: numb
 }
 
 /** Integer crop, clamped to the image. */
+/** Intersection of two x, y, w, h boxes over the smaller one's area (1 when one holds the other). */
+export function overlapOfSmaller(a: readonly number[], b: readonly number[]): number {
+  const w = Math.min(a[0]! + a[2]!, b[0]! + b[2]!) - Math.max(a[0]!, b[0]!);
+  const h = Math.min(a[1]! + a[3]!, b[1]! + b[3]!) - Math.max(a[1]!, b[1]!);
+  if (w <= 0 || h <= 0) return 0;
+  return (w * h) / Math.max(1e-9, Math.min(a[2]! * a[3]!, b[2]! * b[3]!));
+}
+
 export function cropImage(img: DecodedImage, box: Box): DecodedImage {
   const x0 = clamp(Math.floor(box[0]), 0, img.width - 1);
   const y0 = clamp(Math.floor(box[1]), 0, img.height - 1);

@@ -22,7 +22,22 @@ export interface MotionResult {
   motion: boolean;
   /** Fraction (0..1) of the ROI's pixels that differ from the background in this frame. */
   changed: number;
+  /**
+   * Where the frame changed, normalised x, y, w, h: the bounds of the changed pixels (the outer
+   * half percent on each side ignored as noise), grown by {@link REGION_MARGIN}. During the
+   * cooldown, the last region that moved (a car stopped at the gantry is where it stopped).
+   * Absent without motion, and on the first frame.
+   */
+  region?: NormBox;
 }
+
+/** A box in normalised coordinates: x, y, w, h from 0 to 1 of the frame. */
+export type NormBox = [x: number, y: number, w: number, h: number];
+
+/** Margin added around the changed pixels' bounds, as a fraction of the frame's width and height. */
+export const REGION_MARGIN = 0.05;
+/** Share of the changed pixels ignored on each side when bounding them (isolated noise, a leaf). */
+const REGION_TRIM = 0.005;
 
 /** A frame that could not be decoded: not a JPEG, truncated or corrupt. */
 export class FrameDecodeError extends Error {
@@ -82,6 +97,9 @@ export class MotionGate {
   #mask: Uint8Array = new Uint8Array(0);
   #maskCount = 0;
   #lastMotionMs: number | undefined;
+  #lastRegion: NormBox | undefined;
+  #cols = new Uint32Array(0);
+  #rows = new Uint32Array(0);
 
   constructor(opts: MotionGateOptions) {
     if (!(Number.isInteger(opts.width) && opts.width >= 8 && opts.width <= 4096))
@@ -100,6 +118,7 @@ export class MotionGate {
   reset(): void {
     this.#background = undefined;
     this.#lastMotionMs = undefined;
+    this.#lastRegion = undefined;
   }
 
   async check(jpeg: Buffer, monoMs: number): Promise<MotionResult> {
@@ -110,32 +129,71 @@ export class MotionGate {
         this.#height = height;
         this.#mask = buildRoiMask(width, height, this.#opts.roi);
         this.#maskCount = this.#mask.reduce((n, v) => n + v, 0);
+        this.#cols = new Uint32Array(width);
+        this.#rows = new Uint32Array(height);
       }
       this.#background = Float32Array.from(data);
-      return { motion: this.#cooling(monoMs), changed: 0 };
+      this.#lastRegion = undefined;
+      return this.#idle(monoMs, 0);
     }
     const bg = this.#background;
     const mask = this.#mask;
     const { threshold, learningRate } = this.#opts;
+    const cols = this.#cols.fill(0);
+    const rows = this.#rows.fill(0);
     let changedPixels = 0;
-    for (let i = 0; i < data.length; i++) {
-      const v = data[i]!;
-      const b = bg[i]!;
-      const d = v - b;
-      if (mask[i] === 1 && (d > threshold || -d > threshold)) changedPixels++;
-      bg[i] = b + learningRate * d;
+    for (let i = 0, y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++, i++) {
+        const v = data[i]!;
+        const b = bg[i]!;
+        const d = v - b;
+        if (mask[i] === 1 && (d > threshold || -d > threshold)) {
+          changedPixels++;
+          cols[x]!++;
+          rows[y]!++;
+        }
+        bg[i] = b + learningRate * d;
+      }
     }
     const changed = this.#maskCount === 0 ? 0 : changedPixels / this.#maskCount;
     if (changedPixels > 0 && changed >= this.#opts.minChangedFraction) {
       this.#lastMotionMs = Math.max(this.#lastMotionMs ?? -Infinity, monoMs);
-      return { motion: true, changed };
+      const [x0, x1] = trimmedBounds(cols, changedPixels);
+      const [y0, y1] = trimmedBounds(rows, changedPixels);
+      this.#lastRegion = grownBox(x0 / width, y0 / height, (x1 + 1) / width, (y1 + 1) / height);
+      return { motion: true, changed, region: this.#lastRegion };
     }
-    return { motion: this.#cooling(monoMs), changed };
+    return this.#idle(monoMs, changed);
   }
 
-  #cooling(monoMs: number): boolean {
-    return this.#lastMotionMs !== undefined && monoMs - this.#lastMotionMs < this.#opts.cooldownMs;
+  #idle(monoMs: number, changed: number): MotionResult {
+    const cooling = this.#lastMotionMs !== undefined && monoMs - this.#lastMotionMs < this.#opts.cooldownMs;
+    return cooling && this.#lastRegion ? { motion: true, changed, region: this.#lastRegion } : { motion: cooling, changed };
   }
+}
+
+/** First and last index holding the counts between the `REGION_TRIM` and `1 - REGION_TRIM` shares of `total`. */
+function trimmedBounds(counts: Uint32Array, total: number): [number, number] {
+  const skip = Math.floor(total * REGION_TRIM);
+  let first = 0;
+  for (let acc = 0; first < counts.length - 1; first++) {
+    acc += counts[first]!;
+    if (acc > skip) break;
+  }
+  let last = counts.length - 1;
+  for (let acc = 0; last > first; last--) {
+    acc += counts[last]!;
+    if (acc > skip) break;
+  }
+  return [first, last];
+}
+
+function grownBox(x0: number, y0: number, x1: number, y1: number): NormBox {
+  const gx0 = Math.max(0, x0 - REGION_MARGIN);
+  const gy0 = Math.max(0, y0 - REGION_MARGIN);
+  const gx1 = Math.min(1, x1 + REGION_MARGIN);
+  const gy1 = Math.min(1, y1 + REGION_MARGIN);
+  return [gx0, gy0, gx1 - gx0, gy1 - gy0];
 }
 
 /** JPEG → greyscale, `width` pixels wide (height by aspect ratio), one byte per pixel. */

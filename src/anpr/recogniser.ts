@@ -27,6 +27,12 @@ export interface Recognition {
   /** Mean of the characters' probabilities; 0 when nothing was read. */
   confidence: number;
   chars: RecognisedChar[];
+  /**
+   * One-line readings only: how far the first character starts from the crop's left edge and the
+   * last one ends from its right edge, in line heights. Near 0 the ink reaches the edge of the
+   * crop, so the text may go on beyond it (a character cut off by a tight box).
+   */
+  edges?: { left: number; right: number };
 }
 
 export interface RecogniseHint {
@@ -285,7 +291,17 @@ export class PaddleRecogniser implements PlateRecogniser {
     };
     return plans.map((p) => {
       const candidates: Recognition[] = [];
-      if (p.whole) candidates.push(toRecognition(clean(p.whole.result)));
+      if (p.whole) {
+        const line = p.whole.result;
+        const chars = clean(line);
+        const whole = toRecognition(chars);
+        if (line && chars.length > 0) {
+          // A frame of the CTC output covers 8 pixels of the 48-pixel-high line: 1/6 of its height.
+          const frame = 8 / REC_HEIGHT;
+          whole.edges = { left: round4(chars[0]!.start * frame), right: round4((line.frames - 1 - chars[chars.length - 1]!.end) * frame) };
+        }
+        candidates.push(whole);
+      }
       if (p.split) candidates.push(toRecognition([...clean(p.split[0].result), ...clean(p.split[1].result)]));
       // One line or two: a plate-like reading first (one line of a two-line plate alone rarely
       // is), then the more confident.

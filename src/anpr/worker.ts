@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import type { AnprEngine, EngineOptions, ReadResult } from './engine.js';
+import type { AnprEngine, EngineOptions, ReadOptions, ReadResult } from './engine.js';
 import { ImageRejected, type RejectReason } from './image.js';
 import { defaultThreads, lowerThreadPriority } from './threads.js';
 
@@ -56,7 +56,7 @@ export class AnprBusyError extends Error {
 
 const WORKER_MARK = 'vigia-anpr-worker';
 
-type ToWorker = { type: 'read'; id: number; buffer: ArrayBuffer; offset: number; length: number } | { type: 'close' };
+type ToWorker = { type: 'read'; id: number; buffer: ArrayBuffer; offset: number; length: number; opts: ReadOptions } | { type: 'close' };
 type FromWorker =
   | { type: 'ready' }
   | { type: 'fatal'; message: string }
@@ -66,6 +66,7 @@ type FromWorker =
 interface Job {
   id: number;
   data: Uint8Array;
+  opts: ReadOptions;
   enqueued: number;
   resolve: (r: ReadResult) => void;
   reject: (e: Error) => void;
@@ -125,8 +126,9 @@ export class AnprWorkerPool {
    * Read one encoded image. Takes ownership of `image`: when it spans its whole ArrayBuffer the
    * buffer is transferred to the worker (and detached here); otherwise its bytes are copied.
    * Rejects with {@link AnprBusyError} when the pool is saturated, `ImageRejected` for bad input.
+   * `opts` as for `AnprEngine.read` (the camera's motion region, its previous frame's readings).
    */
-  read(image: Uint8Array): Promise<ReadResult> {
+  read(image: Uint8Array, opts: ReadOptions = {}): Promise<ReadResult> {
     if (this.#closed) return Promise.reject(new Error('ANPR worker pool is closed'));
     if (this.#fatal) return Promise.reject(this.#fatal);
     const idle = this.#slots.find((s) => s.ready && !s.job);
@@ -135,7 +137,7 @@ export class AnprWorkerPool {
       return Promise.reject(new AnprBusyError());
     }
     return new Promise<ReadResult>((resolve, reject) => {
-      const job: Job = { id: this.#nextId++, data: image, enqueued: performance.now(), resolve, reject };
+      const job: Job = { id: this.#nextId++, data: image, opts, enqueued: performance.now(), resolve, reject };
       if (idle) this.#dispatch(idle, job);
       else this.#queue.push(job);
     });
@@ -256,7 +258,7 @@ export class AnprWorkerPool {
     const { data } = job;
     const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer;
     const buffer = whole ? (data.buffer as ArrayBuffer) : data.slice().buffer;
-    const msg: ToWorker = { type: 'read', id: job.id, buffer, offset: 0, length: data.byteLength };
+    const msg: ToWorker = { type: 'read', id: job.id, buffer, offset: 0, length: data.byteLength, opts: job.opts };
     job.data = new Uint8Array(0);
     slot.worker.postMessage(msg, [buffer]);
   }
@@ -288,7 +290,7 @@ async function serve(options: EngineOptions, niceness: number): Promise<void> {
       void engine.close().finally(() => port.close());
       return;
     }
-    engine.read(new Uint8Array(msg.buffer, msg.offset, msg.length)).then(
+    engine.read(new Uint8Array(msg.buffer, msg.offset, msg.length), msg.opts).then(
       (result) => port.postMessage({ type: 'result', id: msg.id, result } satisfies FromWorker),
       (err: unknown) => {
         const e = err instanceof Error ? err : new Error(String(err));

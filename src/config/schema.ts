@@ -351,6 +351,19 @@ export const anprSchema = z
       })
       .prefault({})
       .describe('Motion gate before inference'),
+    saving: z
+      .strictObject({
+        motion_region: z
+          .boolean()
+          .default(true)
+          .describe('Run the plate detector on a window around the part of the frame that moved (needs the motion gate), not on the whole frame'),
+        reuse_unchanged: z
+          .boolean()
+          .default(true)
+          .describe("Take the previous frame's reading of a plate whose crop has not changed instead of reading it again (at most 4 frames in a row)"),
+      })
+      .prefault({})
+      .describe('Work saved per frame: the same plates read for fewer CPU cycles'),
     tracking: z
       .strictObject({
         max_gap: duration().prefault('1500ms').describe('A plate unseen for this long has passed: its reads are voted into one plate.read'),
