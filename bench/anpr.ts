@@ -339,8 +339,8 @@ console.log(
   ),
 );
 console.log('');
-const perCore = streamFigure(streams.saving, 'platesPerSecondPerCore');
-const perCoreBase = streamFigure(streams.base, 'platesPerSecondPerCore');
+const perCore = round(streamFigure(streams.saving, 'platesPerSecondPerCore'), 3);
+const perCoreBase = round(streamFigure(streams.base, 'platesPerSecondPerCore'), 3);
 
 const result = {
   eu_top1: ppEu.top1,

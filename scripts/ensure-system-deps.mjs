@@ -6,7 +6,7 @@
 // Usage: node scripts/ensure-system-deps.mjs   (also runs as `pretest`)
 
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** Program needed on the machine → Debian/Ubuntu package that provides it. */
@@ -30,6 +30,9 @@ const REQUIRED = [
   { program: 'systemd-sysusers', pkg: 'systemd' },
   // The unit test checks systemd/*.service with `systemd-analyze verify` and `security --offline=yes`.
   { program: 'systemd-analyze', pkg: 'systemd' },
+  // The call center's ingest is tested against a real PostgreSQL server (Debian keeps it in
+  // /usr/lib/postgresql/VERSION/bin, off the PATH).
+  { program: 'postgres', pkg: 'postgresql', versionedDir: '/usr/lib/postgresql' },
 ];
 
 /** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */
@@ -54,8 +57,18 @@ function findProgram(name) {
   return null;
 }
 
+/** A program in DIR/VERSION/bin (any version), as Debian installs PostgreSQL. */
+function inVersionedDir(dir, program) {
+  if (!existsSync(dir)) return false;
+  return readdirSync(dir).some((v) => isExecutable(join(dir, v, 'bin', program)));
+}
+
 function missingEntries() {
-  return REQUIRED.filter(({ program, file }) => (file ? !existsSync(file) : findProgram(program) === null));
+  return REQUIRED.filter(({ program, file, versionedDir }) => {
+    if (file) return !existsSync(file);
+    if (versionedDir) return !inVersionedDir(versionedDir, program) && findProgram(program) === null;
+    return findProgram(program) === null;
+  });
 }
 
 function packagesFor(entries) {

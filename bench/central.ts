@@ -1,0 +1,176 @@
+// The call center's ingest: events stored per second from a broker queue, into SQLite (synchronous
+// full and normal) and a real PostgreSQL server, with one event in ten a duplicate (the uplink's
+// at-least-once), against a subscriber that only counts and acknowledges (the broker's delivery
+// ceiling), measured in the same run.
+//
+//   npm run bench -- central [--quick]      (--quick: 5,000 events per run instead of 20,000)
+//
+// For each run the events are queued on Mosquitto for the ingest's persistent sessions (one per
+// priority class, sharing commits) while it is away, then the ingest connects and the
+// time to store them all (group commits, each message acknowledged after its commit) is measured. Three runs per store, the median kept. The last line is one JSON object.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import mqtt from 'mqtt';
+import { Ingest } from '../src/central/ingest.js';
+import { openStore } from '../src/central/service.js';
+import { newEventId, type VigiaEvent } from '../src/core/event.js';
+import { createLogger } from '../src/core/logger.js';
+import { startPostgres } from '../tests/helpers/postgres.js';
+import { startBenchBroker } from './lib/broker.js';
+import { median, ratio, round } from './lib/stats.js';
+import { fmt, table } from './lib/table.js';
+
+const QUICK = process.argv.includes('--quick');
+const N = QUICK ? 5_000 : 20_000;
+const RUNS = 3;
+const log = (msg: string) => process.stderr.write(`${msg}\n`);
+const quiet = createLogger('silent');
+
+/** N messages over 50 devices: 90% new events (alarms, hits, reads, telemetry), 10% repeats of earlier ones. */
+function messages(): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  const seqs = new Map<string, number>();
+  const kinds = [
+    ['read', 'plate.read', { camera: 'lane-1', plate_hash: 'ab'.repeat(32), hash: 'hmac-sha256', confidence: 0.93, frames: 4 }],
+    ['telemetry', 'health', { uptime_s: 3600, outbox: { depth: 0 } }],
+    ['hit', 'camera.online', { camera: 'lane-1' }],
+    ['alarm', 'alarm.panic', { input: 'panic', press: 1 }],
+  ] as const;
+  const sent: Array<[string, string]> = [];
+  for (let i = 0; out.length < N; i++) {
+    if (i % 10 === 9 && sent.length > 0) {
+      out.push(sent[Math.floor(sent.length / 2)]!);
+      continue;
+    }
+    const device = `pole-${i % 50}`;
+    const seq = (seqs.get(device) ?? 0) + 1;
+    seqs.set(device, seq);
+    const [priority, type, payload] = kinds[i % kinds.length]!;
+    const e: VigiaEvent = {
+      id: newEventId(),
+      device,
+      site: 'la-serena',
+      type,
+      priority,
+      time: new Date().toISOString(),
+      clock: 'synced',
+      boot_id: '5d1e0c7a-2b9e-4f41-a3c0-98e1f3d2a6b4',
+      mono_ms: i,
+      seq,
+      payload: { ...payload },
+    };
+    const m: [string, string] = [`vigia/la-serena/${device}/events/${priority}/${type}`, JSON.stringify(e)];
+    out.push(m);
+    sent.push(m);
+  }
+  return out;
+}
+
+/** Queues the messages for `clientId`'s persistent session (created first, then left). */
+async function queue(url: string, clientId: string, msgs: Array<[string, string]>): Promise<void> {
+  const sub = await mqtt.connectAsync(url, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 3600 } });
+  await sub.subscribeAsync({ 'vigia/+/+/events/#': { qos: 1 }, 'vigia/+/+/status': { qos: 1 } });
+  await sub.endAsync();
+  const pub = await mqtt.connectAsync(url, { clientId: `${clientId}-pub`, protocolVersion: 5 });
+  await Promise.all(msgs.map(([t, p]) => pub.publishAsync(t, p, { qos: 1 })));
+  await pub.endAsync();
+}
+
+/** Seconds for a plain subscriber to take the queue (auto-acknowledged, nothing stored). */
+async function drainBaseline(url: string): Promise<number> {
+  const clientId = `baseline-${newEventId()}`;
+  const msgs = messages();
+  await queue(url, clientId, msgs);
+  let got = 0;
+  const t0 = performance.now();
+  const c = mqtt.connect(url, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 3600, receiveMaximum: 64 } });
+  await new Promise<void>((resolve) =>
+    c.on('message', () => {
+      if (++got === msgs.length) resolve();
+    }),
+  );
+  const s = (performance.now() - t0) / 1000;
+  await c.endAsync();
+  return s;
+}
+
+/** Seconds for the ingest to store the queue (its sessions made first, then left while the queue fills). */
+async function drainIngest(
+  url: string,
+  storeUrl: string,
+  opts: { synchronous?: 'full' | 'normal' } = {},
+): Promise<{ seconds: number; stored: number; duplicates: number }> {
+  const clientId = `ingest-${newEventId()}`;
+  const store = await openStore(storeUrl, opts);
+  const first = new Ingest({ url, store, logger: quiet, clientId });
+  await first.start();
+  await first.stop();
+  const msgs = messages();
+  const pub = await mqtt.connectAsync(url, { clientId: `${clientId}-pub`, protocolVersion: 5 });
+  await Promise.all(msgs.map(([t, p]) => pub.publishAsync(t, p, { qos: 1 })));
+  await pub.endAsync();
+  const ingest = new Ingest({ url, store, logger: quiet, clientId });
+  const t0 = performance.now();
+  await ingest.start();
+  while (ingest.stats().stored + ingest.stats().duplicates < msgs.length) await new Promise((r) => setTimeout(r, 5));
+  const seconds = (performance.now() - t0) / 1000;
+  const { stored, duplicates } = ingest.stats();
+  await ingest.stop();
+  await store.close();
+  return { seconds, stored, duplicates };
+}
+
+const broker = await startBenchBroker();
+const pgServer = await startPostgres();
+const dir = mkdtempSync(join(tmpdir(), 'vigia-bench-central-'));
+try {
+  const rates: Record<string, number[]> = { baseline: [], sqlite_full: [], sqlite_normal: [], postgres: [] };
+  let checked = '';
+  for (let run = 0; run < RUNS; run++) {
+    log(`run ${run + 1}/${RUNS}: baseline, SQLite full, SQLite normal, PostgreSQL (${N} messages each)…`);
+    rates.baseline!.push(N / (await drainBaseline(broker.url)));
+    for (const [name, storeUrl, opts] of [
+      ['sqlite_full', `sqlite:${join(dir, `full-${run}.db`)}`, { synchronous: 'full' as const }],
+      ['sqlite_normal', `sqlite:${join(dir, `normal-${run}.db`)}`, { synchronous: 'normal' as const }],
+      ['postgres', pgServer.url, {}],
+    ] as const) {
+      const r = await drainIngest(broker.url, storeUrl, opts);
+      rates[name]!.push(N / r.seconds);
+      checked = `${r.stored} stored, ${r.duplicates} duplicates`;
+    }
+  }
+  const m = (k: string) => round(median(rates[k]!), 0);
+  console.log(`Central ingest: ${N} messages from the broker's queue (10% duplicates), medians of ${RUNS} runs (last: ${checked})\n`);
+  console.log(
+    table(
+      ['consumer', 'events/s', 'vs plain subscriber'],
+      [
+        ['plain subscriber (counts, acknowledges)', fmt(m('baseline')), '1.00'],
+        ['ingest, SQLite synchronous=full', fmt(m('sqlite_full')), fmt(ratio(m('sqlite_full'), m('baseline')), 2)],
+        ['ingest, SQLite synchronous=normal', fmt(m('sqlite_normal')), fmt(ratio(m('sqlite_normal'), m('baseline')), 2)],
+        ['ingest, PostgreSQL (synchronous_commit on)', fmt(m('postgres')), fmt(ratio(m('postgres'), m('baseline')), 2)],
+      ],
+    ),
+  );
+  console.log(
+    JSON.stringify({
+      ingest_events_per_s_sqlite: m('sqlite_full'),
+      ingest_events_per_s_sqlite_normal: m('sqlite_normal'),
+      ingest_events_per_s_postgres: m('postgres'),
+      subscriber_events_per_s_baseline: m('baseline'),
+      ingest_sqlite_vs_baseline: ratio(m('sqlite_full'), m('baseline')),
+      ingest_postgres_vs_baseline: ratio(m('postgres'), m('baseline')),
+      messages: N,
+      duplicates_share: 0.1,
+      press_to_screen_p99_ms: null,
+      ack_to_led_p99_ms: null,
+      quick: QUICK,
+    }),
+  );
+} finally {
+  await broker.stop();
+  await pgServer.stop();
+  rmSync(dir, { recursive: true, force: true });
+}

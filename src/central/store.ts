@@ -1,0 +1,82 @@
+import type { Priority, VigiaEvent } from '../core/event.js';
+import type { DeviceStatus } from './envelope.js';
+
+/**
+ * Where the call center keeps what the devices said: every event once (by its id), and the state
+ * of every device. One interface, two implementations chosen by URL (`sqlite-store.ts` for a file,
+ * PostgreSQL for a real call center), as MQTT.js lets its stores be swapped.
+ *
+ * `addEvent` resolves only once the event is committed: the ingest acknowledges a message to the
+ * broker after that and not before, so what the broker delivered is never lost by the center.
+ */
+
+export type AddResult = 'stored' | 'duplicate';
+
+export interface DeviceRow {
+  site: string;
+  device: string;
+  /** From the retained status topic (birth, Last Will, clean stop); null before any. */
+  state: 'online' | 'offline' | null;
+  reason: string | null;
+  boot_id: string | null;
+  version: string | null;
+  profile: string | null;
+  /** When the center received the last status, ms since the epoch. */
+  status_at: number | null;
+  /** When the center received the device's last event, ms since the epoch. */
+  last_event_at: number | null;
+  last_seq: number | null;
+  /** The last `health` event's payload, with its `time` and `clock`. */
+  health: (Record<string, unknown> & { time: string; clock: string }) | null;
+  /** The device's last known position (from any event's `geo`). */
+  geo: { lat: number; lon: number; time: string } | null;
+}
+
+export interface StoredEvent {
+  event: VigiaEvent;
+  received_at: number;
+}
+
+export interface EventQuery {
+  site?: string;
+  device?: string;
+  type?: string;
+  priority?: Priority;
+  /** Plate as read (hits, full reads) or its keyed hash (hashed reads). */
+  plate?: string;
+  plateHash?: string;
+  /** Device time range, ms since the epoch. */
+  from?: number;
+  to?: number;
+  /** Newest first; default 100, at most 10,000. */
+  limit?: number;
+}
+
+export interface Retention {
+  /** How long events of each priority are kept, ms. */
+  byPriority: Record<Priority, number>;
+  /** Per event type, overriding the priority's. */
+  byType: Record<string, number>;
+}
+
+export interface CentralStore {
+  /** Stores the event unless one with its id is stored already; resolves once committed. */
+  addEvent(event: VigiaEvent, receivedAt: number): Promise<AddResult>;
+  /** A device's status message (null: its retained status was cleared). */
+  setStatus(site: string, device: string, status: DeviceStatus | null, receivedAt: number): Promise<void>;
+  events(query?: EventQuery): Promise<StoredEvent[]>;
+  devices(): Promise<DeviceRow[]>;
+  countEvents(): Promise<number>;
+  /** Deletes events older than their retention (by the time they were received); returns how many. */
+  purge(retention: Retention, now: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** The plate or plate hash an event carries, for search: hits and full reads carry the plate, hashed reads its hash. */
+export function plateOf(e: VigiaEvent): { plate: string | null; plateHash: string | null } {
+  const p = e.payload as Record<string, unknown>;
+  return {
+    plate: typeof p.plate === 'string' ? p.plate.toUpperCase() : null,
+    plateHash: typeof p.plate_hash === 'string' ? p.plate_hash.toLowerCase() : null,
+  };
+}
