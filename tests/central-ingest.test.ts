@@ -58,13 +58,14 @@ async function device(broker: Broker, id: string): Promise<MqttClient> {
 
 async function startIngest(broker: Broker, storeUrl: string, clientId = 'ingest-test') {
   const store = await openStore(storeUrl);
-  const ingest = new Ingest({ url: broker.url, store, logger: quiet, clientId });
+  const live: string[] = [];
+  const ingest = new Ingest({ url: broker.url, store, logger: quiet, clientId, onStored: (e) => live.push(e.id) });
   await ingest.start();
   cleanups.push(async () => {
     await ingest.stop();
     await store.close();
   });
-  return { store, ingest };
+  return { store, ingest, live };
 }
 
 /** `vigia central ingest` in its own process, to be killed. */
@@ -107,7 +108,7 @@ describe.each(STORES)('central ingest into %s', (_name, newStore) => {
   it('stores every event once however often it arrives, and keeps device state from status and health', async () => {
     const broker = await startMosquitto();
     cleanups.push(() => broker.stop());
-    const { store, ingest } = await startIngest(broker, await newStore());
+    const { store, ingest, live } = await startIngest(broker, await newStore());
     const pole = await device(broker, 'pole-1');
     await pole.publishAsync(
       'vigia/la-serena/pole-1/status',
@@ -131,6 +132,8 @@ describe.each(STORES)('central ingest into %s', (_name, newStore) => {
     await until(() => ingest.stats().stored + ingest.stats().duplicates === 112, 'all 112 messages');
     expect(ingest.stats()).toMatchObject({ stored: 51, duplicates: 61, status: 1 });
     expect(await store.countEvents()).toBe(51);
+    // The live feed got each new event once, after its commit.
+    expect(live.sort()).toEqual(events.map((e) => e.id).sort());
     const stored = await store.events({ device: 'pole-1', limit: 1000 });
     expect(new Set(stored.map((s) => s.event.id))).toEqual(new Set(events.map((e) => e.id)));
     expect(stored.find((s) => s.event.type === 'health')!.event).toEqual(events[50]);
@@ -254,6 +257,23 @@ describe('central store', () => {
     expect(retention.byPriority.alarm).toBe(DEFAULT_RETENTION.byPriority.alarm);
     expect(await store.purge(retention, now)).toBe(2); // the 40-day read, the 20-day fix (health kept: its own 30 days)
     expect((await store.events()).map((s) => s.event.type).sort()).toEqual(['alarm.panic', 'health', 'plate.read']);
+  });
+
+  it.each(STORES)('%s: hands out what was stored after a given arrival, in the order it was stored', async (_name, newStore) => {
+    const store = await openStore(await newStore());
+    cleanups.push(() => store.close());
+    const events = Array.from({ length: 6 }, () => event('pole-7'));
+    for (const e of events.slice(0, 3)) expect(await store.addEvent(e, Date.now())).toBe('stored');
+    expect(await store.addEvent(events[1]!, Date.now())).toBe('duplicate');
+    // Out of device order: the center's order is the order of arrival.
+    for (const e of events.slice(3).reverse()) await store.addEvent(e, Date.now());
+    const all = await store.eventsSince(0);
+    expect(all.map((s) => s.event.id)).toEqual([...events.slice(0, 3), ...events.slice(3).reverse()].map((e) => e.id));
+    expect(all.map((s) => s.arrival)).toEqual([...all.map((s) => s.arrival)].sort((a, b) => a - b));
+    const rest = await store.eventsSince(all[2]!.arrival);
+    expect(rest.map((s) => s.event.id)).toEqual(all.slice(3).map((s) => s.event.id));
+    expect(await store.eventsSince(all[5]!.arrival)).toEqual([]);
+    expect((await store.eventsSince(0, 2)).map((s) => s.event.id)).toEqual(all.slice(0, 2).map((s) => s.event.id));
   });
 
   it('refuses retention and store URLs it does not understand', async () => {

@@ -1,6 +1,6 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { PRIORITIES } from '../core/event.js';
+import { PRIORITIES, type VigiaEvent } from '../core/event.js';
 import { parseMessage, type RefusalReason } from './envelope.js';
 import type { CentralStore } from './store.js';
 
@@ -36,6 +36,8 @@ export interface IngestOptions {
   tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
   store: CentralStore;
   logger: Logger;
+  /** Called with each newly stored event, after its commit (the console's live feed). */
+  onStored?: (event: VigiaEvent) => void;
   /** Clock for received times (ms since the epoch). */
   now?: () => number;
 }
@@ -117,8 +119,10 @@ export class Ingest {
         const stored =
           msg.kind === 'event'
             ? opts.store.addEvent(msg.event, now()).then((r) => {
-                if (r === 'stored') this.#stats.stored++;
-                else this.#stats.duplicates++;
+                if (r === 'stored') {
+                  this.#stats.stored++;
+                  opts.onStored?.(msg.event);
+                } else this.#stats.duplicates++;
               })
             : opts.store.setStatus(msg.site, msg.device, msg.status, now()).then(() => {
                 this.#stats.status++;

@@ -123,8 +123,16 @@ export class PgCentralStore implements CentralStore {
 
   async events(q: EventQuery = {}): Promise<StoredEvent[]> {
     const { sql, args } = eventsQuery(q, 'postgres');
-    const r = await this.pool.query<{ envelope: VigiaEvent; received_ms: string }>(sql, args);
-    return r.rows.map((row) => ({ event: row.envelope, received_at: Number(row.received_ms) }));
+    const r = await this.pool.query<{ envelope: VigiaEvent; received_ms: string; arrival: string }>(sql, args);
+    return r.rows.map((row) => ({ event: row.envelope, received_at: Number(row.received_ms), arrival: Number(row.arrival) }));
+  }
+
+  async eventsSince(arrival: number, limit = 1000): Promise<StoredEvent[]> {
+    const r = await this.pool.query<{ envelope: VigiaEvent; received_ms: string; arrival: string }>(
+      'SELECT envelope, received_ms, arrival FROM events WHERE arrival > $1 ORDER BY arrival LIMIT $2',
+      [arrival, Math.min(10_000, Math.max(1, Math.floor(limit)))],
+    );
+    return r.rows.map((row) => ({ event: row.envelope, received_at: Number(row.received_ms), arrival: Number(row.arrival) }));
   }
 
   async devices(): Promise<DeviceRow[]> {

@@ -3,14 +3,17 @@ import type { DeviceRow, EventQuery } from './store.js';
 /**
  * The call center's tables, in the two SQL dialects of its stores: one list of columns, so SQLite
  * and PostgreSQL stay the same database. `events` holds each event once (its id the key) with the
- * columns searched on; `devices` the state of each device.
+ * columns searched on and `arrival`, its place in the order the center stored them (increasing,
+ * with gaps on PostgreSQL: a console that lost its connection asks for what came after the last
+ * one it saw); `devices` the
+ * state of each device.
  */
 
 type Dialect = 'sqlite' | 'postgres';
 
 const T = {
-  sqlite: { id: 'TEXT', text: 'TEXT', int: 'INTEGER', json: 'TEXT', suffix: ' WITHOUT ROWID' },
-  postgres: { id: 'uuid', text: 'text', int: 'bigint', json: 'jsonb', suffix: '' },
+  sqlite: { id: 'TEXT', text: 'TEXT', int: 'INTEGER', json: 'TEXT', suffix: ' WITHOUT ROWID', arrival: 'INTEGER NOT NULL' },
+  postgres: { id: 'uuid', text: 'text', int: 'bigint', json: 'jsonb', suffix: '', arrival: 'bigint GENERATED ALWAYS AS IDENTITY' },
 } as const;
 
 export function schemaSql(dialect: Dialect): string {
@@ -21,8 +24,10 @@ CREATE TABLE IF NOT EXISTS events (
   site ${t.text} NOT NULL, device ${t.text} NOT NULL, type ${t.text} NOT NULL, priority ${t.text} NOT NULL,
   time_ms ${t.int} NOT NULL, seq ${t.int} NOT NULL, received_ms ${t.int} NOT NULL,
   plate ${t.text}, plate_hash ${t.text},
-  envelope ${t.json} NOT NULL
+  envelope ${t.json} NOT NULL,
+  arrival ${t.arrival}
 )${t.suffix};
+CREATE UNIQUE INDEX IF NOT EXISTS events_arrival ON events (arrival);
 CREATE INDEX IF NOT EXISTS events_device ON events (site, device, time_ms);
 CREATE INDEX IF NOT EXISTS events_type ON events (type, time_ms);
 CREATE INDEX IF NOT EXISTS events_received ON events (received_ms);
@@ -86,7 +91,7 @@ export function eventsQuery(q: EventQuery, dialect: Dialect): { sql: string; arg
   if (q.to !== undefined) add('time_ms', '<=', q.to);
   const limit = Math.min(10_000, Math.max(1, Math.floor(q.limit ?? 100)));
   return {
-    sql: `SELECT envelope, received_ms FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time_ms DESC, seq DESC LIMIT ${limit}`,
+    sql: `SELECT envelope, received_ms, arrival FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY time_ms DESC, seq DESC LIMIT ${limit}`,
     args,
   };
 }

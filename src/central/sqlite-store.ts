@@ -35,7 +35,8 @@ export class SqliteCentralStore implements CentralStore {
     this.#db.pragma('busy_timeout = 5000');
     this.#db.exec(schemaSql('sqlite'));
     this.#insert = this.#db.prepare(
-      'INSERT INTO events (id, site, device, type, priority, time_ms, seq, received_ms, plate, plate_hash, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
+      `INSERT INTO events (id, site, device, type, priority, time_ms, seq, received_ms, plate, plate_hash, envelope, arrival)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT coalesce(max(arrival), 0) + 1 FROM events)) ON CONFLICT (id) DO NOTHING`,
     );
     this.#touch = this.#db.prepare(
       `INSERT INTO devices (site, device, last_event_ms, last_seq) VALUES (?, ?, ?, ?)
@@ -99,8 +100,15 @@ export class SqliteCentralStore implements CentralStore {
 
   async events(q: EventQuery = {}): Promise<StoredEvent[]> {
     const { sql, args } = eventsQuery(q, 'sqlite');
-    const rows = this.#db.prepare(sql).all(...args) as Array<{ envelope: string; received_ms: number }>;
-    return rows.map((r) => ({ event: JSON.parse(r.envelope) as VigiaEvent, received_at: r.received_ms }));
+    const rows = this.#db.prepare(sql).all(...args) as Array<{ envelope: string; received_ms: number; arrival: number }>;
+    return rows.map((r) => ({ event: JSON.parse(r.envelope) as VigiaEvent, received_at: r.received_ms, arrival: r.arrival }));
+  }
+
+  async eventsSince(arrival: number, limit = 1000): Promise<StoredEvent[]> {
+    const rows = this.#db
+      .prepare('SELECT envelope, received_ms, arrival FROM events WHERE arrival > ? ORDER BY arrival LIMIT ?')
+      .all(arrival, Math.min(10_000, Math.max(1, Math.floor(limit)))) as Array<{ envelope: string; received_ms: number; arrival: number }>;
+    return rows.map((r) => ({ event: JSON.parse(r.envelope) as VigiaEvent, received_at: r.received_ms, arrival: r.arrival }));
   }
 
   async devices(): Promise<DeviceRow[]> {

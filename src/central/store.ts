@@ -35,6 +35,8 @@ export interface DeviceRow {
 export interface StoredEvent {
   event: VigiaEvent;
   received_at: number;
+  /** Its place in the order the center stored events: increasing (PostgreSQL's may have gaps). */
+  arrival: number;
 }
 
 export interface EventQuery {
@@ -65,6 +67,12 @@ export interface CentralStore {
   /** A device's status message (null: its retained status was cleared). */
   setStatus(site: string, device: string, status: DeviceStatus | null, receivedAt: number): Promise<void>;
   events(query?: EventQuery): Promise<StoredEvent[]>;
+  /**
+   * Events stored after `arrival`, in the order they were stored (at most `limit`, default 1,000):
+   * what a console missed while it was away. One ingest writes a store, so arrivals are committed
+   * in order and none appears later below one already seen.
+   */
+  eventsSince(arrival: number, limit?: number): Promise<StoredEvent[]>;
   devices(): Promise<DeviceRow[]>;
   countEvents(): Promise<number>;
   /** Deletes events older than their retention (by the time they were received); returns how many. */
