@@ -21,6 +21,7 @@ import { AdminApiError } from './nodered/admin-client.js';
 import { FlowError, type FlowDevice } from './nodered/flows.js';
 import { type AdminTarget, adminUrl, deployFlows, exportFlows, flowDevice, importFlows, readFlowsFile } from './nodered/tool.js';
 import { formatStatus } from './status-format.js';
+import { registerCentralCommands } from './central/cli.js';
 import { registerTechnicianCommands } from './technician/commands.js';
 import { VERSION } from './version.js';
 
@@ -566,78 +567,7 @@ async function openHotlist(dir: string): Promise<HotlistStore> {
 }
 
 // doctor, gpio watch, outputs test, camera snapshot, outbox, logs (src/technician/).
-const central = program.command('central').description("the call center's side: the ingest that stores every device's events");
-central
-  .command('ingest')
-  .description('subscribe to every device on the central broker and store each event once (acknowledged to the broker after the commit)')
-  .requiredOption('--broker <url>', 'central broker (mqtt:// or mqtts://)')
-  .requiredOption('--store <url>', 'where events are kept: sqlite:PATH or postgres://USER@HOST:PORT/DATABASE (password in PGPASSWORD or ~/.pgpass)')
-  .option('--prefix <prefix>', "devices' topic prefix", 'vigia')
-  .option('--site <site>', 'only this site (default: every site)', '+')
-  .option(
-    '--client-id <id>',
-    'prefix of the client ids of the persistent sessions (ID-alarm, ID-hit, ID-read, ID-telemetry, ID-status); keep it from run to run',
-    'vigia-central-ingest',
-  )
-  .option('--username <name>', 'broker user')
-  .option('--password-file <file>', "file holding the broker user's password")
-  .option('--ca <file>', 'CA certificate of the broker (PEM)')
-  .option('--cert <file>', 'client certificate (PEM)')
-  .option('--key <file>', 'client key (PEM)')
-  .option('--synchronous <mode>', 'SQLite: full (an acknowledged event survives a power cut) or normal (survives a crash of the ingest; faster)', 'full')
-  .option(
-    '--retention <spec>',
-    'how long events are kept, per priority or type, e.g. read=30d,telemetry=14d,plate.read=7d (defaults: alarm 730d, hit 365d, read 30d, telemetry 30d)',
-  )
-  .option('--log-level <level>', 'log level', 'info')
-  .action(async (opts: Record<string, string | undefined>, cmd: Command) => {
-    if (opts.synchronous !== 'full' && opts.synchronous !== 'normal') cmd.error("error: option '--synchronous <mode>': full or normal");
-    // Loaded here: only this command needs the central side.
-    const { parseRetention, startIngestService } = await import('./central/service.js');
-    const { createLogger } = await import('./core/logger.js');
-    const logger = createLogger(opts.logLevel ?? 'info');
-    let retention: ReturnType<typeof parseRetention> | undefined;
-    try {
-      retention = opts.retention ? parseRetention(opts.retention) : undefined;
-    } catch (err) {
-      cmd.error(`error: option '--retention <spec>': ${(err as Error).message}`);
-    }
-    const read = (f: string | undefined) => (f ? readFileSync(f) : undefined);
-    const tls = { ...(opts.ca ? { ca: read(opts.ca) } : {}), ...(opts.cert ? { cert: read(opts.cert) } : {}), ...(opts.key ? { key: read(opts.key) } : {}) };
-    let service: Awaited<ReturnType<typeof startIngestService>>;
-    try {
-      service = await startIngestService(
-        {
-          url: opts.broker!,
-          store: opts.store!,
-          prefix: opts.prefix!,
-          site: opts.site!,
-          clientId: opts.clientId!,
-          synchronous: opts.synchronous,
-          ...(opts.username ? { username: opts.username } : {}),
-          ...(opts.passwordFile ? { passwordFile: opts.passwordFile } : {}),
-          ...(Object.keys(tls).length ? { tls } : {}),
-          ...(retention ? { retention } : {}),
-        },
-        logger,
-      );
-    } catch (err) {
-      process.stderr.write(`vigia: ${(err as Error).message}\n`);
-      process.exit(1);
-    }
-    logger.info({ mod: 'ingest', store: opts.store }, 'ingest running');
-    let stopping = false;
-    for (const sig of ['SIGINT', 'SIGTERM'] as const)
-      process.on(sig, () => {
-        if (stopping) return;
-        stopping = true;
-        void service.stop().then(() => {
-          logger.info({ mod: 'ingest', ...service.ingest.stats() }, 'ingest stopped');
-          process.exit(0);
-        });
-      });
-  });
-
+registerCentralCommands(program);
 registerTechnicianCommands(program);
 
 await program.parseAsync(process.argv);

@@ -3,7 +3,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
 import mqtt, { type MqttClient } from 'mqtt';
+import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseMessage } from '../src/central/envelope.js';
 import { Ingest } from '../src/central/ingest.js';
@@ -274,6 +276,40 @@ describe('central store', () => {
     expect(rest.map((s) => s.event.id)).toEqual(all.slice(3).map((s) => s.event.id));
     expect(await store.eventsSince(all[5]!.arrival)).toEqual([]);
     expect((await store.eventsSince(0, 2)).map((s) => s.event.id)).toEqual(all.slice(0, 2).map((s) => s.event.id));
+  });
+
+  it.each(STORES)('%s: keeps an audit trail the database itself refuses to change', async (_name, newStore) => {
+    const url = await newStore();
+    const store = await openStore(url);
+    cleanups.push(() => store.close());
+    await store.addAudit({ at: 1000, user: 'ana', role: 'operator', action: 'login', target: 'ana', remote: '10.0.0.7' });
+    await store.addAudit({
+      at: 2000,
+      user: 'ana',
+      role: 'operator',
+      action: 'alarm.ack',
+      target: 'la-serena/pole-1',
+      remote: '10.0.0.7',
+      detail: { alarm_id: 'x' },
+    });
+    const trail = await store.audit();
+    expect(trail.map((a) => [a.action, a.at, a.detail])).toEqual([
+      ['alarm.ack', 2000, { alarm_id: 'x' }],
+      ['login', 1000, undefined],
+    ]);
+    // Straight at the database, bypassing the store: no UPDATE, no DELETE.
+    const tries = ["UPDATE audit SET username = 'eve'", 'DELETE FROM audit'];
+    if (url.startsWith('sqlite:')) {
+      const db = new Database(url.slice('sqlite:'.length));
+      for (const sql of tries) expect(() => db.prepare(sql).run(), sql).toThrow(/append-only/);
+      db.close();
+    } else {
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      for (const sql of [...tries, 'TRUNCATE audit']) await expect(c.query(sql), sql).rejects.toThrow(/append-only/);
+      await c.end();
+    }
+    expect(await store.audit()).toHaveLength(2);
   });
 
   it('refuses retention and store URLs it does not understand', async () => {

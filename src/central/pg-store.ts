@@ -1,8 +1,8 @@
 import pg from 'pg';
 import { PRIORITIES, type VigiaEvent } from '../core/event.js';
 import type { DeviceStatus } from './envelope.js';
-import { type DeviceDbRow, deviceFromRow, eventsQuery, schemaSql } from './schema.js';
-import { type AddResult, type CentralStore, type DeviceRow, type EventQuery, plateOf, type Retention, type StoredEvent } from './store.js';
+import { type AuditDbRow, auditFromRow, type DeviceDbRow, deviceFromRow, eventsQuery, schemaSql } from './schema.js';
+import { type AddResult, type AuditEntry, type CentralStore, type DeviceRow, type EventQuery, plateOf, type Retention, type StoredEvent } from './store.js';
 
 /**
  * The call center's store in PostgreSQL, for a real call center: several consoles, backups,
@@ -137,6 +137,24 @@ export class PgCentralStore implements CentralStore {
 
   async devices(): Promise<DeviceRow[]> {
     return (await this.pool.query<DeviceDbRow>('SELECT * FROM devices ORDER BY site, device')).rows.map(deviceFromRow);
+  }
+
+  async addAudit(e: AuditEntry): Promise<void> {
+    await this.pool.query('INSERT INTO audit (at_ms, username, role, action, target, remote, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+      e.at,
+      e.user,
+      e.role,
+      e.action,
+      e.target,
+      e.remote,
+      e.detail ? JSON.stringify(e.detail) : null,
+    ]);
+  }
+
+  async audit(limit = 100): Promise<Array<AuditEntry & { id: number }>> {
+    return (await this.pool.query<AuditDbRow>('SELECT * FROM audit ORDER BY id DESC LIMIT $1', [Math.min(10_000, Math.max(1, Math.floor(limit)))])).rows.map(
+      auditFromRow,
+    );
   }
 
   async countEvents(): Promise<number> {

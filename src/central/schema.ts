@@ -1,4 +1,4 @@
-import type { DeviceRow, EventQuery } from './store.js';
+import type { AuditEntry, DeviceRow, EventQuery } from './store.js';
 
 /**
  * The call center's tables, in the two SQL dialects of its stores: one list of columns, so SQLite
@@ -12,8 +12,16 @@ import type { DeviceRow, EventQuery } from './store.js';
 type Dialect = 'sqlite' | 'postgres';
 
 const T = {
-  sqlite: { id: 'TEXT', text: 'TEXT', int: 'INTEGER', json: 'TEXT', suffix: ' WITHOUT ROWID', arrival: 'INTEGER NOT NULL' },
-  postgres: { id: 'uuid', text: 'text', int: 'bigint', json: 'jsonb', suffix: '', arrival: 'bigint GENERATED ALWAYS AS IDENTITY' },
+  sqlite: { id: 'TEXT', text: 'TEXT', int: 'INTEGER', json: 'TEXT', suffix: ' WITHOUT ROWID', arrival: 'INTEGER NOT NULL', serial: 'INTEGER PRIMARY KEY' },
+  postgres: {
+    id: 'uuid',
+    text: 'text',
+    int: 'bigint',
+    json: 'jsonb',
+    suffix: '',
+    arrival: 'bigint GENERATED ALWAYS AS IDENTITY',
+    serial: 'bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
+  },
 } as const;
 
 export function schemaSql(dialect: Dialect): string {
@@ -40,7 +48,51 @@ CREATE TABLE IF NOT EXISTS devices (
   health ${t.json}, geo ${t.json},
   PRIMARY KEY (site, device)
 )${t.suffix};
-`;
+CREATE TABLE IF NOT EXISTS audit (
+  id ${t.serial},
+  at_ms ${t.int} NOT NULL, username ${t.text} NOT NULL, role ${t.text} NOT NULL, action ${t.text} NOT NULL,
+  target ${t.text} NOT NULL, remote ${t.text} NOT NULL, detail ${t.json}
+);
+${appendOnly(dialect)}`;
+}
+
+/** Triggers that make the audit table append-only: an UPDATE or DELETE fails in the database itself. */
+function appendOnly(dialect: Dialect): string {
+  if (dialect === 'sqlite')
+    return ['UPDATE', 'DELETE']
+      .map(
+        (op) =>
+          `CREATE TRIGGER IF NOT EXISTS audit_no_${op.toLowerCase()} BEFORE ${op} ON audit BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;`,
+      )
+      .join('\n');
+  return `CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$;
+DROP TRIGGER IF EXISTS audit_append_only ON audit;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();`;
+}
+
+export interface AuditDbRow {
+  id: unknown;
+  at_ms: unknown;
+  username: string;
+  role: string;
+  action: string;
+  target: string;
+  remote: string;
+  detail: unknown;
+}
+
+export function auditFromRow(r: AuditDbRow): AuditEntry & { id: number } {
+  const detail = json<Record<string, unknown>>(r.detail);
+  return {
+    id: Number(r.id),
+    at: Number(r.at_ms),
+    user: r.username,
+    role: r.role,
+    action: r.action,
+    target: r.target,
+    remote: r.remote,
+    ...(detail ? { detail } : {}),
+  };
 }
 
 /** A `devices` row as either driver returns it (numbers as text from PostgreSQL, JSON as text from SQLite). */

@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { PRIORITIES, type Priority } from '../core/event.js';
+import type { CommandAuthAlgorithm } from '../gateway/command-auth.js';
+import { CommandSender } from './commands.js';
+import { ConsoleServer } from './console/server.js';
+import { UsersFile } from './console/users.js';
 import { Ingest, type IngestOptions } from './ingest.js';
 import { PgCentralStore } from './pg-store.js';
 import { SqliteCentralStore, type SqliteStoreOptions } from './sqlite-store.js';
@@ -55,17 +59,21 @@ export function parseRetention(spec: string, base: Retention = DEFAULT_RETENTION
   return out;
 }
 
-export interface IngestServiceOptions extends Omit<IngestOptions, 'store' | 'password' | 'logger'> {
+export interface IngestServiceOptions extends Omit<IngestOptions, 'store' | 'password' | 'logger' | 'onStored'> {
   store: string;
   synchronous?: SqliteStoreOptions['synchronous'];
   passwordFile?: string;
   retention?: Retention;
 }
 
-export async function startIngestService(opts: IngestServiceOptions, logger: Logger): Promise<{ ingest: Ingest; store: CentralStore; stop(): Promise<void> }> {
+export async function startIngestService(
+  opts: IngestServiceOptions,
+  logger: Logger,
+  onStored?: IngestOptions['onStored'],
+): Promise<{ ingest: Ingest; store: CentralStore; stop(): Promise<void> }> {
   const store = await openStore(opts.store, opts.synchronous ? { synchronous: opts.synchronous } : {});
-  const password = opts.passwordFile ? readFileSync(opts.passwordFile, 'utf8').trim() : undefined;
-  const ingest = new Ingest({ ...opts, store, logger, ...(password !== undefined ? { password } : {}) });
+  const password = brokerPassword(opts.passwordFile);
+  const ingest = new Ingest({ ...opts, store, logger, ...(password !== undefined ? { password } : {}), ...(onStored ? { onStored } : {}) });
   const retention = opts.retention ?? DEFAULT_RETENTION;
   const purge = async () => {
     try {
@@ -92,6 +100,50 @@ export async function startIngestService(opts: IngestServiceOptions, logger: Log
       clearInterval(timer);
       await ingest.stop();
       await store.close();
+    },
+  };
+}
+
+const brokerPassword = (file: string | undefined) => (file ? readFileSync(file, 'utf8').trim() : undefined);
+
+export interface ConsoleServiceOptions extends IngestServiceOptions {
+  listen: { host: string; port: number };
+  usersFile: string;
+  commandAuth: CommandAuthAlgorithm;
+  commandKeyFile: string;
+  secureCookies?: boolean;
+}
+
+/** The ingest, the command sender and the operator console in one process (`vigia central serve`). */
+export async function startConsoleService(opts: ConsoleServiceOptions, logger: Logger) {
+  const key = readFileSync(opts.commandKeyFile, 'utf8').trim();
+  const users = new UsersFile(opts.usersFile);
+  const password = brokerPassword(opts.passwordFile);
+  const sender = new CommandSender({
+    url: opts.url,
+    ...(opts.prefix ? { prefix: opts.prefix } : {}),
+    auth: opts.commandAuth,
+    key,
+    clientId: `${opts.clientId ?? 'vigia-central-ingest'}-commands`,
+    ...(opts.username !== undefined ? { username: opts.username } : {}),
+    ...(password !== undefined ? { password } : {}),
+    ...(opts.tls ? { tls: opts.tls } : {}),
+  });
+  await sender.start();
+  let server: ConsoleServer | undefined;
+  const ingest = await startIngestService(opts, logger, () => server?.feed.notify()).catch(async (err: unknown) => {
+    await sender.stop();
+    throw err;
+  });
+  server = new ConsoleServer({ store: ingest.store, users, commands: sender, logger, ...(opts.secureCookies ? { secureCookies: true } : {}) });
+  const port = await server.listen(opts.listen.port, opts.listen.host);
+  return {
+    ...ingest,
+    port,
+    async stop() {
+      await server?.close();
+      await sender.stop();
+      await ingest.stop();
     },
   };
 }

@@ -1,8 +1,8 @@
 import Database from 'better-sqlite3';
 import { PRIORITIES, type VigiaEvent } from '../core/event.js';
 import type { DeviceStatus } from './envelope.js';
-import { type DeviceDbRow, deviceFromRow, eventsQuery, schemaSql } from './schema.js';
-import { type AddResult, type CentralStore, type DeviceRow, type EventQuery, plateOf, type Retention, type StoredEvent } from './store.js';
+import { type AuditDbRow, auditFromRow, type DeviceDbRow, deviceFromRow, eventsQuery, schemaSql } from './schema.js';
+import { type AddResult, type AuditEntry, type CentralStore, type DeviceRow, type EventQuery, plateOf, type Retention, type StoredEvent } from './store.js';
 
 /**
  * The call center's store in one SQLite file: nothing to install, for a small municipality or a
@@ -113,6 +113,18 @@ export class SqliteCentralStore implements CentralStore {
 
   async devices(): Promise<DeviceRow[]> {
     return (this.#db.prepare('SELECT * FROM devices ORDER BY site, device').all() as DeviceDbRow[]).map(deviceFromRow);
+  }
+
+  async addAudit(e: AuditEntry): Promise<void> {
+    this.#db
+      .prepare('INSERT INTO audit (at_ms, username, role, action, target, remote, detail) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(e.at, e.user, e.role, e.action, e.target, e.remote, e.detail ? JSON.stringify(e.detail) : null);
+  }
+
+  async audit(limit = 100): Promise<Array<AuditEntry & { id: number }>> {
+    return (this.#db.prepare('SELECT * FROM audit ORDER BY id DESC LIMIT ?').all(Math.min(10_000, Math.max(1, Math.floor(limit)))) as AuditDbRow[]).map(
+      auditFromRow,
+    );
   }
 
   async countEvents(): Promise<number> {

@@ -61,6 +61,21 @@ export interface Retention {
   byType: Record<string, number>;
 }
 
+/** One action of an operator: who, when, from where, what, on what. */
+export interface AuditEntry {
+  /** ms since the epoch. */
+  at: number;
+  user: string;
+  role: string;
+  /** `login`, `login_failed`, `alarm.ack`, `alarm.clear`, `user.add`... */
+  action: string;
+  /** What it was done to: a device (`site/device`), an alarm id, a user name. */
+  target: string;
+  /** The client's address. */
+  remote: string;
+  detail?: Record<string, unknown>;
+}
+
 export interface CentralStore {
   /** Stores the event unless one with its id is stored already; resolves once committed. */
   addEvent(event: VigiaEvent, receivedAt: number): Promise<AddResult>;
@@ -75,6 +90,10 @@ export interface CentralStore {
   eventsSince(arrival: number, limit?: number): Promise<StoredEvent[]>;
   devices(): Promise<DeviceRow[]>;
   countEvents(): Promise<number>;
+  /** Appends to the audit trail, which nothing can change or delete (the database refuses it). */
+  addAudit(entry: AuditEntry): Promise<void>;
+  /** The latest audit entries, newest first (at most `limit`, default 100). */
+  audit(limit?: number): Promise<Array<AuditEntry & { id: number }>>;
   /** Deletes events older than their retention (by the time they were received); returns how many. */
   purge(retention: Retention, now: number): Promise<number>;
   close(): Promise<void>;
