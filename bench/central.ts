@@ -1,7 +1,9 @@
-// The call center's ingest: events stored per second from a broker queue, into SQLite (synchronous
-// full and normal) and a real PostgreSQL server, with one event in ten a duplicate (the uplink's
-// at-least-once), against a subscriber that only counts and acknowledges (the broker's delivery
-// ceiling), measured in the same run.
+// The call center's side. Ingest: events stored per second from a broker queue, into SQLite
+// (synchronous full and normal) and a real PostgreSQL server, with one event in ten a duplicate
+// (the uplink's at-least-once), against a subscriber that only counts and acknowledges (the
+// broker's delivery ceiling), measured in the same run. The loop: a real pole (daemon, simulated
+// GPIO), the console in Chromium: press to screen and acknowledgement to LED, p99, each beside its
+// baseline without the center (press to a plain subscriber; a command straight to the pole).
 //
 //   npm run bench -- central [--quick]      (--quick: 5,000 events per run instead of 20,000)
 //
@@ -17,9 +19,12 @@ import { Ingest } from '../src/central/ingest.js';
 import { openStore } from '../src/central/service.js';
 import { newEventId, type VigiaEvent } from '../src/core/event.js';
 import { createLogger } from '../src/core/logger.js';
+import { CommandSender } from '../src/central/commands.js';
+import { startCentralRig, OPERATORS } from '../tests/helpers/central-rig.js';
+import { TEST_KEY } from '../tests/helpers/daemon.js';
 import { startPostgres } from '../tests/helpers/postgres.js';
 import { startBenchBroker } from './lib/broker.js';
-import { median, ratio, round } from './lib/stats.js';
+import { median, percentile, ratio, round } from './lib/stats.js';
 import { fmt, table } from './lib/table.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -122,6 +127,69 @@ async function drainIngest(
   return { seconds, stored, duplicates };
 }
 
+/**
+ * The loop with a real pole and a real browser: press to the alarm on the operator's screen, and
+ * the operator's click on "acknowledge" to the pole's LED; beside each, in the same run, the part
+ * without the center's side: press to the event at a plain MQTT subscriber, and a command signed
+ * and published straight to the pole to its LED.
+ */
+async function loop(presses: number) {
+  const rig = await startCentralRig();
+  const samples = { toScreen: [] as number[], toBroker: [] as number[], ackToLed: [] as number[], directToLed: [] as number[] };
+  try {
+    const page = await rig.operatorPage(OPERATORS[0][0], OPERATORS[0][2]);
+    const watcher = await mqtt.connectAsync(rig.broker.url, { clientId: 'bench-watch', protocolVersion: 5 });
+    await watcher.subscribeAsync('vigia/test-site/pole-0001/events/alarm/alarm.panic', { qos: 1 });
+    const direct = new CommandSender({ url: rig.broker.url, auth: 'hmac-sha256', key: TEST_KEY, clientId: 'bench-direct' });
+    await direct.start();
+    const ledIs = async (mode: string) => {
+      const deadline = Date.now() + 10_000;
+      while ((await rig.outputs()).button_led!.pattern.mode !== mode) {
+        if (Date.now() > deadline) throw new Error(`the LED never went ${mode}`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    };
+    for (let i = 0; i < presses; i++) {
+      let atBroker = 0;
+      let alarmId = '';
+      const seen = new Promise<void>((resolve) =>
+        watcher.once('message', (_t, payload) => {
+          atBroker = performance.now();
+          alarmId = (JSON.parse(payload.toString()) as { id: string }).id;
+          resolve();
+        }),
+      );
+      const t0 = performance.now();
+      await rig.press(true);
+      await page.waitForSelector(`.alarm[data-device="pole-0001"][data-state="raised"]`, { timeout: 10_000 });
+      samples.toScreen.push(performance.now() - t0);
+      await seen;
+      samples.toBroker.push(atBroker - t0);
+      await rig.press(false);
+      // Half the acknowledgements from the console, half straight to the pole.
+      const t1 = performance.now();
+      if (i % 2 === 0) {
+        await page.click(`#alarm-${alarmId} button.ack`);
+        await ledIs('on');
+        samples.ackToLed.push(performance.now() - t1);
+      } else {
+        await direct.send('test-site', 'pole-0001', 'alarm.ack', { alarm_id: alarmId, operator: 'bench' });
+        await ledIs('on');
+        samples.directToLed.push(performance.now() - t1);
+      }
+      await page.click(`#alarm-${alarmId} button.clear`);
+      await ledIs('off');
+      await page.waitForSelector(`#alarm-${alarmId}[data-state="cleared"]`);
+    }
+    await direct.stop();
+    await watcher.endAsync();
+    if (rig.problems.length > 0) throw new Error(`the console reported: ${rig.problems.join('; ')}`);
+  } finally {
+    await rig.stop();
+  }
+  return samples;
+}
+
 const broker = await startBenchBroker();
 const pgServer = await startPostgres();
 const dir = mkdtempSync(join(tmpdir(), 'vigia-bench-central-'));
@@ -141,6 +209,10 @@ try {
       checked = `${r.stored} stored, ${r.duplicates} duplicates`;
     }
   }
+  const PRESSES = QUICK ? 10 : 40;
+  log(`the loop: ${PRESSES} presses on a real pole, acknowledged in Chromium (half) or straight (half)…`);
+  const l = await loop(PRESSES);
+  const p99 = (xs: number[]) => round(percentile(xs, 99), 1);
   const m = (k: string) => round(median(rates[k]!), 0);
   console.log(`Central ingest: ${N} messages from the broker's queue (10% duplicates), medians of ${RUNS} runs (last: ${checked})\n`);
   console.log(
@@ -154,6 +226,19 @@ try {
       ],
     ),
   );
+  console.log(`\nThe loop (${PRESSES} presses; p50 / p99 ms)\n`);
+  const row = (name: string, xs: number[]) => [name, fmt(round(percentile(xs, 50), 1), 1), fmt(p99(xs), 1)];
+  console.log(
+    table(
+      ['path', 'p50', 'p99'],
+      [
+        row("press to the alarm on the operator's screen (Chromium)", l.toScreen),
+        row('press to the event at a plain subscriber (baseline)', l.toBroker),
+        row("click on acknowledge to the pole's LED", l.ackToLed),
+        row('command straight to the pole to its LED (baseline)', l.directToLed),
+      ],
+    ),
+  );
   console.log(
     JSON.stringify({
       ingest_events_per_s_sqlite: m('sqlite_full'),
@@ -164,8 +249,13 @@ try {
       ingest_postgres_vs_baseline: ratio(m('postgres'), m('baseline')),
       messages: N,
       duplicates_share: 0.1,
-      press_to_screen_p99_ms: null,
-      ack_to_led_p99_ms: null,
+      press_to_screen_p99_ms: p99(l.toScreen),
+      press_to_broker_p99_ms: p99(l.toBroker),
+      press_to_screen_vs_broker_p99: ratio(p99(l.toScreen), p99(l.toBroker)),
+      ack_to_led_p99_ms: p99(l.ackToLed),
+      direct_command_to_led_p99_ms: p99(l.directToLed),
+      ack_to_led_vs_direct_p99: ratio(p99(l.ackToLed), p99(l.directToLed)),
+      presses: PRESSES,
       quick: QUICK,
     }),
   );

@@ -276,7 +276,23 @@ describe('vigia central user and serve', () => {
     const port = await freePort();
     const child = spawn(
       process.execPath,
-      [CLI, 'central', 'serve', '--broker', broker.url, '--store', `sqlite:${join(dir, 'c.db')}`, '--client-id', 'serve-test', '--users', users, '--command-key-file', keyFile, '--listen', `127.0.0.1:${port}`],
+      [
+        CLI,
+        'central',
+        'serve',
+        '--broker',
+        broker.url,
+        '--store',
+        `sqlite:${join(dir, 'c.db')}`,
+        '--client-id',
+        'serve-test',
+        '--users',
+        users,
+        '--command-key-file',
+        keyFile,
+        '--listen',
+        `127.0.0.1:${port}`,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
@@ -284,7 +300,11 @@ describe('vigia central user and serve', () => {
     await until(() => out.includes('console and ingest running'), 'the console started');
     const url = `http://127.0.0.1:${port}`;
     expect((await fetch(`${url}/api/alarms`)).status).toBe(401);
-    const login = await fetch(`${url}/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'ana', password: 'ana-password-1' }) });
+    const login = await fetch(`${url}/api/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'ana', password: 'ana-password-1' }),
+    });
     expect(login.status).toBe(200);
     child.kill('SIGTERM');
     expect(await new Promise((r) => child.once('exit', (code) => r(code)))).toBe(0);

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { VigiaEvent } from '../../core/event.js';
 import type { CentralStore, StoredEvent } from '../store.js';
+import { APP_CSS, APP_JS, INDEX_HTML, PAGE_CSP } from './page.js';
 import { LoginLimiter, type Session, Sessions, sameToken } from './sessions.js';
 import { type Role, ROLES, roleRank, type UsersFile } from './users.js';
 
@@ -49,6 +50,11 @@ class HttpError extends Error {
 }
 
 const COOKIE = 'vigia_session';
+const STATIC: Record<string, [string, string]> = {
+  '/': ['text/html; charset=utf-8', INDEX_HTML],
+  '/app.js': ['text/javascript; charset=utf-8', APP_JS],
+  '/app.css': ['text/css; charset=utf-8', APP_CSS],
+};
 const MAX_BODY = 64 * 1024;
 
 export class ConsoleServer {
@@ -102,6 +108,12 @@ export class ConsoleServer {
     const path = url.pathname;
     const method = req.method ?? 'GET';
     if (path === '/api/login' && method === 'POST') return this.#login(req, res);
+    if (method === 'GET' && STATIC[path]) {
+      const [type, body] = STATIC[path];
+      res.writeHead(200, { 'Content-Type': type, 'Content-Security-Policy': PAGE_CSP });
+      res.end(body);
+      return;
+    }
     if (!path.startsWith('/api/')) throw new HttpError(404, 'not found');
 
     const session = this.#sessions.get(cookie(req, COOKIE));
