@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config/index.js';
 import type { Config } from './config/schema.js';
 import type { Extension, ExtensionContext } from './core/extension.js';
+import { createLogger } from './core/logger.js';
 import { controlRequest } from './gateway/control.js';
 import { runDaemon } from './daemon.js';
 import { AdminClient } from './nodered/admin-client.js';
@@ -99,6 +100,10 @@ function randomPlate(): [string, string, string] {
   return [l() + l(), l() + l(), d() + d()];
 }
 
+const DEMO_OPERATOR = 'operador';
+const DEMO_OPERATOR_PASSWORD = 'vigia-demo-1457';
+const DEMO_CONSOLE_PORT = 8080;
+
 const file = fileURLToPath(new URL('../config/demo.yaml', import.meta.url));
 const config = loadConfig(file);
 if (config.anpr.enabled) {
@@ -129,3 +134,39 @@ process.stderr.write(
   ].join('\n')}\n`,
 );
 await runDaemon(config, { extra: [{ name: 'demo-scenario', create: (ctx) => new DemoScenario(ctx) }] });
+await startDemoConsole();
+
+/**
+ * The call center beside the demo pole: the ingest and the operator console on the embedded
+ * broker (MQTT 3.1.1: aedes has no MQTT 5), events in `.vigia-demo/central.db`, one operator.
+ */
+async function startDemoConsole(): Promise<void> {
+  const { startConsoleService } = await import('./central/service.js');
+  const { UsersFile } = await import('./central/console/users.js');
+  const dir = resolve('.vigia-demo');
+  mkdirSync(dir, { recursive: true });
+  const usersFile = join(dir, 'users.json');
+  const users = new UsersFile(usersFile, 10);
+  if (!users.list().some((u) => u.name === DEMO_OPERATOR)) await users.add(DEMO_OPERATOR, 'admin', DEMO_OPERATOR_PASSWORD);
+  const logger = createLogger(config.log.level);
+  try {
+    const service = await startConsoleService(
+      {
+        url: config.mqtt.url,
+        protocolVersion: 4,
+        store: `sqlite:${join(dir, 'central.db')}`,
+        clientId: 'demo-central',
+        usersFile,
+        commandAuth: config.commands.auth,
+        commandKeyFile: { key: config.commands.key?.reveal() ?? '' },
+        listen: { host: '127.0.0.1', port: DEMO_CONSOLE_PORT },
+      },
+      logger,
+    );
+    process.stderr.write(
+      `\nCall center console: http://127.0.0.1:${service.port}/  (user ${DEMO_OPERATOR}, password ${DEMO_OPERATOR_PASSWORD}): the panic presses and hits appear live; Reconocer / Despejar answer the pole.\n\n`,
+    );
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, 'the demo call center console could not start; the pole runs on');
+  }
+}

@@ -15,6 +15,8 @@ export interface CommandSenderOptions {
   /** HMAC key, or the Ed25519 private key (PEM). */
   key: string;
   clientId?: string;
+  /** MQTT 5 (default) or 3.1.1. */
+  protocolVersion?: 4 | 5;
   username?: string;
   password?: string;
   tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
@@ -29,7 +31,7 @@ export class CommandSender {
     const o = this.opts;
     const options: IClientOptions = {
       clientId: o.clientId ?? 'vigia-central-commands',
-      protocolVersion: 5,
+      protocolVersion: o.protocolVersion ?? 5,
       reconnectPeriod: 1000,
       ...(o.username !== undefined ? { username: o.username } : {}),
       ...(o.password !== undefined ? { password: o.password } : {}),

@@ -36,6 +36,12 @@ export interface IngestOptions {
   tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
   store: CentralStore;
   logger: Logger;
+  /**
+   * MQTT 5 (default) or 3.1.1 (4: a broker without MQTT 5, such as the demo's embedded one). On
+   * 3.1.1 messages are acknowledged on receipt, not after the commit: only MQTT 5 keeps the
+   * guarantee that nothing the broker delivered is lost.
+   */
+  protocolVersion?: 4 | 5;
   /** Called with each newly stored event, after its commit (the console's live feed). */
   onStored?: (event: VigiaEvent) => void;
   /** Clock for received times (ms since the epoch). */
@@ -93,54 +99,62 @@ export class Ingest {
     const now = opts.now ?? Date.now;
     const log = opts.logger.child({ mod: 'ingest', client: clientId });
     let client: MqttClient;
+    // Parse, store, and only then acknowledge (`done`).
+    const take = (topic: string, message: Buffer, done: (err: Error | number) => void) => {
+      const msg = parseMessage(prefix, topic, message);
+      if (msg.kind === 'refused') {
+        this.#stats.refused[msg.reason]++;
+        const t = now();
+        if (t - this.#lastRefusalLog > 10_000) {
+          this.#lastRefusalLog = t;
+          log.warn({ reason: msg.reason, detail: msg.detail, site: msg.site, device: msg.device, refused: this.#stats.refused }, 'message refused');
+        }
+        done(0);
+        return;
+      }
+      const stored =
+        msg.kind === 'event'
+          ? opts.store.addEvent(msg.event, now()).then((r) => {
+              if (r === 'stored') {
+                this.#stats.stored++;
+                opts.onStored?.(msg.event);
+              } else this.#stats.duplicates++;
+            })
+          : opts.store.setStatus(msg.site, msg.device, msg.status, now()).then(() => {
+              this.#stats.status++;
+            });
+      stored.then(
+        () => done(0),
+        (err: unknown) => {
+          // Not acknowledged: the connection is dropped, and the broker offers the message again
+          // when the ingest reconnects.
+          this.#stats.storeErrors++;
+          log.error({ err: (err as Error).message, topic }, 'store failed; the message will be delivered again');
+          done(err instanceof Error ? err : new Error(String(err)));
+          client.stream.destroy();
+        },
+      );
+    };
     const options: IClientOptions = {
       clientId,
-      protocolVersion: 5,
       clean: false,
-      properties: { sessionExpiryInterval: SESSION_EXPIRY_S },
+      ...(opts.protocolVersion === 4 ? { protocolVersion: 4 } : { protocolVersion: 5, properties: { sessionExpiryInterval: SESSION_EXPIRY_S } }),
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
       ...(opts.username !== undefined ? { username: opts.username } : {}),
       ...(opts.password !== undefined ? { password: opts.password } : {}),
       ...(opts.tls ?? {}),
       // The acknowledgement waits for the store: PUBACK only after the commit.
-      customHandleAcks: (topic, message, _packet, done) => {
-        const msg = parseMessage(prefix, topic, message);
-        if (msg.kind === 'refused') {
-          this.#stats.refused[msg.reason]++;
-          const t = now();
-          if (t - this.#lastRefusalLog > 10_000) {
-            this.#lastRefusalLog = t;
-            log.warn({ reason: msg.reason, detail: msg.detail, site: msg.site, device: msg.device, refused: this.#stats.refused }, 'message refused');
-          }
-          done(0);
-          return;
-        }
-        const stored =
-          msg.kind === 'event'
-            ? opts.store.addEvent(msg.event, now()).then((r) => {
-                if (r === 'stored') {
-                  this.#stats.stored++;
-                  opts.onStored?.(msg.event);
-                } else this.#stats.duplicates++;
-              })
-            : opts.store.setStatus(msg.site, msg.device, msg.status, now()).then(() => {
-                this.#stats.status++;
-              });
-        stored.then(
-          () => done(0),
-          (err: unknown) => {
-            // Not acknowledged: the connection is dropped, and the broker offers the message again
-            // when the ingest reconnects.
-            this.#stats.storeErrors++;
-            log.error({ err: (err as Error).message, topic }, 'store failed; the message will be delivered again');
-            done(err instanceof Error ? err : new Error(String(err)));
-            client.stream.destroy();
-          },
-        );
-      },
+      customHandleAcks: (topic, message, _packet, done) => take(topic, message, done),
     };
     client = mqtt.connect(opts.url, options);
+    // What the acknowledgement handler does not see is stored all the same: QoS 0 (a broker that
+    // downgrades), and everything on MQTT 3.1.1, where MQTT.js acknowledges on receipt (its custom
+    // acknowledgement is an MQTT 5 feature): there a message the ingest dies holding is lost.
+    const acknowledgedByUs = opts.protocolVersion !== 4;
+    client.on('message', (topic, message, packet) => {
+      if (packet.qos === 0 || !acknowledgedByUs) take(topic, message, () => undefined);
+    });
     this.#clients.push(client);
     const subscribe = async () => {
       const granted = await client.subscribeAsync(Object.fromEntries(topics.map((t) => [t, { qos: 1 as const }])));

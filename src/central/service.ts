@@ -110,13 +110,14 @@ export interface ConsoleServiceOptions extends IngestServiceOptions {
   listen: { host: string; port: number };
   usersFile: string;
   commandAuth: CommandAuthAlgorithm;
-  commandKeyFile: string;
+  /** The file holding the command key (or the key itself, for the demo only). */
+  commandKeyFile: string | { key: string };
   secureCookies?: boolean;
 }
 
 /** The ingest, the command sender and the operator console in one process (`vigia central serve`). */
 export async function startConsoleService(opts: ConsoleServiceOptions, logger: Logger) {
-  const key = readFileSync(opts.commandKeyFile, 'utf8').trim();
+  const key = typeof opts.commandKeyFile === 'string' ? readFileSync(opts.commandKeyFile, 'utf8').trim() : opts.commandKeyFile.key;
   const users = new UsersFile(opts.usersFile);
   const password = brokerPassword(opts.passwordFile);
   const sender = new CommandSender({
@@ -125,6 +126,7 @@ export async function startConsoleService(opts: ConsoleServiceOptions, logger: L
     auth: opts.commandAuth,
     key,
     clientId: `${opts.clientId ?? 'vigia-central-ingest'}-commands`,
+    ...(opts.protocolVersion ? { protocolVersion: opts.protocolVersion } : {}),
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(password !== undefined ? { password } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),
@@ -136,7 +138,14 @@ export async function startConsoleService(opts: ConsoleServiceOptions, logger: L
     throw err;
   });
   server = new ConsoleServer({ store: ingest.store, users, commands: sender, logger, ...(opts.secureCookies ? { secureCookies: true } : {}) });
-  const port = await server.listen(opts.listen.port, opts.listen.host);
+  let port: number;
+  try {
+    port = await server.listen(opts.listen.port, opts.listen.host);
+  } catch (err) {
+    await sender.stop();
+    await ingest.stop();
+    throw err;
+  }
   return {
     ...ingest,
     port,
