@@ -170,6 +170,7 @@ describe('operator console API', () => {
     const g = new Client();
     for (let i = 0; i < 5; i++) expect((await g.login('sara', `guess-${i}-xxxxxx`)).status).toBe(401);
     expect((await g.login('sara', 'sara-password-1')).status).toBe(429);
+    for (let i = 0; i < 20; i++) expect((await g.login('sara', `flood-${i}-xxxxxx`)).status).toBe(429);
     // Others behind the same address are not held back by it.
     const ok = await c.login('oscar', 'oscar-password-1');
     expect(ok.status).toBe(200);
@@ -245,6 +246,8 @@ describe('operator console API', () => {
         'sara:login_limited:sara',
       ]),
     );
+    // The flood of refused attempts left one row, not twenty-one.
+    expect(trail.filter((a) => a.action === 'login_limited')).toHaveLength(1);
     const ackRow = trail.find((a) => a.action === 'alarm.ack')!;
     expect(ackRow).toMatchObject({ role: 'operator', remote: expect.stringMatching(/127\.0\.0\.1/) });
     expect(ackRow.at).toBeGreaterThan(Date.now() - 60_000);

@@ -287,7 +287,8 @@ export class AnprEngine {
       const dx = det.box[0] - same.box[0];
       const dy = det.box[1] - same.box[1];
       for (const p of previous) {
-        if (p !== same && !(p.widened && p.fingerprint && fingerprintDistance(p.fingerprint, same.fingerprint!) === 0)) continue;
+        // A wider re-read of the same detection carries the same crop fingerprint.
+        if (p !== same && !(p.widened && p.fingerprint && Buffer.compare(p.fingerprint, same.fingerprint!) === 0)) continue;
         carried.push({
           ...p,
           box: p === same ? (det.box.map((v) => Math.round(v)) as Box) : [p.box[0] + dx, p.box[1] + dy, p.box[2], p.box[3]],

@@ -172,7 +172,9 @@ export class ConsoleServer {
     const password = str(body.password, 'password');
     const remote = remoteOf(req);
     if (!this.#limiter.allow(remote, user)) {
-      await this.opts.store.addAudit({ at: this.#now(), user, role: '-', action: 'login_limited', target: user, remote });
+      // Audited once per name and address while it lasts: a flood of refused attempts must not fill the trail.
+      if (this.#limiter.firstRefusal(remote, user))
+        await this.opts.store.addAudit({ at: this.#now(), user, role: '-', action: 'login_limited', target: user, remote });
       throw new HttpError(429, 'too many failed attempts: wait a few minutes');
     }
     const found = await this.opts.users.check(user, password);

@@ -89,6 +89,19 @@ export class LoginLimiter {
     return this.#recent(`u:${user}`) < LoginLimiter.PER_USER && this.#recent(`r:${remote}`) < LoginLimiter.PER_REMOTE;
   }
 
+  readonly #refused = new Map<string, number>();
+
+  /** True for the first refusal of this name and address in a window (the one worth auditing). */
+  firstRefusal(remote: string, user: string): boolean {
+    const key = `${remote}\u0000${user}`;
+    const t = this.now();
+    const last = this.#refused.get(key);
+    if (last !== undefined && t - last < LoginLimiter.WINDOW_MS) return false;
+    if (this.#refused.size > 10_000) this.#refused.clear();
+    this.#refused.set(key, t);
+    return true;
+  }
+
   fail(remote: string, user: string): void {
     if (this.#failures.size > 10_000) this.#failures.clear();
     for (const key of [`u:${user}`, `r:${remote}`]) {
