@@ -1,7 +1,8 @@
 // The call center's side. Ingest: events stored per second from a broker queue, into SQLite
 // (synchronous full and normal) and a real PostgreSQL server, with one event in ten a duplicate
-// (the uplink's at-least-once), against a subscriber that only counts and acknowledges (the
-// broker's delivery ceiling), measured in the same run. The loop: a real pole (daemon, simulated
+// (the uplink's at-least-once), against a subscriber that only counts and acknowledges on the
+// ingest's own receive path (src/central/receiver.ts, as many messages in flight: the broker's
+// delivery ceiling), measured in the same run; MQTT.js doing the same is shown beside it. The loop: a real pole (daemon, simulated
 // GPIO), the console in Chromium: press to screen and acknowledgement to LED, p99, each beside its
 // baseline without the center (press to a plain subscriber; a command straight to the pole).
 //
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import mqtt from 'mqtt';
 import { Ingest } from '../src/central/ingest.js';
+import { Receiver } from '../src/central/receiver.js';
 import { openStore } from '../src/central/service.js';
 import { newEventId, type VigiaEvent } from '../src/core/event.js';
 import { createLogger } from '../src/core/logger.js';
@@ -83,19 +85,44 @@ async function queue(url: string, clientId: string, msgs: Array<[string, string]
   await pub.endAsync();
 }
 
-/** Seconds for a plain subscriber to take the queue (auto-acknowledged, nothing stored). */
-async function drainBaseline(url: string): Promise<number> {
+/**
+ * Seconds for a plain subscriber to take the queue, counting and acknowledging, storing nothing:
+ * on the ingest's receive path (the ceiling it is measured against), or on MQTT.js, which takes a
+ * connection's messages one at a time but acknowledges at once when nothing is stored.
+ */
+async function drainBaseline(url: string, client: 'receiver' | 'mqttjs'): Promise<number> {
   const clientId = `baseline-${newEventId()}`;
   const msgs = messages();
   await queue(url, clientId, msgs);
   let got = 0;
+  let done: () => void = () => undefined;
+  const all = new Promise<void>((resolve) => {
+    done = resolve;
+  });
   const t0 = performance.now();
-  const c = mqtt.connect(url, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 3600, receiveMaximum: 64 } });
-  await new Promise<void>((resolve) =>
-    c.on('message', () => {
-      if (++got === msgs.length) resolve();
-    }),
-  );
+  if (client === 'receiver') {
+    const r = new Receiver({
+      url,
+      clientId,
+      topics: ['vigia/+/+/events/#', 'vigia/+/+/status'],
+      logger: quiet,
+      sessionExpiryInterval: 3600,
+      receiveMaximum: 1000,
+      handler: async () => {
+        if (++got === msgs.length) done();
+      },
+    });
+    await r.start();
+    await all;
+    const s = (performance.now() - t0) / 1000;
+    await r.stop();
+    return s;
+  }
+  const c = mqtt.connect(url, { clientId, protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 3600, receiveMaximum: 1000 } });
+  c.on('message', () => {
+    if (++got === msgs.length) done();
+  });
+  await all;
   const s = (performance.now() - t0) / 1000;
   await c.endAsync();
   return s;
@@ -194,11 +221,12 @@ const broker = await startBenchBroker();
 const pgServer = await startPostgres();
 const dir = mkdtempSync(join(tmpdir(), 'vigia-bench-central-'));
 try {
-  const rates: Record<string, number[]> = { baseline: [], sqlite_full: [], sqlite_normal: [], postgres: [] };
+  const rates: Record<string, number[]> = { baseline: [], mqttjs: [], sqlite_full: [], sqlite_normal: [], postgres: [] };
   let checked = '';
   for (let run = 0; run < RUNS; run++) {
-    log(`run ${run + 1}/${RUNS}: baseline, SQLite full, SQLite normal, PostgreSQL (${N} messages each)…`);
-    rates.baseline!.push(N / (await drainBaseline(broker.url)));
+    log(`run ${run + 1}/${RUNS}: baselines, SQLite full, SQLite normal, PostgreSQL (${N} messages each)…`);
+    rates.baseline!.push(N / (await drainBaseline(broker.url, 'receiver')));
+    rates.mqttjs!.push(N / (await drainBaseline(broker.url, 'mqttjs')));
     for (const [name, storeUrl, opts] of [
       ['sqlite_full', `sqlite:${join(dir, `full-${run}.db`)}`, { synchronous: 'full' as const }],
       ['sqlite_normal', `sqlite:${join(dir, `normal-${run}.db`)}`, { synchronous: 'normal' as const }],
@@ -220,6 +248,7 @@ try {
       ['consumer', 'events/s', 'vs plain subscriber'],
       [
         ['plain subscriber (counts, acknowledges)', fmt(m('baseline')), '1.00'],
+        ['plain subscriber on MQTT.js (one message at a time)', fmt(m('mqttjs')), fmt(ratio(m('mqttjs'), m('baseline')), 2)],
         ['ingest, SQLite synchronous=full', fmt(m('sqlite_full')), fmt(ratio(m('sqlite_full'), m('baseline')), 2)],
         ['ingest, SQLite synchronous=normal', fmt(m('sqlite_normal')), fmt(ratio(m('sqlite_normal'), m('baseline')), 2)],
         ['ingest, PostgreSQL (synchronous_commit on)', fmt(m('postgres')), fmt(ratio(m('postgres'), m('baseline')), 2)],
@@ -245,6 +274,7 @@ try {
       ingest_events_per_s_sqlite_normal: m('sqlite_normal'),
       ingest_events_per_s_postgres: m('postgres'),
       subscriber_events_per_s_baseline: m('baseline'),
+      subscriber_events_per_s_mqttjs: m('mqttjs'),
       ingest_sqlite_vs_baseline: ratio(m('sqlite_full'), m('baseline')),
       ingest_postgres_vs_baseline: ratio(m('postgres'), m('baseline')),
       messages: N,

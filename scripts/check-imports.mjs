@@ -32,7 +32,8 @@ const LAYERS = [
   { name: 'gateway', dir: 'gateway', mayImport: ['features', 'anpr', 'nodered', 'drivers', 'config', 'core'] },
   // The technician's tools (doctor, gpio watch, outbox...): they talk to the daemon or open the hardware themselves.
   { name: 'technician', dir: 'technician', mayImport: ['gateway', 'features', 'anpr', 'nodered', 'drivers', 'config', 'core'] },
-  { name: 'central', dir: 'central', mayImport: ['gateway', 'config', 'core'] },
+  // The call center shares the daemon's event, command and hotlist code.
+  { name: 'central', dir: 'central', mayImport: ['gateway', 'anpr', 'config', 'core'] },
   { name: 'top', dir: '.', mayImport: ['central', 'technician', 'gateway', 'features', 'anpr', 'nodered', 'drivers', 'config', 'core'] },
 ];
 

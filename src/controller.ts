@@ -127,7 +127,7 @@ export class Controller {
       clockSync,
       bootId,
       logger: logger.child({ mod: 'uplink' }),
-      birth: { version: VERSION, profile: config.device.profile },
+      birth: { version: VERSION, profile: config.device.profile, ...(config.device.location ? { location: config.device.location } : {}) },
     });
     this.#commands = new CommandRouter({
       config,

@@ -1,8 +1,10 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config/index.js';
 import type { Config } from './config/schema.js';
+import { Secret } from './config/secret.js';
 import type { Extension, ExtensionContext } from './core/extension.js';
 import { createLogger } from './core/logger.js';
 import { controlRequest } from './gateway/control.js';
@@ -104,14 +106,17 @@ const DEMO_OPERATOR = 'operador';
 const DEMO_OPERATOR_PASSWORD = 'vigia-demo-1457';
 const DEMO_CONSOLE_PORT = 8080;
 
+const DEMO_HOTLIST = 'plate,reason,source,added,expires\nBBCL12,encargo por robo (demo),Carabineros,2026-11-01,\n';
+
 const file = fileURLToPath(new URL('../config/demo.yaml', import.meta.url));
 const config = loadConfig(file);
+const publisherKey = demoPublisherKey();
 if (config.anpr.enabled) {
   // The demo's camera directory and hotlist, made here so a fresh clone needs nothing else.
   for (const cam of config.anpr.cameras) if (cam.dir) mkdirSync(resolve(cam.dir), { recursive: true });
-  if (config.anpr.hotlist.file) {
-    writeFileSync(config.anpr.hotlist.file, 'plate,reason,source,added,expires\nBBCL12,encargo por robo (demo),Carabineros,2026-11-01,\n');
-  }
+  if (config.anpr.hotlist.file) writeFileSync(config.anpr.hotlist.file, DEMO_HOTLIST);
+  // The console beside it signs list changes with the demo's own key pair, made on the first run.
+  config.anpr.hotlist.public_key = new Secret(publisherKey.publicKey, 'the demo list publisher');
 }
 const { port, host } = config.demo.embedded_broker;
 process.stderr.write(
@@ -135,6 +140,19 @@ process.stderr.write(
 );
 await runDaemon(config, { extra: [{ name: 'demo-scenario', create: (ctx) => new DemoScenario(ctx) }] });
 await startDemoConsole();
+
+/** The demo list publisher's Ed25519 key pair (PEM), kept in .vigia-demo from run to run. */
+function demoPublisherKey(): { privateKey: string; publicKey: string } {
+  const dir = resolve('.vigia-demo');
+  mkdirSync(dir, { recursive: true });
+  const keyFile = join(dir, 'hotlist-publisher.pem');
+  if (!existsSync(keyFile)) {
+    const pair = generateKeyPairSync('ed25519');
+    writeFileSync(keyFile, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), { mode: 0o600 });
+  }
+  const privateKey = readFileSync(keyFile, 'utf8');
+  return { privateKey, publicKey: createPublicKey(privateKey).export({ type: 'spki', format: 'pem' }).toString() };
+}
 
 /**
  * The call center beside the demo pole: the ingest and the operator console on the embedded
@@ -160,9 +178,12 @@ async function startDemoConsole(): Promise<void> {
         commandAuth: config.commands.auth,
         commandKeyFile: { key: config.commands.key?.reveal() ?? '' },
         listen: { host: '127.0.0.1', port: DEMO_CONSOLE_PORT },
+        hotlist: { keyFile: { key: publisherKey.privateKey }, dir: join(dir, 'central-hotlist') },
       },
       logger,
     );
+    // The center's list starts as the pole's, so the pole is up to date and takes the changes made in the console.
+    if (service.hotlist && service.hotlist.current().size === 0) service.hotlist.change({ text: DEMO_HOTLIST, replace: true }, 'demo');
     process.stderr.write(
       `\nCall center console: http://127.0.0.1:${service.port}/  (user ${DEMO_OPERATOR}, password ${DEMO_OPERATOR_PASSWORD}): the panic presses and hits appear live; Reconocer / Despejar answer the pole.\n\n`,
     );

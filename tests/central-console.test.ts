@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -253,6 +254,66 @@ describe('operator console API', () => {
     expect(ackRow.at).toBeGreaterThan(Date.now() - 60_000);
   });
 
+  it('searches plate reads and hits by plate, hash, device and time, refuses a search without criteria, and audits each', async () => {
+    const read = alarm({
+      type: 'plate.read',
+      priority: 'read',
+      device: 'gantry-9',
+      payload: { camera: 'lane-1', plate: 'KXTR45', confidence: 0.93, hit: false },
+    });
+    const hashed = alarm({
+      type: 'plate.read',
+      priority: 'read',
+      device: 'gantry-9',
+      payload: { camera: 'lane-1', plate_hash: 'e'.repeat(64), hash: 'hmac-sha256', confidence: 0.9 },
+    });
+    await publish(read);
+    await publish(hashed);
+    await until(async () => (await store.events({ device: 'gantry-9' })).length === 2, 'the reads stored');
+    const c = new Client();
+    await c.login('oscar', 'oscar-password-1');
+    expect((await c.req('GET', '/api/search')).status).toBe(400);
+    expect((await c.req('GET', '/api/search?plate_hash=xyz')).status).toBe(400);
+    expect((await c.req('GET', '/api/search?plate=KX%20TR')).status).toBe(400);
+    expect((await c.req('GET', '/api/search?device=gantry-9&from=yesterday')).status).toBe(400);
+    const byPlate = await c.req('GET', '/api/search?plate=kxtr45');
+    expect(byPlate.body.results.map((r: any) => r.event.id)).toEqual([read.id]);
+    const byHash = await c.req('GET', `/api/search?plate_hash=${'E'.repeat(64)}`);
+    expect(byHash.body.results.map((r: any) => r.event.id)).toEqual([hashed.id]);
+    const byDevice = await c.req('GET', `/api/search?site=la-serena&device=gantry-9&from=${encodeURIComponent(new Date(Date.now() - 60_000).toISOString())}`);
+    expect(byDevice.body.results).toHaveLength(2);
+    const trail = (await store.audit(20)).filter((a) => a.action === 'search' && a.user === 'oscar');
+    expect(trail.map((a) => a.target)).toEqual(['la-serena/gantry-9', 'hash', 'KXTR45']);
+    expect(trail[0]!.detail).toMatchObject({ results: 2 });
+  });
+
+  it('keeps passing cars out of the live stream (the search finds them); its ids still move past them', async () => {
+    const c = new Client();
+    await c.login('oscar', 'oscar-password-1');
+    const read = alarm({ type: 'plate.read', priority: 'read', device: 'gantry-9', payload: { camera: 'lane-1', plate: 'GHJK23', confidence: 0.9 } });
+    const press = alarm();
+    const live = readStream(c, {}, (evs) => evs.some((e) => e.event === 'vigia' && e.data.event.id === press.id));
+    await sleep(200);
+    await publish(read);
+    await until(async () => (await store.events({ plate: 'GHJK23' })).length === 1, 'the read stored');
+    await publish(press);
+    const events = (await live).filter((e) => e.event === 'vigia');
+    expect(events.map((e) => e.data.event.id)).toEqual([press.id]);
+  });
+
+  it('without a hotlist key the list is read-only, and only a supervisor may change it', async () => {
+    const op = new Client();
+    await op.login('oscar', 'oscar-password-1');
+    expect((await op.req('GET', '/api/hotlist')).body).toMatchObject({ enabled: false });
+    expect((await op.req('POST', '/api/hotlist/changes', { remove: ['BBCL12'] })).status).toBe(403);
+    expect((await op.req('POST', '/api/hotlist/send', { devices: [{ site: 'la-serena', device: 'pole-1' }] })).status).toBe(403);
+    const sup = new Client(); // an admin (sara is held back by the login limit of an earlier test)
+    await sup.login('ada', 'ada-password-1');
+    const r = await sup.req('POST', '/api/hotlist/changes', { remove: ['BBCL12'] });
+    expect(r.status).toBe(409);
+    expect(r.body.error).toMatch(/--hotlist-key/);
+  });
+
   it('never shows the command key or a password: not in a response, the audit trail or the log', async () => {
     const admin = new Client();
     await admin.login('ada', 'ada-password-1');
@@ -274,6 +335,9 @@ describe('vigia central user and serve', () => {
     expect(list.stdout).not.toContain('$2');
     expect(statSync(users).mode & 0o777).toBe(0o600);
 
+    const hotlistKey = join(dir, 'hotlist.key');
+    const hotlistPem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    writeFileSync(hotlistKey, hotlistPem, { mode: 0o600 });
     const keyFile = join(dir, 'command.key');
     writeFileSync(keyFile, `${KEY}\n`, { mode: 0o600 });
     const port = await freePort();
@@ -295,6 +359,10 @@ describe('vigia central user and serve', () => {
         keyFile,
         '--listen',
         `127.0.0.1:${port}`,
+        '--hotlist-key',
+        hotlistKey,
+        '--hotlist-dir',
+        join(dir, 'hotlist'),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -309,9 +377,19 @@ describe('vigia central user and serve', () => {
       body: JSON.stringify({ user: 'ana', password: 'ana-password-1' }),
     });
     expect(login.status).toBe(200);
+    const cookie = login.headers.get('set-cookie')!.split(';')[0]!;
+    const csrf = ((await login.json()) as { csrf: string }).csrf;
+    const change = await fetch(`${url}/api/hotlist/changes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', cookie, 'x-csrf-token': csrf },
+      body: JSON.stringify({ text: 'plate,reason,source,added,expires\nBBCL12,encargo por robo,Carabineros,2026-11-01,\n' }),
+    });
+    expect(change.status).toBe(201);
+    expect(readFileSync(join(dir, 'hotlist', 'hotlist.csv'), 'utf8')).toContain('BBCL12');
     child.kill('SIGTERM');
     expect(await new Promise((r) => child.once('exit', (code) => r(code)))).toBe(0);
     expect(out).not.toContain(KEY);
+    expect(out).not.toContain(hotlistPem.split('\n')[1]);
     expect((await runCli(['central', 'user', 'remove', 'ana', '--users', users])).code).toBe(0);
     expect((await runCli(['central', 'user', 'remove', 'ana', '--users', users])).code).toBe(1);
   });

@@ -77,7 +77,7 @@ describe('bundled configs', () => {
 
   it('demo.yaml loads as a simulated pole with an embedded broker', () => {
     const config = loadConfig(join(CONFIG_DIR, 'demo.yaml'));
-    expect(config.device).toEqual({ id: 'pole-demo', site: 'la-serena', profile: 'pole' });
+    expect(config.device).toEqual({ id: 'pole-demo', site: 'la-serena', profile: 'pole', location: { lat: -29.9027, lon: -71.2519 } });
     expect(config.hardware.backend).toBe('sim');
     expect(config.demo.embedded_broker).toEqual({ enabled: true, host: '127.0.0.1', port: 1883 });
     expect(config.mqtt.url).toBe('mqtt://127.0.0.1:1883');

@@ -31,7 +31,7 @@ import { AnprBusyError, AnprWorkerPool } from './worker.js';
  * frames and small results; decoding and inference run in the workers.
  */
 
-export type AnprContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit' | 'commands' | 'control'>;
+export type AnprContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'clockTrust' | 'paths' | 'emit' | 'commands' | 'control' | 'health'>;
 
 const DELTA_ARGS = z
   .object({
@@ -93,6 +93,7 @@ export class AnprExtension implements Extension {
   #lastHit = new Map<string, number>();
   #state: 'stopped' | 'starting' | 'running' | 'failed' = 'stopped';
   #failure: string | null = null;
+  #removeHealth: (() => void) | null = null;
   #lastHotlistProblem: string | null = null;
   #onReadLatency: ((ms: number) => void) | undefined;
   #counters = { rejected: {} as Record<string, number>, reads: 0, readsSuppressed: 0, hits: 0, errors: 0 };
@@ -124,6 +125,7 @@ export class AnprExtension implements Extension {
     if (cfg.hotlist.file) await this.#hotlistUpdated(await this.#hotlist.load(resolve(cfg.hotlist.file)), cfg.hotlist.file);
     this.#registerCommands();
     ctx.control.handle('camera.snapshot', (args) => this.#snapshot(args));
+    this.#removeHealth = ctx.health.provide('anpr', () => this.#health());
 
     this.#evidence = new EvidenceStore({
       dir: resolve(cfg.evidence.dir ?? resolve(ctx.paths.dataDir, 'evidence')),
@@ -215,6 +217,8 @@ export class AnprExtension implements Extension {
   }
 
   async stop(): Promise<void> {
+    this.#removeHealth?.();
+    this.#removeHealth = null;
     clearInterval(this.#flushTimer);
     clearInterval(this.#refreshTimer);
     clearInterval(this.#freshnessTimer);
@@ -233,6 +237,19 @@ export class AnprExtension implements Extension {
   /** Called with the time (ms) each frame took from the worker pool's queue to its readings (metrics). */
   observeReadLatency(listener: ((ms: number) => void) | undefined): void {
     this.#onReadLatency = listener;
+  }
+
+  /**
+   * The health report's section: what the call center shows per device (each camera's state, the
+   * list's version so it can tell which devices have a new list), not the counters of `status`.
+   */
+  #health() {
+    const h = this.#hotlist?.stats();
+    return {
+      state: this.#state,
+      cameras: Object.fromEntries(this.#cameras.map((c) => [c.config.id, c.source.stats().state])),
+      hotlist: h ? { version: h.version, serial: h.serial, size: h.size, stale: this.#freshness?.status(h)?.stale ?? false } : null,
+    };
   }
 
   status() {

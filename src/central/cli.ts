@@ -104,6 +104,12 @@ export function registerCentralCommands(program: Command): void {
     .option('--command-auth <alg>', 'hmac-sha256 or ed25519, as the devices verify (commands.auth)', 'hmac-sha256')
     .option('--listen <host:port>', 'where the console listens', '127.0.0.1:8080')
     .option('--secure-cookies', 'mark session cookies Secure (the console is reached over HTTPS, e.g. behind a reverse proxy)')
+    .option(
+      '--hotlist-key <file>',
+      "the list publisher's Ed25519 private key (PEM; devices hold its public key in anpr.hotlist.public_key): enables the list tab's changes",
+    )
+    .option('--hotlist-dir <dir>', 'where the center keeps its list and the deltas it signed', '/var/lib/vigia-central/hotlist')
+    .option('--hotlist-scope <sites>', 'sites the deltas may be installed at, comma-separated', '*')
     .action(async (opts: Opts, cmd: Command) => {
       const options = await serviceOptions(opts, cmd);
       if (opts.commandAuth !== 'hmac-sha256' && opts.commandAuth !== 'ed25519') cmd.error("error: option '--command-auth <alg>': hmac-sha256 or ed25519");
@@ -122,6 +128,18 @@ export function registerCentralCommands(program: Command): void {
             commandAuth: opts.commandAuth as 'hmac-sha256' | 'ed25519',
             commandKeyFile: String(opts.commandKeyFile),
             ...(opts.secureCookies ? { secureCookies: true } : {}),
+            ...(opts.hotlistKey
+              ? {
+                  hotlist: {
+                    keyFile: String(opts.hotlistKey),
+                    dir: String(opts.hotlistDir),
+                    scope: String(opts.hotlistScope)
+                      .split(',')
+                      .map((x) => x.trim())
+                      .filter(Boolean),
+                  },
+                }
+              : {}),
           },
           logger,
         );

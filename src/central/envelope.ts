@@ -18,6 +18,8 @@ export interface DeviceStatus {
   boot_id?: string;
   version?: string;
   profile?: string;
+  /** Where a fixed device is installed (its configuration), for the map. */
+  location?: { lat: number; lon: number };
 }
 
 export type IngestMessage =
@@ -52,6 +54,9 @@ export function parseMessage(prefix: string, topic: string, payload: Uint8Array)
     for (const k of ['reason', 'time', 'boot_id', 'version', 'profile'] as const) {
       if (typeof s[k] === 'string') status[k] = (s[k] as string).slice(0, 200);
     }
+    const loc = s.location as { lat?: unknown; lon?: unknown } | undefined;
+    if (loc && typeof loc.lat === 'number' && typeof loc.lon === 'number' && Math.abs(loc.lat) <= 90 && Math.abs(loc.lon) <= 180)
+      status.location = { lat: loc.lat, lon: loc.lon };
     return { kind: 'status', ...at, status };
   }
   if (parts.length !== 6 || parts[3] !== 'events') return refused('topic', topic.slice(0, 200), at);

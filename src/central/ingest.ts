@@ -1,7 +1,7 @@
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { PRIORITIES, type VigiaEvent } from '../core/event.js';
-import { parseMessage, type RefusalReason } from './envelope.js';
+import { MAX_MESSAGE_BYTES, parseMessage, type RefusalReason } from './envelope.js';
+import { Receiver } from './receiver.js';
 import type { CentralStore } from './store.js';
 
 /**
@@ -10,7 +10,8 @@ import type { CentralStore } from './store.js';
  * dropped by id. A message is acknowledged to the broker (PUBACK) only after the store committed
  * it: the session is persistent (a fixed client id, no clean start, a long session expiry), so
  * what the broker holds while the ingest is down or killed is delivered when it comes back, and a
- * message it delivered but the ingest did not commit is delivered again.
+ * message it delivered but the ingest did not commit is delivered again. Each connection has many
+ * messages in flight at once (`receiver.ts`), so that one group commit of the store takes them all.
  *
  * Messages that are not events or status, or whose envelope does not match its topic, are refused:
  * counted by reason and logged (rate-limited), acknowledged so that the broker does not offer them
@@ -37,9 +38,9 @@ export interface IngestOptions {
   store: CentralStore;
   logger: Logger;
   /**
-   * MQTT 5 (default) or 3.1.1 (4: a broker without MQTT 5, such as the demo's embedded one). On
-   * 3.1.1 messages are acknowledged on receipt, not after the commit: only MQTT 5 keeps the
-   * guarantee that nothing the broker delivered is lost.
+   * MQTT 5 (default) or 3.1.1 (4: a broker without MQTT 5, such as the demo's embedded one). Both
+   * acknowledge after the commit; on 3.1.1 the broker decides how long it keeps the sessions and
+   * how many messages it has in flight to each.
    */
   protocolVersion?: 4 | 5;
   /** Called with each newly stored event, after its commit (the console's live feed). */
@@ -60,9 +61,18 @@ export interface IngestStats {
 
 /** How long the broker keeps the session (and queues messages) while the ingest is away: 7 days. */
 const SESSION_EXPIRY_S = 7 * 24 * 3600;
+/** Messages the broker may have in flight on each connection: plenty for one commit to take many. */
+const RECEIVE_MAXIMUM = 1000;
+/**
+ * The largest packet the broker may send: a message just over the envelope's limit still arrives
+ * and is counted as refused (`too_large`); the broker drops anything bigger than this unseen.
+ * (Mosquitto 2.0 then keeps one in-flight slot of the connection until it reconnects: the broker's
+ * `message_size_limit` should refuse such messages from the devices in the first place.)
+ */
+const MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 64 * 1024;
 
 export class Ingest {
-  readonly #clients: MqttClient[] = [];
+  readonly #receivers: Receiver[] = [];
   readonly #stats: IngestStats = {
     connected: false,
     stored: 0,
@@ -72,16 +82,17 @@ export class Ingest {
     storeErrors: 0,
   };
   #lastRefusalLog = 0;
+  /** Status updates are applied one after another, in the order they arrived. */
+  #statusTail: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: IngestOptions) {}
 
   /**
    * Connects and subscribes; resolves once every subscription is granted. One connection per
-   * priority class and one for status: a connection holds one message until its commit (MQTT.js
-   * hands a connection's messages over one at a time), so the classes share commits, and an alarm
-   * never waits at the center behind a backlog of reads or telemetry. (Shared subscriptions would
-   * spread one class over many connections, but Mosquitto 2.0 as Debian 12 ships it loses messages
-   * queued for them across a broker restart.)
+   * priority class and one for status, each with its own in-flight window at the broker: an alarm
+   * never waits at the center behind a backlog of reads or telemetry, and the classes share the
+   * store's group commits. (Shared subscriptions would spread one class over many connections, but
+   * Mosquitto 2.0 as Debian 12 ships it loses messages queued for them across a broker restart.)
    */
   async start(): Promise<void> {
     const { opts } = this;
@@ -94,107 +105,77 @@ export class Ingest {
     ]);
   }
 
-  async #connect(clientId: string, topics: string[], prefix: string): Promise<void> {
+  #connect(clientId: string, topics: string[], prefix: string): Promise<void> {
     const { opts } = this;
-    const now = opts.now ?? Date.now;
     const log = opts.logger.child({ mod: 'ingest', client: clientId });
-    let client: MqttClient;
-    // Parse, store, and only then acknowledge (`done`).
-    const take = (topic: string, message: Buffer, done: (err: Error | number) => void) => {
-      const msg = parseMessage(prefix, topic, message);
-      if (msg.kind === 'refused') {
-        this.#stats.refused[msg.reason]++;
-        const t = now();
-        if (t - this.#lastRefusalLog > 10_000) {
-          this.#lastRefusalLog = t;
-          log.warn({ reason: msg.reason, detail: msg.detail, site: msg.site, device: msg.device, refused: this.#stats.refused }, 'message refused');
-        }
-        done(0);
-        return;
-      }
-      const stored =
-        msg.kind === 'event'
-          ? opts.store.addEvent(msg.event, now()).then((r) => {
-              if (r === 'stored') {
-                this.#stats.stored++;
-                opts.onStored?.(msg.event);
-              } else this.#stats.duplicates++;
-            })
-          : opts.store.setStatus(msg.site, msg.device, msg.status, now()).then(() => {
-              this.#stats.status++;
-            });
-      stored.then(
-        () => done(0),
-        (err: unknown) => {
-          // Not acknowledged: the connection is dropped, and the broker offers the message again
-          // when the ingest reconnects.
-          this.#stats.storeErrors++;
-          log.error({ err: (err as Error).message, topic }, 'store failed; the message will be delivered again');
-          done(err instanceof Error ? err : new Error(String(err)));
-          client.stream.destroy();
-        },
-      );
-    };
-    const options: IClientOptions = {
+    const receiver = new Receiver({
+      url: opts.url,
       clientId,
-      clean: false,
-      ...(opts.protocolVersion === 4 ? { protocolVersion: 4 } : { protocolVersion: 5, properties: { sessionExpiryInterval: SESSION_EXPIRY_S } }),
+      topics,
+      logger: log,
+      protocolVersion: opts.protocolVersion ?? 5,
+      sessionExpiryInterval: SESSION_EXPIRY_S,
+      receiveMaximum: RECEIVE_MAXIMUM,
+      maximumPacketSize: MAX_PACKET_BYTES,
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
       ...(opts.username !== undefined ? { username: opts.username } : {}),
       ...(opts.password !== undefined ? { password: opts.password } : {}),
-      ...(opts.tls ?? {}),
-      // The acknowledgement waits for the store: PUBACK only after the commit.
-      customHandleAcks: (topic, message, _packet, done) => take(topic, message, done),
-    };
-    client = mqtt.connect(opts.url, options);
-    // What the acknowledgement handler does not see is stored all the same: QoS 0 (a broker that
-    // downgrades), and everything on MQTT 3.1.1, where MQTT.js acknowledges on receipt (its custom
-    // acknowledgement is an MQTT 5 feature): there a message the ingest dies holding is lost.
-    const acknowledgedByUs = opts.protocolVersion !== 4;
-    client.on('message', (topic, message, packet) => {
-      if (packet.qos === 0 || !acknowledgedByUs) take(topic, message, () => undefined);
+      ...(opts.tls ? { tls: opts.tls } : {}),
+      // The receiver acknowledges when this resolves: after the commit.
+      handler: (m) => this.#take(prefix, m.topic, m.payload, log),
     });
-    this.#clients.push(client);
-    const subscribe = async () => {
-      const granted = await client.subscribeAsync(Object.fromEntries(topics.map((t) => [t, { qos: 1 as const }])));
-      const refused = granted.filter((g) => g.qos !== 1);
-      if (refused.length > 0) throw new Error(`the broker refused the subscriptions ${refused.map((g) => `${g.topic} (${g.qos})`).join(', ')}`);
-    };
-    let first: ((err?: Error) => void) | null = null;
-    const subscribed = new Promise<void>((resolve, reject) => {
-      first = (err) => (err ? reject(err) : resolve());
-    });
-    client.on('connect', (ack) => {
-      this.#updateConnected();
-      log.info({ url: redact(opts.url), resumed: ack.sessionPresent }, 'connected to the broker');
-      // Subscribed again on every connection, resumed session or not: a broker restored from its
-      // persistence file may have lost a shared subscription, and subscribing twice is harmless.
-      subscribe().then(
-        () => {
-          first?.();
-          first = null;
-        },
-        (err: Error) => {
-          log.error({ err: err.message }, 'subscribe failed');
-          first?.(err);
-          first = null;
-        },
-      );
-    });
-    client.on('close', () => this.#updateConnected());
-    client.on('error', (err) => {
-      log.warn({ err: err.message }, 'broker error');
-      if (!client.connected) {
-        first?.(err);
-        first = null;
+    receiver.on('connect', () => this.#updateConnected());
+    receiver.on('close', () => this.#updateConnected());
+    // Errors are logged by the receiver; start() fails with the first one.
+    receiver.on('error', () => undefined);
+    this.#receivers.push(receiver);
+    return receiver.start();
+  }
+
+  /** Parses and stores one message; resolves after its commit (or at once for a refusal, which is acknowledged too). */
+  #take(prefix: string, topic: string, message: Buffer, log: Logger): Promise<void> {
+    const { opts } = this;
+    const now = opts.now ?? Date.now;
+    const msg = parseMessage(prefix, topic, message);
+    if (msg.kind === 'refused') {
+      this.#stats.refused[msg.reason]++;
+      const t = now();
+      if (t - this.#lastRefusalLog > 10_000) {
+        this.#lastRefusalLog = t;
+        log.warn({ reason: msg.reason, detail: msg.detail, site: msg.site, device: msg.device, refused: this.#stats.refused }, 'message refused');
       }
+      return Promise.resolve();
+    }
+    let stored: Promise<void>;
+    if (msg.kind === 'event') {
+      stored = opts.store.addEvent(msg.event, now()).then((r) => {
+        if (r === 'stored') {
+          this.#stats.stored++;
+          opts.onStored?.(msg.event);
+        } else this.#stats.duplicates++;
+      });
+    } else {
+      // In order: a device's "online" must not land after the "offline" that followed it.
+      const receivedAt = now();
+      stored = this.#statusTail
+        .then(() => opts.store.setStatus(msg.site, msg.device, msg.status, receivedAt))
+        .then(() => {
+          this.#stats.status++;
+        });
+      this.#statusTail = stored.catch(() => undefined);
+    }
+    return stored.catch((err: unknown) => {
+      // Not acknowledged: the receiver drops the connection, and the broker offers the message
+      // again when it reconnects.
+      this.#stats.storeErrors++;
+      log.error({ err: (err as Error).message, topic }, 'store failed; the message will be delivered again');
+      throw err;
     });
-    await subscribed;
   }
 
   #updateConnected(): void {
-    this.#stats.connected = this.#clients.length > 0 && this.#clients.every((c) => c.connected);
+    this.#stats.connected = this.#receivers.length > 0 && this.#receivers.every((r) => r.connected);
   }
 
   stats(): IngestStats {
@@ -203,9 +184,8 @@ export class Ingest {
 
   /** Disconnects cleanly; the sessions stay on the broker, which queues what comes meanwhile. */
   async stop(): Promise<void> {
-    const clients = this.#clients.splice(0);
-    await Promise.all(clients.map((c) => c.endAsync()));
+    const receivers = this.#receivers.splice(0);
+    await Promise.all(receivers.map((r) => r.stop()));
+    this.#updateConnected();
   }
 }
-
-const redact = (url: string) => url.replace(/\/\/[^@/]*@/, '//***@');

@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS devices (
   site ${t.text} NOT NULL, device ${t.text} NOT NULL,
   state ${t.text}, reason ${t.text}, boot_id ${t.text}, version ${t.text}, profile ${t.text},
   status_ms ${t.int}, last_event_ms ${t.int}, last_seq ${t.int},
-  health ${t.json}, geo ${t.json},
+  health ${t.json}, geo ${t.json}, hotlist ${t.json}, cameras ${t.json},
   PRIMARY KEY (site, device)
 )${t.suffix};
 CREATE TABLE IF NOT EXISTS audit (
@@ -97,7 +97,20 @@ export function auditFromRow(r: AuditDbRow): AuditEntry & { id: number } {
 
 /** A `devices` row as either driver returns it (numbers as text from PostgreSQL, JSON as text from SQLite). */
 export type DeviceDbRow = Record<
-  'site' | 'device' | 'state' | 'reason' | 'boot_id' | 'version' | 'profile' | 'status_ms' | 'last_event_ms' | 'last_seq' | 'health' | 'geo',
+  | 'site'
+  | 'device'
+  | 'state'
+  | 'reason'
+  | 'boot_id'
+  | 'version'
+  | 'profile'
+  | 'status_ms'
+  | 'last_event_ms'
+  | 'last_seq'
+  | 'health'
+  | 'geo'
+  | 'hotlist'
+  | 'cameras',
   unknown
 >;
 
@@ -119,6 +132,8 @@ export function deviceFromRow(r: DeviceDbRow): DeviceRow {
     last_seq: num(r.last_seq),
     health: json(r.health),
     geo: json(r.geo),
+    hotlist: json(r.hotlist),
+    cameras: json(r.cameras),
   };
 }
 
@@ -136,6 +151,13 @@ export function eventsQuery(q: EventQuery, dialect: Dialect): { sql: string; arg
   if (q.site !== undefined) add('site', '=', q.site);
   if (q.device !== undefined) add('device', '=', q.device);
   if (q.type !== undefined) add('type', '=', q.type);
+  if (q.types !== undefined && q.types.length > 0) {
+    const marks = q.types.map((t) => {
+      args.push(t);
+      return dialect === 'postgres' ? `$${args.length}` : '?';
+    });
+    where.push(`type IN (${marks.join(', ')})`);
+  }
   if (q.priority !== undefined) add('priority', '=', q.priority);
   if (q.plate !== undefined) add('plate', '=', q.plate.toUpperCase());
   if (q.plateHash !== undefined) add('plate_hash', '=', q.plateHash.toLowerCase());

@@ -4,6 +4,7 @@ import { PRIORITIES, type Priority } from '../core/event.js';
 import type { CommandAuthAlgorithm } from '../gateway/command-auth.js';
 import { CommandSender } from './commands.js';
 import { ConsoleServer } from './console/server.js';
+import { HotlistPublisher } from './hotlist.js';
 import { UsersFile } from './console/users.js';
 import { Ingest, type IngestOptions } from './ingest.js';
 import { PgCentralStore } from './pg-store.js';
@@ -113,6 +114,8 @@ export interface ConsoleServiceOptions extends IngestServiceOptions {
   /** The file holding the command key (or the key itself, for the demo only). */
   commandKeyFile: string | { key: string };
   secureCookies?: boolean;
+  /** The list publisher's Ed25519 private key (a PEM file, or the key itself) and where the center keeps its list. */
+  hotlist?: { keyFile: string | { key: string }; dir: string; scope?: string[] };
 }
 
 /** The ingest, the command sender and the operator console in one process (`vigia central serve`). */
@@ -131,13 +134,30 @@ export async function startConsoleService(opts: ConsoleServiceOptions, logger: L
     ...(password !== undefined ? { password } : {}),
     ...(opts.tls ? { tls: opts.tls } : {}),
   });
+  let hotlist: HotlistPublisher | undefined;
+  if (opts.hotlist) {
+    const h = opts.hotlist;
+    hotlist = new HotlistPublisher({
+      dir: h.dir,
+      privateKey: typeof h.keyFile === 'string' ? readFileSync(h.keyFile, 'utf8') : h.keyFile.key,
+      ...(h.scope ? { scope: h.scope } : {}),
+    });
+    hotlist.open();
+  }
   await sender.start();
   let server: ConsoleServer | undefined;
   const ingest = await startIngestService(opts, logger, () => server?.feed.notify()).catch(async (err: unknown) => {
     await sender.stop();
     throw err;
   });
-  server = new ConsoleServer({ store: ingest.store, users, commands: sender, logger, ...(opts.secureCookies ? { secureCookies: true } : {}) });
+  server = new ConsoleServer({
+    store: ingest.store,
+    users,
+    commands: sender,
+    logger,
+    ...(opts.secureCookies ? { secureCookies: true } : {}),
+    ...(hotlist ? { hotlist } : {}),
+  });
   let port: number;
   try {
     port = await server.listen(opts.listen.port, opts.listen.host);
@@ -149,6 +169,7 @@ export async function startConsoleService(opts: ConsoleServiceOptions, logger: L
   return {
     ...ingest,
     port,
+    hotlist,
     async stop() {
       await server?.close();
       await sender.stop();

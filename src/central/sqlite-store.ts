@@ -2,7 +2,18 @@ import Database from 'better-sqlite3';
 import { PRIORITIES, type VigiaEvent } from '../core/event.js';
 import type { DeviceStatus } from './envelope.js';
 import { type AuditDbRow, auditFromRow, type DeviceDbRow, deviceFromRow, eventsQuery, schemaSql } from './schema.js';
-import { type AddResult, type AuditEntry, type CentralStore, type DeviceRow, type EventQuery, plateOf, type Retention, type StoredEvent } from './store.js';
+import {
+  type AddResult,
+  type AuditEntry,
+  type CentralStore,
+  configuredGeo,
+  type DeviceRow,
+  deviceFactsOf,
+  type EventQuery,
+  plateOf,
+  type Retention,
+  type StoredEvent,
+} from './store.js';
 
 /**
  * The call center's store in one SQLite file: nothing to install, for a small municipality or a
@@ -22,8 +33,7 @@ export class SqliteCentralStore implements CentralStore {
   readonly #db: Database.Database;
   readonly #insert: Database.Statement;
   readonly #touch: Database.Statement;
-  readonly #health: Database.Statement;
-  readonly #geo: Database.Statement;
+  readonly #facts: Database.Statement;
   readonly #status: Database.Statement;
   readonly #addMany: (batch: ReadonlyArray<{ event: VigiaEvent; receivedAt: number }>) => AddResult[];
   #pending: Array<{ event: VigiaEvent; receivedAt: number; resolve: (r: AddResult) => void; reject: (e: unknown) => void }> = [];
@@ -42,28 +52,33 @@ export class SqliteCentralStore implements CentralStore {
       `INSERT INTO devices (site, device, last_event_ms, last_seq) VALUES (?, ?, ?, ?)
        ON CONFLICT (site, device) DO UPDATE SET last_event_ms = excluded.last_event_ms, last_seq = max(coalesce(last_seq, 0), excluded.last_seq)`,
     );
-    this.#health = this.#db.prepare('UPDATE devices SET health = ? WHERE site = ? AND device = ?');
-    this.#geo = this.#db.prepare('UPDATE devices SET geo = ? WHERE site = ? AND device = ?');
+    this.#facts = this.#db.prepare(
+      `UPDATE devices SET health = coalesce(@health, health), geo = coalesce(@geo, geo), hotlist = coalesce(@hotlist, hotlist),
+         cameras = CASE WHEN @cameras IS NULL THEN cameras ELSE json_patch(coalesce(cameras, '{}'), @cameras) END WHERE site = @site AND device = @device`,
+    );
+    // A configured position stands until a GPS fix: a fix is where the device is now.
     this.#status = this.#db.prepare(
-      `INSERT INTO devices (site, device, state, reason, boot_id, version, profile, status_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO devices (site, device, state, reason, boot_id, version, profile, status_ms, geo) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (site, device) DO UPDATE SET state = excluded.state, reason = excluded.reason, boot_id = coalesce(excluded.boot_id, boot_id),
-         version = coalesce(excluded.version, version), profile = coalesce(excluded.profile, profile), status_ms = excluded.status_ms`,
+         version = coalesce(excluded.version, version), profile = coalesce(excluded.profile, profile), status_ms = excluded.status_ms,
+         geo = CASE WHEN excluded.geo IS NOT NULL AND (geo IS NULL OR json_extract(geo, '$.source') = 'configured') THEN excluded.geo ELSE geo END`,
     );
     const addOne = (e: VigiaEvent, receivedAt: number): AddResult => {
       const { plate, plateHash } = plateOf(e);
       const info = this.#insert.run(e.id, e.site, e.device, e.type, e.priority, Date.parse(e.time), e.seq, receivedAt, plate, plateHash, JSON.stringify(e));
       if (info.changes === 0) return 'duplicate';
       this.#touch.run(e.site, e.device, receivedAt, e.seq);
-      if (e.type === 'health') this.#health.run(JSON.stringify({ ...e.payload, time: e.time, clock: e.clock }), e.site, e.device);
-      if (e.geo) this.#geo.run(JSON.stringify({ lat: e.geo.lat, lon: e.geo.lon, time: e.time }), e.site, e.device);
+      const f = deviceFactsOf(e);
+      if (f.health || f.geo || f.hotlist || f.cameras) this.#facts.run({ ...f, site: e.site, device: e.device });
       return 'stored';
     };
     this.#addMany = this.#db.transaction((batch: ReadonlyArray<{ event: VigiaEvent; receivedAt: number }>) => batch.map((b) => addOne(b.event, b.receivedAt)));
   }
 
   /**
-   * Group commit: the events added in one turn of the event loop (one per ingest connection
-   * waiting for its acknowledgement) are committed in one transaction, one WAL sync for all.
+   * Group commit: the events added in one turn of the event loop (all that the ingest's
+   * connections received meanwhile, up to their in-flight windows) are committed in one
+   * transaction, one WAL sync for all.
    */
   addEvent(event: VigiaEvent, receivedAt: number): Promise<AddResult> {
     return new Promise((resolve, reject) => {
@@ -95,6 +110,7 @@ export class SqliteCentralStore implements CentralStore {
       status?.version ?? null,
       status?.profile ?? null,
       receivedAt,
+      configuredGeo(status, receivedAt),
     );
   }
 

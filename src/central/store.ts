@@ -28,8 +28,21 @@ export interface DeviceRow {
   last_seq: number | null;
   /** The last `health` event's payload, with its `time` and `clock`. */
   health: (Record<string, unknown> & { time: string; clock: string }) | null;
-  /** The device's last known position (from any event's `geo`). */
-  geo: { lat: number; lon: number; time: string } | null;
+  /** The device's last known position: a GPS fix (any event's `geo`), else where it is installed (its birth message). */
+  geo: { lat: number; lon: number; time: string; source: 'gps' | 'configured' } | null;
+  /** The hotlist the device matches against (from `hotlist.updated` and the health report). */
+  hotlist: DeviceHotlist | null;
+  /** Each camera's state by id (from the health report, `camera.online` and `camera.offline`). */
+  cameras: Record<string, string> | null;
+}
+
+export interface DeviceHotlist {
+  version: string;
+  size: number;
+  serial: number | null;
+  stale: boolean;
+  /** Device time of the event that said so. */
+  time: string;
 }
 
 export interface StoredEvent {
@@ -43,6 +56,8 @@ export interface EventQuery {
   site?: string;
   device?: string;
   type?: string;
+  /** Any of these types. */
+  types?: string[];
   priority?: Priority;
   /** Plate as read (hits, full reads) or its keyed hash (hashed reads). */
   plate?: string;
@@ -106,4 +121,43 @@ export function plateOf(e: VigiaEvent): { plate: string | null; plateHash: strin
     plate: typeof p.plate === 'string' ? p.plate.toUpperCase() : null,
     plateHash: typeof p.plate_hash === 'string' ? p.plate_hash.toLowerCase() : null,
   };
+}
+
+/**
+ * What an event tells about its device beyond its last event and sequence, as JSON text for the
+ * devices table (null: nothing, keep what is stored). `cameras` is merged into what is stored.
+ */
+export function deviceFactsOf(e: VigiaEvent): { health: string | null; geo: string | null; hotlist: string | null; cameras: string | null } {
+  const p = e.payload as Record<string, unknown>;
+  let hotlist: DeviceHotlist | null = null;
+  let cameras: Record<string, string> | null = null;
+  if (e.type === 'hotlist.updated' && typeof p.version === 'string' && typeof p.size === 'number') {
+    hotlist = { version: p.version, size: p.size, serial: null, stale: false, time: e.time };
+  } else if (e.type === 'camera.online' || e.type === 'camera.offline') {
+    if (typeof p.camera === 'string') cameras = { [p.camera]: e.type === 'camera.online' ? 'online' : 'offline' };
+  } else if (e.type === 'health') {
+    const anpr = (p.extensions as Record<string, unknown> | undefined)?.anpr as Record<string, unknown> | undefined;
+    const h = anpr?.hotlist as Record<string, unknown> | null | undefined;
+    if (h && typeof h.version === 'string')
+      hotlist = {
+        version: h.version,
+        size: Number(h.size) || 0,
+        serial: typeof h.serial === 'number' ? h.serial : null,
+        stale: h.stale === true,
+        time: e.time,
+      };
+    if (anpr?.cameras && typeof anpr.cameras === 'object') cameras = anpr.cameras as Record<string, string>;
+  }
+  return {
+    health: e.type === 'health' ? JSON.stringify({ ...p, time: e.time, clock: e.clock }) : null,
+    geo: e.geo ? JSON.stringify({ lat: e.geo.lat, lon: e.geo.lon, time: e.time, source: 'gps' }) : null,
+    hotlist: hotlist ? JSON.stringify(hotlist) : null,
+    cameras: cameras ? JSON.stringify(cameras) : null,
+  };
+}
+
+/** The position a status message gives (where the device is installed), as JSON text, or null. */
+export function configuredGeo(status: DeviceStatus | null, receivedAt: number): string | null {
+  if (!status?.location) return null;
+  return JSON.stringify({ ...status.location, time: status.time ?? new Date(receivedAt).toISOString(), source: 'configured' });
 }

@@ -32,6 +32,13 @@ export const deviceSchema = z
     id: z.string().regex(idPattern, 'letters, digits, - and _ only (it is an MQTT topic level)').describe('Unique device id, e.g. pole-0142'),
     site: z.string().regex(idPattern, 'letters, digits, - and _ only (it is an MQTT topic level)').describe('Site or municipality, e.g. la-serena'),
     profile: z.enum(['pole', 'gantry', 'patrol']).describe('Deployment profile; selects defaults suited to it'),
+    location: z
+      .strictObject({
+        lat: z.number().min(-90).max(90).describe('Latitude, decimal degrees (WGS 84)'),
+        lon: z.number().min(-180).max(180).describe('Longitude, decimal degrees (WGS 84)'),
+      })
+      .optional()
+      .describe("Where a fixed device is installed; sent in its birth message so the call center's map places it (a GPS fix, when there is one, wins)"),
   })
   .describe('Who this device is');
 

@@ -1,10 +1,12 @@
-import { existsSync, mkdtempSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { CommandSender } from '../../src/central/commands.js';
 import { ConsoleServer } from '../../src/central/console/server.js';
 import { UsersFile } from '../../src/central/console/users.js';
+import { HotlistPublisher } from '../../src/central/hotlist.js';
 import { Ingest } from '../../src/central/ingest.js';
 import { openStore } from '../../src/central/service.js';
 import type { CentralStore } from '../../src/central/store.js';
@@ -24,6 +26,8 @@ export type Outputs = Record<string, { value: boolean; pattern: { mode: string }
 export interface CentralRig {
   broker: Broker;
   store: CentralStore;
+  /** The center's list, seeded with the pole's (so the pole starts up to date). */
+  hotlist: HotlistPublisher;
   server: ConsoleServer;
   daemon: DaemonProcess;
   browser: Browser;
@@ -40,7 +44,14 @@ export interface CentralRig {
 export const OPERATORS = [
   ['oscar', 'operator', 'oscar-password-1'],
   ['sara', 'supervisor', 'sara-password-1'],
+  ['ana', 'admin', 'ana-password-01'],
 ] as const;
+
+/** The pole hashes its reads with this key (`privacy.reads: hashed`); operators type it to search them. */
+export const RIG_HASH_KEY = 'plate-hash-key-of-the-rig-0123456789';
+/** Where the rig's pole stands (La Serena, Avenida del Mar), from its configuration. */
+export const RIG_LOCATION = { lat: -29.9045, lon: -71.2735 };
+export const RIG_HOTLIST_CSV = 'plate,reason,source,added,expires\nBBCL12,encargo por robo,Carabineros,2026-11-01,\n';
 
 export async function startCentralRig(): Promise<CentralRig> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run \`node scripts/ensure-system-deps.mjs\` (it installs Debian's chromium)`);
@@ -52,11 +63,29 @@ export async function startCentralRig(): Promise<CentralRig> {
   const logger = createLogger('warn');
   const sender = new CommandSender({ url: broker.url, auth: 'hmac-sha256', key: TEST_KEY });
   await sender.start();
-  const server = new ConsoleServer({ store, users, commands: sender, logger });
+  const keys = generateKeyPairSync('ed25519');
+  const hotlist = new HotlistPublisher({ dir: join(dir, 'hotlist'), privateKey: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() });
+  hotlist.open();
+  hotlist.change({ text: RIG_HOTLIST_CSV, replace: true }, 'setup');
+  const server = new ConsoleServer({ store, users, commands: sender, logger, hotlist });
   const base = `http://127.0.0.1:${await server.listen(0)}`;
   const ingest = new Ingest({ url: broker.url, store, logger, clientId: 'rig', onStored: () => server.feed.notify() });
   await ingest.start();
+  const camera = join(dir, 'camera');
+  mkdirSync(camera);
+  const poleHotlist = join(dir, 'pole-hotlist.csv');
+  writeFileSync(poleHotlist, RIG_HOTLIST_CSV);
   const cfg = writeDeviceConfig(broker.url, {
+    device: { id: 'pole-0001', site: 'test-site', profile: 'pole', location: RIG_LOCATION },
+    // Often, so the console shows the health report's cameras and list soon.
+    telemetry: { interval: '2s' },
+    anpr: {
+      enabled: true,
+      workers: 1,
+      cameras: [{ id: 'street', kind: 'directory', dir: camera }],
+      hotlist: { file: poleHotlist, public_key: hotlist.publicKey() },
+      privacy: { reads: 'hashed', hash_key: RIG_HASH_KEY },
+    },
     hardware: {
       backend: 'sim',
       inputs: { panic: { line: 'GPIO17', kind: 'panic' } },
@@ -74,6 +103,7 @@ export async function startCentralRig(): Promise<CentralRig> {
   return {
     broker,
     store,
+    hotlist,
     server,
     daemon,
     browser,

@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { VigiaEvent } from '../../core/event.js';
-import type { CentralStore, StoredEvent } from '../store.js';
+import { HotlistChangeError, type HotlistPublisher } from '../hotlist.js';
+import type { CentralStore, DeviceRow, EventQuery, StoredEvent } from '../store.js';
 import { APP_CSS, APP_JS, INDEX_HTML, PAGE_CSP } from './page.js';
 import { LoginLimiter, type Session, Sessions, sameToken } from './sessions.js';
 import { type Role, ROLES, roleRank, type UsersFile } from './users.js';
@@ -25,6 +26,8 @@ export interface ConsoleOptions {
   logger: Logger;
   /** Mark cookies Secure (behind TLS). */
   secureCookies?: boolean;
+  /** The stolen-vehicle list the center signs and sends; without it the page's list tab is read-only and empty. */
+  hotlist?: HotlistPublisher;
   now?: () => number;
 }
 
@@ -56,6 +59,10 @@ const STATIC: Record<string, [string, string]> = {
   '/app.css': ['text/css; charset=utf-8', APP_CSS],
 };
 const MAX_BODY = 64 * 1024;
+/** A hotlist upload: a list of 100,000 plates is about 6 MB of CSV. */
+const MAX_HOTLIST_BODY = 16 * 1024 * 1024;
+/** Event types a plate search looks in. */
+const PLATE_TYPES = ['plate.read', 'plate.hit'];
 
 export class ConsoleServer {
   readonly feed = new LiveFeed();
@@ -135,6 +142,10 @@ export class ConsoleServer {
       need(session, 'supervisor');
       return json(res, 200, { audit: await this.opts.store.audit(Number(url.searchParams.get('limit') ?? 100)) });
     }
+    if (path === '/api/search' && method === 'GET') return this.#search(req, res, session, url);
+    if (path === '/api/hotlist' && method === 'GET') return json(res, 200, await this.#hotlistState());
+    if (path === '/api/hotlist/changes' && method === 'POST') return this.#hotlistChange(req, res, session);
+    if (path === '/api/hotlist/send' && method === 'POST') return this.#hotlistSend(req, res, session);
     if (path === '/api/users' && method === 'GET') {
       need(session, 'admin');
       return json(res, 200, { users: this.opts.users.list() });
@@ -218,9 +229,14 @@ export class ConsoleServer {
           at: a.event.time,
         });
     }
+    const snapshots = new Map<string, unknown>();
+    for (const s of await store.events({ type: 'alarm.snapshot', limit: Math.max(limit, 100) })) {
+      const p = s.event.payload as { alarm_id?: string; image?: unknown };
+      if (p.alarm_id && !snapshots.has(p.alarm_id)) snapshots.set(p.alarm_id, p.image);
+    }
     return alarms.map((s) => {
       const id = alarmIdOf(s.event);
-      return { ...s, alarm_id: id, answer: state.get(id) ?? null };
+      return { ...s, alarm_id: id, answer: state.get(id) ?? null, ...(snapshots.has(id) ? { snapshot: snapshots.get(id) } : {}) };
     });
   }
 
@@ -236,6 +252,141 @@ export class ConsoleServer {
     await this.opts.commands.send(site, device, cmd, { alarm_id: alarmId, operator: session.user });
     await this.#audit(req, session, cmd, `${site}/${device}`, { alarm_id: alarmId });
     json(res, 202, { sent: cmd, site, device, alarm_id: alarmId });
+  }
+
+  /**
+   * Plate reads and hits by plate (as read), plate hash (hashed reads: the browser hashes the
+   * typed plate with the key the operator holds, so the key never reaches the server), device and
+   * time. Every search is audited: plates are personal data.
+   */
+  async #search(req: IncomingMessage, res: ServerResponse, session: Session, url: URL): Promise<void> {
+    const p = url.searchParams;
+    const q: EventQuery = { types: PLATE_TYPES, limit: Math.min(1000, Number(p.get('limit') ?? 200) || 200) };
+    const plate = p.get('plate')?.trim();
+    const hash = p.get('plate_hash')?.trim().toLowerCase();
+    if (plate) {
+      if (!/^[\p{L}\p{N}]{1,10}$/u.test(plate)) throw new HttpError(400, 'plate: letters and digits, at most 10');
+      q.plate = plate;
+    }
+    if (hash) {
+      if (!/^[0-9a-f]{64}$/.test(hash)) throw new HttpError(400, 'plate_hash: 64 hex digits');
+      q.plateHash = hash;
+    }
+    const site = p.get('site')?.trim();
+    const device = p.get('device')?.trim();
+    if (site) q.site = site;
+    if (device) q.device = device;
+    for (const k of ['from', 'to'] as const) {
+      const v = p.get(k);
+      if (!v) continue;
+      const ms = Date.parse(v);
+      if (Number.isNaN(ms)) throw new HttpError(400, `${k}: a date and time (ISO 8601)`);
+      q[k] = ms;
+    }
+    if (!plate && !hash && !device && q.from === undefined) throw new HttpError(400, 'give a plate, a plate hash, a device or a time');
+    const found = await this.opts.store.events(q);
+    await this.#audit(req, session, 'search', plate ? plate.toUpperCase() : hash ? 'hash' : `${site ?? '*'}/${device ?? '*'}`, {
+      ...(hash ? { plate_hash: hash } : {}),
+      ...(q.from !== undefined ? { from: new Date(q.from).toISOString() } : {}),
+      ...(q.to !== undefined ? { to: new Date(q.to).toISOString() } : {}),
+      results: found.length,
+    });
+    json(res, 200, { results: found });
+  }
+
+  /** The center's list, its latest changes, and where each device stands with it. */
+  async #hotlistState() {
+    const hl = this.opts.hotlist;
+    const devices = await this.opts.store.devices();
+    if (!hl)
+      return { enabled: false, devices: devices.map((d) => ({ site: d.site, device: d.device, version: d.hotlist?.version ?? null, standing: 'unknown' })) };
+    const current = hl.current();
+    return {
+      enabled: true,
+      current,
+      history: hl.history(20),
+      entries: hl.entries(500),
+      devices: devices.filter((d) => d.hotlist !== null || d.profile !== 'pole').map((d) => ({ ...this.#standing(d), size: d.hotlist?.size ?? null })),
+    };
+  }
+
+  #standing(d: DeviceRow): { site: string; device: string; version: string | null; standing: 'current' | 'behind' | 'foreign' | 'none'; behind: number } {
+    const version = d.hotlist?.version ?? null;
+    if (version === null) return { site: d.site, device: d.device, version, standing: 'none', behind: 0 };
+    const chain = this.opts.hotlist!.chainFrom(version);
+    return {
+      site: d.site,
+      device: d.device,
+      version,
+      standing: chain === null ? 'foreign' : chain.length === 0 ? 'current' : 'behind',
+      behind: chain?.length ?? 0,
+    };
+  }
+
+  async #hotlistChange(req: IncomingMessage, res: ServerResponse, session: Session): Promise<void> {
+    need(session, 'supervisor');
+    const hl = this.#hotlistOrFail();
+    const body = await readJson(req, MAX_HOTLIST_BODY);
+    const text = body.text === undefined ? undefined : typeof body.text === 'string' ? body.text : null;
+    if (text === null) throw new HttpError(400, 'text must be the CSV or JSON text of entries');
+    const remove = body.remove === undefined ? [] : body.remove;
+    if (!Array.isArray(remove) || !remove.every((p) => typeof p === 'string')) throw new HttpError(400, 'remove must be a list of plates');
+    const format = body.format === 'json' ? 'json' : 'csv';
+    let issued: ReturnType<HotlistPublisher['change']>;
+    try {
+      issued = hl.change({ ...(text !== undefined ? { text } : {}), format, replace: body.replace === true, remove: remove as string[] }, session.user);
+    } catch (err) {
+      if (err instanceof HotlistChangeError) {
+        json(res, 400, { error: err.message, errors: err.errors.slice(0, 50) });
+        return;
+      }
+      throw err;
+    }
+    const current = hl.current();
+    const added = issued.reduce((n, d) => n + d.added, 0);
+    const removed = issued.reduce((n, d) => n + d.removed, 0);
+    await this.#audit(req, session, 'hotlist.change', `hotlist ${current.version.slice(0, 12)}`, {
+      replace: body.replace === true,
+      added,
+      removed,
+      serials: issued.map((d) => d.serial),
+      version: current.version,
+    });
+    json(res, 201, { current, added, removed, deltas: issued.length });
+  }
+
+  /** Sends each chosen device the deltas from its version to the center's (signed, in order). */
+  async #hotlistSend(req: IncomingMessage, res: ServerResponse, session: Session): Promise<void> {
+    need(session, 'supervisor');
+    const hl = this.#hotlistOrFail();
+    const body = await readJson(req);
+    if (!Array.isArray(body.devices) || body.devices.length === 0 || body.devices.length > 1000) throw new HttpError(400, 'devices: a list of {site, device}');
+    const known = new Map((await this.opts.store.devices()).map((d) => [`${d.site}/${d.device}`, d]));
+    const results: Array<{ site: string; device: string; sent: number; result: string }> = [];
+    for (const item of body.devices as unknown[]) {
+      const { site, device } = (item ?? {}) as { site?: unknown; device?: unknown };
+      const row = known.get(`${String(site)}/${String(device)}`);
+      if (!row) throw new HttpError(404, `no device ${String(site)}/${String(device)}`);
+      const standing = this.#standing(row);
+      if (standing.standing === 'foreign' || standing.standing === 'none') {
+        results.push({ site: row.site, device: row.device, sent: 0, result: standing.standing });
+        continue;
+      }
+      const chain = hl.chainFrom(standing.version!)!;
+      for (const d of chain) await this.opts.commands.send(row.site, row.device, 'hotlist.delta', d.args);
+      await this.#audit(req, session, 'hotlist.send', `${row.site}/${row.device}`, {
+        deltas: chain.length,
+        serials: chain.map((d) => d.serial),
+        version: hl.current().version,
+      });
+      results.push({ site: row.site, device: row.device, sent: chain.length, result: chain.length === 0 ? 'current' : 'sent' });
+    }
+    json(res, 202, { results });
+  }
+
+  #hotlistOrFail(): HotlistPublisher {
+    if (!this.opts.hotlist) throw new HttpError(409, 'no hotlist key is configured on the server (vigia central serve --hotlist-key)');
+    return this.opts.hotlist;
   }
 
   async #stream(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -262,8 +413,8 @@ export class ConsoleServer {
           for (;;) {
             const batch: StoredEvent[] = await this.opts.store.eventsSince(last, 500);
             for (const s of batch) {
-              res.write(`id: ${s.arrival}\nevent: vigia\ndata: ${JSON.stringify({ ...s, alarm_id: alarmIdOf(s.event) })}\n\n`);
               last = s.arrival;
+              if (shownLive(s.event)) res.write(`id: ${s.arrival}\nevent: vigia\ndata: ${JSON.stringify({ ...s, alarm_id: alarmIdOf(s.event) })}\n\n`);
             }
             if (batch.length < 500) break;
           }
@@ -281,6 +432,16 @@ export class ConsoleServer {
     });
     await send();
   }
+}
+
+/**
+ * What the page follows live: alarms, what happens to them, and the device changes it shows.
+ * Passing cars and routine telemetry (thousands a second in a city) stay out of the stream;
+ * the search finds them.
+ */
+function shownLive(e: VigiaEvent): boolean {
+  if (e.priority === 'alarm' || e.priority === 'hit') return true;
+  return e.type === 'health' || e.type === 'hotlist.updated';
 }
 
 /** The alarm an event belongs to: its own id for the press that raised it, else the payload's `alarm_id`. */
@@ -320,13 +481,13 @@ function str(v: unknown, field: string): string {
   return v;
 }
 
-async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+async function readJson(req: IncomingMessage, maxBytes = MAX_BODY): Promise<Record<string, unknown>> {
   if (!(header(req, 'content-type') ?? '').startsWith('application/json')) throw new HttpError(415, 'send JSON');
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new HttpError(413, 'request too large');
+    if (size > maxBytes) throw new HttpError(413, 'request too large');
     chunks.push(chunk as Buffer);
   }
   try {
