@@ -48,6 +48,10 @@ export function daemonStatus(s: StatusSources) {
         reconnects: link.refused.reconnects,
       },
       inbound_dropped: link.inboundDropped,
+      server: link.server,
+      failovers: link.failovers,
+      redirects: link.redirects,
+      server_keepalive_s: link.serverKeepAlive,
     },
     clock: s.clock,
     outbox: {

@@ -11,7 +11,7 @@ type Opts = Record<string, string | boolean | undefined>;
 /** The options the ingest and the console share: broker, store, sessions, retention. */
 function ingestOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('--broker <url>', 'central broker (mqtt:// or mqtts://)')
+    .requiredOption('--broker <urls>', 'central broker (mqtt:// or mqtts://); the nodes of a cluster separated by commas, tried in turn')
     .requiredOption('--store <url>', 'where events are kept: sqlite:PATH or postgres://USER@HOST:PORT/DATABASE (password in PGPASSWORD or ~/.pgpass)')
     .option('--prefix <prefix>', "devices' topic prefix", 'vigia')
     .option('--site <site>', 'only this site (default: every site)', '+')
@@ -19,6 +19,10 @@ function ingestOptions(cmd: Command): Command {
       '--client-id <id>',
       'prefix of the client ids of the persistent sessions (ID-alarm, ID-hit, ID-read, ID-telemetry, ID-status); keep it from run to run',
       'vigia-central-ingest',
+    )
+    .option(
+      '--share-group <name>',
+      'split the events with the other ingest instances of this group (MQTT 5 shared subscriptions); give each instance its own --client-id',
     )
     .option('--username <name>', 'broker user')
     .option('--password-file <file>', "file holding the broker user's password")
@@ -44,8 +48,15 @@ async function serviceOptions(opts: Opts, cmd: Command) {
   }
   const read = (f: unknown) => (typeof f === 'string' ? readFileSync(f) : undefined);
   const tls = { ...(opts.ca ? { ca: read(opts.ca) } : {}), ...(opts.cert ? { cert: read(opts.cert) } : {}), ...(opts.key ? { key: read(opts.key) } : {}) };
+  const [url, ...servers] = String(opts.broker)
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+  if (!url) cmd.error("error: option '--broker <urls>': give the broker's URL");
   return {
-    url: String(opts.broker),
+    url: url!,
+    ...(servers.length ? { servers } : {}),
+    ...(typeof opts.shareGroup === 'string' ? { group: opts.shareGroup } : {}),
     store: String(opts.store),
     prefix: String(opts.prefix),
     site: String(opts.site),

@@ -10,6 +10,8 @@ import { type CommandAuthAlgorithm, signCommand } from '../gateway/command-auth.
 
 export interface CommandSenderOptions {
   url: string;
+  /** The other nodes of a clustered broker; MQTT.js moves to the next one when a connection drops. */
+  servers?: string[];
   prefix?: string;
   auth: CommandAuthAlgorithm;
   /** HMAC key, or the Ed25519 private key (PEM). */
@@ -33,6 +35,18 @@ export class CommandSender {
       clientId: o.clientId ?? 'vigia-central-commands',
       protocolVersion: o.protocolVersion ?? 5,
       reconnectPeriod: 1000,
+      ...(o.servers?.length
+        ? {
+            servers: [o.url, ...o.servers].map((u) => {
+              const url = new URL(u);
+              return {
+                host: url.hostname,
+                port: Number(url.port || (url.protocol === 'mqtts:' ? 8883 : 1883)),
+                protocol: url.protocol.replace(':', '') as 'mqtt' | 'mqtts',
+              };
+            }),
+          }
+        : {}),
       ...(o.username !== undefined ? { username: o.username } : {}),
       ...(o.password !== undefined ? { password: o.password } : {}),
       ...(o.tls ?? {}),

@@ -21,6 +21,15 @@ import type { CentralStore } from './store.js';
 export interface IngestOptions {
   /** Broker URL (`mqtt://`, `mqtts://`). */
   url: string;
+  /** The other nodes of a clustered broker: a connection that drops moves to the next. */
+  servers?: string[];
+  /**
+   * Shares the events with the other ingest instances of this group (MQTT 5 shared subscriptions,
+   * `$share/GROUP/...`): each message goes to one of them. Each instance keeps its own client id.
+   * Status messages are taken by every instance (they are retained, and shared subscriptions get
+   * no retained messages).
+   */
+  group?: string;
   /** Topic prefix of the devices (`mqtt.topic_prefix` on them). Default `vigia`. */
   prefix?: string;
   /** Sites to take, `+` for all (default). */
@@ -99,8 +108,9 @@ export class Ingest {
     const prefix = opts.prefix ?? 'vigia';
     const site = opts.site ?? '+';
     const base = opts.clientId ?? 'vigia-central-ingest';
+    const shared = opts.group ? `$share/${opts.group}/` : '';
     await Promise.all([
-      ...PRIORITIES.map((p) => this.#connect(`${base}-${p}`, [`${prefix}/${site}/+/events/${p}/#`], prefix)),
+      ...PRIORITIES.map((p) => this.#connect(`${base}-${p}`, [`${shared}${prefix}/${site}/+/events/${p}/#`], prefix)),
       this.#connect(`${base}-status`, [`${prefix}/${site}/+/status`], prefix),
     ]);
   }
@@ -110,6 +120,7 @@ export class Ingest {
     const log = opts.logger.child({ mod: 'ingest', client: clientId });
     const receiver = new Receiver({
       url: opts.url,
+      ...(opts.servers?.length ? { servers: opts.servers } : {}),
       clientId,
       topics,
       logger: log,

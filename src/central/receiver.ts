@@ -42,6 +42,8 @@ export type MessageHandler = (message: ReceivedMessage) => Promise<void>;
 export interface ReceiverOptions {
   /** `mqtt://host[:1883]` or `mqtts://host[:8883]`; credentials in the URL are used when `username` is not given. */
   url: string;
+  /** More nodes of the same (clustered) broker: a connection that closes, or fails, is tried on the next one in turn. */
+  servers?: readonly string[];
   /** Keep it from run to run: the session, and what the broker queued in it, is found by it. */
   clientId: string;
   /** Topic filters, subscribed at QoS 1 on every connection. */
@@ -103,7 +105,8 @@ const SUBSCRIBE_ID = 1;
 
 export class Receiver extends EventEmitter<ReceiverEvents> {
   readonly #o: ReceiverOptions;
-  readonly #url: URL;
+  readonly #urls: URL[];
+  #index = 0;
   readonly #version: 4 | 5;
   #conn: Connection | null = null;
   #reconnect: NodeJS.Timeout | null = null;
@@ -117,8 +120,11 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
   constructor(opts: ReceiverOptions) {
     super();
     this.#o = opts;
-    this.#url = new URL(opts.url);
-    if (this.#url.protocol !== 'mqtt:' && this.#url.protocol !== 'mqtts:') throw new Error(`unsupported broker URL ${redact(opts.url)} (mqtt:// or mqtts://)`);
+    this.#urls = [opts.url, ...(opts.servers ?? [])].map((u) => {
+      const url = new URL(u);
+      if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') throw new Error(`unsupported broker URL ${redact(u)} (mqtt:// or mqtts://)`);
+      return url;
+    });
     if (opts.topics.length === 0) throw new Error('no topics to subscribe to');
     this.#version = opts.protocolVersion ?? 5;
   }
@@ -168,11 +174,17 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     }
   }
 
+  /** The node connected to (or tried last). */
+  get url(): string {
+    return redact(this.#urls[this.#index]!.href);
+  }
+
   #open(): void {
     const o = this.#o;
-    const secure = this.#url.protocol === 'mqtts:';
-    const host = this.#url.hostname.replace(/^\[|\]$/g, '');
-    const port = Number(this.#url.port || (secure ? 8883 : 1883));
+    const url = this.#urls[this.#index]!;
+    const secure = url.protocol === 'mqtts:';
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = Number(url.port || (secure ? 8883 : 1883));
     const socket = secure ? tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...(o.tls ?? {}) }) : tcpConnect({ host, port });
     socket.setNoDelay(true);
     const conn: Connection = {
@@ -199,8 +211,8 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     conn.timers.push(setTimeout(() => this.#fail(conn, new Error(`no CONNACK within ${this.#connectTimeout()} ms`)), this.#connectTimeout()));
 
     // Written at once: the socket holds it until it is connected.
-    const username = o.username ?? (this.#url.username ? decodeURIComponent(this.#url.username) : undefined);
-    const password = o.password ?? (this.#url.password ? decodeURIComponent(this.#url.password) : undefined);
+    const username = o.username ?? (url.username ? decodeURIComponent(url.username) : undefined);
+    const password = o.password ?? (url.password ? decodeURIComponent(url.password) : undefined);
     socket.write(
       generate(
         {
@@ -268,7 +280,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     for (const t of conn.timers.splice(0)) clearTimeout(t);
     conn.accepted = true;
     this.#failures = 0;
-    this.#o.logger.info({ url: redact(this.#o.url), resumed: packet.sessionPresent }, 'connected to the broker');
+    this.#o.logger.info({ url: this.url, resumed: packet.sessionPresent }, 'connected to the broker');
     // A broker may impose its own keepalive (MQTT 5 Server Keep Alive).
     const keepalive = packet.properties?.serverKeepAlive ?? this.#o.keepalive ?? 30;
     if (keepalive > 0) {
@@ -380,15 +392,20 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     }
     const err = conn.error ?? new Error('the broker closed the connection');
     const log = this.#o.logger;
-    const fields = { err: err.message, url: redact(this.#o.url), retryMs: this.#reconnectPeriod() };
+    const fields = { err: err.message, url: this.url, retryMs: this.#reconnectPeriod() };
     if (this.#failures++ === 0) log.warn(fields, conn.accepted ? 'connection to the broker lost' : 'could not connect to the broker');
     else log.debug(fields, 'could not connect to the broker');
     if (conn.accepted) this.emit('close');
-    this.#report(err);
+    // Before start() resolved, it fails only once every node was tried.
+    if (this.#first === null || this.#failures >= this.#urls.length) this.#report(err);
+    else if (this.listenerCount('error') > 0) this.emit('error', err);
+    // The next node at once when the one we were on went away; the same pace as before otherwise.
+    const delay = conn.accepted && this.#urls.length > 1 ? 0 : this.#reconnectPeriod();
+    this.#index = (this.#index + 1) % this.#urls.length;
     this.#reconnect = setTimeout(() => {
       this.#reconnect = null;
       if (!this.#stopped) this.#open();
-    }, this.#reconnectPeriod());
+    }, delay);
   }
 
   /** The first error before `start()` resolved rejects it; any error is emitted to those listening. */

@@ -125,6 +125,7 @@ export async function startConsoleService(opts: ConsoleServiceOptions, logger: L
   const password = brokerPassword(opts.passwordFile);
   const sender = new CommandSender({
     url: opts.url,
+    ...(opts.servers?.length ? { servers: opts.servers } : {}),
     ...(opts.prefix ? { prefix: opts.prefix } : {}),
     auth: opts.commandAuth,
     key,

@@ -113,6 +113,13 @@ export const mqttSchema = z
       .string()
       .regex(/^(mqtts?|wss?|tcp|ssl):\/\/[^\s]+$/, 'expected mqtt://host:port or mqtts://host:port')
       .describe('Central broker'),
+    servers: z
+      .array(z.string().regex(/^(mqtts?|wss?|tcp|ssl):\/\/[^\s]+$/, 'expected mqtt://host:port or mqtts://host:port'))
+      .max(16)
+      .default([])
+      .describe(
+        'More brokers to fail over to (the other nodes of a cluster), tried in turn after url: a link that drops, or an attempt that fails, moves to the next one',
+      ),
     client_id: z.string().optional().describe('Default: vigia-<site>-<device>'),
     username: z.string().optional().describe('Broker user name, if the broker requires one'),
     password: secret().optional().describe('{file: ...} or {env: ...}; never logged'),
@@ -140,6 +147,11 @@ export const mqttSchema = z
         min_delay: duration().prefault('1s').describe('First retry delay (duration); doubles on each failure'),
         max_delay: duration().prefault('60s').describe('Longest retry delay (duration)'),
         jitter: z.number().min(0).max(1).default(0.3).describe('Random +/- fraction applied to every delay'),
+        spread: duration()
+          .optional()
+          .describe(
+            'After a lost link, the first attempt goes at once to the next server; if it fails too (the whole central side is down), the next is at a random time within this window, so a fleet comes back spread out rather than in the same second (duration; default: half of max_delay). An alarm waiting does not wait for it',
+          ),
       })
       .prefault({})
       .describe('Reconnect back-off after the connection drops'),

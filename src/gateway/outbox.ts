@@ -1264,6 +1264,11 @@ export class Outbox {
     return this.#depth.reduce((a, b) => a + b, 0);
   }
 
+  /** Events of one priority waiting to be sent. */
+  depthOf(priority: Priority): number {
+    return this.#depth[priorityRank(priority)] ?? 0;
+  }
+
   stats(): OutboxStats {
     const monoNow = this.opts.clock.monoNow();
     const wallNow = this.opts.clock.wallNow();

@@ -29,6 +29,13 @@ export interface UplinkStats {
   inboundDropped: number;
   /** Alarms the outbox could not store yet (disk full), published straight from memory; stored and sent again later, same id. */
   direct: { published: number; acked: number };
+  /** The broker this link is on (or last tried), of `url` and `servers`. */
+  server: string;
+  /** Links moved to another server: failovers after a drop or a failed attempt, and the broker's redirections. */
+  failovers: number;
+  redirects: number;
+  /** MQTT 5: the keep-alive the broker imposed (seconds), when it did. */
+  serverKeepAlive: number | null;
 }
 
 /** Publishes the broker refused with an MQTT 5 PUBACK reason code >= 0x80. */
@@ -135,6 +142,21 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   #directStats = { published: 0, acked: 0 };
   #onDelivered: ((priority: Priority, ms: number) => void) | undefined;
   #tls: MqttTlsOptions = {};
+  /** `url` then `servers`: the nodes of the central broker, tried in turn. */
+  readonly #servers: string[];
+  #serverIndex = 0;
+  /** Where the broker said to go (MQTT 5 Server Reference with "use another server" or "server moved"). */
+  #redirect: string | null = null;
+  #server: string;
+  /** Attempts that failed since the link was last up. */
+  #outageFailures = 0;
+  /** The next attempt goes to the same server at once (the protocol fell back to 3.1.1). */
+  #sameServer = false;
+  #earlyAttemptAt = -Infinity;
+  #failovers = 0;
+  #redirects = 0;
+  #redirectStreak = 0;
+  #serverKeepAlive: number | null = null;
 
   constructor(private readonly deps: UplinkDeps) {
     super();
@@ -145,6 +167,8 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     this.#retryDelays = { minDelayMs: min_delay, maxDelayMs: max_delay, factor: 2, jitter };
     this.#backoff = new Backoff(this.#retryDelays, deps.random);
     this.#refusalBackoff = new Backoff(this.#retryDelays, deps.random);
+    this.#servers = [deps.config.url, ...deps.config.servers];
+    this.#server = deps.config.url;
   }
 
   start(): void {
@@ -154,6 +178,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     this.deps.outbox.onCommitted(() => {
       if (this.#direct.size > 0) this.#publishHeld(); // forgets the alarms stored since
       this.#pump();
+      this.#alarmWhileOffline();
     });
     this.deps.outbox.onHeld(() => this.#publishHeld());
     this.#connect();
@@ -247,6 +272,10 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       refused: { ...structuredClone(this.#refused), waiting: this.#waiting.size },
       inboundDropped: this.#inboundDropped,
       direct: { ...this.#directStats },
+      server: redactUrl(this.#server),
+      failovers: this.#failovers,
+      redirects: this.#redirects,
+      serverKeepAlive: this.#serverKeepAlive,
     };
   }
 
@@ -266,7 +295,10 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     if (this.#state === 'stopped') return;
     const cfg = this.deps.config;
     this.#setState('connecting');
-    const client = mqtt.connect(cfg.url, {
+    const url = this.#redirect ?? this.#servers[this.#serverIndex]!;
+    this.#redirect = null;
+    this.#server = url;
+    const client = mqtt.connect(url, {
       protocolVersion: this.#protocol,
       clientId: cfg.client_id ?? `vigia-${this.deps.topics.site}-${this.deps.topics.device}`,
       clean: true,
@@ -284,7 +316,11 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     this.#client = client;
     client.on('connect', (connack) => {
       this.#backoff.reset();
+      this.#outageFailures = 0;
+      this.#redirectStreak = 0;
       this.#stats.connects++;
+      // MQTT.js keeps the broker's keep-alive itself; it is shown in the status.
+      this.#serverKeepAlive = connack.properties?.serverKeepAlive ?? null;
       this.#stats.lastError = null; // `vigia status` shows the current trouble; the log keeps the history
       const receiveMax = connack.properties?.receiveMaximum ?? 65535;
       this.#window = Math.max(1, Math.min(cfg.inflight_window, receiveMax));
@@ -303,6 +339,21 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       }
       this.emit('message', topic, payload, packet);
     });
+    // A broker that sends the device elsewhere (a cluster balancing, a node going down) names the
+    // server in the CONNACK or DISCONNECT: the next attempt goes there, at once.
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd !== 'connack' && packet.cmd !== 'disconnect') return;
+      const code = packet.reasonCode;
+      const reference = packet.properties?.serverReference;
+      if ((code !== 0x9c && code !== 0x9d) || !reference) return;
+      const to = referencedServer(reference, url);
+      // Followed a few times in a row at most: brokers that send each other back and forth are not followed for ever.
+      if (!to || this.#redirectStreak >= MAX_REDIRECTS) return;
+      this.#redirectStreak++;
+      this.#redirect = to;
+      this.#redirects++;
+      this.deps.logger.warn({ from: redactUrl(url), to: redactUrl(to), code }, 'broker redirects the link to another server');
+    });
     client.on('error', (err) => {
       const code = (err as { code?: number }).code;
       this.#stats.lastError = err.message;
@@ -310,6 +361,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       if (cfg.protocol === 'auto' && this.#protocol === 5 && (code === 132 || code === 1)) {
         this.deps.logger.warn('broker refused MQTT 5, falling back to MQTT 3.1.1');
         this.#protocol = 4;
+        this.#sameServer = true;
         this.#backoff.reset();
       } else {
         this.deps.logger.warn({ err: err.message, code }, 'uplink error');
@@ -335,10 +387,52 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     this.#refusalStreak = 0;
     this.deps.outbox.rewind();
     if (this.#state === 'stopped') return;
+    const wasOnline = this.#state === 'online';
     this.#setState('offline');
-    const delay = this.#backoff.next();
-    this.deps.logger.debug({ delay_ms: delay, attempt: this.#backoff.failures }, 'uplink reconnect scheduled');
-    this.#reconnectTimer = setTimeout(() => this.#connect(), delay);
+    const delay = this.#nextDelay(wasOnline);
+    this.deps.logger.debug({ delay_ms: delay, next: redactUrl(this.#redirect ?? this.#servers[this.#serverIndex]!) }, 'uplink reconnect scheduled');
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      this.#connect();
+    }, delay);
+  }
+
+  /**
+   * Where and when the next attempt goes. A link that was up and dropped tries the next server at
+   * once (a node of the cluster died: move to another); if that fails too, the central side is
+   * down for everyone, and the next attempt is at a random time within `reconnect.spread`, then
+   * with exponential backoff and jitter: a city's devices come back spread out, not in one second.
+   */
+  #nextDelay(wasOnline: boolean): number {
+    const cfg = this.deps.config.reconnect;
+    const random = this.deps.random ?? Math.random;
+    if (this.#redirect) return Math.round(random() * Math.min(cfg.min_delay, 1000));
+    if (this.#sameServer) {
+      this.#sameServer = false;
+      return this.#backoff.next();
+    }
+    if (this.#servers.length > 1) {
+      this.#serverIndex = (this.#serverIndex + 1) % this.#servers.length;
+      this.#failovers++;
+    }
+    if (wasOnline) return Math.round(random() * cfg.min_delay);
+    this.#outageFailures++;
+    const spread = cfg.spread ?? cfg.max_delay / 2;
+    if (this.#outageFailures === 1 && spread > 0) return Math.round(random() * spread);
+    return this.#backoff.next();
+  }
+
+  /** An alarm stored while the link waits out its spread or backoff: try now (at most every 5 s). */
+  #alarmWhileOffline(): void {
+    if (this.#state !== 'offline' || this.#reconnectTimer === undefined) return;
+    if (this.deps.outbox.depthOf('alarm') === 0) return;
+    const now = this.deps.clock.monoNow();
+    if (now - this.#earlyAttemptAt < 5000) return;
+    this.#earlyAttemptAt = now;
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.deps.logger.info('alarm waiting: reconnecting now');
+    this.#connect();
   }
 
   /** Whole events the drain-rate token bucket allows now (alarms bypass it). */
@@ -549,3 +643,23 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     return JSON.stringify(parsed);
   }
 }
+
+/** A Server Reference (`host`, `host:port`, `[v6]:port`, the first of a space-separated list) as a URL with the current one's scheme and port. */
+export function referencedServer(reference: string, current: string): string | null {
+  const first = reference.trim().split(/\s+/)[0];
+  if (!first) return null;
+  try {
+    const cur = new URL(current);
+    const to = new URL(`${cur.protocol}//${first}`);
+    if (!to.port) to.port = cur.port;
+    // A WebSocket URL keeps its path (/mqtt); the reference names only the host.
+    return `${cur.protocol}//${to.host}${cur.protocol.startsWith('ws') ? cur.pathname : ''}`;
+  } catch {
+    return null;
+  }
+}
+
+/** Redirections followed in a row without a link coming up. */
+const MAX_REDIRECTS = 5;
+
+const redactUrl = (url: string) => url.replace(/\/\/[^@/]*@/, '//***@');
