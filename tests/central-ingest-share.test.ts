@@ -64,6 +64,27 @@ describe('ingest at fleet scale', () => {
     expect(ingests.map((i) => i.stats().duplicates)).toEqual([0, 0]);
   });
 
+  it('splits by priority class on a broker without shared subscriptions, each event stored once', async () => {
+    const broker = await startMosquitto();
+    cleanups.push(() => broker.stop());
+    const store = await openStore(`sqlite:${join(mkdtempSync(join(tmpdir(), 'vigia-split-')), 'c.db')}`);
+    cleanups.push(() => store.close());
+    const alarms = new Ingest({ url: broker.url, store, logger: quiet, clientId: 'ingest-alarms', priorities: ['alarm', 'hit'] });
+    const rest = new Ingest({ url: broker.url, store, logger: quiet, clientId: 'ingest-rest', priorities: ['read', 'telemetry'] });
+    for (const i of [alarms, rest]) {
+      await i.start();
+      cleanups.push(() => i.stop());
+    }
+    const dev = await mqtt.connectAsync(broker.url, { clientId: 'dev-split', protocolVersion: 5 });
+    cleanups.push(() => dev.endAsync());
+    const reads = Array.from({ length: 300 }, () => event('gantry-s'));
+    const panic = { ...event('pole-s'), type: 'alarm.panic', priority: 'alarm' as const, payload: { input: 'panic' } };
+    for (const e of [...reads, panic]) await dev.publishAsync(`vigia/la-serena/${e.device}/events/${e.priority}/${e.type}`, JSON.stringify(e), { qos: 1 });
+    await until(async () => (await store.countEvents()) === 301, 'every event stored');
+    expect(alarms.stats().stored).toBe(1);
+    expect(rest.stats().stored).toBe(300);
+  });
+
   it('starts on the next node of the cluster when the first is down, and follows a node that dies', async () => {
     const [a, b] = [await startMosquitto({ persistence: true }), await startMosquitto({ persistence: true })];
     cleanups.push(

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { PRIORITIES, type Priority } from '../core/event.js';
 
 /**
  * `vigia central ...`: the call center's commands. Registered by the CLI; the service code is
@@ -24,6 +25,11 @@ function ingestOptions(cmd: Command): Command {
       '--share-group <name>',
       'split the events with the other ingest instances of this group (MQTT 5 shared subscriptions); give each instance its own --client-id',
     )
+    .option(
+      '--priorities <list>',
+      'only these priority classes, comma-separated (alarm,hit,read,telemetry): instances split the load so on a broker without shared subscriptions',
+    )
+    .option('--mqtt <version>', 'MQTT version: 5, or 3.1.1 for a broker without MQTT 5 (NATS 2.9); both acknowledge after the commit', '5')
     .option('--username <name>', 'broker user')
     .option('--password-file <file>', "file holding the broker user's password")
     .option('--ca <file>', 'CA certificate of the broker (PEM)')
@@ -35,6 +41,16 @@ function ingestOptions(cmd: Command): Command {
       'how long events are kept, per priority or type, e.g. read=30d,telemetry=14d,plate.read=7d (defaults: alarm 730d, hit 365d, read 30d, telemetry 30d)',
     )
     .option('--log-level <level>', 'log level', 'info');
+}
+
+function priorityList(spec: string, cmd: Command): Priority[] {
+  const list = spec
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const bad = list.filter((p) => !(PRIORITIES as readonly string[]).includes(p));
+  if (list.length === 0 || bad.length > 0) cmd.error(`error: option '--priorities <list>': ${bad.join(', ') || 'empty'}: use ${PRIORITIES.join(', ')}`);
+  return list as Priority[];
 }
 
 async function serviceOptions(opts: Opts, cmd: Command) {
@@ -53,10 +69,13 @@ async function serviceOptions(opts: Opts, cmd: Command) {
     .map((u) => u.trim())
     .filter(Boolean);
   if (!url) cmd.error("error: option '--broker <urls>': give the broker's URL");
+  if (opts.mqtt !== '5' && opts.mqtt !== '3.1.1') cmd.error("error: option '--mqtt <version>': 5 or 3.1.1");
   return {
     url: url!,
     ...(servers.length ? { servers } : {}),
+    ...(opts.mqtt === '3.1.1' ? { protocolVersion: 4 as const } : {}),
     ...(typeof opts.shareGroup === 'string' ? { group: opts.shareGroup } : {}),
+    ...(typeof opts.priorities === 'string' ? { priorities: priorityList(opts.priorities, cmd) } : {}),
     store: String(opts.store),
     prefix: String(opts.prefix),
     site: String(opts.site),

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { PRIORITIES, type VigiaEvent } from '../core/event.js';
+import { PRIORITIES, type Priority, type VigiaEvent } from '../core/event.js';
 import { MAX_MESSAGE_BYTES, parseMessage, type RefusalReason } from './envelope.js';
 import { Receiver } from './receiver.js';
 import type { CentralStore } from './store.js';
@@ -30,6 +30,12 @@ export interface IngestOptions {
    * no retained messages).
    */
   group?: string;
+  /**
+   * Only these priority classes (default all): instances split the load by topic filter on a
+   * broker without shared subscriptions (NATS 2.9's MQTT), e.g. one takes alarms and hits, another
+   * reads and telemetry. Status messages are taken by every instance.
+   */
+  priorities?: readonly Priority[];
   /** Topic prefix of the devices (`mqtt.topic_prefix` on them). Default `vigia`. */
   prefix?: string;
   /** Sites to take, `+` for all (default). */
@@ -110,7 +116,7 @@ export class Ingest {
     const base = opts.clientId ?? 'vigia-central-ingest';
     const shared = opts.group ? `$share/${opts.group}/` : '';
     await Promise.all([
-      ...PRIORITIES.map((p) => this.#connect(`${base}-${p}`, [`${shared}${prefix}/${site}/+/events/${p}/#`], prefix)),
+      ...(opts.priorities ?? PRIORITIES).map((p) => this.#connect(`${base}-${p}`, [`${shared}${prefix}/${site}/+/events/${p}/#`], prefix)),
       this.#connect(`${base}-status`, [`${prefix}/${site}/+/status`], prefix),
     ]);
   }
