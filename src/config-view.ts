@@ -1,7 +1,7 @@
 import { isScalar, parseDocument, visit } from 'yaml';
 import { Secret } from './config/secret.js';
 import { type Config, URL_WITH_PASSWORD } from './config/schema.js';
-import { redactUrl } from './drivers/camera/source.js';
+import { redactUrl } from './core/redact.js';
 
 /**
  * What `config.get` may show of a configuration. Secrets never leave the device: a `{file}` or

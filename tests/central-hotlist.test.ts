@@ -2,6 +2,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HotlistStore } from '../src/anpr/hotlist/source.js';
 import { HotlistChangeError, HotlistPublisher } from '../src/central/hotlist.js';
@@ -197,6 +199,36 @@ describe.each(['sqlite', 'postgres'] as const)('what the center knows of each de
     expect(d.cameras).toEqual({ 'lane-1': 'online' });
     const arrivals = (await store.events({ device: 'gantry-02' })).sort((x, y) => x.arrival - y.arrival).map((s) => s.event.id);
     expect(arrivals).toEqual([a.id, b.id, c.id]);
+  });
+
+  it('opens a store made before the devices table had its list and camera columns, and fills them', async () => {
+    const oldDevices =
+      'CREATE TABLE devices (site TEXT NOT NULL, device TEXT NOT NULL, state TEXT, reason TEXT, boot_id TEXT, version TEXT, profile TEXT, status_ms BIGINT, last_event_ms BIGINT, last_seq BIGINT, health TEXT, geo TEXT, PRIMARY KEY (site, device))';
+    let url: string;
+    if (pgServer) {
+      const admin = new pg.Client({ connectionString: pgServer.url });
+      await admin.connect();
+      await admin.query('CREATE DATABASE before_columns');
+      await admin.end();
+      url = pgServer.url.replace(/\/[^/]*$/, '/before_columns');
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      await c.query(oldDevices.replace(/ TEXT,/g, ' text,').replace('health text, geo text', 'health jsonb, geo jsonb'));
+      await c.end();
+    } else {
+      const file = join(mkdtempSync(join(tmpdir(), 'vigia-before-')), 'c.db');
+      const db = new Database(file);
+      db.exec(oldDevices);
+      db.close();
+      url = `sqlite:${file}`;
+    }
+    const old = await openStore(url);
+    try {
+      await old.addEvent(event('hotlist.updated', 'telemetry', { source: 'delta', version: 'd'.repeat(64), size: 3 }, { device: 'gantry-old' }), Date.now());
+      expect((await old.devices()).find((x) => x.device === 'gantry-old')?.hotlist).toMatchObject({ version: 'd'.repeat(64), size: 3 });
+    } finally {
+      await old.close();
+    }
   });
 
   it('finds plate reads and hits together by plate, hash, device and time', async () => {

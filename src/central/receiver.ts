@@ -3,6 +3,7 @@ import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { generate, type IConnackPacket, type IPublishPacket, type ISubackPacket, type Packet, parser as newParser } from 'mqtt-packet';
 import type { Logger } from 'pino';
+import { redactUrl } from '../core/redact.js';
 
 /**
  * The receiving half of an MQTT client, for the call center's ingest: one connection on a
@@ -122,7 +123,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
     this.#o = opts;
     this.#urls = [opts.url, ...(opts.servers ?? [])].map((u) => {
       const url = new URL(u);
-      if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') throw new Error(`unsupported broker URL ${redact(u)} (mqtt:// or mqtts://)`);
+      if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') throw new Error(`unsupported broker URL ${redactUrl(u)} (mqtt:// or mqtts://)`);
       return url;
     });
     if (opts.topics.length === 0) throw new Error('no topics to subscribe to');
@@ -176,7 +177,7 @@ export class Receiver extends EventEmitter<ReceiverEvents> {
 
   /** The node connected to (or tried last). */
   get url(): string {
-    return redact(this.#urls[this.#index]!.href);
+    return redactUrl(this.#urls[this.#index]!.href);
   }
 
   #open(): void {
@@ -463,4 +464,3 @@ const reason = (code: number) => `0x${code.toString(16).padStart(2, '0')} ${REAS
 /** A SUBACK's answer for one filter: a granted QoS, or a failure (0x80 and above). */
 const grantText = (code: number | undefined) => (code === undefined ? 'no answer' : code < 0x80 ? `granted QoS ${code}` : reason(code));
 const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
-const redact = (url: string) => url.replace(/\/\/[^@/]*@/, '//***@');

@@ -24,6 +24,12 @@ const T = {
   },
 } as const;
 
+/**
+ * Columns added to `devices` after its first release, so a store made before gets them on open
+ * (SQLite has no `ADD COLUMN IF NOT EXISTS`: its store adds the missing ones itself).
+ */
+export const LATER_DEVICE_COLUMNS = ['hotlist', 'cameras'] as const;
+
 export function schemaSql(dialect: Dialect): string {
   const t = T[dialect];
   return `
@@ -45,7 +51,7 @@ CREATE TABLE IF NOT EXISTS devices (
   site ${t.text} NOT NULL, device ${t.text} NOT NULL,
   state ${t.text}, reason ${t.text}, boot_id ${t.text}, version ${t.text}, profile ${t.text},
   status_ms ${t.int}, last_event_ms ${t.int}, last_seq ${t.int},
-  health ${t.json}, geo ${t.json}, hotlist ${t.json}, cameras ${t.json},
+  health ${t.json}, geo ${t.json}, ${LATER_DEVICE_COLUMNS.map((c) => `${c} ${t.json}`).join(', ')},
   PRIMARY KEY (site, device)
 )${t.suffix};
 CREATE TABLE IF NOT EXISTS audit (
@@ -53,6 +59,7 @@ CREATE TABLE IF NOT EXISTS audit (
   at_ms ${t.int} NOT NULL, username ${t.text} NOT NULL, role ${t.text} NOT NULL, action ${t.text} NOT NULL,
   target ${t.text} NOT NULL, remote ${t.text} NOT NULL, detail ${t.json}
 );
+${dialect === 'postgres' ? LATER_DEVICE_COLUMNS.map((c) => `ALTER TABLE devices ADD COLUMN IF NOT EXISTS ${c} jsonb;`).join('\n') : ''}
 ${appendOnly(dialect)}`;
 }
 

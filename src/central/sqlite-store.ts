@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { PRIORITIES, type VigiaEvent } from '../core/event.js';
 import type { DeviceStatus } from './envelope.js';
-import { type AuditDbRow, auditFromRow, type DeviceDbRow, deviceFromRow, eventsQuery, schemaSql } from './schema.js';
+import { type AuditDbRow, auditFromRow, type DeviceDbRow, deviceFromRow, eventsQuery, LATER_DEVICE_COLUMNS, schemaSql } from './schema.js';
 import {
   type AddResult,
   type AuditEntry,
@@ -44,6 +44,8 @@ export class SqliteCentralStore implements CentralStore {
     this.#db.pragma(`synchronous = ${opts.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     this.#db.pragma('busy_timeout = 5000');
     this.#db.exec(schemaSql('sqlite'));
+    const columns = new Set((this.#db.pragma('table_info(devices)') as Array<{ name: string }>).map((c) => c.name));
+    for (const c of LATER_DEVICE_COLUMNS) if (!columns.has(c)) this.#db.exec(`ALTER TABLE devices ADD COLUMN ${c} TEXT`);
     this.#insert = this.#db.prepare(
       `INSERT INTO events (id, site, device, type, priority, time_ms, seq, received_ms, plate, plate_hash, envelope, arrival)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT coalesce(max(arrival), 0) + 1 FROM events)) ON CONFLICT (id) DO NOTHING`,

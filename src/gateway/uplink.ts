@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.js';
 import { Backoff, type BackoffOptions, backoffDelay } from '../core/backoff.js';
 import type { LinkState } from '../core/bus.js';
 import type { Clock } from '../core/clock.js';
+import { redactUrl } from '../core/redact.js';
 import type { ClockSync } from '../core/clock-sync.js';
 import { PRIORITIES, type Priority, priorityRank, type VigiaEvent } from '../core/event.js';
 import type { HeldEvent, Outbox, StoredEvent } from './outbox.js';
@@ -661,5 +662,3 @@ export function referencedServer(reference: string, current: string): string | n
 
 /** Redirections followed in a row without a link coming up. */
 const MAX_REDIRECTS = 5;
-
-const redactUrl = (url: string) => url.replace(/\/\/[^@/]*@/, '//***@');

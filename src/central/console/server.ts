@@ -305,7 +305,6 @@ export class ConsoleServer {
       enabled: true,
       current,
       history: hl.history(20),
-      entries: hl.entries(500),
       devices: devices.filter((d) => d.hotlist !== null || d.profile !== 'pole').map((d) => ({ ...this.#standing(d), size: d.hotlist?.size ?? null })),
     };
   }

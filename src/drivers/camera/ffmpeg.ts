@@ -1,7 +1,8 @@
 import { setPriority } from 'node:os';
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
-import { BaseFrameSource, redactUrl, type FrameSourceDeps } from './source.js';
+import { redactUrl } from '../../core/redact.js';
+import { BaseFrameSource, type FrameSourceDeps } from './source.js';
 import type { BackoffOptions } from '../../core/backoff.js';
 import { DEFAULT_MAX_FRAME_BYTES, JpegSplitter } from './jpeg.js';
 

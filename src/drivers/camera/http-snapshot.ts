@@ -1,6 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { BaseFrameSource, redactUrl, type FrameSourceDeps } from './source.js';
+import { redactUrl } from '../../core/redact.js';
+import { BaseFrameSource, type FrameSourceDeps } from './source.js';
 import type { BackoffOptions } from '../../core/backoff.js';
 import { basicAuthorization, chooseChallenge, DigestSession, parseWwwAuthenticate } from './http-auth.js';
 import { isJpeg } from './jpeg.js';

@@ -68,11 +68,6 @@ export function errorMessage(err: unknown): string {
   return String(err);
 }
 
-/** Redacts passwords of URLs (`scheme://user:password@host`) anywhere in a text, for messages and logs. */
-export function redactUrl(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/[^/@:\s]*):[^/@\s]*@/gi, '$1:***@');
-}
-
 type AnyListener = (...args: unknown[]) => void;
 
 /**

@@ -1,5 +1,5 @@
 import type { CameraConfig } from '../../drivers/camera/index.js';
-import { redactUrl } from '../../drivers/camera/source.js';
+import { redactUrl } from '../../core/redact.js';
 import { cameraFrame } from '../camera-frame.js';
 import { type Check, type DoctorCheck, type DoctorContext, errorText, fail, formatAge, formatBytes, pass, warn } from './check.js';
 
