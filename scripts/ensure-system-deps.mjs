@@ -33,6 +33,9 @@ const REQUIRED = [
   // The call center's ingest is tested against a real PostgreSQL server (Debian keeps it in
   // /usr/lib/postgresql/VERSION/bin, off the PATH).
   { program: 'postgres', pkg: 'postgresql', versionedDir: '/usr/lib/postgresql' },
+  // The fleet tests run the central side on a three-node RabbitMQ cluster (MQTT plugin, quorum
+  // queues), started by the tests on loopback ports.
+  { program: 'rabbitmq-server', pkg: 'rabbitmq-server' },
 ];
 
 /** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */

@@ -52,6 +52,7 @@ export function daemonStatus(s: StatusSources) {
       failovers: link.failovers,
       redirects: link.redirects,
       server_keepalive_s: link.serverKeepAlive,
+      subscribe_refusals: link.subscribeRefusals,
     },
     clock: s.clock,
     outbox: {

@@ -8,6 +8,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseMessage } from '../src/central/envelope.js';
+import { topicsFor } from '../src/gateway/topics.js';
 import { Ingest } from '../src/central/ingest.js';
 import { DEFAULT_RETENTION, openStore, parseRetention } from '../src/central/service.js';
 import { newEventId, type Priority, type VigiaEvent } from '../src/core/event.js';
@@ -331,5 +332,25 @@ describe('central store', () => {
     });
     expect(parseMessage('vigia', 'other/la-serena/pole-6/status', Buffer.from('{}'))).toMatchObject({ kind: 'refused', reason: 'topic' });
     expect(parseMessage('vigia', 'vigia/la-serena/pole-6/cmd/alarm.ack', Buffer.from('{}'))).toMatchObject({ kind: 'refused', reason: 'topic' });
+    // RabbitMQ 3.x delivers the type's dots as levels: the same event.
+    const dotted = topicOf(e);
+    expect(e.type).toContain('.');
+    const asLevels = `${dotted.slice(0, dotted.lastIndexOf(e.type))}${e.type.replaceAll('.', '/')}`;
+    expect(parseMessage('vigia', asLevels, Buffer.from(JSON.stringify(e)))).toEqual({ kind: 'event', event: e });
+    // ...but the levels must still spell the envelope's type.
+    expect(parseMessage('vigia', `${asLevels}/extra`, Buffer.from(JSON.stringify(e)))).toMatchObject({ kind: 'refused', reason: 'mismatch' });
+  });
+
+  it('reads a command name from its topic whether the broker kept the dots or made them levels', () => {
+    const t = topicsFor('vigia', 'la-serena', 'pole-6');
+    expect(t.commands).toBe('vigia/la-serena/pole-6/cmd/#');
+    expect(t.commandName('vigia/la-serena/pole-6/cmd/hotlist.delta')).toBe('hotlist.delta');
+    expect(t.commandName('vigia/la-serena/pole-6/cmd/hotlist/delta')).toBe('hotlist.delta');
+    expect(t.commandName('vigia/la-serena/pole-6/cmd/ping')).toBe('ping');
+    // The device's own replies come back on `cmd/#` (MQTT 3.1.1 has no No Local): never commands.
+    expect(t.commandName('vigia/la-serena/pole-6/cmd/ping/reply')).toBeUndefined();
+    expect(t.commandName('vigia/la-serena/pole-6/cmd/alarm/ack/reply')).toBeUndefined();
+    expect(t.commandName('vigia/la-serena/pole-6/cmd//ping')).toBeUndefined();
+    expect(t.commandName('vigia/la-serena/pole-7/cmd/ping')).toBeUndefined();
   });
 });

@@ -1,10 +1,15 @@
 import { createServer, type Server } from 'node:net';
+import { Aedes } from 'aedes';
+import mqtt from 'mqtt';
 import { generate, parser as newParser } from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
+import { signCommand } from '../src/gateway/command-auth.js';
 import { referencedServer } from '../src/gateway/uplink.js';
 import type { DaemonStatus } from '../src/status.js';
 import { formatStatus } from '../src/status-format.js';
-import { DaemonProcess, writeDeviceConfig } from './helpers/daemon.js';
+import { CommandClient } from './helpers/commander.js';
+import { DaemonProcess, TEST_KEY, writeDeviceConfig } from './helpers/daemon.js';
+import { startGate } from './helpers/gate.js';
 import { type Broker, startMosquitto } from './helpers/mosquitto.js';
 import { freePort } from './helpers/ports.js';
 import { Subscriber } from './helpers/subscriber.js';
@@ -134,6 +139,73 @@ describe('the link over several brokers', () => {
     expect(s.link.protocol).toBe('5');
     expect(s.link.server_keepalive_s).toBe(10);
     expect(s.link.window).toBe(4);
+  });
+
+  it('subscribes again to what the broker refused, so commands are heard once the broker takes the subscription', async () => {
+    // A cluster node that has just lost a peer refuses new subscriptions for a while (a SUBACK
+    // failure code) while the connection itself is fine.
+    let refusals = 2;
+    const aedes = await Aedes.createBroker({
+      authorizeSubscribe: (client, sub, done) => {
+        if (client?.id.startsWith('vigia-') && sub.topic.includes('/cmd/') && refusals > 0) {
+          refusals--;
+          done(null, null); // refused: SUBACK 0x80
+        } else done(null, sub);
+      },
+    });
+    const server = createServer(aedes.handle);
+    const port = await freePort();
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise<void>((r) => aedes.close(() => server.close(() => r()))));
+    const url = `mqtt://127.0.0.1:${port}`;
+    const daemon = await daemonOn(url, { protocol: '3.1.1' });
+    // The broker speaks 3.1.1 only: a verified command is answered on <base>/cmd/<name>/reply.
+    const center = await mqtt.connectAsync(url, { protocolVersion: 4 });
+    cleanups.push(() => center.endAsync());
+    const base = 'vigia/test-site/pole-0001';
+    await center.subscribeAsync(`${base}/cmd/ping/reply`, { qos: 1 });
+    let answered = false;
+    center.on('message', (_t, payload) => {
+      if ((JSON.parse(payload.toString()) as { ok?: boolean }).ok === true) answered = true;
+    });
+    const sign = () => signCommand({ auth: 'hmac-sha256', key: TEST_KEY, site: 'test-site', device: 'pole-0001', cmd: 'ping', args: {} });
+    await until(
+      async () => {
+        if (!answered) await center.publishAsync(`${base}/cmd/ping`, sign(), { qos: 1 });
+        await new Promise((r) => setTimeout(r, 200));
+        return answered;
+      },
+      (ok) => ok,
+      'a reply to ping',
+    );
+    expect(refusals).toBe(0);
+    const status = await daemon.request<DaemonStatus>('status');
+    expect(status.link.subscribe_refusals).toBeGreaterThanOrEqual(2);
+    expect(status.link.connects).toBe(1); // the same link all along
+  });
+
+  it('keeps its session when told to: a command sent while the link was down is carried out when it is back', async () => {
+    const b = await broker();
+    const gate = await startGate(b.port);
+    cleanups.push(() => gate.stop());
+    const viaGate = `mqtt://127.0.0.1:${gate.port}`;
+    const daemon = await daemonOn(viaGate, { session_expiry: '10m' });
+    const commander = new CommandClient(b.url, 'test-site', 'pole-0001');
+    await commander.connect();
+    cleanups.push(() => commander.close());
+    await commander.ready(20_000);
+
+    await gate.close();
+    await until(
+      () => daemon.request<DaemonStatus>('status'),
+      (s) => s.link.state !== 'online',
+      'the link down',
+    );
+    // Published while the device is away: the broker keeps it in the device's session.
+    const reply = commander.call('ping', {}, 30_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    gate.open();
+    expect((await reply).ok).toBe(true);
   });
 
   it('reads a Server Reference as MQTT 5 writes it', () => {

@@ -29,7 +29,7 @@ function ingestOptions(cmd: Command): Command {
       '--priorities <list>',
       'only these priority classes, comma-separated (alarm,hit,read,telemetry): instances split the load so on a broker without shared subscriptions',
     )
-    .option('--mqtt <version>', 'MQTT version: 5, or 3.1.1 for a broker without MQTT 5 (NATS 2.9); both acknowledge after the commit', '5')
+    .option('--mqtt <version>', 'MQTT version: 5, or 3.1.1 for a broker without MQTT 5 (RabbitMQ 3.x); both acknowledge after the commit', '5')
     .option('--username <name>', 'broker user')
     .option('--password-file <file>', "file holding the broker user's password")
     .option('--ca <file>', 'CA certificate of the broker (PEM)')

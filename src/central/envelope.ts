@@ -59,8 +59,9 @@ export function parseMessage(prefix: string, topic: string, payload: Uint8Array)
       status.location = { lat: loc.lat, lon: loc.lon };
     return { kind: 'status', ...at, status };
   }
-  if (parts.length !== 6 || parts[3] !== 'events') return refused('topic', topic.slice(0, 200), at);
-  const [priority, type] = [parts[4]!, parts[5]!];
+  if (parts.length < 6 || parts[3] !== 'events') return refused('topic', topic.slice(0, 200), at);
+  // A broker that turns the type's dots into levels (RabbitMQ 3.x: `alarm/panic`) is read back.
+  const [priority, type] = [parts[4]!, parts.slice(5).join('.')];
   const json = parseJson(payload);
   if (!json.ok) return refused(json.reason, json.detail, at);
   const e = json.value;

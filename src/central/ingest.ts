@@ -32,7 +32,7 @@ export interface IngestOptions {
   group?: string;
   /**
    * Only these priority classes (default all): instances split the load by topic filter on a
-   * broker without shared subscriptions (NATS 2.9's MQTT), e.g. one takes alarms and hits, another
+   * broker without shared subscriptions (RabbitMQ 3.x's MQTT), e.g. one takes alarms and hits, another
    * reads and telemetry. Status messages are taken by every instance.
    */
   priorities?: readonly Priority[];

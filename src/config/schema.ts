@@ -127,6 +127,11 @@ export const mqttSchema = z
     protocol: z.enum(['auto', '5', '3.1.1']).default('auto').describe('auto: MQTT 5, falling back to 3.1.1 if the broker refuses it'),
     topic_prefix: z.string().default('vigia').describe('First topic level: <prefix>/<site>/<device>/...'),
     keepalive: duration().prefault('30s').describe('MQTT keepalive (duration, e.g. 30s); lower it if a NAT drops idle connections'),
+    session_expiry: duration()
+      .prefault('0s')
+      .describe(
+        "How long the broker keeps the device's session (its command subscription and the commands sent meanwhile) after the link drops (duration; 0 = a clean session each time). On a RabbitMQ cluster set it (e.g. 10m): a clean session's queue lives on one node and blocks the device's reconnects when that node dies, a kept one is a replicated quorum queue",
+      ),
     connect_timeout: duration().prefault('15s').describe('Give up a connection attempt after this long (duration)'),
     inflight_window: z
       .number()

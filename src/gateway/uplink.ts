@@ -37,6 +37,8 @@ export interface UplinkStats {
   redirects: number;
   /** MQTT 5: the keep-alive the broker imposed (seconds), when it did. */
   serverKeepAlive: number | null;
+  /** Subscriptions the broker refused (each subscribed again later, with backoff). */
+  subscribeRefusals: number;
 }
 
 /** Publishes the broker refused with an MQTT 5 PUBACK reason code >= 0x80. */
@@ -158,6 +160,9 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   #redirects = 0;
   #redirectStreak = 0;
   #serverKeepAlive: number | null = null;
+  #subscribeRefusals = 0;
+  /** Topics the broker granted in the current session (kept across links when the session is). */
+  #granted = new Set<string>();
 
   constructor(private readonly deps: UplinkDeps) {
     super();
@@ -214,7 +219,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
   /** Subscribed on every (re)connect. */
   subscribe(topic: string): void {
     this.#subscriptions.add(topic);
-    if (this.#client?.connected) this.#client.subscribe(topic, { qos: 1 });
+    if (this.#client?.connected) this.#subscribe(this.#client, [topic]);
   }
 
   /** A direct publish that is not stored (command replies): lost if the link is down, by design. */
@@ -277,6 +282,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       failovers: this.#failovers,
       redirects: this.#redirects,
       serverKeepAlive: this.#serverKeepAlive,
+      subscribeRefusals: this.#subscribeRefusals,
     };
   }
 
@@ -302,7 +308,8 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     const client = mqtt.connect(url, {
       protocolVersion: this.#protocol,
       clientId: cfg.client_id ?? `vigia-${this.deps.topics.site}-${this.deps.topics.device}`,
-      clean: true,
+      // A kept session (session_expiry > 0): commands sent while the link is down wait on the broker.
+      clean: cfg.session_expiry === 0,
       keepalive: Math.round(cfg.keepalive / 1000),
       connectTimeout: cfg.connect_timeout,
       reconnectPeriod: 0, // we reconnect ourselves, with backoff and jitter
@@ -310,7 +317,10 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       username: cfg.username,
       password: cfg.password?.reveal(),
       // Commands are the only inbound traffic: the broker drops anything larger instead of sending it.
-      properties: this.#protocol === 5 ? { maximumPacketSize: cfg.max_inbound_bytes } : undefined,
+      properties:
+        this.#protocol === 5
+          ? { maximumPacketSize: cfg.max_inbound_bytes, ...(cfg.session_expiry > 0 ? { sessionExpiryInterval: Math.ceil(cfg.session_expiry / 1000) } : {}) }
+          : undefined,
       will: { topic: this.deps.topics.status, payload: Buffer.from(this.#statusPayload('offline', 'lost')), qos: 1, retain: true },
       ...this.#tls,
     });
@@ -326,10 +336,15 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       const receiveMax = connack.properties?.receiveMaximum ?? 65535;
       this.#window = Math.max(1, Math.min(cfg.inflight_window, receiveMax));
       client.publish(this.deps.topics.status, this.#statusPayload('online'), { qos: 1, retain: true });
-      for (const topic of this.#subscriptions) client.subscribe(topic, { qos: 1 });
       this.#setState('online');
       this.#publishHeld();
       this.#pump();
+      // After the waiting alarms: a broker handles a connection's packets in order, and a
+      // subscription can be slow (RabbitMQ declares and binds a replicated queue). A kept session
+      // still has what this process subscribed in it (after a restart, everything is subscribed once).
+      if (!connack.sessionPresent) this.#granted.clear();
+      const missing = [...this.#subscriptions].filter((t) => !this.#granted.has(t));
+      if (missing.length > 0) this.#subscribe(client, missing);
     });
     client.on('message', (topic, payload, packet) => {
       // MQTT 3.1.1 has no maximum packet size to announce (and a broker may ignore it): drop before anyone parses.
@@ -370,6 +385,33 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       client.end(true);
     });
     client.on('close', () => this.#onClose(client));
+  }
+
+  /**
+   * Subscribes, and subscribes again to what the broker refused (a SUBACK failure code): a
+   * cluster node that has just lost a peer may refuse new subscriptions for a while, and a device
+   * that never hears its commands would look healthy all the same.
+   */
+  #subscribe(client: MqttClient, topics: string[], attempt = 0): void {
+    // No Local (MQTT 5): the device's own replies, below its command topics, are not sent back to it.
+    client.subscribe(topics, { qos: 1, ...(this.#protocol === 5 ? { nl: true } : {}) }, (err, granted) => {
+      if (client !== this.#client || !client.connected) return; // a new link subscribes again anyway
+      const refused = err ? topics : (granted ?? []).filter((g) => g.qos >= 0x80).map((g) => g.topic);
+      for (const g of err ? [] : (granted ?? [])) if (g.qos < 0x80) this.#granted.add(g.topic);
+      if (refused.length === 0) return;
+      this.#subscribeRefusals += refused.length;
+      const delay = backoffDelay(attempt, this.#retryDelays, this.deps.random);
+      this.deps.logger.warn({ topics: refused, err: err?.message, retry_ms: delay }, 'broker refused a subscription; retrying');
+      const timer = setTimeout(() => {
+        if (client === this.#client && client.connected)
+          this.#subscribe(
+            client,
+            refused.filter((t) => this.#subscriptions.has(t)),
+            attempt + 1,
+          );
+      }, delay);
+      timer.unref();
+    });
   }
 
   #onClose(client: MqttClient): void {
@@ -418,17 +460,20 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     }
     if (wasOnline) return Math.round(random() * cfg.min_delay);
     this.#outageFailures++;
+    // An alarm waiting is not spread out nor backed off: retried every min_delay (jittered) until
+    // the center answers. Alarms are rare, so this is a few devices, never the whole fleet.
+    if (this.deps.outbox.depthOf('alarm') > 0) return Math.round(cfg.min_delay * (0.5 + random()));
     const spread = cfg.spread ?? cfg.max_delay / 2;
     if (this.#outageFailures === 1 && spread > 0) return Math.round(random() * spread);
     return this.#backoff.next();
   }
 
-  /** An alarm stored while the link waits out its spread or backoff: try now (at most every 5 s). */
+  /** An alarm stored while the link waits out its spread or backoff: try now (at most every min_delay). */
   #alarmWhileOffline(): void {
     if (this.#state !== 'offline' || this.#reconnectTimer === undefined) return;
     if (this.deps.outbox.depthOf('alarm') === 0) return;
     const now = this.deps.clock.monoNow();
-    if (now - this.#earlyAttemptAt < 5000) return;
+    if (now - this.#earlyAttemptAt < this.deps.config.reconnect.min_delay) return;
     this.#earlyAttemptAt = now;
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;

@@ -1,12 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from './ports.js';
 import type { TlsFiles } from './tls.js';
 import { isExecutable } from '../../src/core/executable.js';
+import { cleanupAtExit } from './exit-hooks.js';
+import { canConnect, freePort, readIfExists } from './ports.js';
 
 /** TLS settings for the broker listener. A full {@link TlsFiles} fits here. */
 export type BrokerTls = Pick<TlsFiles, 'caFile' | 'serverCert' | 'serverKey'> & {
@@ -59,7 +59,6 @@ const SBIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
 
 const liveChildren = new Set<ChildProcess>();
 const liveDirs = new Set<string>();
-let hooksInstalled = false;
 
 function killAllSync(): void {
   for (const child of liveChildren) {
@@ -78,20 +77,6 @@ function killAllSync(): void {
     }
   }
   liveDirs.clear();
-}
-
-function installHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.once('exit', killAllSync);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = (): void => {
-      killAllSync();
-      // Keep the default behaviour (terminate) unless someone else handles this signal.
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.once(sig, onSignal);
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -164,30 +149,6 @@ function buildConfig(dir: string, port: number, logFile: string, opts: BrokerOpt
   return `${lines.join('\n')}\n`;
 }
 
-function canConnect(port: number, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    const done = (ok: boolean): void => {
-      clearTimeout(timer);
-      socket.removeAllListeners();
-      socket.on('error', () => {});
-      socket.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-
-function readIfExists(file: string): string {
-  try {
-    return existsSync(file) ? readFileSync(file, 'utf8') : '';
-  } catch {
-    return '';
-  }
-}
-
 interface Running {
   child: ChildProcess;
   exited: Promise<void>;
@@ -205,7 +166,7 @@ class StartupError extends Error {
 }
 
 async function spawnAndWait(binary: string, confFile: string, port: number, logFile: string): Promise<Running> {
-  installHooks();
+  cleanupAtExit(killAllSync);
   const logOffset = readIfExists(logFile).length;
   const child = spawn(binary, ['-c', confFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   liveChildren.add(child);
@@ -275,7 +236,7 @@ export async function startMosquitto(opts: BrokerOptions = {}): Promise<Broker> 
   const port = opts.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'vigia-mosquitto-'));
   liveDirs.add(dir);
-  installHooks();
+  cleanupAtExit(killAllSync);
   const confFile = join(dir, 'mosquitto.conf');
   const logFile = join(dir, 'mosquitto.log');
   writeFileSync(confFile, buildConfig(dir, port, logFile, opts));

@@ -1,4 +1,5 @@
-import { createServer } from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 
 /** Returns a TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close). */
 export function freePort(): Promise<number> {
@@ -17,4 +18,30 @@ export function freePort(): Promise<number> {
       server.close((err) => (err ? reject(err) : resolve(port)));
     });
   });
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port within the time given. */
+export function canConnect(port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      socket.removeAllListeners();
+      socket.on('error', () => {});
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** A log file's text, or nothing when it is not there (yet). */
+export function readIfExists(file: string): string {
+  try {
+    return existsSync(file) ? readFileSync(file, 'utf8') : '';
+  } catch {
+    return '';
+  }
 }

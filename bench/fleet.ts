@@ -1,0 +1,147 @@
+// A city's fleet on a clustered broker (bench/lib/fleet.ts): 500 devices with the daemon's own
+// outbox, uplink and command code, each with its own SQLite file and MQTT link, on a three-node
+// RabbitMQ cluster (MQTT plugin, quorum queues) with the call center's ingest split over two
+// instances. Steady traffic, then (a) the central side out of reach for the outage while events
+// keep coming, (b) a broker node SIGKILLed under load, (c) a hotlist delta sent to every device.
+// The same outage is run again with failover and the randomised reconnect off (one broker, fixed
+// delays) for comparison.
+//
+//   npm run bench -- fleet [--quick] [--devices N] [--outage SECONDS] [--runs N] [--no-baseline]
+//
+// --quick: 100 devices, a 20 s outage, one run. The last line is one JSON object.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startBrokerCluster } from '../tests/helpers/cluster.js';
+import { type FleetOptions, type FleetResult, newRunId, runFleet } from './lib/fleet.js';
+import { median, ratio } from './lib/stats.js';
+import { fmt, table } from './lib/table.js';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    devices: { type: 'string' },
+    outage: { type: 'string' },
+    runs: { type: 'string' },
+    processes: { type: 'string' },
+    'no-baseline': { type: 'boolean', default: false },
+  },
+});
+const QUICK = values.quick;
+const DEVICES = Number(values.devices ?? (QUICK ? 100 : 500));
+const OUTAGE_MS = Number(values.outage ?? (QUICK ? 20 : 60)) * 1000;
+const RUNS = Number(values.runs ?? 1);
+const log = (msg: string) => process.stderr.write(`[fleet] ${msg}\n`);
+
+const dir = mkdtempSync(join(tmpdir(), 'vigia-fleet-'));
+const base = {
+  dir,
+  devices: DEVICES,
+  processes: Number(values.processes ?? Math.max(1, Math.min(4, Math.ceil(DEVICES / 125)))),
+  outageMs: OUTAGE_MS,
+  steadyMs: QUICK ? 8_000 : 15_000,
+  // A gantry reads a plate every few seconds; a pole reports its health every 30 s.
+  readsPerS: 0.5,
+  telemetryEveryMs: 30_000,
+  alarmsPerS: 1,
+  drainAlarmsPerS: 5,
+  drainRate: 50,
+  // Twice the outage: about half the fleet's first retries fall after it, spread over as long again.
+  spreadMs: OUTAGE_MS * 2,
+  log,
+} satisfies Partial<FleetOptions>;
+
+const cluster = await startBrokerCluster({ nodes: 3, dir: join(dir, 'cluster') });
+const results: FleetResult[] = [];
+const baselines: FleetResult[] = [];
+try {
+  log(`cluster: ${cluster.urls.join(' ')}`);
+  for (let run = 1; run <= RUNS; run++) {
+    log(`run ${run}/${RUNS}: ${DEVICES} devices, failover and spread on`);
+    results.push(await runFleet({ ...base, dir: join(dir, `run-${run}`), cluster, spreadOn: true, nodeKill: true, hotlistDelta: true, runId: newRunId() }));
+    log(JSON.stringify(results.at(-1)));
+    if (!values['no-baseline']) {
+      log(`run ${run}/${RUNS}: the same outage with failover and spread off`);
+      baselines.push(
+        await runFleet({ ...base, dir: join(dir, `base-${run}`), cluster, spreadOn: false, nodeKill: false, hotlistDelta: false, runId: newRunId() }),
+      );
+      log(JSON.stringify(baselines.at(-1)));
+    }
+  }
+} finally {
+  await cluster.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const med = (rs: FleetResult[], k: keyof FleetResult): number | null => median(rs.map((r) => r[k] as number | null));
+const keys: Array<[keyof FleetResult, string, number]> = [
+  ['events_total', 'events accepted by the devices', 0],
+  ['lost', 'lost (accepted, never stored at the center)', 0],
+  ['duplicates', 'duplicates dropped by the ingest', 0],
+  ['reconnect_first_s', 'first reconnect after the outage (s)', 1],
+  ['reconnect_spread_s', 'reconnect spread, first to 95th percentile (s)', 1],
+  ['reconnect_all_s', 'last device back (s)', 1],
+  ['drain_s_after_outage', 'backlog drained after the outage (s)', 1],
+  ['broker_peak_msgs_per_s', 'broker intake peak (msgs/s)', 0],
+  ['broker_steady_msgs_per_s', 'broker intake, steady (msgs/s)', 0],
+  ['alarm_p50_ms_during_drain', 'alarm p50 while the fleet drains (ms)', 0],
+  ['alarm_p99_ms_during_drain', 'alarm p99 while the fleet drains (ms)', 0],
+  ['alarm_p99_ms_to_broker_during_drain', '  of which raise to broker PUBACK, p99 (ms)', 0],
+  ['alarms_during_drain', 'alarms raised while draining', 0],
+  ['alarm_p99_ms_steady', 'alarm p99, steady (ms)', 0],
+  ['node_kill_moved_devices', 'devices on the killed node', 0],
+  ['node_kill_failover_p50_s', 'failover p50 (s)', 2],
+  ['node_kill_failover_p99_s', 'failover p99 (s)', 2],
+  ['node_restart_s', 'killed node back in the cluster (s)', 1],
+  ['hotlist_delta_all_devices_s', 'hotlist delta installed on every device (s)', 2],
+  ['hotlist_delta_at_center_s', 'every device confirmed at the center (s)', 2],
+  ['hotlist_resent', 'deltas sent again', 0],
+  ['subscribe_refusals', 'subscriptions refused by the broker (retried)', 0],
+];
+process.stdout.write(
+  `Vigía fleet benchmark${QUICK ? ' (--quick)' : ''}: ${DEVICES} devices, 3-node RabbitMQ cluster, ${OUTAGE_MS / 1000} s outage, median of ${RUNS} run(s)\n\n`,
+);
+process.stdout.write(
+  `${table(
+    ['figure', 'failover + spread', 'one broker, fixed delays'],
+    keys.map(([k, label, d]) => [label, fmt(med(results, k), d), baselines.length ? fmt(med(baselines, k), d) : '–']),
+  )}\n\n`,
+);
+
+const out = {
+  devices: DEVICES,
+  events_total: med(results, 'events_total'),
+  lost: Math.max(...results.map((r) => r.lost), ...baselines.map((r) => r.lost)),
+  duplicates: med(results, 'duplicates'),
+  reconnect_spread_s: med(results, 'reconnect_spread_s'),
+  drain_s_after_outage: med(results, 'drain_s_after_outage'),
+  broker_peak_msgs_per_s: med(results, 'broker_peak_msgs_per_s'),
+  alarm_p99_ms_during_drain: med(results, 'alarm_p99_ms_during_drain'),
+  alarm_p99_ms_to_broker_during_drain: med(results, 'alarm_p99_ms_to_broker_during_drain'),
+  alarm_p99_ms_steady: med(results, 'alarm_p99_ms_steady'),
+  alarm_drain_vs_steady: ratio(med(results, 'alarm_p99_ms_during_drain'), med(results, 'alarm_p99_ms_steady')),
+  node_kill_failover_p99_s: med(results, 'node_kill_failover_p99_s'),
+  hotlist_delta_all_devices_s: med(results, 'hotlist_delta_all_devices_s'),
+  hotlist_delta_at_center_s: med(results, 'hotlist_delta_at_center_s'),
+  alarms_during_drain: med(results, 'alarms_during_drain'),
+  node_kill_moved_devices: med(results, 'node_kill_moved_devices'),
+  outage_s: OUTAGE_MS / 1000,
+  runs: RUNS,
+  quick: QUICK ? 1 : 0,
+  ...(baselines.length
+    ? {
+        without_spread: {
+          lost: Math.max(...baselines.map((r) => r.lost)),
+          duplicates: med(baselines, 'duplicates'),
+          reconnect_spread_s: med(baselines, 'reconnect_spread_s'),
+          drain_s_after_outage: med(baselines, 'drain_s_after_outage'),
+          broker_peak_msgs_per_s: med(baselines, 'broker_peak_msgs_per_s'),
+          alarm_p99_ms_during_drain: med(baselines, 'alarm_p99_ms_during_drain'),
+          alarm_p99_ms_to_broker_during_drain: med(baselines, 'alarm_p99_ms_to_broker_during_drain'),
+        },
+        peak_vs_without_spread: ratio(med(results, 'broker_peak_msgs_per_s'), med(baselines, 'broker_peak_msgs_per_s')),
+      }
+    : {}),
+};
+process.stdout.write(`${JSON.stringify(out)}\n`);
