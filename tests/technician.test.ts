@@ -11,6 +11,7 @@ import { testHere, testPattern } from '../src/technician/output-test.js';
 import { CLI, DaemonProcess, runCli, writeDeviceConfig } from './helpers/daemon.js';
 import { readLines, waitUntil, writeFakeTools } from './helpers/fake-gpio.js';
 import { GPIODETECT_PI4, V1_GPIOINFO_PI4 } from './helpers/libgpiod-samples.js';
+import { type Gate, startGate } from './helpers/gate.js';
 import { type Broker, startMosquitto } from './helpers/mosquitto.js';
 import { Subscriber } from './helpers/subscriber.js';
 
@@ -56,18 +57,22 @@ function poleConfig(brokerUrl: string, dir = mkdtempSync(join(tmpdir(), 'vigia-p
 
 describe('technician commands with the daemon running', () => {
   let broker: Broker;
+  // The daemon reaches the broker through a gate, so a test can cut its link while the subscriber stays on.
+  let gate: Gate;
   let daemon: DaemonProcess;
   let cfg: ReturnType<typeof writeDeviceConfig>;
   const outputs = () => daemon.request<Record<string, { value: boolean; pattern: { mode: string } }>>('sim.outputs');
 
   beforeAll(async () => {
     broker = await startMosquitto();
-    cfg = poleConfig(broker.url);
+    gate = await startGate(broker.port);
+    cfg = poleConfig(`mqtt://127.0.0.1:${gate.port}`);
     daemon = new DaemonProcess(cfg.file, cfg.socket);
     await daemon.start(60_000);
   });
   afterAll(async () => {
     await daemon?.kill('SIGTERM');
+    await gate?.stop();
     await broker?.stop();
   });
 
@@ -128,7 +133,7 @@ describe('technician commands with the daemon running', () => {
     const sub = new Subscriber(broker.url);
     await sub.connect();
     try {
-      await broker.kill();
+      await gate.close();
       await daemon.request('sim.burst', { count: 30, type: 'sim.backlog', priority: 'read' });
       const list = await run('outbox', 'list', '--json', '-p', 'read', '-c', cfg.file);
       const events = list.stdout
@@ -150,7 +155,7 @@ describe('technician commands with the daemon running', () => {
 
       const retry = await run('outbox', 'retry', '-c', cfg.file);
       expect(retry.stdout).toMatch(/^0 refused events retried now/);
-      await broker.restart();
+      gate.open();
       await sub.waitFor(() => sub.events.some((e) => e.event.type === 'system.outbox_evicted'), 30_000, 'the eviction report');
       const report = sub.events.find((e) => e.event.type === 'system.outbox_evicted')!.event;
       expect(report.payload).toEqual({ evicted: { read: { purged: events.length } } });
@@ -184,6 +189,8 @@ describe('technician commands with the daemon stopped', () => {
       expect((await run('outbox', 'retry', '-c', cfg.file)).code).toBe(1);
 
       await broker.restart();
+      // Subscribed again before the daemon is back: the report is not kept for a subscriber that is not there.
+      await sub.resubscribed();
       await daemon.start();
       await sub.waitFor(() => sub.events.some((e) => e.event.type === 'system.outbox_evicted'), 30_000, 'the eviction report');
       expect(sub.events.find((e) => e.event.type === 'system.outbox_evicted')!.event.payload).toEqual({ evicted: { telemetry: { purged: count } } });
