@@ -6,9 +6,12 @@
 // The same outage is run again with failover and the randomised reconnect off (one broker, fixed
 // delays) for comparison.
 //
-//   npm run bench -- fleet [--quick] [--devices N] [--outage SECONDS] [--runs N] [--no-baseline]
+//   npm run bench -- fleet [--quick] [--devices N] [--outage SECONDS] [--runs N] [--processes P]
+//                          [--baseline-runs N | --no-baseline]
 //
-// --quick: 100 devices, a 20 s outage, one run. The last line is one JSON object.
+// --quick: 100 devices, a 20 s outage, one run. --processes: how many processes share the devices
+// (default one per 62 devices, at most 8). --baseline-runs: the comparison after only the first N
+// runs (default: after each). The last line is one JSON object.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,20 +28,25 @@ const { values } = parseArgs({
     outage: { type: 'string' },
     runs: { type: 'string' },
     processes: { type: 'string' },
+    'outbox-sync': { type: 'string', default: 'full' },
     'no-baseline': { type: 'boolean', default: false },
+    'baseline-runs': { type: 'string' },
   },
 });
 const QUICK = values.quick;
 const DEVICES = Number(values.devices ?? (QUICK ? 100 : 500));
 const OUTAGE_MS = Number(values.outage ?? (QUICK ? 20 : 60)) * 1000;
 const RUNS = Number(values.runs ?? 1);
+// The comparison run (one broker, fixed delays) after each of the first BASELINE_RUNS runs.
+const BASELINE_RUNS = values['no-baseline'] ? 0 : Number(values['baseline-runs'] ?? RUNS);
 const log = (msg: string) => process.stderr.write(`[fleet] ${msg}\n`);
 
 const dir = mkdtempSync(join(tmpdir(), 'vigia-fleet-'));
 const base = {
   dir,
   devices: DEVICES,
-  processes: Number(values.processes ?? Math.max(1, Math.min(4, Math.ceil(DEVICES / 125)))),
+  // More processes than cores: a device blocks its process while SQLite syncs, and a real one has its own.
+  processes: Number(values.processes ?? Math.max(1, Math.min(8, Math.ceil(DEVICES / 62)))),
   outageMs: OUTAGE_MS,
   steadyMs: QUICK ? 8_000 : 15_000,
   // A gantry reads a plate every few seconds; a pole reports its health every 30 s.
@@ -47,6 +55,7 @@ const base = {
   alarmsPerS: 1,
   drainAlarmsPerS: 5,
   drainRate: 50,
+  outboxSync: values['outbox-sync'] === 'normal' ? 'normal' : 'full',
   // Twice the outage: about half the fleet's first retries fall after it, spread over as long again.
   spreadMs: OUTAGE_MS * 2,
   log,
@@ -61,7 +70,7 @@ try {
     log(`run ${run}/${RUNS}: ${DEVICES} devices, failover and spread on`);
     results.push(await runFleet({ ...base, dir: join(dir, `run-${run}`), cluster, spreadOn: true, nodeKill: true, hotlistDelta: true, runId: newRunId() }));
     log(JSON.stringify(results.at(-1)));
-    if (!values['no-baseline']) {
+    if (run <= BASELINE_RUNS) {
       log(`run ${run}/${RUNS}: the same outage with failover and spread off`);
       baselines.push(
         await runFleet({ ...base, dir: join(dir, `base-${run}`), cluster, spreadOn: false, nodeKill: false, hotlistDelta: false, runId: newRunId() }),
@@ -88,7 +97,12 @@ const keys: Array<[keyof FleetResult, string, number]> = [
   ['alarm_p50_ms_during_drain', 'alarm p50 while the fleet drains (ms)', 0],
   ['alarm_p99_ms_during_drain', 'alarm p99 while the fleet drains (ms)', 0],
   ['alarm_p99_ms_to_broker_during_drain', '  of which raise to broker PUBACK, p99 (ms)', 0],
+  ['alarm_p99_ms_during_drain_online', '  p99 of those raised with the link up (ms)', 0],
+  ['alarm_p99_ms_during_drain_reconnecting', '  p99 of those raised while reconnecting (ms)', 0],
+  ['alarm_p99_ms_to_link_up_during_drain', '    of which raise to link up, p99 (ms)', 0],
+  ['connect_p99_ms_during_drain', 'any connection attempt to CONNACK during the drain, p99 (ms)', 0],
   ['alarms_during_drain', 'alarms raised while draining', 0],
+  ['sim_loop_delay_p99_ms_during_drain', "simulator's event loop held, p99 of each second's longest (ms)", 0],
   ['alarm_p99_ms_steady', 'alarm p99, steady (ms)', 0],
   ['node_kill_moved_devices', 'devices on the killed node', 0],
   ['node_kill_failover_p50_s', 'failover p50 (s)', 2],
@@ -119,12 +133,17 @@ const out = {
   broker_peak_msgs_per_s: med(results, 'broker_peak_msgs_per_s'),
   alarm_p99_ms_during_drain: med(results, 'alarm_p99_ms_during_drain'),
   alarm_p99_ms_to_broker_during_drain: med(results, 'alarm_p99_ms_to_broker_during_drain'),
+  alarm_p99_ms_during_drain_online: med(results, 'alarm_p99_ms_during_drain_online'),
+  alarm_p99_ms_during_drain_reconnecting: med(results, 'alarm_p99_ms_during_drain_reconnecting'),
+  alarm_p99_ms_to_link_up_during_drain: med(results, 'alarm_p99_ms_to_link_up_during_drain'),
+  connect_p99_ms_during_drain: med(results, 'connect_p99_ms_during_drain'),
   alarm_p99_ms_steady: med(results, 'alarm_p99_ms_steady'),
   alarm_drain_vs_steady: ratio(med(results, 'alarm_p99_ms_during_drain'), med(results, 'alarm_p99_ms_steady')),
   node_kill_failover_p99_s: med(results, 'node_kill_failover_p99_s'),
   hotlist_delta_all_devices_s: med(results, 'hotlist_delta_all_devices_s'),
   hotlist_delta_at_center_s: med(results, 'hotlist_delta_at_center_s'),
   alarms_during_drain: med(results, 'alarms_during_drain'),
+  sim_loop_delay_p99_ms_during_drain: med(results, 'sim_loop_delay_p99_ms_during_drain'),
   node_kill_moved_devices: med(results, 'node_kill_moved_devices'),
   outage_s: OUTAGE_MS / 1000,
   runs: RUNS,

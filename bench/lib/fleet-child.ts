@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pino from 'pino';
 import { FleetDevice } from './fleet-device.js';
 
@@ -15,6 +16,7 @@ export interface FleetChildInit {
   devices: Array<{ id: string; mqtt: Record<string, unknown> }>;
   commandKey: string;
   hotlistKey: string;
+  outboxSync: 'full' | 'normal';
   /** Plate reads per device per second. */
   readsPerS: number;
   /** Health telemetry period per device (ms). */
@@ -36,9 +38,15 @@ export interface FleetTick {
   acked: number;
   accepted: number;
   acceptErrors: number;
-  alarms: Array<{ id: string; at: number }>;
+  /** Alarms raised since the last tick; `online`: whether the device's link was up when it was raised. */
+  alarms: Array<{ id: string; at: number; online: boolean; device: string }>;
   /** Alarms the broker acknowledged since the last tick: raised at `at - ms`, acknowledged `ms` later. */
   alarmAcks: Array<{ at: number; ms: number }>;
+  /**
+   * The longest this process's event loop was held since the last tick (ms): the simulator's own
+   * share of every latency, as its devices share one thread (a real device has a process of its own).
+   */
+  loopDelayMaxMs: number;
 }
 
 export interface DeviceReport {
@@ -67,12 +75,14 @@ let init: FleetChildInit | undefined;
 let producing = true;
 let alarmsPerS = 0;
 let acceptErrors = 0;
-let pendingAlarms: Array<{ id: string; at: number }> = [];
+let pendingAlarms: FleetTick['alarms'] = [];
 let generator: NodeJS.Timeout | undefined;
 let ticker: NodeJS.Timeout | undefined;
 let seq = 0;
 
 const send = (m: unknown) => process.send?.(m);
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 const logger = pino({ level: process.env.FLEET_LOG_LEVEL ?? 'error' }, pino.destination(2));
 
 async function start(msg: FleetChildInit): Promise<void> {
@@ -87,6 +97,7 @@ async function start(msg: FleetChildInit): Promise<void> {
         mqtt: d.mqtt,
         commandKey: msg.commandKey,
         hotlistKey: msg.hotlistKey,
+        outboxSync: msg.outboxSync,
         logger,
       }),
   );
@@ -131,6 +142,7 @@ async function start(msg: FleetChildInit): Promise<void> {
       alarmAcc -= 1;
       const d = devices[Math.floor(Math.random() * devices.length)]!;
       const at = Date.now();
+      const online = d.online();
       d.emit('alarm.panic', 'alarm', {
         input: 'panic',
         pressed_at: new Date(at).toISOString(),
@@ -139,7 +151,7 @@ async function start(msg: FleetChildInit): Promise<void> {
         press: 1,
         snapshot: null,
       }).then(
-        (id) => pendingAlarms.push({ id, at }),
+        (id) => pendingAlarms.push({ id, at, online, device: d.id }),
         () => acceptErrors++,
       );
     }
@@ -166,7 +178,9 @@ function tick(): FleetTick {
   const alarms = pendingAlarms;
   pendingAlarms = [];
   const alarmAcks = devices.flatMap((d) => d.alarmAcks.splice(0));
-  return { op: 'tick', at: Date.now(), depth, online, started: devices.length, acked, accepted, acceptErrors, alarms, alarmAcks };
+  const loopDelayMaxMs = loopDelay.max / 1e6;
+  loopDelay.reset();
+  return { op: 'tick', at: Date.now(), depth, online, started: devices.length, acked, accepted, acceptErrors, alarms, alarmAcks, loopDelayMaxMs };
 }
 
 function report(): FleetChildReport {

@@ -28,6 +28,8 @@ export interface FleetDeviceOptions {
   commandKey: string;
   /** The list publisher's Ed25519 public key (PEM). */
   hotlistKey: string;
+  /** `outbox.synchronous` (default full, the daemon's default). */
+  outboxSync?: 'full' | 'normal';
   logger: Logger;
 }
 
@@ -63,6 +65,7 @@ export class FleetDevice {
       device: { id: opts.id, site: opts.site, profile: 'pole' },
       paths: { data_dir: opts.dir, runtime_dir: opts.dir },
       mqtt: opts.mqtt,
+      outbox: { synchronous: opts.outboxSync ?? 'full' },
       commands: { key: opts.commandKey },
       anpr: { hotlist: { public_key: opts.hotlistKey } },
     });

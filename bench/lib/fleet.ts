@@ -38,6 +38,12 @@ export interface FleetOptions {
   drainAlarmsPerS: number;
   /** Per-device drain rate limit (events/s, alarms never limited). */
   drainRate: number;
+  /**
+   * The devices' `outbox.synchronous`. full (the daemon's default) makes every device's commits
+   * wait on this machine's one disk in turn, on its process's one thread; normal shows how much of
+   * a latency is that sharing, which a real device (its own card, its own process) does not have.
+   */
+  outboxSync?: 'full' | 'normal';
   /** The reconnect spread window the devices are configured with (ms). */
   spreadMs: number;
   nodeKill: boolean;
@@ -61,7 +67,16 @@ export interface FleetResult {
   alarm_p99_ms_during_drain: number | null;
   alarm_p50_ms_during_drain: number | null;
   alarm_p99_ms_to_broker_during_drain: number | null;
+  /** The same alarms split by whether the device's link was up when it was raised, or it had to reconnect first. */
+  alarm_p99_ms_during_drain_online: number | null;
+  alarm_p99_ms_during_drain_reconnecting: number | null;
+  /** Of those raised while reconnecting: from the raise to the device's link up, p99. */
+  alarm_p99_ms_to_link_up_during_drain: number | null;
+  /** Every device's connection attempts that succeeded during the drain: attempt to CONNACK, p99. */
+  connect_p99_ms_during_drain: number | null;
   alarms_during_drain: number;
+  /** The simulator's processes: the longest their event loop was held in a second, p99 over the drain (ms). */
+  sim_loop_delay_p99_ms_during_drain: number | null;
   alarm_p99_ms_steady: number | null;
   node_kill_moved_devices: number | null;
   node_kill_failover_p50_s: number | null;
@@ -205,6 +220,7 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
         devices: mine.map((id) => ({ id, mqtt: mqttFor(ids.indexOf(id)) })),
         commandKey: COMMAND_KEY,
         hotlistKey,
+        outboxSync: o.outboxSync ?? 'full',
         readsPerS: o.readsPerS,
         telemetryEveryMs: o.telemetryEveryMs,
         alarmsPerS: (o.alarmsPerS * mine.length) / o.devices,
@@ -229,7 +245,10 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     if (!(await until(() => total().online === o.devices, 120_000))) throw new Error(`only ${total().online} of ${o.devices} devices came online`);
     log(`devices: ${o.devices} online in ${children.length} processes`);
 
-    // Steady running: the backlog a healthy fleet has (events between commit and PUBACK).
+    // Steady running, once the start-up has settled (every session and queue declared, the first
+    // backlog sent): the backlog a healthy fleet has (events between commit and PUBACK).
+    await until(() => total().depth <= o.devices, 120_000, 250);
+    await sleep(5_000);
     const steadyFrom = Date.now();
     await sleep(o.steadyMs);
     const steadyDepths = children.flatMap((c) => c.ticks.filter((t) => t.at >= steadyFrom)).map((t) => t.depth);
@@ -362,16 +381,38 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     const rMin = reconnects.length ? Math.min(...reconnects) : null;
 
     const alarmRaised = new Map<string, number>();
-    for (const c of children) for (const t of c.ticks) for (const a of t.alarms) alarmRaised.set(a.id, a.at);
+    const raisedOffline = new Set<string>();
+    const linkUpAfterAlarm: number[] = [];
+    const byId = new Map(devices.map((d) => [d.id, d]));
+    for (const c of children)
+      for (const t of c.ticks)
+        for (const a of t.alarms) {
+          alarmRaised.set(a.id, a.at);
+          if (a.online) continue;
+          raisedOffline.add(a.id);
+          const up = byId.get(a.device)?.links.find((l) => l.at >= a.at && l.state === 'online');
+          if (up && a.at >= reopenAt && a.at <= drainedAt) linkUpAfterAlarm.push(up.at - a.at);
+        }
+    const handshakes: number[] = [];
+    for (const d of devices)
+      d.links.forEach((l, i) => {
+        const next = d.links[i + 1];
+        if (l.state === 'connecting' && next?.state === 'online' && l.at >= reopenAt && l.at <= drainedAt) handshakes.push(next.at - l.at);
+      });
     const alarmStored = new Map<string, number>();
     for (const t of ingestTicks) for (const a of t.alarms) if (!alarmStored.has(a.id)) alarmStored.set(a.id, a.at);
-    const latencies = (from: number, to: number) =>
-      [...alarmRaised].filter(([, at]) => at >= from && at <= to).flatMap(([id, at]) => (alarmStored.has(id) ? [alarmStored.get(id)! - at] : []));
+    const latencies = (from: number, to: number, which: (id: string) => boolean = () => true) =>
+      [...alarmRaised]
+        .filter(([id, at]) => at >= from && at <= to && which(id))
+        .flatMap(([id, at]) => (alarmStored.has(id) ? [alarmStored.get(id)! - at] : []));
     const drainAlarms = latencies(reopenAt, drainedAt);
+    const drainAlarmsOnline = latencies(reopenAt, drainedAt, (id) => !raisedOffline.has(id));
+    const drainAlarmsReconnecting = latencies(reopenAt, drainedAt, (id) => raisedOffline.has(id));
     // The device's part of it: from the outbox's acceptance to the broker's PUBACK.
     const acks = children.flatMap((c) => c.ticks.flatMap((t) => t.alarmAcks));
     const drainAcks = acks.filter((a) => a.at - a.ms >= reopenAt && a.at - a.ms <= drainedAt).map((a) => a.ms);
     const steadyAlarms = latencies(steadyFrom, outageAt);
+    const drainLoopDelays = children.flatMap((c) => c.ticks.filter((t) => t.at >= reopenAt && t.at <= drainedAt + 1000).map((t) => t.loopDelayMaxMs));
 
     // Broker intake: PUBACKs the devices got, per second of the run.
     const perSecond = new Map<number, number>();
@@ -428,7 +469,12 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       alarm_p99_ms_during_drain: percentile(drainAlarms, 99),
       alarm_p50_ms_during_drain: percentile(drainAlarms, 50),
       alarm_p99_ms_to_broker_during_drain: percentile(drainAcks, 99),
+      alarm_p99_ms_during_drain_online: percentile(drainAlarmsOnline, 99),
+      alarm_p99_ms_during_drain_reconnecting: percentile(drainAlarmsReconnecting, 99),
+      alarm_p99_ms_to_link_up_during_drain: percentile(linkUpAfterAlarm, 99),
+      connect_p99_ms_during_drain: percentile(handshakes, 99),
       alarms_during_drain: drainAlarms.length,
+      sim_loop_delay_p99_ms_during_drain: round(percentile(drainLoopDelays, 99)),
       alarm_p99_ms_steady: percentile(steadyAlarms, 99),
       node_kill_moved_devices: moved,
       node_kill_failover_p50_s: round(failoverP50, 2),
