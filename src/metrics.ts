@@ -87,6 +87,9 @@ export class Metrics {
       }
     });
     gauge('vigia_uplink_up', '1 while the link to the broker is up', [], (g) => g.set(status().link.state === 'online' ? 1 : 0));
+    gauge('vigia_uplink_subscribed', '1 while the link is up and the broker has granted the command subscription', [], (g) =>
+      g.set(status().link.subscribed ? 1 : 0),
+    );
     counter('vigia_uplink_connects_total', 'Connections made to the broker', [], (set) => set({}, status().link.connects));
     counter('vigia_uplink_reconnects_total', 'Connections made after the first one', [], (set) => set({}, Math.max(0, status().link.connects - 1)));
     counter('vigia_uplink_published_total', 'Events published (resends included)', [], (set) => set({}, status().link.published));

@@ -10,7 +10,7 @@ export function formatStatus(s: DaemonStatus): string {
     `device     ${s.site}/${s.device} (${s.profile}), vigia ${s.version}, up ${age(s.uptime_s)}`,
     `link       ${s.link.state} for ${age(s.link.for_s)} (MQTT ${s.link.protocol}, ${s.link.connects} connects, ` +
       `${s.link.inflight}/${s.link.window} in flight)${lastError(s.link.last_error)}`,
-    `  server   ${s.link.server}${s.link.failovers > 0 || s.link.redirects > 0 ? ` (${s.link.failovers} failovers, ${s.link.redirects} redirects)` : ''}${s.link.server_keepalive_s !== null ? `, keep-alive ${s.link.server_keepalive_s}s set by the broker` : ''}${s.link.subscribe_refusals > 0 ? `, ${s.link.subscribe_refusals} subscriptions refused (retried)` : ''}`,
+    `  server   ${s.link.server}${s.link.failovers > 0 || s.link.redirects > 0 ? ` (${s.link.failovers} failovers, ${s.link.redirects} redirects)` : ''}${s.link.server_keepalive_s !== null ? `, keep-alive ${s.link.server_keepalive_s}s set by the broker` : ''}${s.link.subscribe_refusals > 0 ? `, ${s.link.subscribe_refusals} subscriptions refused (retried)` : ''}${s.link.state === 'online' && !s.link.subscribed ? ', commands not subscribed yet' : ''}`,
     ...formatRefusals(s.link.refused),
     ...(s.link.inbound_dropped > 0 ? [`  inbound  ${s.link.inbound_dropped} oversized messages dropped`] : []),
     `clock      ${s.clock.synced ? `synced (${s.clock.source})` : 'NOT synced: event times are provisional'}`,

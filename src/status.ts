@@ -53,6 +53,7 @@ export function daemonStatus(s: StatusSources) {
       redirects: link.redirects,
       server_keepalive_s: link.serverKeepAlive,
       subscribe_refusals: link.subscribeRefusals,
+      subscribed: link.subscribed,
     },
     clock: s.clock,
     outbox: {

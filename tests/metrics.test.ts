@@ -54,6 +54,7 @@ describe('metrics endpoint (real daemon, real Mosquitto)', () => {
     };
 
     const first = await until('the link up', (m) => sampleValue(m, 'vigia_uplink_up') === 1);
+    await until('the command subscription granted', (m) => sampleValue(m, 'vigia_uplink_subscribed') === 1);
     const types = Object.fromEntries([...first].map(([name, f]) => [name, f.type]));
     expect(types).toMatchObject({
       vigia_info: 'gauge',
@@ -95,6 +96,7 @@ describe('metrics endpoint (real daemon, real Mosquitto)', () => {
     // An outage: the backlog shows per priority, the telemetry quota evicts, the reconnect is counted.
     await broker.kill('SIGKILL');
     await until('the link down', (m) => sampleValue(m, 'vigia_uplink_up') === 0);
+    expect(sampleValue(await scrape(), 'vigia_uplink_subscribed')).toBe(0);
     await daemon.request<Burst>('sim.burst', { count: 100, type: 'sim.tele', priority: 'telemetry' });
     await daemon.request<Burst>('sim.burst', { count: 3, type: 'sim.alarm', priority: 'alarm' });
     const outage = await scrape();

@@ -184,6 +184,45 @@ describe('the link over several brokers', () => {
     expect(status.link.connects).toBe(1); // the same link all along
   });
 
+  it('shows commands not subscribed while the broker holds the subscription, and events still flow', async () => {
+    // RabbitMQ grants a kept session's subscription only once its replicated queue is declared,
+    // which under load takes seconds: the link is up, commands cannot reach the device yet.
+    let grant: (() => void) | undefined;
+    const aedes = await Aedes.createBroker({
+      authorizeSubscribe: (client, sub, done) => {
+        if (client?.id.startsWith('vigia-') && sub.topic.includes('/cmd/')) grant = () => done(null, sub);
+        else done(null, sub);
+      },
+    });
+    const server = createServer(aedes.handle);
+    const port = await freePort();
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise<void>((r) => aedes.close(() => server.close(() => r()))));
+    const url = `mqtt://127.0.0.1:${port}`;
+    const sub = new Subscriber(url, { extra: { protocolVersion: 4 } });
+    await sub.connect();
+    cleanups.push(() => sub.close());
+    const daemon = await daemonOn(url, { protocol: '3.1.1' });
+    const held = await until(
+      () => daemon.request<DaemonStatus>('status'),
+      (s) => s.link.state === 'online' && grant !== undefined,
+      'online with the subscription held',
+    );
+    expect(held.link, JSON.stringify(held.link)).toMatchObject({ subscribed: false });
+    expect(formatStatus(held)).toContain(', commands not subscribed yet');
+    await daemon.request('sim.burst', { count: 3, type: 'sim.held', priority: 'alarm' });
+    await sub.waitFor(() => sub.events.filter((e) => e.event.type === 'sim.held').length === 3, 10_000, 'the alarms while the subscription is held');
+
+    grant!();
+    const granted = await until(
+      () => daemon.request<DaemonStatus>('status'),
+      (s) => s.link.subscribed,
+      'the subscription granted',
+    );
+    expect(formatStatus(granted)).not.toContain('not subscribed');
+    expect(granted.link.connects).toBe(1);
+  });
+
   it('keeps its session when told to: a command sent while the link was down is carried out when it is back', async () => {
     const b = await broker();
     const gate = await startGate(b.port);

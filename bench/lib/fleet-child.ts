@@ -34,6 +34,8 @@ export interface FleetTick {
   at: number;
   depth: number;
   online: number;
+  /** Devices online with their command subscription granted. */
+  subscribed: number;
   started: number;
   acked: number;
   accepted: number;
@@ -167,12 +169,15 @@ function emit(d: FleetDevice, type: string, priority: 'read' | 'telemetry', payl
 function tick(): FleetTick {
   let depth = 0;
   let online = 0;
+  let subscribed = 0;
   let acked = 0;
   let accepted = 0;
   for (const d of devices) {
     depth += d.depth();
     if (d.online()) online++;
-    acked += d.uplinkStats().acked;
+    const stats = d.uplinkStats();
+    if (stats.subscribed) subscribed++;
+    acked += stats.acked;
     accepted += d.accepted.length;
   }
   const alarms = pendingAlarms;
@@ -180,7 +185,7 @@ function tick(): FleetTick {
   const alarmAcks = devices.flatMap((d) => d.alarmAcks.splice(0));
   const loopDelayMaxMs = loopDelay.max / 1e6;
   loopDelay.reset();
-  return { op: 'tick', at: Date.now(), depth, online, started: devices.length, acked, accepted, acceptErrors, alarms, alarmAcks, loopDelayMaxMs };
+  return { op: 'tick', at: Date.now(), depth, online, subscribed, started: devices.length, acked, accepted, acceptErrors, alarms, alarmAcks, loopDelayMaxMs };
 }
 
 function report(): FleetChildReport {

@@ -11,6 +11,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import mqtt from 'mqtt';
 import { CommandSender } from '../../src/central/commands.js';
 import { HotlistPublisher } from '../../src/central/hotlist.js';
 import type { BrokerCluster } from '../../tests/helpers/cluster.js';
@@ -149,6 +150,10 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
   const ingestLast = new Map<ChildProcess, IngestTick>();
   const site = 'fleet';
   let sender: CommandSender | null = null;
+  const ingestSpecs = [
+    { name: 'a', start: 1, priorities: 'alarm,hit' },
+    { name: 'b', start: 2, priorities: 'read,telemetry' },
+  ];
   try {
     for (const n of nodes) gates.push(await startGate(n.mqttPort));
     const gateUrl = (i: number) => `mqtt://127.0.0.1:${gates[i % gates.length]!.port}`;
@@ -156,10 +161,6 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     // The call center: two ingest instances splitting the classes (RabbitMQ 3.x's MQTT has no
     // shared subscriptions), each starting on a different node and failing over to the others.
     const rotated = (start: number) => nodes.map((_, k) => nodes[(start + k) % nodes.length]!.url).join(',');
-    const ingestSpecs = [
-      { name: 'a', start: 1, priorities: 'alarm,hit' },
-      { name: 'b', start: 2, priorities: 'read,telemetry' },
-    ];
     for (const s of ingestSpecs) {
       const proc = fork('fleet-ingest-child.js', [
         '--broker',
@@ -236,18 +237,24 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     const total = () => {
       let depth = 0;
       let online = 0;
+      let subscribed = 0;
       for (const c of children) {
         depth += c.last?.depth ?? 0;
         online += c.last?.online ?? 0;
+        subscribed += c.last?.subscribed ?? 0;
       }
-      return { depth, online };
+      return { depth, online, subscribed };
     };
     if (!(await until(() => total().online === o.devices, 120_000))) throw new Error(`only ${total().online} of ${o.devices} devices came online`);
     log(`devices: ${o.devices} online in ${children.length} processes`);
 
-    // Steady running, once the start-up has settled (every session and queue declared, the first
+    // Steady running, once the start-up has settled (every device's subscription granted: RabbitMQ
+    // declares a replicated queue for each, and holds the link's publishes behind it; the first
     // backlog sent): the backlog a healthy fleet has (events between commit and PUBACK).
-    await until(() => total().depth <= o.devices, 120_000, 250);
+    const settledAt = Date.now();
+    if (!(await until(() => total().subscribed === o.devices && total().depth <= o.devices, 300_000, 250)))
+      throw new Error(`only ${total().subscribed} of ${o.devices} devices subscribed after 5 minutes`);
+    log(`subscriptions: all granted ${((Date.now() - settledAt) / 1000).toFixed(1)} s after the last device came online`);
     await sleep(5_000);
     const steadyFrom = Date.now();
     await sleep(o.steadyMs);
@@ -411,7 +418,8 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
     // The device's part of it: from the outbox's acceptance to the broker's PUBACK.
     const acks = children.flatMap((c) => c.ticks.flatMap((t) => t.alarmAcks));
     const drainAcks = acks.filter((a) => a.at - a.ms >= reopenAt && a.at - a.ms <= drainedAt).map((a) => a.ms);
-    const steadyAlarms = latencies(steadyFrom, outageAt);
+    // Not the last seconds before the outage: an alarm raised then waits out the outage.
+    const steadyAlarms = latencies(steadyFrom, outageAt - 5_000);
     const drainLoopDelays = children.flatMap((c) => c.ticks.filter((t) => t.at >= reopenAt && t.at <= drainedAt + 1000).map((t) => t.loopDelayMaxMs));
 
     // Broker intake: PUBACKs the devices got, per second of the run.
@@ -506,7 +514,20 @@ export async function runFleet(o: FleetOptions): Promise<FleetResult> {
       }),
     );
     await Promise.all(gates.map((g) => g.stop()));
+    // The ingest's kept sessions end with the run: left on the cluster, their queues would keep
+    // taking a copy of every later run's events with no one to read them, and each run on the
+    // same cluster would measure a broker doing more work than the one before.
+    const ingestClients = ingestSpecs.flatMap((s) => [...s.priorities.split(','), 'status'].map((p) => `fleet-${o.runId}-${s.name}-${p}`));
+    await Promise.all(
+      ingestClients.map((clientId) => endSession(nodes[0]!.url, clientId).catch((err: Error) => log(`session ${clientId} not ended: ${err.message}`))),
+    );
   }
+}
+
+/** Ends a kept session: a clean-session connection under its client id (the broker deletes its queue). */
+async function endSession(url: string, clientId: string): Promise<void> {
+  const client = await mqtt.connectAsync(url, { clientId, clean: true, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 30_000 });
+  await client.endAsync();
 }
 
 /** A run id for session names: sessions of an earlier run on the same cluster are never reused. */

@@ -39,6 +39,11 @@ export interface UplinkStats {
   serverKeepAlive: number | null;
   /** Subscriptions the broker refused (each subscribed again later, with backoff). */
   subscribeRefusals: number;
+  /**
+   * Online with every subscription granted: commands can reach the device. A broker may take long
+   * to grant one (RabbitMQ declares a replicated queue), and hold the link's publishes behind it.
+   */
+  subscribed: boolean;
 }
 
 /** Publishes the broker refused with an MQTT 5 PUBACK reason code >= 0x80. */
@@ -283,6 +288,7 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
       redirects: this.#redirects,
       serverKeepAlive: this.#serverKeepAlive,
       subscribeRefusals: this.#subscribeRefusals,
+      subscribed: this.#state === 'online' && [...this.#subscriptions].every((t) => this.#granted.has(t)),
     };
   }
 

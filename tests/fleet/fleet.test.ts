@@ -29,7 +29,7 @@ it('a fleet of 50 loses nothing through an outage, a node kill and a hotlist cha
   const build = spawn('npx', ['tsc', '-p', 'bench/tsconfig.json'], { cwd: REPO_ROOT, stdio: 'inherit' });
   expect(await new Promise((r) => build.on('close', r))).toBe(0);
 
-  const { code, stdout, stderr } = await runBench(['--devices', '50', '--outage', '15', '--runs', '1', '--no-baseline']);
+  const { code, stdout, stderr } = await runBench(['--devices', '50', '--outage', '15', '--spread', '30', '--runs', '1', '--no-baseline']);
   expect(code, stderr).toBe(0);
   const r = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, number | null>;
   expect(r.devices).toBe(50);
