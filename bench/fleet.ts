@@ -67,6 +67,12 @@ const base = {
   log,
 } satisfies Partial<FleetOptions>;
 
+/** The ingest's kept sessions the run left on the cluster (it ends them: each would take a copy of every later event). */
+async function logSessionsLeft(): Promise<void> {
+  const names = (await cluster.ctl(['list_queues', '-q', 'name'])).split('\n');
+  log(`ingest sessions left on the cluster: ${names.filter((n) => /^mqtt-subscription-fleet-[0-9a-f]{8}-/.test(n)).length}`);
+}
+
 const cluster = await startBrokerCluster({ nodes: 3, dir: join(dir, 'cluster') });
 const results: FleetResult[] = [];
 const baselines: FleetResult[] = [];
@@ -76,15 +82,14 @@ try {
     log(`run ${run}/${RUNS}: ${DEVICES} devices, failover and spread on`);
     results.push(await runFleet({ ...base, dir: join(dir, `run-${run}`), cluster, spreadOn: true, nodeKill: true, hotlistDelta: true, runId: newRunId() }));
     log(JSON.stringify(results.at(-1)));
-    log(
-      `queues left on the cluster: ${(await cluster.ctl(['list_queues', '-q', 'name'])).split('\n').filter((l) => l.includes('fleet-')).length} of the ingest's`,
-    );
+    await logSessionsLeft();
     if (run <= BASELINE_RUNS) {
       log(`run ${run}/${RUNS}: the same outage with failover and spread off`);
       baselines.push(
         await runFleet({ ...base, dir: join(dir, `base-${run}`), cluster, spreadOn: false, nodeKill: false, hotlistDelta: false, runId: newRunId() }),
       );
       log(JSON.stringify(baselines.at(-1)));
+      await logSessionsLeft();
     }
   }
 } finally {
