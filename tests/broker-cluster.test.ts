@@ -108,7 +108,10 @@ const missingSeqs = (seen: Set<number>, total: number): number[] => Array.from({
 
 const withLogs = (index: number): string => `\n${cluster.logs(index).split('\n').slice(-40).join('\n')}`;
 
-describe('three-node RabbitMQ cluster (MQTT, quorum queues)', () => {
+// A test's own waits (a reconnect, 60 s for the messages, a node's restart, 60 s for the replicas)
+// add up to minutes on a machine busy with other test files: the test-wide limit stays above them,
+// so a slow cluster fails on the wait that names what is missing, not on a bare timeout.
+describe('three-node RabbitMQ cluster (MQTT, quorum queues)', { timeout: 300_000 }, () => {
   test('the nodes form one cluster: a QoS 1 message published on node 0 reaches a subscriber on node 2', async () => {
     expect(cluster.nodes).toHaveLength(3);
     expect(cluster.nodes.every((n) => n.alive && n.pid !== undefined)).toBe(true);
