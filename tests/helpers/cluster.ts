@@ -466,7 +466,7 @@ export async function startBrokerCluster(opts: BrokerClusterOptions = {}): Promi
     // Three VMs on a small machine: let the OS place the schedulers instead of binding them to cores.
     RABBITMQ_SCHEDULER_BIND_TYPE: 'u',
     // Erlang distribution on loopback only, and never a system epmd.
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false',
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false +sbwt none +sbwtdcpu none +sbwtdio none',
   });
 
   // --- epmd: ours, in the foreground, as our child (a daemonised one would outlive us).
