@@ -36,6 +36,8 @@ const REQUIRED = [
   // The fleet tests run the central side on a three-node RabbitMQ cluster (MQTT plugin, quorum
   // queues), started by the tests on loopback ports.
   { program: 'rabbitmq-server', pkg: 'rabbitmq-server' },
+  // The 433 MHz remote tests decode synthesised IQ files with the real rtl_433 (the RTL-SDR receiver drives it).
+  { program: 'rtl_433', pkg: 'rtl-433' },
 ];
 
 /** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */

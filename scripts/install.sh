@@ -15,7 +15,7 @@ umask 022
 
 readonly EX_FAILED=1 EX_USAGE=64 EX_UNAVAILABLE=69 EX_NOPERM=77
 readonly MIN_NODE_MAJOR=20
-readonly PROFILES='pole gantry patrol'
+readonly PROFILES='pole gantry patrol community'
 # The production dependencies take about 400 MiB; npm's cache and the old copy kept during an
 # upgrade need room next to them. Copying a bundle's needs its own size, plus some slack.
 readonly MIN_FREE_MIB=1024 BUNDLE_SLACK_MIB=64
@@ -37,14 +37,14 @@ readonly DEPS_KEY_FILE=node_modules/.vigia-installed-for
 
 usage() {
   cat <<'EOF'
-Usage: install.sh --profile pole|gantry|patrol [--root DIR]
+Usage: install.sh --profile pole|gantry|patrol|community [--root DIR]
        install.sh [--root DIR]                      upgrade: replace the code, keep the configuration
        install.sh --uninstall [--purge] [--root DIR]
 
 Installs Vigía: the code in /opt/vigia with its production dependencies (those bundled in the
 release when they were built for this architecture and Node.js; otherwise npm ci --omit=dev, which
 needs the npm registry and compiles better-sqlite3), the `vigia` command (/usr/local/bin/vigia),
-the system user `vigia` (groups gpio, dialout, video), /etc/vigia/vigia.yaml from the profile's
+the system user `vigia` (groups gpio, dialout, video, plugdev), /etc/vigia/vigia.yaml from the profile's
 example if there is none yet, with empty 0640 files for the secrets it names, and the systemd unit,
 enabled. A first install does not start the daemon: edit the configuration first. An upgrade
 restarts it if it was running.
@@ -84,7 +84,7 @@ profile='' root='' uninstall=0 purge=0
 while (($# > 0)); do
   case $1 in
     --profile)
-      (($# >= 2)) || usage_error '--profile needs one of: pole, gantry, patrol'
+      (($# >= 2)) || usage_error '--profile needs one of: pole, gantry, patrol, community'
       profile=$2
       shift 2
       ;;
@@ -102,7 +102,7 @@ while (($# > 0)); do
   esac
 done
 if [[ -n $profile && " $PROFILES " != *" $profile "* ]]; then
-  usage_error "unknown profile '$profile': use pole, gantry or patrol"
+  usage_error "unknown profile '$profile': use pole, gantry, patrol or community"
 fi
 ((purge == 0 || uninstall == 1)) || usage_error '--purge goes with --uninstall'
 ((uninstall == 0)) || [[ -z $profile ]] || usage_error '--profile does not go with --uninstall'
@@ -253,7 +253,7 @@ fi
 
 config_exists=0
 if [[ -e $(r "$CONFIG") ]]; then config_exists=1; fi
-((config_exists)) || [[ -n $profile ]] || usage_error "there is no $CONFIG yet: name the profile to start from, --profile pole|gantry|patrol"
+((config_exists)) || [[ -n $profile ]] || usage_error "there is no $CONFIG yet: name the profile to start from, --profile pole|gantry|patrol|community"
 
 opt=$(r /opt)
 probe=$opt
@@ -275,12 +275,13 @@ fi
 mkdir -p "$(r "${SYSUSERS%/*}")"
 cat >"$(r "$SYSUSERS")" <<'EOF'
 # The Vigía daemon's user (written by Vigía's install.sh). gpio, dialout and video are the
-# Raspberry Pi's groups for GPIO lines, serial ports and cameras; one that is missing (gpio on a
-# lab machine) is created, since the unit asks for all three.
+# Raspberry Pi's groups for GPIO lines, serial ports and cameras, plugdev the group rtl-sdr's udev
+# rules give RTL-SDR dongles (community kits); one that is missing (gpio on a lab machine) is created.
 u vigia - "Vigia edge daemon" /var/lib/vigia
 m vigia gpio
 m vigia dialout
 m vigia video
+m vigia plugdev
 EOF
 chmod 0644 "$(r "$SYSUSERS")"
 if ((LIVE)); then systemd-sysusers "$SYSUSERS"; fi

@@ -48,7 +48,11 @@ export const EXTENSIONS: readonly ExtensionEntry[] = [
   },
   {
     name: 'field-io',
-    enabled: (config) => config.hardware.backend === 'sim' || Object.keys(config.hardware.inputs).length > 0 || Object.keys(config.hardware.outputs).length > 0,
+    enabled: (config) =>
+      config.hardware.backend === 'sim' ||
+      Object.keys(config.hardware.inputs).length > 0 ||
+      Object.keys(config.hardware.outputs).length > 0 ||
+      config.radio.receiver !== 'none',
     load: async () => {
       const { FieldIo } = await import('./features/field-io.js');
       return (ctx) => new FieldIo(ctx);

@@ -32,7 +32,7 @@ describe('vigia command line', () => {
     const r = await run('config', 'check', bad);
     expect(r.code).toBe(78);
     expect(r.stderr.trim().split('\n')).toEqual([
-      `${bad}:4:12 device.profile: expected one of pole, gantry, patrol`,
+      `${bad}:4:12 device.profile: expected one of pole, gantry, patrol, community`,
       `${bad}:7:3 mqtt.inflight_windw: unknown field (did you mean "inflight_window"?)`,
     ]);
   });

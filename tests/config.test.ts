@@ -71,9 +71,12 @@ const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
 
 describe('bundled configs', () => {
-  it.each(['demo.yaml', 'pole.example.yaml', 'gantry.example.yaml', 'patrol.example.yaml'])('%s points editors at the schema', (name) => {
-    expect(readFileSync(join(CONFIG_DIR, name), 'utf8').split('\n')[0]).toBe('# yaml-language-server: $schema=./vigia.schema.json');
-  });
+  it.each(['demo.yaml', 'pole.example.yaml', 'gantry.example.yaml', 'patrol.example.yaml', 'community.example.yaml'])(
+    '%s points editors at the schema',
+    (name) => {
+      expect(readFileSync(join(CONFIG_DIR, name), 'utf8').split('\n')[0]).toBe('# yaml-language-server: $schema=./vigia.schema.json');
+    },
+  );
 
   it('demo.yaml loads as a simulated pole with an embedded broker', () => {
     const config = loadConfig(join(CONFIG_DIR, 'demo.yaml'));
@@ -101,6 +104,7 @@ describe('bundled configs', () => {
     ['pole.example.yaml', 'pole'],
     ['gantry.example.yaml', 'gantry'],
     ['patrol.example.yaml', 'patrol'],
+    ['community.example.yaml', 'community'],
   ] as const)('%s loads once its secret files exist', (name, profile) => {
     const { file, secrets } = redirectedExample(name);
     const config = loadConfig(file);
@@ -113,17 +117,22 @@ describe('bundled configs', () => {
     expect(config.commands.key?.reveal()).toBe(secrets['command-key']);
     expect(config.hardware.backend).toBe('auto');
     expect(config.demo.embedded_broker.enabled).toBe(false);
-    expect(config.anpr.enabled).toBe(profile !== 'pole');
-    if (profile !== 'pole') expect(config.anpr.cameras.length).toBeGreaterThan(0);
+    // Poles and kits use their camera for alarm snapshots only.
+    const reads = profile !== 'pole' && profile !== 'community';
+    expect(config.anpr.enabled).toBe(reads);
+    expect(config.anpr.cameras.length > 0).toBe(reads || config.pole.snapshot_camera !== undefined);
   });
 
-  it.each(['pole.example.yaml', 'gantry.example.yaml', 'patrol.example.yaml'])('%s writes only where the shipped unit lets the daemon write', (name) => {
-    const { file } = redirectedExample(name);
-    const stdout: string[] = [];
-    const unit = join(CONFIG_DIR, '..', 'systemd', 'vigia.service');
-    expect(runConfigCheck(file, { stdout: (s) => stdout.push(s), stderr: () => {} }, unit)).toBe(0);
-    expect(stdout).toEqual([expect.stringMatching(/: ok \(profile \w+, .*\); every directory it writes is writable under .*vigia\.service$/)]);
-  });
+  it.each(['pole.example.yaml', 'gantry.example.yaml', 'patrol.example.yaml', 'community.example.yaml'])(
+    '%s writes only where the shipped unit lets the daemon write',
+    (name) => {
+      const { file } = redirectedExample(name);
+      const stdout: string[] = [];
+      const unit = join(CONFIG_DIR, '..', 'systemd', 'vigia.service');
+      expect(runConfigCheck(file, { stdout: (s) => stdout.push(s), stderr: () => {} }, unit)).toBe(0);
+      expect(stdout).toEqual([expect.stringMatching(/: ok \(profile \w+, .*\); every directory it writes is writable under .*vigia\.service$/)]);
+    },
+  );
 
   it('the examples fail on a machine without their secret files', () => {
     const file = join(CONFIG_DIR, 'pole.example.yaml');
@@ -273,7 +282,7 @@ describe('problems', () => {
 
   it('lists the choices of a bad enum', () => {
     const file = write(MINIMAL.replace('profile: pole', 'profile: pol'));
-    expect(problems(file)).toEqual([`${file}:4:12 device.profile: expected one of pole, gantry, patrol`]);
+    expect(problems(file)).toEqual([`${file}:4:12 device.profile: expected one of pole, gantry, patrol, community`]);
   });
 
   it('points a missing field at the map that should contain it', () => {
@@ -430,7 +439,7 @@ telemetry:
     expect(problems(file)).toEqual([
       `${file}:2:3 device.site: required`,
       `${file}:2:7 device.id: letters, digits, - and _ only (it is an MQTT topic level)`,
-      `${file}:3:12 device.profile: expected one of pole, gantry, patrol`,
+      `${file}:3:12 device.profile: expected one of pole, gantry, patrol, community`,
       `${file}:5:14 outbox.max_bytes: invalid size "lots" (use e.g. 512kB, 64MiB, 1GB)`,
       `${file}:7:8 mqtt.url: expected mqtt://host:port or mqtts://host:port`,
       `${file}:8:3 mqtt.reconect: unknown field (did you mean "reconnect"?)`,

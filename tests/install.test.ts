@@ -77,7 +77,7 @@ describe('scripts/install.sh', () => {
     const empty = join(work, 'empty');
     mkdirSync(empty);
     const cases: [string[], RegExp][] = [
-      [['--profile', 'bus', '--root', empty], /unknown profile 'bus': use pole, gantry or patrol/],
+      [['--profile', 'bus', '--root', empty], /unknown profile 'bus': use pole, gantry, patrol or community/],
       [['--purge', '--root', empty], /--purge goes with --uninstall/],
       [['--uninstall', '--profile', 'pole', '--root', empty], /--profile does not go with --uninstall/],
       [['--frobnicate', '--root', empty], /unknown argument: --frobnicate/],
@@ -93,7 +93,7 @@ describe('scripts/install.sh', () => {
     expect(readdirSync(empty)).toEqual([]);
     const help = await install('--help');
     expect(help.status).toBe(0);
-    expect(help.stdout).toMatch(/^Usage: install.sh --profile pole\|gantry\|patrol/);
+    expect(help.stdout).toMatch(/^Usage: install.sh --profile pole\|gantry\|patrol\|community/);
   });
 
   it('installs the code with its production dependencies and the vigia command', () => {

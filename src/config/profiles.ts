@@ -25,6 +25,13 @@ export const PROFILE_DEFAULTS: Readonly<Record<Profile, ConfigOverlay>> = {
     mqtt: { drain_rate: 200 },
   },
 
+  community: {
+    // A neighbourhood kit: a press of a remote sounds the siren for the street as well as calling
+    // the call center, and remotes arrive through an RTL-SDR dongle unless a module is configured.
+    pole: { enabled: true, siren_pattern: 'on', siren_for: '3m' },
+    radio: { receiver: 'rtl_433' },
+  },
+
   patrol: {
     // A patrol car drops off cellular coverage for whole shifts; its reads are still useful when
     // it comes back, so keep them longer. clock.sync_source stays auto: GPS or commands sync it.

@@ -31,7 +31,7 @@ export const deviceSchema = z
   .strictObject({
     id: z.string().regex(idPattern, 'letters, digits, - and _ only (it is an MQTT topic level)').describe('Unique device id, e.g. pole-0142'),
     site: z.string().regex(idPattern, 'letters, digits, - and _ only (it is an MQTT topic level)').describe('Site or municipality, e.g. la-serena'),
-    profile: z.enum(['pole', 'gantry', 'patrol']).describe('Deployment profile; selects defaults suited to it'),
+    profile: z.enum(['pole', 'gantry', 'patrol', 'community']).describe('Deployment profile; selects defaults suited to it'),
     location: z
       .strictObject({
         lat: z.number().min(-90).max(90).describe('Latitude, decimal degrees (WGS 84)'),
@@ -272,13 +272,73 @@ export const poleSchema = z
     led_output: z.string().optional().describe('The lit button: shows "received" once the alarm is on disk, "acknowledged" when the call center answers'),
     strobe_output: z.string().optional().describe('Strobe lit on an alarm'),
     strobe_for: duration().prefault('60s').describe('How long the strobe runs after a press'),
-    siren_output: z.string().optional().describe('Siren; sounded only by command (output.set), never by a press alone'),
+    siren_output: z.string().optional().describe('Siren; sounded by command (output.set), and by an alarm only when siren_pattern is set'),
+    siren_pattern: patternSchema
+      .optional()
+      .describe(
+        'Siren pattern played when an alarm is raised (a community kit: the neighbours must hear it); unset: the siren sounds only by command (a pole)',
+      ),
+    siren_for: duration().prefault('3m').describe('How long the siren sounds after an alarm is raised (a remote with a silence button stops it sooner)'),
     led_received: patternSchema.default({ mode: 'blink', period_ms: 250 }).describe('LED pattern while the call center has not answered'),
     led_acknowledged: patternSchema.default('on').describe('LED pattern once the call center acknowledged'),
     snapshot_camera: z.string().optional().describe('Camera (an anpr.cameras id) whose picture is attached to the alarm'),
   })
   .prefault({})
-  .describe('Smart pole: panic button, strobe, lit button, snapshot');
+  .describe('The alarm of a smart pole or a community kit: panic button or radio remotes, strobe, siren, lit button, snapshot');
+
+export const radioSchema = z
+  .strictObject({
+    receiver: z
+      .enum(['none', 'rtl_433', 'gpio'])
+      .default('none')
+      .describe('How 433 MHz remotes are received: an RTL-SDR dongle through rtl_433, or a plain OOK receiver module on a GPIO line'),
+    line: lineRef.optional().describe("gpio: the line the receiver module's data pin is wired to"),
+    active_low: z.boolean().default(false).describe('gpio: carrier on reads as a low pin (some modules invert)'),
+    rtl_433: z
+      .strictObject({
+        command: z.string().default('rtl_433').describe('The rtl_433 program'),
+        device: z.string().default('0').describe('rtl_433 -d: the dongle (index or :serial)'),
+        frequency: z.string().default('433.92M').describe('rtl_433 -f'),
+        protocols: z
+          .array(z.number().int().positive())
+          .optional()
+          .describe('rtl_433 -R: the decoders to run (default: the fixed-code and KeeLoq remote decoders; fewer decoders, fewer false frames and less CPU)'),
+        extra_args: z.array(z.string()).default([]).describe('More rtl_433 options (gain: -g 40...)'),
+      })
+      .prefault({})
+      .describe('RTL-SDR dongle through rtl_433'),
+    press_gap: duration()
+      .prefault('1s')
+      .describe('Frames of one remote and button closer than this are one press (a held button repeats its frame every ~40 ms)'),
+    learn_window: z.number().int().min(1).max(1000).default(50).describe('Unknown codes remembered for `vigia remotes learn` and status'),
+  })
+  .prefault({})
+  .describe('433 MHz radio remotes (community kits)');
+
+const householdSchema = z
+  .strictObject({
+    name: z.string().min(1).max(120).describe('Household or person, as the call center reads it'),
+    address: z.string().max(200).optional().describe('Where they live'),
+    phone: z.string().max(40).optional().describe('Who the call center calls back'),
+    notes: z.string().max(500).optional().describe('Anything the operator should know (a person with reduced mobility...)'),
+  })
+  .describe('Who a remote belongs to');
+
+export const REMOTE_ROLES = ['alarm', 'silence', 'ignore'] as const;
+
+export const remoteSchema = z
+  .strictObject({
+    code: z
+      .string()
+      .regex(/^[a-z0-9-]+:[0-9a-f]+$/, 'protocol:id in lowercase hex, as `vigia remotes learn` shows it (ev1527:a3f5c)')
+      .describe('The remote, as `vigia remotes learn` shows it: protocol:id (ev1527:a3f5c, hcs200:1a2b3c4)'),
+    buttons: z
+      .record(z.string().regex(/^(\d+|\*)$/, 'a button number or *'), z.enum(REMOTE_ROLES))
+      .default({ '*': 'alarm' })
+      .describe('What each button does: alarm (raise the alarm), silence (stop the siren and strobe; the alarm stays open), ignore; * is every other button'),
+    household: householdSchema.optional(),
+  })
+  .describe('A registered radio remote');
 
 const normalisedPoint = z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]);
 
@@ -576,6 +636,11 @@ export const configSchema = z
     telemetry: telemetrySchema,
     hardware: hardwareSchema,
     pole: poleSchema,
+    radio: radioSchema,
+    remotes: z
+      .record(z.string().regex(idPattern, 'letters, digits, - and _ only'), remoteSchema)
+      .default({})
+      .describe('Radio remotes by name (community kits)'),
     anpr: anprSchema,
     nodered: noderedSchema,
     demo: demoSchema,
@@ -664,9 +729,32 @@ export const configSchema = z
         else lines.set(key, `${kind}.${name}`);
       }
     }
-    if (cfg.pole.enabled && Object.keys(cfg.hardware.inputs).length > 0) {
+    if (cfg.radio.receiver === 'gpio') {
+      if (cfg.radio.line === undefined)
+        ctx.addIssue({ code: 'custom', path: ['radio', 'line'], message: 'receiver gpio needs the line of the receiver module' });
+      else {
+        const key = typeof cfg.radio.line === 'string' ? cfg.radio.line : `${cfg.radio.line.chip}:${cfg.radio.line.offset}`;
+        const other = lines.get(key);
+        if (other) ctx.addIssue({ code: 'custom', path: ['radio', 'line'], message: `line ${key} is already used by ${other}` });
+      }
+    }
+    const codes = new Map<string, string>();
+    for (const [name, remote] of Object.entries(cfg.remotes)) {
+      const other = codes.get(remote.code);
+      if (other) ctx.addIssue({ code: 'custom', path: ['remotes', name, 'code'], message: `${remote.code} is already registered as ${other}` });
+      codes.set(remote.code, name);
+    }
+    if (Object.keys(cfg.remotes).length > 0 && cfg.radio.receiver === 'none') {
+      ctx.addIssue({ code: 'custom', path: ['radio', 'receiver'], message: 'remotes are registered but no radio receiver is configured (rtl_433 or gpio)' });
+    }
+    if (cfg.pole.enabled && (Object.keys(cfg.hardware.inputs).length > 0 || cfg.radio.receiver !== 'none')) {
       const refs: Array<[keyof typeof cfg.pole, 'inputs' | 'outputs', string | undefined]> = [
-        ['panic_input', 'inputs', cfg.pole.panic_input],
+        // A kit raised by radio remotes may have no wired button.
+        [
+          'panic_input',
+          'inputs',
+          cfg.radio.receiver !== 'none' && !Object.hasOwn(cfg.hardware.inputs, cfg.pole.panic_input) ? undefined : cfg.pole.panic_input,
+        ],
         ['led_output', 'outputs', cfg.pole.led_output],
         ['strobe_output', 'outputs', cfg.pole.strobe_output],
         ['siren_output', 'outputs', cfg.pole.siren_output],
@@ -687,7 +775,8 @@ export const configSchema = z
     if (cfg.pole.snapshot_camera !== undefined && !cfg.anpr.cameras.some((c) => c.id === cfg.pole.snapshot_camera)) {
       ctx.addIssue({ code: 'custom', path: ['pole', 'snapshot_camera'], message: `no anpr.cameras entry has id ${cfg.pole.snapshot_camera}` });
     }
-    for (const field of ['led_received', 'led_acknowledged'] as const) {
+    for (const field of ['led_received', 'led_acknowledged', 'siren_pattern'] as const) {
+      if (cfg.pole[field] === undefined) continue;
       try {
         parsePattern(cfg.pole[field]);
       } catch (err) {

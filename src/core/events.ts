@@ -117,6 +117,31 @@ export const EVENT_TYPES = {
     z.object({ alarm_id: z.string(), input: z.string(), state: z.enum(['raised', 'acknowledged']), presses: z.number(), raised_at: iso }),
   ),
   'alarm.cleared': spec('hit', z.object({ alarm_id: z.string(), operator: nullable(z.string()), presses: z.number(), duration_ms: z.number() })),
+  // Community kits: a neighbour's radio remote. Who pressed comes from the remote's registration.
+  'alarm.remote': spec(
+    'alarm',
+    z.object({
+      remote: z.string().describe('name of the registered remote'),
+      code: z.string().describe('protocol:id, as `vigia remotes learn` shows it (ev1527:a3f5c, hcs200:1a2b3c4)'),
+      button: nullable(z.number()),
+      household: nullable(z.object({ name: z.string(), address: nullable(z.string()), phone: nullable(z.string()), notes: nullable(z.string()) })).describe(
+        'who the remote belongs to, as registered',
+      ),
+      receiver: z.string().describe('rtl_433 or gpio:<line>'),
+      rssi_db: nullable(z.number()),
+      pressed_at: iso,
+      alarm_id: nullable(z.string()),
+      press: z.number().int().positive(),
+      snapshot: nullable(z.object({ camera: z.string(), ref: z.string() })),
+    }),
+  ),
+  // A remote allowed to silence the siren did so; the alarm stays open until the call center clears it.
+  'alarm.silenced': spec('hit', z.object({ alarm_id: z.string(), remote: z.string(), household: nullable(z.string()) })),
+  // A hopping-code remote sent a code word it had already used: a copy, not a press.
+  'remote.replayed': spec(
+    'hit',
+    z.object({ remote: z.string(), code: z.string(), button: nullable(z.number()), receiver: z.string(), rssi_db: nullable(z.number()), at: iso }),
+  ),
   'input.long_press': spec('hit', z.object({ input: z.string(), at: iso, held_ms: z.number() })),
   'fault.input_stuck': spec('hit', z.object({ input: z.string(), since: iso, held_ms: z.number() })),
   'fault.input_recovered': spec('hit', z.object({ input: z.string(), at: iso })),

@@ -11,6 +11,8 @@ import { DoorSwitch, MotionSensor, PanicButton } from './inputs.js';
 import { Output } from './outputs.js';
 import { panicPayload } from './panic.js';
 import { PoleAlarm, type PoleContext, type PoleDeps } from './pole.js';
+import { Remotes } from './remotes.js';
+import type { RemoteReceiver } from '../drivers/radio/types.js';
 
 /**
  * The GPIO side of a device: opens the configured inputs and outputs on the selected backend,
@@ -28,6 +30,27 @@ export interface FieldIoDeps {
   createBackend?: (setting: Config['hardware']['backend'], ctx: FieldIoContext) => Promise<{ backend: GpioBackend; reason: string }>;
   timers?: Timers;
   pole?: PoleDeps;
+  /** The 433 MHz receiver for `radio`; by default rtl_433 or the module on a GPIO line of `backend`. */
+  createReceiver?: (radio: Config['radio'], ctx: FieldIoContext & { backend: GpioBackend }) => Promise<RemoteReceiver>;
+}
+
+async function defaultReceiver(radio: Config['radio'], ctx: FieldIoContext & { backend: GpioBackend }): Promise<RemoteReceiver> {
+  const logger = ctx.logger.child({ mod: 'radio' });
+  if (radio.receiver === 'gpio') {
+    const { GpioRemoteReceiver } = await import('../drivers/radio/gpio-receiver.js');
+    return new GpioRemoteReceiver({ backend: ctx.backend, line: lineRef(radio.line!), activeLow: radio.active_low, clock: ctx.clock, logger });
+  }
+  const { Rtl433Receiver } = await import('../drivers/radio/rtl433.js');
+  const r = radio.rtl_433;
+  return new Rtl433Receiver({
+    command: r.command,
+    device: r.device,
+    frequency: r.frequency,
+    ...(r.protocols ? { protocols: r.protocols } : {}),
+    extraArgs: r.extra_args,
+    clock: ctx.clock,
+    logger,
+  });
 }
 
 export function lineRef(line: InputConfig['line']): LineRef {
@@ -55,6 +78,7 @@ export class FieldIo implements Extension {
   readonly #lines: InputLine[] = [];
   readonly #inputs = new Map<string, { kind: InputConfig['kind']; logic: PanicButton | MotionSensor | DoorSwitch; line: InputLine; edges: number }>();
   #pole: PoleAlarm | undefined;
+  #remotes: Remotes | undefined;
   #lineErrors = 0;
 
   constructor(
@@ -86,6 +110,14 @@ export class FieldIo implements Extension {
       this.outputs.set(name, output);
     }
 
+    // The alarm: a pole's panic button, a community kit's remotes, or both.
+    const pole = ctx.config.pole;
+    const radio = ctx.config.radio;
+    if (pole.enabled && (Object.hasOwn(hw.inputs, pole.panic_input) || radio.receiver !== 'none')) {
+      this.#pole = new PoleAlarm(ctx, this, this.deps.pole);
+      this.#pole.registerCommands();
+    }
+
     for (const [name, cfg] of Object.entries(hw.inputs)) {
       const line = await backend.input(lineRef(cfg.line), { activeLow: cfg.active_low, bias: cfg.bias, consumer: `vigia:${name}` });
       this.#lines.push(line);
@@ -113,13 +145,21 @@ export class FieldIo implements Extension {
     ctx.control.handle('output.test', (args) => this.#testOutput(args));
     // After every line is open: an alarm a restart interrupted lights its LED again.
     await this.#pole?.restore();
+    if (radio.receiver !== 'none') {
+      const receiver = await (this.deps.createReceiver ?? defaultReceiver)(radio, { ...ctx, backend });
+      this.#remotes = new Remotes(ctx, [receiver], this.#pole);
+      await this.#remotes.start();
+    }
     if (hw.backend === 'sim') {
       ctx.control.handle('sim.input', (args) => this.#simInput(args));
+      if (radio.receiver === 'gpio') ctx.control.handle('sim.radio', (args) => this.#simRadio(args));
       ctx.control.handle('sim.outputs', () => this.#outputStates());
     }
   }
 
   async stop(): Promise<void> {
+    await this.#remotes?.stop();
+    this.#remotes = undefined;
     for (const { logic } of this.#inputs.values()) logic.stop();
     await this.#pole?.stop();
     for (const output of this.outputs.values()) {
@@ -146,6 +186,7 @@ export class FieldIo implements Extension {
       outputs: Object.fromEntries([...this.outputs].map(([name, o]) => [name, o.stats()])),
       line_errors: this.#lineErrors,
       ...(this.#pole ? { pole: this.#pole.status() } : {}),
+      ...(this.#remotes ? { remotes: this.#remotes.status() } : {}),
     };
   }
 
@@ -164,8 +205,7 @@ export class FieldIo implements Extension {
     switch (cfg.kind) {
       case 'panic': {
         const button = new PanicButton(initial, { debounceMs: cfg.debounce, longPressMs: cfg.long_press, stuckMs: cfg.stuck }, deps);
-        if (ctx.config.pole.enabled && name === ctx.config.pole.panic_input) {
-          this.#pole = new PoleAlarm(ctx, this, this.deps.pole);
+        if (this.#pole && name === ctx.config.pole.panic_input) {
           this.#pole.attach(name, button);
         } else {
           // Without the pole's alarm every press is an alarm of its own.
@@ -255,6 +295,33 @@ export class FieldIo implements Extension {
     if (!(sim instanceof SimGpio)) throw new Error('inputs can only be simulated with hardware.backend: sim');
     sim.activate(input.line.id, args.active);
     return { input: name, active: args.active };
+  }
+
+  /**
+   * Plays an OOK pulse train onto the simulated receiver module's line, as if it had just been
+   * received: `pulses_us` alternate carrier on and off, starting with on; the last edge is now.
+   */
+  #simRadio(args: Record<string, unknown>) {
+    const pulses = args.pulses_us;
+    if (!Array.isArray(pulses) || pulses.length === 0 || pulses.length > 100_000 || !pulses.every((p) => typeof p === 'number' && p > 0 && p < 1e6)) {
+      throw new Error('"pulses_us" must be a list of 1 to 100000 durations in µs (carrier on, off, on...)');
+    }
+    const sim = this.#backend;
+    if (!(sim instanceof SimGpio)) throw new Error('radio pulses can only be simulated with hardware.backend: sim');
+    const radio = this.ctx.config.radio;
+    const ref = lineRef(radio.line!);
+    const total = (pulses as number[]).reduce((a, b) => a + b, 0) / 1000;
+    let at = this.ctx.clock.monoNow() - total - 0.05;
+    let carrier = true;
+    for (const us of pulses as number[]) {
+      sim.drive(ref, carrier !== radio.active_low, at);
+      at += us / 1000;
+      carrier = !carrier;
+    }
+    // After a transmission a module's AGC turns noise into edges: the first spike ends the last gap.
+    sim.drive(ref, !radio.active_low, at);
+    sim.drive(ref, radio.active_low, at + 0.05);
+    return { pulses: pulses.length, duration_ms: Math.round(total) };
   }
 
   #outputStates() {

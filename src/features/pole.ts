@@ -2,7 +2,9 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config/schema.js';
 import { CommandError, type ExtensionContext } from '../core/extension.js';
-import { parsePattern } from '../core/pattern.js';
+import { type Pattern, parsePattern } from '../core/pattern.js';
+import { wallIsoAt } from '../core/clock.js';
+import type { EventPayload } from '../core/events.js';
 import type { CameraConfig } from '../drivers/camera/index.js';
 import type { FrameSource, FrameSourceDeps } from '../drivers/camera/source.js';
 import type { PanicButton } from './inputs.js';
@@ -12,14 +14,27 @@ import { panicPayload } from './panic.js';
 import { takeSnapshot } from './snapshot.js';
 
 /**
- * The smart pole's alarm: a panic press goes straight to the outbox as `alarm.panic`; the moment
- * it is on disk the button's LED shows "received" and the strobe starts, then a snapshot is taken
+ * The smart pole's alarm (and a community kit's): a panic press goes straight to the outbox as
+ * `alarm.panic` (a registered remote's press as `alarm.remote`); the moment it is on disk the
+ * button's LED shows "received", the strobe starts (and the siren, when `siren_pattern` is set:
+ * a community kit), then a snapshot is taken
  * and sent as `alarm.snapshot`, referenced from the alarm by `snapshot.ref` (the alarm never waits
  * for a camera). The call center answers with `alarm.ack` (LED: "acknowledged") and ends it with
  * `alarm.clear` (outputs off).
  */
 
 export type AlarmState = 'idle' | 'raised' | 'acknowledged';
+
+/** What raised an alarm: a wired panic button, or a registered radio remote (its part of `alarm.remote`). */
+export type AlarmTrigger =
+  | { kind: 'panic'; input: string }
+  | { kind: 'remote'; remote: Omit<EventPayload<'alarm.remote'>, 'pressed_at' | 'alarm_id' | 'press' | 'snapshot'> };
+
+/** The configured siren pattern, limited to `siren_for` (a pattern that ends by itself is played as it is). */
+export function sirenPattern(configured: unknown, forMs: number): Pattern {
+  const pattern = parsePattern(configured);
+  return pattern.mode === 'on' || pattern.mode === 'blink' || pattern.mode === 'sequence' ? { ...pattern, for_ms: forMs } : pattern;
+}
 
 export type PoleContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'paths' | 'emit' | 'commands'>;
 
@@ -57,7 +72,7 @@ export const ALARM_RECORD_FILE = 'active-alarm.json';
 
 export class PoleAlarm {
   #alarm: ActiveAlarm | null = null;
-  #counts = { alarms: 0, presses: 0, acks: 0, clears: 0, snapshots: 0, snapshot_errors: 0 };
+  #counts = { alarms: 0, presses: 0, acks: 0, clears: 0, silenced: 0, snapshots: 0, snapshot_errors: 0 };
   #snapshots = new Set<Promise<void>>();
   #record: AlarmRecord;
   /** Edge to LED-on times of the last presses (ms), for status and the alarm benchmark. */
@@ -135,35 +150,64 @@ export class PoleAlarm {
     };
   }
 
-  /** Wires the panic button and the commands. */
-  attach(name: string, button: PanicButton): void {
-    button.on('press', (monoMs) => void this.#press(name, monoMs));
+  /** The call center's answers. Once, before any trigger is attached. */
+  registerCommands(): void {
     this.ctx.commands.register('alarm.ack', ANSWER_ARGS, (args) => this.#ack(args));
     this.ctx.commands.register('alarm.clear', ANSWER_ARGS, (args) => this.#clear(args));
+  }
+
+  /** Wires a panic button: each press raises the alarm (or joins the active one). */
+  attach(name: string, button: PanicButton): void {
+    button.on('press', (monoMs) => void this.raise({ kind: 'panic', input: name }, monoMs));
+  }
+
+  /**
+   * A remote allowed to silence did so: the siren and strobe stop, the LED keeps showing the
+   * alarm's state, and the alarm stays open for the call center. False when no alarm is active.
+   */
+  async silence(remote: string, household: string | null): Promise<boolean> {
+    const alarm = this.#alarm;
+    if (!alarm) return false;
+    const cfg = this.ctx.config.pole;
+    await Promise.all([cfg.siren_output, cfg.strobe_output].map((name) => this.#output(name)?.safe()));
+    this.#counts.silenced++;
+    await this.ctx.emit('alarm.silenced', { alarm_id: alarm.id, remote, household });
+    return true;
   }
 
   async stop(): Promise<void> {
     await Promise.allSettled([...this.#snapshots]);
   }
 
-  async #press(input: string, monoMs: number): Promise<void> {
+  /**
+   * A panic press or a remote's press: the first raises the alarm, later ones join it (the call
+   * center sees one incident, pressed again). Resolves once the LED, strobe and siren are playing.
+   */
+  async raise(trigger: AlarmTrigger, monoMs: number): Promise<void> {
     const { ctx } = this;
     const cfg = ctx.config.pole;
     this.#counts.presses++;
     const camera = cfg.snapshot_camera ? ctx.config.anpr.cameras.find((c) => c.id === cfg.snapshot_camera) : undefined;
-    const snapshotRef = camera ? `panic-${ctx.clock.wallNow()}-${camera.id}.jpg` : null;
+    const snapshotRef = camera ? `${trigger.kind}-${ctx.clock.wallNow()}-${camera.id}.jpg` : null;
     const repeat = this.#alarm !== null;
+    const incident = {
+      alarmId: this.#alarm?.id ?? null,
+      press: (this.#alarm?.presses ?? 0) + 1,
+      snapshot: camera && snapshotRef ? { camera: camera.id, ref: snapshotRef } : null,
+    };
+    const input = trigger.kind === 'panic' ? trigger.input : `remote:${trigger.remote.remote}`;
     let event;
     try {
-      event = await ctx.emit(
-        'alarm.panic',
-        // A press during an alarm belongs to it: the call center sees one incident, pressed again.
-        panicPayload(ctx.clock, input, monoMs, {
-          alarmId: this.#alarm?.id ?? null,
-          press: (this.#alarm?.presses ?? 0) + 1,
-          snapshot: camera && snapshotRef ? { camera: camera.id, ref: snapshotRef } : null,
-        }),
-      );
+      event =
+        trigger.kind === 'panic'
+          ? await ctx.emit('alarm.panic', panicPayload(ctx.clock, trigger.input, monoMs, incident))
+          : await ctx.emit('alarm.remote', {
+              ...trigger.remote,
+              pressed_at: wallIsoAt(ctx.clock, monoMs),
+              alarm_id: incident.alarmId,
+              press: incident.press,
+              snapshot: incident.snapshot,
+            });
     } catch (err) {
       ctx.logger.fatal({ err, input }, 'PANIC ALARM COULD NOT BE STORED');
       return;
@@ -177,9 +221,11 @@ export class PoleAlarm {
     // On disk: tell the person at the pole that help is on its way.
     const led = this.#output(cfg.led_output);
     const strobe = this.#output(cfg.strobe_output);
+    const siren = cfg.siren_pattern === undefined ? undefined : this.#output(cfg.siren_output);
     await Promise.all([
       this.#alarm.state === 'raised' ? led?.play(parsePattern(cfg.led_received)) : undefined,
       strobe?.play({ mode: 'on', for_ms: cfg.strobe_for }),
+      siren?.play(sirenPattern(cfg.siren_pattern, cfg.siren_for)),
     ]);
     if (led && this.#alarm.state === 'raised') {
       this.#ledLatency.push(ctx.clock.monoNow() - monoMs);

@@ -13,6 +13,7 @@ import { chooseInputs, type EdgeReport, formatEdge, watchLines, watchThroughDaem
 import { LOG_LEVELS, type LogLevel, logPrinter, printLines, readJournal } from './logs.js';
 import { countQueued, listQueued, purgeQueued, retryNow } from './outbox-tool.js';
 import { testHere, testPattern, testThroughDaemon } from './output-test.js';
+import { formatLearnItem, learnThroughDaemon } from './remotes-learn.js';
 
 /**
  * The technician's commands: `vigia doctor`, `gpio watch`, `outputs test`, `camera snapshot`,
@@ -90,6 +91,56 @@ export function registerTechnicianCommands(program: Command): void {
   registerCamera(program);
   registerOutbox(program);
   registerLogs(program);
+  registerRemotes(program);
+}
+
+function registerRemotes(program: Command): void {
+  const remotes = program.command('remotes').description('radio remotes of a community kit').exitOverride(usageExit);
+  withConfig(
+    remotes
+      .command('learn')
+      .description('print every remote press the running daemon hears, known or not, with the configuration that registers a new one, until Ctrl-C')
+      .option('--json', 'one JSON object per press'),
+  ).action(
+    action(async (opts: ConfigOpts & { json?: boolean }) => {
+      const config = loadOrFail(opts.config);
+      if (config.radio.receiver === 'none') throw new UsageError('no radio receiver is configured (radio.receiver: rtl_433 or gpio)');
+      const { daemon, socket } = await daemonFor(config, opts);
+      if (!daemon) throw new Error('the daemon is not running: it holds the radio receiver (start it, then learn)');
+      const watch = await learnThroughDaemon(socket, (item) => process.stdout.write(opts.json ? `${JSON.stringify(item)}\n` : formatLearnItem(item)));
+      process.stderr.write(`listening on ${config.radio.receiver}: press the remote's buttons one at a time; Ctrl-C ends\n`);
+      const end = await Promise.race([interrupted().then(() => null), watch.ended.then((reason) => reason ?? 'the daemon closed the stream')]);
+      watch.stop();
+      if (end === null) return 0;
+      process.stderr.write(`vigia: ${end}\n`);
+      return 1;
+    }),
+  );
+  withConfig(remotes.command('list').description('registered remotes and the unknown codes heard lately').option('--json', 'as JSON')).action(
+    action(async (opts: ConfigOpts & { json?: boolean }) => {
+      const config = loadOrFail(opts.config);
+      const { daemon } = await daemonFor(config, opts);
+      if (!daemon) throw new Error('the daemon is not running: the list of enrolled remotes and unknown codes is its own');
+      const list = (await daemon('remotes.list', {})) as {
+        remotes: Array<{ name: string; code: string; buttons: Record<string, string>; household: { name: string } | null; source: string }>;
+        unknown: Array<{ code: string; button: number | null; presses: number; last_seen: string }>;
+      };
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        return 0;
+      }
+      for (const r of list.remotes) {
+        const buttons = Object.entries(r.buttons)
+          .map(([b, role]) => `${b}=${role}`)
+          .join(' ');
+        process.stdout.write(`${r.name.padEnd(20)} ${r.code.padEnd(20)} ${buttons.padEnd(24)} ${r.household?.name ?? '-'}  (${r.source})\n`);
+      }
+      if (list.remotes.length === 0) process.stdout.write('no remotes registered\n');
+      for (const u of list.unknown)
+        process.stdout.write(`unknown ${u.code}${u.button === null ? '' : ` button ${u.button}`}: ${u.presses} presses, last ${u.last_seen}\n`);
+      return 0;
+    }),
+  );
 }
 
 function registerDoctor(program: Command): void {

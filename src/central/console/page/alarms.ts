@@ -1,5 +1,5 @@
 /**
- * The alarm queue: panic presses and plate hits, newest on top, a sound and a flash for a new
+ * The alarm queue: panic presses, community remotes and plate hits, newest on top, a sound and a flash for a new
  * one; acknowledge and clear send the signed commands through the server, and the state shown is
  * the pole's own answer (`alarm.acknowledged`, `alarm.cleared`) as it comes back.
  */
@@ -26,10 +26,19 @@ function renderAlarm(a) {
   li.dataset.state = a.answer ? a.answer.state : 'raised';
   li.dataset.device = e.device;
   li.replaceChildren();
-  const what = e.type === 'plate.hit' ? t('hit') + ' ' + (p.display || p.plate || '') : e.type === 'alarm.panic' ? t('panic') : e.type;
+  const what =
+    e.type === 'plate.hit' ? t('hit') + ' ' + (p.display || p.plate || '')
+    : e.type === 'alarm.panic' ? t('panic')
+    : e.type === 'alarm.remote' ? t('remote') + ' · ' + (p.household ? p.household.name : p.remote)
+    : e.type;
+  // A community kit's remote: who pressed, where they live and how to call them back.
+  const home = e.type === 'alarm.remote' && p.household
+    ? [p.household.address, p.household.phone, p.household.notes].filter(Boolean).join(' · ')
+    : '';
   const geo = e.geo || (deviceRows.get(e.site + '/' + e.device) || {}).geo;
   const info = el('div', {},
     el('div', { class: 'what', text: what }),
+    home ? el('div', { class: 'household', text: home }) : null,
     el('div', { text: e.site + ' / ' + e.device + ' · ' + fmtTime(e.time) }),
     el('div', { class: e.clock === 'synced' ? '' : 'unsynced', text: t('clock') + ': ' + t(e.clock) }),
     geo ? el('div', { class: 'geo', text: (e.geo ? 'GPS ' : '') + geo.lat.toFixed(5) + ', ' + geo.lon.toFixed(5) }) : null,
@@ -40,7 +49,7 @@ function renderAlarm(a) {
   );
   const badge = el('span', { class: 'badge', text: t(li.dataset.state) + (a.answer && a.answer.operator ? ' ' + t('by') + ' ' + a.answer.operator : '') });
   const actions = el('div', { class: 'actions' }, badge);
-  if (e.type === 'alarm.panic' && li.dataset.state !== 'cleared') {
+  if ((e.type === 'alarm.panic' || e.type === 'alarm.remote') && li.dataset.state !== 'cleared') {
     if (li.dataset.state === 'raised') actions.append(alarmButton('ack', a));
     actions.append(alarmButton('clear', a));
   }
