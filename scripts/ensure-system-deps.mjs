@@ -38,6 +38,8 @@ const REQUIRED = [
   { program: 'rabbitmq-server', pkg: 'rabbitmq-server' },
   // The 433 MHz remote tests decode synthesised IQ files with the real rtl_433 (the RTL-SDR receiver drives it).
   { program: 'rtl_433', pkg: 'rtl-433' },
+  // The community kit's RTSP camera in the tests: a relay on loopback that ffmpeg publishes into.
+  { program: 'rtsp-server-perl', pkg: 'rtsp-server-perl' },
 ];
 
 /** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */

@@ -23,7 +23,9 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { cameraSchema } from '../src/config/schema.js';
 import { DirectorySource, readCandidate } from '../src/drivers/camera/directory.js';
+import { createFrameSource } from '../src/drivers/camera/index.js';
 import { detectInputKind, displayUrl, FfmpegSource, ffmpegArgs, ffmpegInputList, keepsUrlPrivate } from '../src/drivers/camera/ffmpeg.js';
 import { DigestSession, chooseChallenge, parseWwwAuthenticate } from '../src/drivers/camera/http-auth.js';
 import { HttpSnapshotSource } from '../src/drivers/camera/http-snapshot.js';
@@ -235,6 +237,11 @@ describe('FfmpegSource', () => {
     const rtsp = ffmpegArgs({ cameraId: 'c', url: 'rtsp://h/s', fps: 4, maxWidth: 1280, quality: 3 });
     expect(rtsp.join(' ')).toContain('-rtsp_transport tcp -i rtsp://h/s');
     expect(rtsp.join(' ')).toContain("-vf fps=4,scale='min(iw,1280)':-2 -f image2pipe -c:v mjpeg -q:v 3 pipe:1");
+    // A camera configured for UDP (relays and cameras without interleaving) gets it; other inputs never get the option.
+    const udp = createFrameSource(cameraSchema.parse({ id: 'kit', kind: 'stream', url: 'rtsp://h/s', rtsp_transport: 'udp' })) as FfmpegSource;
+    expect(udp.args.join(' ')).toContain('-rtsp_transport udp -i rtsp://h/s');
+    const mjpeg = createFrameSource(cameraSchema.parse({ id: 'm', kind: 'stream', url: 'http://cam/video.mjpg', rtsp_transport: 'udp' })) as FfmpegSource;
+    expect(mjpeg.args.join(' ')).not.toContain('rtsp_transport');
     const v4l2 = ffmpegArgs({ cameraId: 'c', url: '/dev/video0', fps: 2, v4l2: { inputFormat: 'mjpeg', videoSize: '1920x1080' } });
     expect(v4l2.join(' ')).toContain('-f v4l2 -input_format mjpeg -video_size 1920x1080 -i /dev/video0');
     const file = ffmpegArgs({ cameraId: 'c', url: '/x.mp4', fps: 1, realtime: true, loop: true });

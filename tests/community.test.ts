@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VigiaEvent } from '../src/core/event.js';
 import { CommandClient } from './helpers/commander.js';
@@ -6,11 +7,12 @@ import { CLI, DaemonProcess, writeDeviceConfig } from './helpers/daemon.js';
 import { startMosquitto, type Broker } from './helpers/mosquitto.js';
 import { ev1527Train, hcs200Train, noiseTrain } from './helpers/ook.js';
 import { type RtlTcpDongle, startRtlTcpDongle } from './helpers/rtl-tcp.js';
+import { type RtspCamera, startRtspCamera } from './helpers/rtsp.js';
 import { mulberry32 } from './helpers/random.js';
 import { nowMs, Subscriber } from './helpers/subscriber.js';
 
 // The community profile's scenario end to end: the real daemon (simulated GPIO, a 433 MHz receiver
-// module on a simulated line fed synthesised OOK pulse trains), a real Mosquitto, the call
+// module on a simulated line fed synthesised OOK pulse trains, an RTSP camera), a real Mosquitto, the call
 // center's signed commands, and the technician's `vigia remotes learn`.
 
 const ROJAS = 0xa3f5c; // remote ids (20 bits)
@@ -25,6 +27,7 @@ describe('community kit (receiver module on a simulated line, real Mosquitto)', 
   let daemon: DaemonProcess;
   let commander: CommandClient;
   let cfg: ReturnType<typeof writeDeviceConfig>;
+  let camera: RtspCamera;
   const receivedAt = new Map<string, number>();
 
   const events = (type: string) => sub.events.filter((e) => e.event.type === type).map((e) => e.event as VigiaEvent<Record<string, any>>);
@@ -34,6 +37,7 @@ describe('community kit (receiver module on a simulated line, real Mosquitto)', 
   const gap = () => new Promise((r) => setTimeout(r, 1_300)); // more than radio.press_gap
 
   beforeAll(async () => {
+    camera = await startRtspCamera();
     broker = await startMosquitto();
     sub = new Subscriber(broker.url);
     sub.onEvent = (_topic, _payload, id, at) => receivedAt.set(id, at);
@@ -44,7 +48,9 @@ describe('community kit (receiver module on a simulated line, real Mosquitto)', 
         inputs: { lid: { line: 'GPIO22', kind: 'tamper', active_low: false } },
         outputs: { siren: { line: 'GPIO24', kind: 'siren' }, strobe: { line: 'GPIO23', kind: 'strobe' } },
       },
-      pole: { siren_output: 'siren', strobe_output: 'strobe', siren_pattern: { mode: 'blink', period_ms: 500 } },
+      pole: { siren_output: 'siren', strobe_output: 'strobe', siren_pattern: { mode: 'blink', period_ms: 500 }, snapshot_camera: 'kit-cam' },
+      // The kit's camera, for snapshots only: the community profile reads no plates.
+      anpr: { cameras: [{ id: 'kit-cam', kind: 'stream', url: camera.url, rtsp_transport: 'udp' }] },
       radio: { receiver: 'gpio', line: 'GPIO27', press_gap: '1s' },
       remotes: {
         'casa-rojas': { code: `ev1527:${ROJAS.toString(16)}`, buttons: { '1': 'alarm', '2': 'silence' }, household },
@@ -62,6 +68,7 @@ describe('community kit (receiver module on a simulated line, real Mosquitto)', 
     await daemon?.kill('SIGTERM');
     await sub?.close();
     await broker?.stop();
+    await camera?.stop();
   });
 
   it('noise and an unknown remote raise nothing; `vigia remotes learn` shows the unknown code with its registration', async () => {
@@ -91,7 +98,7 @@ describe('community kit (receiver module on a simulated line, real Mosquitto)', 
     expect((await outputs()).siren!.value).toBe(false);
   }, 30_000);
 
-  it('a registered remote held down is one alarm.remote with its household; the siren and strobe start', async () => {
+  it("a registered remote held down is one alarm.remote with its household; the siren and strobe start, the RTSP camera's snapshot follows", async () => {
     await press(ROJAS, 1, 30); // held for ~1.2 s
     await sub.waitFor(() => events('alarm.remote').length === 1, 10_000, 'alarm.remote');
     const alarm = events('alarm.remote')[0]!;
@@ -105,13 +112,21 @@ describe('community kit (receiver module on a simulated line, real Mosquitto)', 
       rssi_db: null,
       alarm_id: null,
       press: 1,
-      snapshot: null,
+      snapshot: { camera: 'kit-cam', ref: expect.stringMatching(/^remote-\d+-kit-cam\.jpg$/) },
     });
     const out = await outputs();
     expect(out.siren).toMatchObject({ value: expect.any(Boolean), pattern: { mode: 'blink' } });
     expect(out.strobe).toMatchObject({ value: true, pattern: { mode: 'on' } });
     await new Promise((r) => setTimeout(r, 500));
     expect(events('alarm.remote')).toHaveLength(1);
+
+    // The RTSP camera's picture follows by reference; no plate reading was started for it.
+    await sub.waitFor(() => events('alarm.snapshot').length + events('alarm.snapshot_failed').length === 1, 20_000, 'alarm.snapshot');
+    expect(events('alarm.snapshot_failed')).toEqual([]);
+    const snap = events('alarm.snapshot')[0]!;
+    expect(snap.payload).toMatchObject({ alarm_id: alarm.id, camera: 'kit-cam', ref: alarm.payload.snapshot.ref });
+    expect(await sharp(Buffer.from(snap.payload.image.data, 'base64')).metadata()).toMatchObject({ format: 'jpeg', width: 960, height: 540 });
+    expect(Object.keys(await daemon.request<Record<string, unknown>>('status'))).not.toContain('anpr');
 
     await gap();
     await press(ROJAS, 1);

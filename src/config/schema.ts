@@ -375,6 +375,12 @@ export const cameraSchema = z
       ),
     insecure_tls: z.boolean().default(false).describe('snapshot over https: accept the self-signed certificate many cameras ship with'),
     loop: z.boolean().default(false).describe('stream from a file: loop it forever (tests, demos)'),
+    rtsp_transport: z
+      .enum(['tcp', 'udp'])
+      .default('tcp')
+      .describe(
+        'stream over rtsp://: RTP over the RTSP connection (tcp: survives NAT and cellular links) or over UDP (for cameras and relays that only do UDP, on a LAN)',
+      ),
     roi: z
       .array(normalisedPoint)
       .min(3)

@@ -26,7 +26,15 @@ export function createFrameSource(cam: CameraConfig, deps: FrameSourceDeps = {})
       const url = streamUrl(cam);
       // A file stands in for a camera: read it at its own pace, not as fast as it decodes.
       return new FfmpegSource(
-        { cameraId: cam.id, url, fps: cam.fps, maxWidth: cam.max_width, loop: cam.loop, realtime: detectInputKind(url) === 'file' },
+        {
+          cameraId: cam.id,
+          url,
+          fps: cam.fps,
+          maxWidth: cam.max_width,
+          loop: cam.loop,
+          realtime: detectInputKind(url) === 'file',
+          ...(detectInputKind(url) === 'rtsp' ? { inputOptions: { rtsp_transport: cam.rtsp_transport } } : {}),
+        },
         deps,
       );
     }
