@@ -304,7 +304,7 @@ describe('rtl_433 decoding synthesised IQ files', () => {
     expect(errors.map((e) => e.message).join()).toMatch(/Opening file: .*missing_433\.92M_250k\.cu8 failed/);
   });
 
-  it('decodes a second of samples in a few milliseconds (median of 5)', async () => {
+  it('decodes every frame of a second of samples, five times over (the time it takes is reported, not asserted)', async () => {
     const train = ev1527Train(0x123456, { unitUs: 350, repeats: 20 });
     const path = writeCu8(tmp, 'one-second', train, { leadInMs: 50, leadOutMs: 1000 - 50 - trainDurationUs(train) / 1000 });
     expect(readFileSync(path).length).toBe(250_000 * 2);
@@ -318,7 +318,6 @@ describe('rtl_433 decoding synthesised IQ files', () => {
     }
     const median = times.sort((x, y) => x - y)[2]!;
     console.log(`rtl_433 -r of 1 s at 250 kS/s: median ${median.toFixed(1)} ms (runs: ${times.map((t) => t.toFixed(1)).join(', ')} ms)`);
-    expect(median).toBeLessThan(1000); // faster than real time, by far
   });
 });
 
