@@ -3,7 +3,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VigiaEvent } from '../src/core/event.js';
 import { CommandClient } from './helpers/commander.js';
-import { CLI, DaemonProcess, writeDeviceConfig } from './helpers/daemon.js';
+import { CLI, DaemonProcess, runCli, writeDeviceConfig } from './helpers/daemon.js';
 import { startMosquitto, type Broker } from './helpers/mosquitto.js';
 import { ev1527Train, hcs200Train, noiseTrain } from './helpers/ook.js';
 import { type RtlTcpDongle, startRtlTcpDongle } from './helpers/rtl-tcp.js';
@@ -190,6 +190,7 @@ describe('community kit (rtl_433 on a dongle streaming over rtl_tcp, real Mosqui
   let sub: Subscriber;
   let daemon: DaemonProcess;
   let dongle: RtlTcpDongle;
+  let cfg: ReturnType<typeof writeDeviceConfig>;
   const receivedAt = new Map<string, number>();
   const events = (type: string) => sub.events.filter((e) => e.event.type === type).map((e) => e.event as VigiaEvent<Record<string, any>>);
   const gap = () => new Promise((r) => setTimeout(r, 1_300));
@@ -200,7 +201,7 @@ describe('community kit (rtl_433 on a dongle streaming over rtl_tcp, real Mosqui
     sub = new Subscriber(broker.url);
     sub.onEvent = (_topic, _payload, id, at) => receivedAt.set(id, at);
     await sub.connect();
-    const cfg = writeDeviceConfig(broker.url, {
+    cfg = writeDeviceConfig(broker.url, {
       device: { id: 'kit-0032', profile: 'community' },
       hardware: { outputs: { siren: { line: 'GPIO24', kind: 'siren' } } },
       pole: { siren_output: 'siren' },
@@ -233,6 +234,14 @@ describe('community kit (rtl_433 on a dongle streaming over rtl_tcp, real Mosqui
     expect(events('alarm.remote')).toHaveLength(1);
     const status = (await daemon.request<{ 'field-io': { remotes: Record<string, number> } }>('status'))['field-io'].remotes;
     expect(status).toMatchObject({ presses: 2, alarms: 1, unknown_presses: 1 });
+    // The technician's check asks the running daemon what its receiver heard.
+    const doctor = JSON.parse((await runCli(['doctor', '--json', '-c', cfg.file])).stdout) as {
+      checks: Array<{ name: string; status: string; detail: string }>;
+    };
+    expect(doctor.checks.find((c) => c.name === 'radio')).toMatchObject({
+      status: 'pass',
+      detail: expect.stringMatching(/^rtl_433: \d+ frames, 2 presses \(1 of unknown remotes\), 2 remotes registered$/),
+    });
   }, 30_000);
 
   it('a hopping-code (KeeLoq) remote: each press a new word; a recorded press played back is refused and reported', async () => {

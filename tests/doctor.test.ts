@@ -8,6 +8,7 @@ import { loadConfig } from '../src/config/index.js';
 import { doctorReport, type DoctorReport } from '../src/technician/doctor/index.js';
 import { formatDoctorReport } from '../src/technician/doctor/format.js';
 import { DaemonProcess, runCli, writeDeviceConfig } from './helpers/daemon.js';
+import { startRtlTcpDongle } from './helpers/rtl-tcp.js';
 import { type Broker, startMosquitto } from './helpers/mosquitto.js';
 import { makeTlsFiles, type TlsFiles } from './helpers/tls.js';
 
@@ -190,5 +191,47 @@ describe('vigia doctor on the SD card', () => {
       hardware: { gps: { port: join(tmp, 'no-such-tty'), sync_clock: false } },
     });
     expect(byName(await doctorReport(loadConfig(noSync), opts))['gps clock']).toBeUndefined();
+  });
+});
+
+describe('vigia doctor on a community kit (daemon stopped)', () => {
+  const kit = (rtl: Record<string, unknown>, remotes: Record<string, unknown> = {}) => {
+    const { file } = writeDeviceConfig('mqtt://127.0.0.1:1', {
+      device: { profile: 'community' },
+      paths: { data_dir: tmp },
+      hardware: { outputs: { siren: { line: 'GPIO24', kind: 'siren' } } },
+      pole: { siren_output: 'siren' },
+      radio: { receiver: 'rtl_433', rtl_433: rtl },
+      remotes,
+    });
+    return loadConfig(file);
+  };
+  const opts = { daemon: null, timeoutMs: 5_000 };
+
+  it('runs rtl_433 on the dongle for a moment: passes a dongle that streams, names the tuner', async () => {
+    const dongle = await startRtlTcpDongle();
+    try {
+      const checks = byName(await doctorReport(kit({ device: `rtl_tcp:127.0.0.1:${dongle.port}` }, { a: { code: 'ev1527:a3f5c' } }), opts));
+      expect(checks.radio).toMatchObject({
+        status: 'pass',
+        detail: expect.stringMatching(/^rtl_433 opened the dongle rtl_tcp:.* \(R820T tuner\) and listened 2 s$/),
+      });
+      expect(checks.remotes).toBeUndefined();
+      expect(dongle.connections).toBe(1);
+    } finally {
+      await dongle.close();
+    }
+  });
+
+  it('fails a missing dongle and a missing rtl_433 with what to do, and warns when no remote is registered', async () => {
+    const none = byName(await doctorReport(kit({ device: '7' }), opts));
+    expect(none.radio).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/could not use the dongle 7: .*No supported devices found/),
+      fix: expect.stringContaining('plugdev'),
+    });
+    expect(none.remotes).toMatchObject({ status: 'warn', fix: expect.stringContaining('vigia remotes learn') });
+    const missing = byName(await doctorReport(kit({ command: join(tmp, 'no-rtl_433') }), opts));
+    expect(missing.radio).toMatchObject({ status: 'fail', detail: `${join(tmp, 'no-rtl_433')} is not installed`, fix: 'sudo apt install rtl-433' });
   });
 });

@@ -96,6 +96,8 @@ export class Remotes {
   #learners = new Set<(report: PressReport) => void>();
   #counts = { frames: 0, presses: 0, alarms: 0, silences: 0, ignored: 0, unknown_presses: 0, replayed: 0 };
   #pressLatency: number[] = [];
+  /** Each receiver's last failure, for status and `vigia doctor`. */
+  #lastError = new Map<string, string>();
 
   constructor(
     private readonly ctx: RemotesContext,
@@ -119,7 +121,10 @@ export class Remotes {
     });
     for (const receiver of this.receivers) {
       receiver.on('frame', (frame) => void this.frame(frame, receiver.id));
-      receiver.on('error', (err) => ctx.logger.warn({ receiver: receiver.id, err: err.message }, 'radio receiver failed'));
+      receiver.on('error', (err) => {
+        this.#lastError.set(receiver.id, err.message);
+        ctx.logger.warn({ receiver: receiver.id, err: err.message }, 'radio receiver failed');
+      });
       await receiver.start();
     }
     ctx.logger.info({ receivers: this.receivers.map((r) => r.id), remotes: Object.keys(this.registered()).length }, 'radio remotes listening');
@@ -214,7 +219,7 @@ export class Remotes {
   status() {
     const sorted = [...this.#pressLatency].sort((a, b) => a - b);
     return {
-      receivers: Object.fromEntries(this.receivers.map((r) => [r.id, r.stats()])),
+      receivers: Object.fromEntries(this.receivers.map((r) => [r.id, { ...r.stats(), last_error: this.#lastError.get(r.id) ?? null }])),
       registered: Object.keys(this.registered()).length,
       ...this.#counts,
       unknown_codes: this.#unknown.size,

@@ -147,7 +147,9 @@ function registerDoctor(program: Command): void {
   withConfig(
     program
       .command('doctor')
-      .description('check this box: config, broker and TLS, clock, disk and SD card, GPIO lines, cameras, GPS, hotlist, Node-RED; exit 1 if any check fails')
+      .description(
+        'check this box: config, broker and TLS, clock, disk and SD card, GPIO lines, cameras, GPS, radio receiver, hotlist, Node-RED; exit 1 if any check fails',
+      )
       .option('--json', 'print the report as JSON')
       .option('--timeout <duration>', 'how long a camera, the GPS or the broker may take', duration, 10_000),
   ).action(

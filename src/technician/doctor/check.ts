@@ -30,6 +30,12 @@ export interface StatusView {
     inputs: Record<string, { kind: string; line: string }>;
     outputs: Record<string, { value: boolean; errors: number }>;
     line_errors: number;
+    remotes?: {
+      receivers: Record<string, { frames: number; undecoded: number; restarts: number; last_error?: string | null }>;
+      registered: number;
+      presses: number;
+      unknown_presses: number;
+    };
   };
   gps?: {
     state: string;

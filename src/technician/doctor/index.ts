@@ -10,6 +10,7 @@ import { gpioChecks } from './gpio.js';
 import { gpsCheck } from './gps.js';
 import { hotlistCheck } from './hotlist.js';
 import { noderedCheck } from './nodered.js';
+import { radioCheck } from './radio.js';
 import { storageChecks } from './storage.js';
 
 export type { DoctorCheck } from './check.js';
@@ -52,6 +53,7 @@ const CHECKS: readonly { group: string; run: Check }[] = [
   { group: 'gpio', run: gpioChecks },
   { group: 'cameras', run: cameraChecks },
   { group: 'gps', run: gpsCheck },
+  { group: 'radio', run: radioCheck },
   { group: 'hotlist', run: hotlistCheck },
   { group: 'node-red', run: noderedCheck },
 ];
