@@ -118,6 +118,31 @@ describe('operator console in Chromium, against a real pole', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'central-console-hit.png') });
     expect(rig.problems).toEqual([]);
   });
+
+  it("shows a community kit's remote press with who pressed, where they live and how to call them back", async () => {
+    const page = await rig.operatorPage('oscar', 'oscar-password-1');
+    await publishAs('kit-0031', 'alarm.remote', 'alarm', {
+      remote: 'casa-soto',
+      code: 'ev1527:4c021',
+      button: 1,
+      household: { name: 'Sra. Soto', address: 'Los Aromos 131', phone: '+56 9 5555 0102', notes: 'vive sola' },
+      receiver: 'rtl_433',
+      rssi_db: -14.2,
+      pressed_at: new Date().toISOString(),
+      alarm_id: null,
+      press: 1,
+      snapshot: null,
+    });
+    const row = page.locator('.alarm[data-device="kit-0031"]');
+    await row.waitFor({ timeout: 10_000 });
+    await expect(row.locator('.what').textContent()).resolves.toBe('Control remoto vecinal · Sra. Soto');
+    await expect(row.locator('.household').textContent()).resolves.toBe('Los Aromos 131 · +56 9 5555 0102 · vive sola');
+    // Answered like a panic press.
+    expect(await row.locator('button.ack').count()).toBe(1);
+    expect(await row.locator('button.clear').count()).toBe(1);
+    await page.screenshot({ path: join(ARTIFACTS, 'central-console-remote.png') });
+    expect(rig.problems).toEqual([]);
+  });
 });
 
 describe('map, devices, search, hotlist and users in Chromium', () => {
