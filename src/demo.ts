@@ -7,6 +7,7 @@ import type { Config } from './config/schema.js';
 import { Secret } from './config/secret.js';
 import type { Extension, ExtensionContext } from './core/extension.js';
 import { createLogger } from './core/logger.js';
+import { ev1527Train } from './drivers/radio/ook.js';
 import { controlRequest } from './gateway/control.js';
 import { runDaemon } from './daemon.js';
 import { AdminClient } from './nodered/admin-client.js';
@@ -42,6 +43,12 @@ class DemoScenario implements Extension {
       await input('pir_street', true);
       await input('pir_street', false);
     });
+    // A neighbour's remote, as its receiver module would hear it: one alarm.remote per press.
+    if (this.ctx.config.radio.receiver === 'gpio') {
+      const [remote] = Object.values(this.ctx.config.remotes);
+      const id = remote?.code.startsWith('ev1527:') ? Number.parseInt(remote.code.slice('ev1527:'.length), 16) : undefined;
+      if (id !== undefined) every(50_000, () => controlRequest(socket, 'sim.radio', { pulses_us: ev1527Train((id << 4) | 1, { repeats: 12 }) }));
+    }
     every(30_000, async () => {
       await input('panic', true);
       await new Promise((r) => setTimeout(r, 300));
@@ -129,6 +136,7 @@ process.stderr.write(
     `  npx vigia status -c config/demo.yaml`,
     `  npx vigia sim burst -c config/demo.yaml --count 1000 --type sim.test --priority read`,
     'A synthetic car passes the demo gate camera every 6 s; BB·CL·12 is on the hotlist (plate.hit, alarm priority).',
+    "A neighbour's radio remote is pressed every 50 s (alarm.remote, with the household): npx vigia remotes learn -c config/demo.yaml",
     'The panic button is pressed every 30 s (alarm.panic, then alarm.snapshot). Answer as the call center would:',
     `  npx vigia cmd sign -c config/demo.yaml -n alarm.ack | npx mqtt pub -h ${host} -p ${port} -t vigia/la-serena/pole-demo/cmd/alarm.ack -s`,
     `  npx vigia cmd sign -c config/demo.yaml -n alarm.clear | npx mqtt pub -h ${host} -p ${port} -t vigia/la-serena/pole-demo/cmd/alarm.clear -s`,

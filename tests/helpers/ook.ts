@@ -6,32 +6,9 @@
 
 export type PulseTrain = number[];
 
-export interface Ev1527Options {
-  /** The pulse unit in µs (EV1527 remotes: ~250-450 depending on their oscillator resistor; default 350). */
-  unitUs?: number;
-  /** Times the frame is sent (a short press of a real remote: ~8-20; default 8). */
-  repeats?: number;
-}
+import type { Ev1527Options } from '../../src/drivers/radio/ook.js';
 
-/**
- * An EV1527 / PT2262-style frame: 24 bits, MSB first, each bit 1 unit on + 3 off (0) or 3 on + 1
- * off (1), each frame followed by the sync (1 on + 31 off), repeated. `code` is the 24-bit code
- * (20-bit remote id << 4 | 4 button bits).
- */
-export function ev1527Train(code: number, opts: Ev1527Options = {}): PulseTrain {
-  if (!Number.isInteger(code) || code < 0 || code > 0xffffff) throw new Error(`ev1527Train: code must be 24 bits, got ${code}`);
-  const t = opts.unitUs ?? 350;
-  const repeats = opts.repeats ?? 8;
-  const frame: number[] = [];
-  for (let bit = 23; bit >= 0; bit--) {
-    if ((code >> bit) & 1) frame.push(3 * t, t);
-    else frame.push(t, 3 * t);
-  }
-  frame.push(t, 31 * t);
-  const train: number[] = [];
-  for (let i = 0; i < repeats; i++) train.push(...frame);
-  return train;
-}
+export { type Ev1527Options, ev1527Train } from '../../src/drivers/radio/ook.js';
 
 /** Random pulses between minUs and maxUs: what an OOK receiver module outputs with no signal (its AGC turns noise into edges). */
 export function noiseTrain(count: number, random: () => number, minUs = 50, maxUs = 2_000): PulseTrain {
