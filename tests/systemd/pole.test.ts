@@ -167,7 +167,7 @@ describe('a technician installs a pole over SSH, and systemd keeps it alive', ()
     expect(await sh('command -v g++ make || true')).toBe('');
     expect(await sh('systemctl is-enabled vigia')).toBe('enabled');
     expect(await active()).toBe('inactive');
-    expect((await sh('id -nG vigia')).split(' ').sort()).toEqual(['dialout', 'gpio', 'video', 'vigia']);
+    expect((await sh('id -nG vigia')).split(' ').sort()).toEqual(['dialout', 'gpio', 'plugdev', 'video', 'vigia']);
     expect(await sh('sudo stat -c %U:%G:%a /etc/vigia /etc/vigia/vigia.yaml')).toBe('root:vigia:750\nroot:vigia:640');
   });
 
