@@ -40,6 +40,8 @@ const REQUIRED = [
   { program: 'rtl_433', pkg: 'rtl-433' },
   // The community kit's RTSP camera in the tests: a relay on loopback that ffmpeg publishes into.
   { program: 'rtsp-server-perl', pkg: 'rtsp-server-perl' },
+  // vigia doctor's Bluetooth check is tested against a real (private) D-Bus without bluetoothd.
+  { program: 'dbus-daemon', pkg: 'dbus' },
 ];
 
 /** Daemons such as mosquitto live in sbin on Debian, which is often not on PATH for non-root users. */

@@ -6,6 +6,7 @@ export interface Rig {
   kernel: string;
   initrd: string;
   gpiod2?: string;
+  cacheDir: string;
   cached: boolean;
 }
 
@@ -43,6 +44,8 @@ export interface Vm {
 }
 
 export function prepareRig(): Rig;
+/** The rig kernel's module tree (depmod run), kept in the rig's cache. */
+export function kernelModules(rig: Rig): string;
 export function startVm(rig: Rig, command: string[], opts?: VmOptions): Vm;
 export function runInVm(
   rig: Rig,

@@ -83,6 +83,12 @@ const TOOL_PACKAGES = [
   { path: '/usr/bin/curl', pkg: 'curl' },
   { path: '/usr/bin/pkg-config', pkg: 'pkg-config' },
   { path: '/usr/include/histedit.h', pkg: 'libedit-dev' },
+  // Personal alarm tags (tests/hardware/ble.test.ts): bluetoothd and btmgmt, the system bus, and
+  // btvirt's virtual controllers; the guest runs them from this machine's root.
+  { path: '/usr/libexec/bluetooth/bluetoothd', pkg: 'bluez' },
+  { path: '/usr/bin/btvirt', pkg: 'bluez-test-tools' },
+  { path: '/usr/bin/dbus-daemon', pkg: 'dbus' },
+  { path: '/usr/bin/busctl', pkg: 'systemd' },
 ];
 
 const INIT_SCRIPT = `#!/bin/busybox sh

@@ -52,7 +52,8 @@ export const EXTENSIONS: readonly ExtensionEntry[] = [
       config.hardware.backend === 'sim' ||
       Object.keys(config.hardware.inputs).length > 0 ||
       Object.keys(config.hardware.outputs).length > 0 ||
-      config.radio.receiver !== 'none',
+      config.radio.receiver !== 'none' ||
+      config.personal.enabled,
     load: async () => {
       const { FieldIo } = await import('./features/field-io.js');
       return (ctx) => new FieldIo(ctx);

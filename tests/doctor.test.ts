@@ -235,3 +235,42 @@ describe('vigia doctor on a community kit (daemon stopped)', () => {
     expect(missing.radio).toMatchObject({ status: 'fail', detail: `${join(tmp, 'no-rtl_433')} is not installed`, fix: 'sudo apt install rtl-433' });
   });
 });
+
+describe('vigia doctor with personal alarm tags (daemon stopped)', () => {
+  const kit = (tags: Record<string, unknown> = {}) => {
+    const { file } = writeDeviceConfig('mqtt://127.0.0.1:1', {
+      device: { profile: 'community' },
+      paths: { data_dir: tmp },
+      radio: { receiver: 'none' },
+      hardware: { outputs: { siren: { line: 'GPIO24', kind: 'siren' } } },
+      pole: { siren_output: 'siren' },
+      personal: { enabled: true, format: { prefix: '0215f7826da64fa24e988024bc5b71e0893e' } },
+      tags,
+    });
+    return loadConfig(file);
+  };
+
+  it('asks bluetoothd about the adapter: says when there is no bus, or no bluetoothd on it, and warns when no tag is registered', async () => {
+    const noBus = byName(await doctorReport(kit(), { daemon: null, timeoutMs: 5_000, dbusAddress: `unix:path=${join(tmp, 'no-bus')}` }));
+    expect(noBus.bluetooth).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/^cannot reach the system D-Bus/),
+      fix: expect.stringContaining('bluez'),
+    });
+    expect(noBus.tags).toMatchObject({ status: 'warn', fix: expect.stringContaining('vigia tags learn') });
+
+    // A real bus without bluetoothd on it.
+    const bus = execFileSync('dbus-daemon', ['--session', '--fork', '--print-address=1', '--print-pid=1', `--address=unix:path=${join(tmp, 'bus')}`], {
+      encoding: 'utf8',
+    });
+    const [address, pid] = bus.trim().split('\n');
+    try {
+      const person = { name: 'Ana' };
+      const noBluez = byName(await doctorReport(kit({ ana: { id: '002a', person } }), { daemon: null, timeoutMs: 5_000, dbusAddress: address! }));
+      expect(noBluez.bluetooth).toMatchObject({ status: 'fail', detail: 'bluetoothd is not running (no org.bluez on the system bus)' });
+      expect(noBluez.tags).toBeUndefined();
+    } finally {
+      process.kill(Number(pid), 'SIGTERM');
+    }
+  });
+});

@@ -340,6 +340,91 @@ export const remoteSchema = z
   })
   .describe('A registered radio remote');
 
+const hexBytes = (what: string) =>
+  z
+    .string()
+    .regex(/^([0-9a-fA-F]{2})+$/, `${what}: hex bytes, e.g. 0215`)
+    .transform((s) => s.toLowerCase());
+
+export const personalSchema = z
+  .strictObject({
+    enabled: z.boolean().default(false).describe('Listen for personal alarm tags over Bluetooth LE (BlueZ; community kits and poles near schools)'),
+    adapter: z
+      .string()
+      .regex(/^hci\d+$/, 'a BlueZ adapter, e.g. hci0')
+      .default('hci0')
+      .describe('The Bluetooth adapter that scans'),
+    format: z
+      .strictObject({
+        company_id: z
+          .number()
+          .int()
+          .min(0)
+          .max(0xffff)
+          .default(0x004c)
+          .describe("The manufacturer data's company identifier the tags use (0x004c: iBeacon frames)"),
+        prefix: hexBytes('prefix')
+          .optional()
+          .describe(
+            "Bytes the manufacturer data starts with, in hex: for iBeacon-style tags 0215 then the tags' 16-byte UUID (required: it keeps every other beacon in the street out)",
+          ),
+        id_offset: z.number().int().min(0).max(250).default(18).describe('Where the tag id starts in the manufacturer data (iBeacon: 18, the major)'),
+        id_length: z.number().int().min(1).max(16).default(2).describe('Bytes of the tag id (iBeacon major: 2)'),
+        button_offset: z.number().int().min(0).max(250).default(20).describe('The byte that carries the button flag (iBeacon: 20, the high byte of the minor)'),
+        button_mask: z.number().int().min(1).max(0xff).default(0x80).describe('The button flag within that byte: set while the button is pressed'),
+        counter_offset: z
+          .number()
+          .int()
+          .min(0)
+          .max(250)
+          .nullable()
+          .default(21)
+          .describe(
+            'A byte the tag changes at every press (iBeacon: 21, the low byte of the minor); a new value is a new press even within press_gap. null: the tag has none',
+          ),
+      })
+      .prefault({})
+      .describe('How a tag says who it is and that its button is pressed, in its manufacturer-specific advertising data'),
+    press_gap: duration()
+      .prefault('5s')
+      .describe('Adverts of one tag with the button flag closer than this are one press (a tag repeats its advert every 0.1-1 s for a few seconds)'),
+    min_rssi_dbm: z.number().int().min(-127).max(20).default(-100).describe('Adverts weaker than this are ignored (a tag far from the pole, or a reflection)'),
+    learn_window: z.number().int().min(1).max(1000).default(50).describe('Unknown tags remembered for `vigia tags learn` and status'),
+  })
+  .prefault({})
+  .superRefine((p, ctx) => {
+    if (p.enabled && p.format.prefix === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['format', 'prefix'],
+        message:
+          "set the bytes every tag's manufacturer data starts with (iBeacon: 0215 then the tags' UUID): without it every beacon in the street is read as a tag",
+      });
+    }
+    const f = p.format;
+    const prefixLength = (f.prefix?.length ?? 0) / 2;
+    if (f.id_offset < prefixLength)
+      ctx.addIssue({ code: 'custom', path: ['format', 'id_offset'], message: 'the tag id cannot be inside the prefix (every tag has the same prefix)' });
+    const idEnd = f.id_offset + f.id_length;
+    for (const [key, offset] of [
+      ['button_offset', f.button_offset],
+      ['counter_offset', f.counter_offset],
+    ] as const) {
+      if (offset !== null && offset >= f.id_offset && offset < idEnd) ctx.addIssue({ code: 'custom', path: ['format', key], message: 'overlaps the tag id' });
+    }
+    if (f.counter_offset !== null && f.counter_offset === f.button_offset && (f.button_mask & 0xff) === 0xff) {
+      ctx.addIssue({ code: 'custom', path: ['format', 'counter_offset'], message: 'is the whole button byte' });
+    }
+  })
+  .describe('Personal alarm tags heard over Bluetooth LE');
+
+export const personalTagSchema = z
+  .strictObject({
+    id: hexBytes('id').describe('The tag id as the tag advertises it, hex (iBeacon: the major, 4 hex digits), as `vigia tags learn` shows it'),
+    person: householdSchema.describe('Who carries the tag'),
+  })
+  .describe('A registered personal alarm tag');
+
 const normalisedPoint = z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]);
 
 export const cameraSchema = z
@@ -647,6 +732,8 @@ export const configSchema = z
       .record(z.string().regex(idPattern, 'letters, digits, - and _ only'), remoteSchema)
       .default({})
       .describe('Radio remotes by name (community kits)'),
+    personal: personalSchema,
+    tags: z.record(z.string().regex(idPattern, 'letters, digits, - and _ only'), personalTagSchema).default({}).describe('Personal alarm tags by name'),
     anpr: anprSchema,
     nodered: noderedSchema,
     demo: demoSchema,
@@ -753,14 +840,27 @@ export const configSchema = z
     if (Object.keys(cfg.remotes).length > 0 && cfg.radio.receiver === 'none') {
       ctx.addIssue({ code: 'custom', path: ['radio', 'receiver'], message: 'remotes are registered but no radio receiver is configured (rtl_433 or gpio)' });
     }
-    if (cfg.pole.enabled && (Object.keys(cfg.hardware.inputs).length > 0 || cfg.radio.receiver !== 'none')) {
+    const tagIds = new Map<string, string>();
+    for (const [name, tag] of Object.entries(cfg.tags)) {
+      const other = tagIds.get(tag.id);
+      if (other) ctx.addIssue({ code: 'custom', path: ['tags', name, 'id'], message: `tag ${tag.id} is already registered as ${other}` });
+      tagIds.set(tag.id, name);
+      if (tag.id.length !== cfg.personal.format.id_length * 2) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tags', name, 'id'],
+          message: `a tag id is ${cfg.personal.format.id_length} bytes (personal.format.id_length): ${cfg.personal.format.id_length * 2} hex digits`,
+        });
+      }
+    }
+    if (Object.keys(cfg.tags).length > 0 && !cfg.personal.enabled) {
+      ctx.addIssue({ code: 'custom', path: ['personal', 'enabled'], message: 'tags are registered but personal alarms are not enabled' });
+    }
+    // A kit raised by radio remotes or tags may have no wired button.
+    const wireless = cfg.radio.receiver !== 'none' || cfg.personal.enabled;
+    if (cfg.pole.enabled && (Object.keys(cfg.hardware.inputs).length > 0 || wireless)) {
       const refs: Array<[keyof typeof cfg.pole, 'inputs' | 'outputs', string | undefined]> = [
-        // A kit raised by radio remotes may have no wired button.
-        [
-          'panic_input',
-          'inputs',
-          cfg.radio.receiver !== 'none' && !Object.hasOwn(cfg.hardware.inputs, cfg.pole.panic_input) ? undefined : cfg.pole.panic_input,
-        ],
+        ['panic_input', 'inputs', wireless && !Object.hasOwn(cfg.hardware.inputs, cfg.pole.panic_input) ? undefined : cfg.pole.panic_input],
         ['led_output', 'outputs', cfg.pole.led_output],
         ['strobe_output', 'outputs', cfg.pole.strobe_output],
         ['siren_output', 'outputs', cfg.pole.siren_output],

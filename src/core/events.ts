@@ -135,6 +135,27 @@ export const EVENT_TYPES = {
       snapshot: nullable(z.object({ camera: z.string(), ref: z.string() })),
     }),
   ),
+  // A registered personal alarm tag's button, heard over Bluetooth LE near this device.
+  'alarm.personal': spec(
+    'alarm',
+    z.object({
+      tag: z.string().describe('name of the registered tag'),
+      tag_id: z.string().describe('the id the tag advertises, hex'),
+      person: z
+        .object({ name: z.string(), address: nullable(z.string()), phone: nullable(z.string()), notes: nullable(z.string()) })
+        .describe('who carries the tag, as registered'),
+      adapter: z.string().describe('the Bluetooth adapter that heard it (hci0)'),
+      address: z.string().describe("the tag's Bluetooth address"),
+      rssi_dbm: nullable(z.number()).describe('signal strength: about -50 next to the pole, -90 at the edge of its range'),
+      location: nullable(z.object({ lat: z.number(), lon: z.number() })).describe(
+        'where this device is installed (device.location): the tag is within ~30-100 m of it',
+      ),
+      pressed_at: iso,
+      alarm_id: nullable(z.string()),
+      press: z.number().int().positive(),
+      snapshot: nullable(z.object({ camera: z.string(), ref: z.string() })),
+    }),
+  ),
   // A remote allowed to silence the siren did so; the alarm stays open until the call center clears it.
   'alarm.silenced': spec('hit', z.object({ alarm_id: z.string(), remote: z.string(), household: nullable(z.string()) })),
   // A hopping-code remote sent a code word it had already used: a copy, not a press.

@@ -13,6 +13,8 @@ import { panicPayload } from './panic.js';
 import { PoleAlarm, type PoleContext, type PoleDeps } from './pole.js';
 import { Remotes } from './remotes.js';
 import type { RemoteReceiver } from '../drivers/radio/types.js';
+import type { AdvertScanner } from '../drivers/ble/types.js';
+import { PersonalTags } from './personal-tags.js';
 
 /**
  * The GPIO side of a device: opens the configured inputs and outputs on the selected backend,
@@ -32,6 +34,13 @@ export interface FieldIoDeps {
   pole?: PoleDeps;
   /** The 433 MHz receiver for `radio`; by default rtl_433 or the module on a GPIO line of `backend`. */
   createReceiver?: (radio: Config['radio'], ctx: FieldIoContext & { backend: GpioBackend }) => Promise<RemoteReceiver>;
+  /** The Bluetooth LE scanner for `personal`; by default BlueZ on the configured adapter. */
+  createScanner?: (personal: Config['personal'], ctx: FieldIoContext) => Promise<AdvertScanner>;
+}
+
+async function defaultScanner(personal: Config['personal'], ctx: FieldIoContext): Promise<AdvertScanner> {
+  const { BluezScanner } = await import('../drivers/ble/bluez.js');
+  return new BluezScanner({ adapter: personal.adapter, clock: ctx.clock, logger: ctx.logger.child({ mod: 'ble' }) });
 }
 
 async function defaultReceiver(radio: Config['radio'], ctx: FieldIoContext & { backend: GpioBackend }): Promise<RemoteReceiver> {
@@ -79,6 +88,7 @@ export class FieldIo implements Extension {
   readonly #inputs = new Map<string, { kind: InputConfig['kind']; logic: PanicButton | MotionSensor | DoorSwitch; line: InputLine; edges: number }>();
   #pole: PoleAlarm | undefined;
   #remotes: Remotes | undefined;
+  #tags: PersonalTags | undefined;
   #lineErrors = 0;
 
   constructor(
@@ -150,6 +160,11 @@ export class FieldIo implements Extension {
       this.#remotes = new Remotes(ctx, [receiver], this.#pole);
       await this.#remotes.start();
     }
+    if (ctx.config.personal.enabled) {
+      const scanner = await (this.deps.createScanner ?? defaultScanner)(ctx.config.personal, ctx);
+      this.#tags = new PersonalTags(ctx, scanner, this.#pole);
+      await this.#tags.start();
+    }
     if (hw.backend === 'sim') {
       ctx.control.handle('sim.input', (args) => this.#simInput(args));
       if (radio.receiver === 'gpio') ctx.control.handle('sim.radio', (args) => this.#simRadio(args));
@@ -160,6 +175,8 @@ export class FieldIo implements Extension {
   async stop(): Promise<void> {
     await this.#remotes?.stop();
     this.#remotes = undefined;
+    await this.#tags?.stop();
+    this.#tags = undefined;
     for (const { logic } of this.#inputs.values()) logic.stop();
     await this.#pole?.stop();
     for (const output of this.outputs.values()) {
@@ -187,6 +204,7 @@ export class FieldIo implements Extension {
       line_errors: this.#lineErrors,
       ...(this.#pole ? { pole: this.#pole.status() } : {}),
       ...(this.#remotes ? { remotes: this.#remotes.status() } : {}),
+      ...(this.#tags ? { tags: this.#tags.status() } : {}),
     };
   }
 

@@ -15,7 +15,7 @@ import { takeSnapshot } from './snapshot.js';
 
 /**
  * The smart pole's alarm (and a community kit's): a panic press goes straight to the outbox as
- * `alarm.panic` (a registered remote's press as `alarm.remote`); the moment it is on disk the
+ * `alarm.panic` (a registered remote's press as `alarm.remote`, a personal tag's as `alarm.personal`); the moment it is on disk the
  * button's LED shows "received", the strobe starts (and the siren, when `siren_pattern` is set:
  * a community kit), then a snapshot is taken
  * and sent as `alarm.snapshot`, referenced from the alarm by `snapshot.ref` (the alarm never waits
@@ -25,10 +25,11 @@ import { takeSnapshot } from './snapshot.js';
 
 export type AlarmState = 'idle' | 'raised' | 'acknowledged';
 
-/** What raised an alarm: a wired panic button, or a registered radio remote (its part of `alarm.remote`). */
+/** What raised an alarm: a wired panic button, a registered radio remote or personal tag (their part of the event). */
 export type AlarmTrigger =
   | { kind: 'panic'; input: string }
-  | { kind: 'remote'; remote: Omit<EventPayload<'alarm.remote'>, 'pressed_at' | 'alarm_id' | 'press' | 'snapshot'> };
+  | { kind: 'remote'; remote: Omit<EventPayload<'alarm.remote'>, 'pressed_at' | 'alarm_id' | 'press' | 'snapshot'> }
+  | { kind: 'personal'; tag: Omit<EventPayload<'alarm.personal'>, 'pressed_at' | 'alarm_id' | 'press' | 'snapshot'> };
 
 /** The configured siren pattern, limited to `siren_for` (a pattern that ends by itself is played as it is). */
 export function sirenPattern(configured: unknown, forMs: number): Pattern {
@@ -195,19 +196,16 @@ export class PoleAlarm {
       press: (this.#alarm?.presses ?? 0) + 1,
       snapshot: camera && snapshotRef ? { camera: camera.id, ref: snapshotRef } : null,
     };
-    const input = trigger.kind === 'panic' ? trigger.input : `remote:${trigger.remote.remote}`;
+    const input = trigger.kind === 'panic' ? trigger.input : trigger.kind === 'remote' ? `remote:${trigger.remote.remote}` : `tag:${trigger.tag.tag}`;
+    const pressed = { pressed_at: wallIsoAt(ctx.clock, monoMs), alarm_id: incident.alarmId, press: incident.press, snapshot: incident.snapshot };
     let event;
     try {
       event =
         trigger.kind === 'panic'
           ? await ctx.emit('alarm.panic', panicPayload(ctx.clock, trigger.input, monoMs, incident))
-          : await ctx.emit('alarm.remote', {
-              ...trigger.remote,
-              pressed_at: wallIsoAt(ctx.clock, monoMs),
-              alarm_id: incident.alarmId,
-              press: incident.press,
-              snapshot: incident.snapshot,
-            });
+          : trigger.kind === 'remote'
+            ? await ctx.emit('alarm.remote', { ...trigger.remote, ...pressed })
+            : await ctx.emit('alarm.personal', { ...trigger.tag, ...pressed });
     } catch (err) {
       ctx.logger.fatal({ err, input }, 'PANIC ALARM COULD NOT BE STORED');
       return;

@@ -108,6 +108,7 @@ export class Remotes {
   async start(): Promise<void> {
     const { ctx } = this;
     this.#enrolled = this.#load(ENROLLED_FILE, STORED_REMOTES, {});
+    this.#codes = undefined;
     this.#hops = this.#load(HOPS_FILE, STORED_HOPS, {});
     ctx.commands.register('remotes.enroll', ENROLL_ARGS, (args) => this.#enroll(args));
     ctx.commands.register('remotes.remove', REMOVE_ARGS, (args) => this.#remove(args.name));
@@ -143,8 +144,12 @@ export class Remotes {
     return out;
   }
 
+  /** Registered remotes by code, rebuilt when the registry changes (a press looks one up per frame). */
+  #codes: Map<string, RegisteredRemote> | undefined;
+
   #byCode(code: string): RegisteredRemote | undefined {
-    return Object.values(this.registered()).find((r) => r.code === code);
+    this.#codes ??= new Map(Object.values(this.registered()).map((r) => [r.code, r]));
+    return this.#codes.get(code);
   }
 
   /** One decoded frame from a receiver. */
@@ -320,6 +325,7 @@ export class Remotes {
       throw new CommandError('storage', `cannot store the remotes: ${(err as Error).message}`);
     }
     this.#enrolled = next;
+    this.#codes = undefined;
   }
 
   /** A file of ours in the data directory; missing is empty, damaged is reported and set aside as empty. */

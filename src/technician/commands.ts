@@ -13,7 +13,9 @@ import { chooseInputs, type EdgeReport, formatEdge, watchLines, watchThroughDaem
 import { LOG_LEVELS, type LogLevel, logPrinter, printLines, readJournal } from './logs.js';
 import { countQueued, listQueued, purgeQueued, retryNow } from './outbox-tool.js';
 import { testHere, testPattern, testThroughDaemon } from './output-test.js';
-import { formatLearnItem, learnThroughDaemon } from './remotes-learn.js';
+import { formatLearnItem, type LearnItem } from './remotes-learn.js';
+import { formatTagLearnItem, type TagLearnItem } from './tags-learn.js';
+import { controlStream } from '../gateway/control.js';
 
 /**
  * The technician's commands: `vigia doctor`, `gpio watch`, `outputs test`, `camera snapshot`,
@@ -92,6 +94,45 @@ export function registerTechnicianCommands(program: Command): void {
   registerOutbox(program);
   registerLogs(program);
   registerRemotes(program);
+  registerTags(program);
+}
+
+function registerTags(program: Command): void {
+  const tags = program.command('tags').description('personal alarm tags heard over Bluetooth LE').exitOverride(usageExit);
+  withConfig(
+    tags
+      .command('learn')
+      .description('print every tag press the running daemon hears, registered or not, with the configuration that registers a new tag, until Ctrl-C')
+      .option('--json', 'one JSON object per press'),
+  ).action(
+    action(async (opts: ConfigOpts & { json?: boolean }) => {
+      const config = loadOrFail(opts.config);
+      if (!config.personal.enabled) throw new UsageError('personal alarm tags are not enabled (personal.enabled: true)');
+      const { daemon, socket } = await daemonFor(config, opts);
+      if (!daemon) throw new Error('the daemon is not running: it holds the Bluetooth scan (start it, then learn)');
+      const print = (item: TagLearnItem) => (opts.json ? `${JSON.stringify(item)}\n` : formatTagLearnItem(item));
+      return followLearnStream(socket, 'tags.learn', print, `listening on ${config.personal.adapter}: press each tag's button near the device; Ctrl-C ends`);
+    }),
+  );
+  withConfig(tags.command('list').description('registered tags and the unregistered ones heard lately').option('--json', 'as JSON')).action(
+    action(async (opts: ConfigOpts & { json?: boolean }) => {
+      const config = loadOrFail(opts.config);
+      const { daemon } = await daemonFor(config, opts);
+      if (!daemon) throw new Error('the daemon is not running: the unregistered tags heard lately are its own');
+      const list = (await daemon('tags.list', {})) as {
+        tags: Array<{ name: string; id: string; person: { name: string } }>;
+        unknown: Array<{ id: string; address: string; presses: number; last_seen: string }>;
+      };
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        return 0;
+      }
+      for (const t of list.tags) process.stdout.write(`${t.name.padEnd(20)} ${t.id.padEnd(12)} ${t.person.name}\n`);
+      if (list.tags.length === 0) process.stdout.write('no tags registered\n');
+      for (const u of list.unknown) process.stdout.write(`unregistered ${u.id} (${u.address}): ${u.presses} presses, last ${u.last_seen}\n`);
+      return 0;
+    }),
+  );
 }
 
 function registerRemotes(program: Command): void {
@@ -107,13 +148,8 @@ function registerRemotes(program: Command): void {
       if (config.radio.receiver === 'none') throw new UsageError('no radio receiver is configured (radio.receiver: rtl_433 or gpio)');
       const { daemon, socket } = await daemonFor(config, opts);
       if (!daemon) throw new Error('the daemon is not running: it holds the radio receiver (start it, then learn)');
-      const watch = await learnThroughDaemon(socket, (item) => process.stdout.write(opts.json ? `${JSON.stringify(item)}\n` : formatLearnItem(item)));
-      process.stderr.write(`listening on ${config.radio.receiver}: press the remote's buttons one at a time; Ctrl-C ends\n`);
-      const end = await Promise.race([interrupted().then(() => null), watch.ended.then((reason) => reason ?? 'the daemon closed the stream')]);
-      watch.stop();
-      if (end === null) return 0;
-      process.stderr.write(`vigia: ${end}\n`);
-      return 1;
+      const print = (item: LearnItem) => (opts.json ? `${JSON.stringify(item)}\n` : formatLearnItem(item));
+      return followLearnStream(socket, 'remotes.learn', print, `listening on ${config.radio.receiver}: press the remote's buttons one at a time; Ctrl-C ends`);
     }),
   );
   withConfig(remotes.command('list').description('registered remotes and the unknown codes heard lately').option('--json', 'as JSON')).action(
@@ -170,6 +206,21 @@ function registerDoctor(program: Command): void {
       return report!.ok ? 0 : 1;
     }),
   );
+}
+
+/**
+ * Prints what a learn stream of the daemon sends (`remotes.learn`, `tags.learn`) until Ctrl-C or
+ * the daemon ends it: 0 on Ctrl-C, 1 with the reason when the daemon ended it.
+ */
+async function followLearnStream<T>(socket: string, op: string, print: (item: T) => string, banner: string): Promise<number> {
+  const stream = controlStream(socket, op, {}, (item) => process.stdout.write(print(item as T)));
+  await stream.started;
+  process.stderr.write(`${banner}\n`);
+  const end = await Promise.race([interrupted().then(() => null), stream.ended.then((reason) => reason ?? 'the daemon closed the stream')]);
+  stream.close();
+  if (end === null) return 0;
+  process.stderr.write(`vigia: ${end}\n`);
+  return 1;
 }
 
 /** Resolves on Ctrl-C or SIGTERM (once). */

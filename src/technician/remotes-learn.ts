@@ -1,5 +1,4 @@
 import type { PressReport, UnknownCode } from '../features/remotes.js';
-import { controlStream } from '../gateway/control.js';
 
 /**
  * `vigia remotes learn`: a technician enrolling a new remote presses it and sees its code, with
@@ -10,17 +9,6 @@ import { controlStream } from '../gateway/control.js';
 export type UnknownReport = UnknownCode;
 
 export type LearnItem = { press: PressReport } | { unknown: UnknownReport };
-
-export interface LearnWatch {
-  readonly ended: Promise<string | null>;
-  stop(): void;
-}
-
-export async function learnThroughDaemon(socketPath: string, onItem: (item: LearnItem) => void): Promise<LearnWatch> {
-  const stream = controlStream(socketPath, 'remotes.learn', {}, (item) => onItem(item as LearnItem));
-  await stream.started;
-  return { ended: stream.ended, stop: () => stream.close() };
-}
 
 const rssi = (db: number | null) => (db === null ? '' : `  ${db.toFixed(1)} dB`);
 const button = (b: number | null) => (b === null ? '' : `  button ${b}`);

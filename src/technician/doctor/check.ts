@@ -27,6 +27,13 @@ export interface StatusView {
   disk: { full: boolean; free_bytes: number | null };
   'field-io'?: {
     backend: string | null;
+    tags?: {
+      scanner: { id: string; adverts: number; restarts: number; scanning: boolean; last_error: string | null };
+      registered: number;
+      ours: number;
+      presses: number;
+      unknown_presses: number;
+    };
     inputs: Record<string, { kind: string; line: string }>;
     outputs: Record<string, { value: boolean; errors: number }>;
     line_errors: number;
@@ -72,6 +79,8 @@ export interface DoctorContext {
   gpio: Omit<SelectGpioDeps, 'clock'>;
   /** Where the clock helper's socket is when `vigia-clock.socket` is enabled. */
   clockHelperSocket: string;
+  /** A D-Bus address instead of the system bus, for BlueZ (tests). */
+  dbusAddress?: string;
 }
 
 export type Check = (ctx: DoctorContext) => Promise<DoctorCheck[]>;

@@ -11,6 +11,7 @@ import { gpsCheck } from './gps.js';
 import { hotlistCheck } from './hotlist.js';
 import { noderedCheck } from './nodered.js';
 import { radioCheck } from './radio.js';
+import { bluetoothCheck } from './bluetooth.js';
 import { storageChecks } from './storage.js';
 
 export type { DoctorCheck } from './check.js';
@@ -43,6 +44,8 @@ export interface DoctorOptions {
   gpio?: DoctorContext['gpio'];
   /** Default /run/vigia-clock.sock. */
   clockHelperSocket?: string;
+  /** Default: the system bus. */
+  dbusAddress?: string;
 }
 
 /** In the order a technician works through them: the box, its time, its link, then what is wired to it. */
@@ -54,6 +57,7 @@ const CHECKS: readonly { group: string; run: Check }[] = [
   { group: 'cameras', run: cameraChecks },
   { group: 'gps', run: gpsCheck },
   { group: 'radio', run: radioCheck },
+  { group: 'bluetooth', run: bluetoothCheck },
   { group: 'hotlist', run: hotlistCheck },
   { group: 'node-red', run: noderedCheck },
 ];
@@ -87,6 +91,7 @@ export async function doctorReport(config: Config, opts: DoctorOptions): Promise
     timedatectlSynced: opts.timedatectlSynced ?? probeTimedatectl,
     gpio: opts.gpio ?? {},
     clockHelperSocket: opts.clockHelperSocket ?? CLOCK_HELPER_SOCKET,
+    ...(opts.dbusAddress ? { dbusAddress: opts.dbusAddress } : {}),
   };
   // A check that throws is a failure of its own, never the end of the report.
   const results = await Promise.all(

@@ -1,0 +1,230 @@
+import type { Config } from '../config/schema.js';
+import { wallIsoAt } from '../core/clock.js';
+import type { EventPayload } from '../core/events.js';
+import { type ExtensionContext, NO_ARGS } from '../core/extension.js';
+import type { Advert, AdvertScanner } from '../drivers/ble/types.js';
+import type { PoleAlarm } from './pole.js';
+
+/**
+ * Personal alarm tags (students, people living alone): a tag advertises over Bluetooth LE, and
+ * while its button is pressed its advertisement carries a button flag. A pole or kit that hears a
+ * registered tag's flag raises its alarm as `alarm.personal`, with the person, the signal strength
+ * and the device's own location (the tag is within radio range of it); the adverts of one press
+ * (repeated for a few seconds) are one press, and a new value of the tag's press counter is a new
+ * press at once.
+ *
+ * The format is configured (`personal.format`), for tags whose firmware can put a fixed prefix, an
+ * id and a button flag in their manufacturer-specific data: iBeacon-style by default (Apple's
+ * company id, `02 15`, the fleet's UUID, the major as the tag id, the minor's top bit as the
+ * button and its low byte as a press counter), which most programmable SOS beacons can send.
+ *
+ * Like fixed-code remotes, advertisements are not authenticated: anyone who records a tag's press
+ * can play it back. A false alarm is the risk, not a missed one; the README says so.
+ */
+
+export type PersonalTagsContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'emit' | 'commands' | 'control'>;
+
+type Format = Config['personal']['format'];
+
+/** What a tag's advertisement says, read with the configured format; null when it is not one of ours. */
+export interface TagAdvert {
+  id: string;
+  pressed: boolean;
+  counter: number | null;
+}
+
+export function readTagAdvert(format: Format, manufacturerData: ReadonlyMap<number, Uint8Array>): TagAdvert | null {
+  const data = manufacturerData.get(format.company_id);
+  if (!data) return null;
+  const prefix = format.prefix ?? '';
+  for (let i = 0; i < prefix.length / 2; i++) if (data[i] !== Number.parseInt(prefix.slice(2 * i, 2 * i + 2), 16)) return null;
+  const need = Math.max(format.id_offset + format.id_length, format.button_offset + 1, (format.counter_offset ?? -1) + 1);
+  if (data.length < need) return null;
+  let id = '';
+  for (let i = format.id_offset; i < format.id_offset + format.id_length; i++) id += data[i]!.toString(16).padStart(2, '0');
+  const pressed = (data[format.button_offset]! & format.button_mask) !== 0;
+  let counter: number | null = null;
+  if (format.counter_offset !== null) {
+    // The counter shares its byte with the flag in some layouts: the flag's bits are not part of it.
+    counter = format.counter_offset === format.button_offset ? data[format.counter_offset]! & ~format.button_mask & 0xff : data[format.counter_offset]!;
+  }
+  return { id, pressed, counter };
+}
+
+/** A tag heard lately that is not registered, for the technician registering it. */
+export interface UnknownTag {
+  id: string;
+  address: string;
+  pressed: boolean;
+  adverts: number;
+  presses: number;
+  rssi_dbm: number | null;
+  first_seen: string;
+  last_seen: string;
+}
+
+/** What `vigia tags learn` shows for each press it sees. */
+export interface TagPressReport {
+  id: string;
+  tag: string | null;
+  address: string;
+  rssi_dbm: number | null;
+  counter: number | null;
+  time: string;
+}
+
+interface PressState {
+  /** The last advert with the flag, monotonic ms. */
+  lastFlagMono: number;
+  counter: number | null;
+}
+
+export class PersonalTags {
+  #presses = new Map<string, PressState>();
+  #unknown = new Map<string, UnknownTag>();
+  #learners = new Set<(report: TagPressReport) => void>();
+  #byId = new Map<string, string>();
+  #counts = { adverts: 0, ours: 0, presses: 0, alarms: 0, weak: 0, unknown_presses: 0 };
+  #pressLatency: number[] = [];
+  #lastError: string | null = null;
+
+  constructor(
+    private readonly ctx: PersonalTagsContext,
+    private readonly scanner: AdvertScanner,
+    private readonly pole: PoleAlarm | undefined,
+  ) {}
+
+  async start(): Promise<void> {
+    const { ctx } = this;
+    for (const [name, tag] of Object.entries(ctx.config.tags)) this.#byId.set(tag.id, name);
+    ctx.commands.register('tags.list', NO_ARGS, () => this.list());
+    ctx.control.handle('tags.list', () => this.list());
+    ctx.control.handleStream('tags.learn', (_args, send) => {
+      for (const u of this.#unknown.values()) send({ unknown: u });
+      const learner = (report: TagPressReport) => send({ press: report });
+      this.#learners.add(learner);
+      return () => this.#learners.delete(learner);
+    });
+    this.scanner.on('advert', (advert) => void this.advert(advert));
+    this.scanner.on('error', (err) => {
+      this.#lastError = err.message;
+    });
+    await this.scanner.start();
+    ctx.logger.info({ adapter: this.scanner.id, tags: this.#byId.size }, 'personal alarm tags listening');
+  }
+
+  async stop(): Promise<void> {
+    await this.scanner.stop().catch(() => undefined);
+    this.#learners.clear();
+  }
+
+  /** One advertisement from the scanner. */
+  async advert(advert: Advert): Promise<void> {
+    const { ctx } = this;
+    const cfg = ctx.config.personal;
+    this.#counts.adverts++;
+    const read = readTagAdvert(cfg.format, advert.manufacturerData);
+    if (!read) return;
+    this.#counts.ours++;
+    const name = this.#byId.get(read.id);
+    if (name && read.pressed) {
+      // BlueZ reports changes only: forgotten, the tag's next advert is reported even if identical
+      // (a repeat of this press, or a tag that is silent between presses and has no counter).
+      void this.scanner.forget(advert.address);
+    }
+    if (advert.rssiDbm !== null && advert.rssiDbm < cfg.min_rssi_dbm) {
+      this.#counts.weak++;
+      return;
+    }
+    if (!name) this.#rememberUnknown(read, advert);
+    if (!read.pressed) return;
+    const last = this.#presses.get(read.id);
+    this.#presses.set(read.id, { lastFlagMono: advert.monoMs, counter: read.counter });
+    const samePress =
+      last !== undefined && advert.monoMs >= last.lastFlagMono && advert.monoMs - last.lastFlagMono < cfg.press_gap && last.counter === read.counter;
+    if (samePress) return;
+    if (this.#presses.size > 4096) this.#forgetOldPresses(advert.monoMs);
+    this.#counts.presses++;
+    const time = wallIsoAt(ctx.clock, advert.monoMs);
+    for (const learner of this.#learners)
+      learner({ id: read.id, tag: name ?? null, address: advert.address, rssi_dbm: advert.rssiDbm, counter: read.counter, time });
+    if (!name) {
+      this.#counts.unknown_presses++;
+      const unknown = this.#unknown.get(read.id);
+      if (unknown) unknown.presses++;
+      ctx.logger.debug({ tag_id: read.id, rssi_dbm: advert.rssiDbm }, 'press of an unregistered tag');
+      return;
+    }
+    const tag = ctx.config.tags[name]!;
+    this.#counts.alarms++;
+    ctx.logger.info({ tag: name, rssi_dbm: advert.rssiDbm }, 'personal alarm tag pressed');
+    const trigger: Omit<EventPayload<'alarm.personal'>, 'pressed_at' | 'alarm_id' | 'press' | 'snapshot'> = {
+      tag: name,
+      tag_id: read.id,
+      person: { name: tag.person.name, address: tag.person.address ?? null, phone: tag.person.phone ?? null, notes: tag.person.notes ?? null },
+      adapter: this.scanner.id,
+      address: advert.address,
+      rssi_dbm: advert.rssiDbm,
+      location: ctx.config.device.location ?? null,
+    };
+    if (this.pole) await this.pole.raise({ kind: 'personal', tag: trigger }, advert.monoMs);
+    else {
+      try {
+        await ctx.emit('alarm.personal', { ...trigger, pressed_at: time, alarm_id: null, press: 1, snapshot: null });
+      } catch (err) {
+        ctx.logger.fatal({ err, tag: name }, 'PERSONAL ALARM COULD NOT BE STORED');
+      }
+    }
+    this.#pressLatency.push(ctx.clock.monoNow() - advert.monoMs);
+    if (this.#pressLatency.length > 1000) this.#pressLatency.splice(0, this.#pressLatency.length - 1000);
+  }
+
+  status() {
+    const sorted = [...this.#pressLatency].sort((a, b) => a - b);
+    return {
+      scanner: { id: this.scanner.id, ...this.scanner.stats(), last_error: this.#lastError },
+      registered: this.#byId.size,
+      ...this.#counts,
+      unknown_tags: this.#unknown.size,
+      // Advert received to alarm on disk with the outputs playing.
+      press_to_stored_ms_p50: sorted.length ? Math.round(sorted[Math.floor(sorted.length / 2)]! * 10) / 10 : null,
+    };
+  }
+
+  list() {
+    return {
+      tags: Object.entries(this.ctx.config.tags).map(([name, t]) => ({ name, id: t.id, person: t.person })),
+      unknown: [...this.#unknown.values()],
+    };
+  }
+
+  #rememberUnknown(read: TagAdvert, advert: Advert): void {
+    const time = wallIsoAt(this.ctx.clock, advert.monoMs);
+    const known = this.#unknown.get(read.id);
+    if (known) {
+      this.#unknown.delete(read.id); // re-inserted: least recently heard first
+      known.adverts++;
+      known.address = advert.address;
+      known.pressed = read.pressed;
+      known.rssi_dbm = advert.rssiDbm;
+      known.last_seen = time;
+      this.#unknown.set(read.id, known);
+    } else {
+      this.#unknown.set(read.id, {
+        id: read.id,
+        address: advert.address,
+        pressed: read.pressed,
+        adverts: 1,
+        presses: 0,
+        rssi_dbm: advert.rssiDbm,
+        first_seen: time,
+        last_seen: time,
+      });
+    }
+    while (this.#unknown.size > this.ctx.config.personal.learn_window) this.#unknown.delete(this.#unknown.keys().next().value!);
+  }
+
+  #forgetOldPresses(now: number): void {
+    for (const [id, p] of this.#presses) if (now - p.lastFlagMono > this.ctx.config.personal.press_gap) this.#presses.delete(id);
+  }
+}

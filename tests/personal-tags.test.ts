@@ -1,0 +1,202 @@
+import { EventEmitter } from 'node:events';
+import { rmSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { z } from 'zod';
+import { ConfigError, loadConfig } from '../src/config/index.js';
+import { ManualClock } from '../src/core/clock.js';
+import { EVENT_TYPES, type EventPayload, type EventType } from '../src/core/events.js';
+import { createLogger } from '../src/core/logger.js';
+import type { Advert, AdvertScanner, ScannerStats } from '../src/drivers/ble/types.js';
+import { PersonalTags, type PersonalTagsContext, readTagAdvert, type TagPressReport } from '../src/features/personal-tags.js';
+import { writeDeviceConfig } from './helpers/daemon.js';
+
+// Personal alarm tags in process: adverts from a scanner become presses, a registered tag's press
+// raises alarm.personal with the person and the device's location, the repeats of one press are
+// one alarm, and unregistered tags, other beacons and weak adverts raise nothing. The BlueZ
+// scanner itself runs on a real kernel and bluetoothd in the hardware rig (tests/hardware).
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const UUID = 'f7826da64fa24e988024bc5b71e0893e';
+const PREFIX = `0215${UUID}`;
+
+class FakeScanner extends EventEmitter<{ advert: [Advert]; error: [Error] }> implements AdvertScanner {
+  readonly id = 'hci0';
+  forgotten: string[] = [];
+  async start() {}
+  async stop() {}
+  async forget(address: string) {
+    this.forgotten.push(address);
+  }
+  stats(): ScannerStats {
+    return { adverts: 0, restarts: 0, scanning: true };
+  }
+}
+
+/** An iBeacon frame as the default format reads it: major = tag id, minor = button bit + counter. */
+function ibeacon(major: number, pressed: boolean, counter: number, uuid = UUID): Map<number, Uint8Array> {
+  const minor = (pressed ? 0x8000 : 0) | (counter & 0xff);
+  const hex = `0215${uuid}${major.toString(16).padStart(4, '0')}${minor.toString(16).padStart(4, '0')}c5`;
+  return new Map([[0x004c, Uint8Array.from(Buffer.from(hex, 'hex'))]]);
+}
+
+const person = { name: 'Ana Pérez', phone: '+56 9 8765 4321', notes: 'Colegio San Joaquín, 3° medio' };
+
+function setup(over: Record<string, unknown> = {}) {
+  const { dir, file } = writeDeviceConfig('mqtt://127.0.0.1:1', {
+    device: { profile: 'community', location: { lat: -29.9045, lon: -71.2489 } },
+    personal: { enabled: true, format: { prefix: PREFIX }, press_gap: '5s', learn_window: 2, min_rssi_dbm: -95 },
+    tags: { 'ana-perez': { id: '002a', person } },
+    ...over,
+  });
+  dirs.push(dir);
+  const config = loadConfig(file);
+  const clock = new ManualClock();
+  const events: Array<{ type: EventType; payload: Record<string, unknown> }> = [];
+  const commands = new Map<string, { args: z.ZodType; handler: (args: unknown) => unknown }>();
+  const streams = new Map<string, (args: Record<string, unknown>, send: (item: unknown) => void) => () => void>();
+  const ctx = {
+    config,
+    logger: createLogger('silent'),
+    clock,
+    emit<T extends EventType>(type: T, payload: EventPayload<T>) {
+      EVENT_TYPES[type].payload.parse(payload); // what the real sink checks
+      events.push({ type, payload: payload as Record<string, unknown> });
+      return Promise.resolve({ id: `e${events.length}`, type, payload });
+    },
+    commands: { register: (name: string, args: z.ZodType, handler: (args: unknown) => unknown) => commands.set(name, { args, handler }) },
+    control: { handle: () => undefined, handleStream: (op: string, h: never) => streams.set(op, h) },
+  } as unknown as PersonalTagsContext;
+  const scanner = new FakeScanner();
+  const tags = new PersonalTags(ctx, scanner, undefined);
+  const advert = async (data: Map<number, Uint8Array>, rssiDbm: number | null = -61, address = 'C3:11:22:33:44:55') => {
+    const a: Advert = { address, rssiDbm, manufacturerData: data, monoMs: clock.monoNow() };
+    scanner.emit('advert', a);
+    await new Promise((r) => setImmediate(r));
+  };
+  return { config, clock, events, tags, scanner, advert, streams, commands };
+}
+
+describe('personal alarm tags', () => {
+  it('raises one alarm.personal per press, with the person, RSSI and the pole location, and a new counter is a new press', async () => {
+    const t = setup();
+    await t.tags.start();
+    // Idle adverts: nothing.
+    await t.advert(ibeacon(0x2a, false, 6));
+    t.clock.advance(1000);
+    // Pressed: the flag set and the counter moved; repeated every 100 ms for 3 s.
+    for (let i = 0; i < 30; i++) {
+      await t.advert(ibeacon(0x2a, true, 7), -61 - (i % 5));
+      t.clock.advance(100);
+    }
+    expect(t.events).toHaveLength(1);
+    expect(t.events[0]).toMatchObject({
+      type: 'alarm.personal',
+      payload: {
+        tag: 'ana-perez',
+        tag_id: '002a',
+        person: { name: 'Ana Pérez', phone: '+56 9 8765 4321', address: null, notes: person.notes },
+        adapter: 'hci0',
+        address: 'C3:11:22:33:44:55',
+        rssi_dbm: -61,
+        location: { lat: -29.9045, lon: -71.2489 },
+        alarm_id: null,
+        press: 1,
+      },
+    });
+    // Each flagged advert of a registered tag is forgotten by the scanner, so the next one is reported.
+    expect(t.scanner.forgotten).toHaveLength(30);
+    // Pressed again within the gap: the counter moved, so it is a new press at once.
+    await t.advert(ibeacon(0x2a, true, 8));
+    expect(t.events).toHaveLength(2);
+    // The same counter after a pause longer than the gap: a new press too (a tag that wrapped or restarted).
+    t.clock.advance(6000);
+    await t.advert(ibeacon(0x2a, true, 8));
+    expect(t.events).toHaveLength(3);
+    expect(t.tags.status()).toMatchObject({ ours: 33, presses: 3, alarms: 3, unknown_presses: 0, registered: 1 });
+  });
+
+  it('folds a tag without a counter by the gap alone', async () => {
+    const t = setup({ personal: { enabled: true, format: { prefix: PREFIX, counter_offset: null }, press_gap: '2s' } });
+    await t.tags.start();
+    for (let i = 0; i < 10; i++) {
+      await t.advert(ibeacon(0x2a, true, i)); // the counter byte is not read
+      t.clock.advance(500);
+    }
+    expect(t.events).toHaveLength(1);
+    t.clock.advance(2500);
+    await t.advert(ibeacon(0x2a, true, 0));
+    expect(t.events).toHaveLength(2);
+  });
+
+  it('ignores other beacons, weak adverts and unregistered tags, and shows the unregistered ones for learning', async () => {
+    const t = setup();
+    await t.tags.start();
+    const seen: unknown[] = [];
+    t.streams.get('tags.learn')!({}, (item) => seen.push(item));
+    // Another fleet's iBeacon (other UUID), an iPhone's Apple data, another company's data.
+    await t.advert(ibeacon(0x2a, true, 1, '00112233445566778899aabbccddeeff'));
+    await t.advert(new Map([[0x004c, Uint8Array.from([0x10, 0x05, 0x01, 0x18, 0x00, 0x00, 0x00])]]));
+    await t.advert(new Map([[0x0059, Uint8Array.from(Buffer.from(PREFIX, 'hex'))]]));
+    // A registered tag too far away.
+    await t.advert(ibeacon(0x2a, true, 1), -99);
+    // Unregistered tags of our fleet: remembered (learn_window 2), pressed or not.
+    await t.advert(ibeacon(0x0101, false, 1), -70, 'D0:00:00:00:01:01');
+    t.clock.advance(1000);
+    await t.advert(ibeacon(0x0102, true, 2), -72, 'D0:00:00:00:01:02');
+    t.clock.advance(1000);
+    await t.advert(ibeacon(0x0103, true, 3), -74, 'D0:00:00:00:01:03');
+    expect(t.events).toHaveLength(0);
+    expect(t.tags.list().unknown.map((u) => u.id)).toEqual(['0102', '0103']);
+    expect(t.tags.list().unknown[1]).toMatchObject({ address: 'D0:00:00:00:01:03', pressed: true, presses: 1, rssi_dbm: -74 });
+    expect(seen.map((s) => (s as { press: TagPressReport }).press.id)).toEqual(['0102', '0103']);
+    // Only the registered tag is forgotten (its next, maybe stronger, advert must be reported);
+    // unregistered tags' adverts are not ours to chase.
+    expect(t.scanner.forgotten).toEqual(['C3:11:22:33:44:55']);
+    expect(t.tags.status()).toMatchObject({ adverts: 7, ours: 4, weak: 1, presses: 2, alarms: 0, unknown_presses: 2, unknown_tags: 2 });
+  });
+
+  it('reads a configured layout: another company, the flag and counter in one byte', () => {
+    const t = setup({
+      personal: {
+        enabled: true,
+        format: { company_id: 0xffff, prefix: '5647', id_offset: 2, id_length: 4, button_offset: 6, button_mask: 0x01, counter_offset: 6 },
+      },
+      tags: {},
+    });
+    const data = (b: number[]) => new Map([[0xffff, Uint8Array.from(b)]]);
+    expect(readTagAdvert(t.config.personal.format, data([0x56, 0x47, 0xde, 0xad, 0xbe, 0xef, 0x0b]))).toEqual({ id: 'deadbeef', pressed: true, counter: 0x0a });
+    expect(readTagAdvert(t.config.personal.format, data([0x56, 0x47, 0xde, 0xad, 0xbe, 0xef, 0x0a]))).toEqual({
+      id: 'deadbeef',
+      pressed: false,
+      counter: 0x0a,
+    });
+    // Too short, wrong prefix: not a tag.
+    expect(readTagAdvert(t.config.personal.format, data([0x56, 0x47, 0xde, 0xad]))).toBeNull();
+    expect(readTagAdvert(t.config.personal.format, data([0x56, 0x48, 0xde, 0xad, 0xbe, 0xef, 0x0b]))).toBeNull();
+  });
+
+  it('rejects a configuration that would read every beacon as a tag, or tags it cannot match', () => {
+    const bad = (over: Record<string, unknown>) => {
+      const { dir, file } = writeDeviceConfig('mqtt://127.0.0.1:1', { device: { profile: 'community' }, ...over });
+      dirs.push(dir);
+      try {
+        loadConfig(file);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        return (err as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(bad({ personal: { enabled: true } })).toMatch(/personal\.format\.prefix/);
+    expect(bad({ personal: { enabled: true, format: { prefix: PREFIX } }, tags: { a: { id: '2a', person } } })).toMatch(/tags\.a\.id.*4 hex digits/s);
+    expect(bad({ personal: { enabled: true, format: { prefix: PREFIX } }, tags: { a: { id: '002a', person }, b: { id: '002A', person } } })).toMatch(
+      /already registered as a/,
+    );
+    expect(bad({ tags: { a: { id: '002a', person } } })).toMatch(/personal alarms are not enabled/);
+    expect(bad({ personal: { enabled: true, format: { prefix: PREFIX, button_offset: 18 } } })).toMatch(/overlaps the tag id/);
+  });
+});
