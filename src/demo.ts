@@ -49,6 +49,26 @@ class DemoScenario implements Extension {
       const id = remote?.code.startsWith('ev1527:') ? Number.parseInt(remote.code.slice('ev1527:'.length), 16) : undefined;
       if (id !== undefined) every(50_000, () => controlRequest(socket, 'sim.radio', { pulses_us: ev1527Train((id << 4) | 1, { repeats: 12 }) }));
     }
+    // A student's tag near the pole, as the adapter would hear it: adverts with the button flag for
+    // two seconds (one alarm.personal), then idle ones.
+    const [tag] = Object.values(this.ctx.config.tags);
+    const prefix = this.ctx.config.personal.format.prefix;
+    if (this.ctx.config.personal.enabled && tag && prefix !== undefined) {
+      let counter = 0;
+      const advert = (pressed: boolean) => {
+        const minor = ((pressed ? 0x80 : 0) << 8) | (counter & 0xff);
+        const data = `${prefix}${tag.id.padStart(4, '0')}${minor.toString(16).padStart(4, '0')}c5`;
+        return controlRequest(socket, 'sim.advert', { manufacturer_data: { [this.ctx.config.personal.format.company_id]: data }, rssi_dbm: -64 });
+      };
+      every(55_000, async () => {
+        counter++;
+        for (let i = 0; i < 10; i++) {
+          await advert(true);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        await advert(false);
+      });
+    }
     every(30_000, async () => {
       await input('panic', true);
       await new Promise((r) => setTimeout(r, 300));
@@ -137,6 +157,7 @@ process.stderr.write(
     `  npx vigia sim burst -c config/demo.yaml --count 1000 --type sim.test --priority read`,
     'A synthetic car passes the demo gate camera every 6 s; BB·CL·12 is on the hotlist (plate.hit, alarm priority).',
     "A neighbour's radio remote is pressed every 50 s (alarm.remote, with the household): npx vigia remotes learn -c config/demo.yaml",
+    "A student's Bluetooth alarm tag is pressed every 55 s (alarm.personal, with the person): npx vigia tags learn -c config/demo.yaml",
     'The panic button is pressed every 30 s (alarm.panic, then alarm.snapshot). Answer as the call center would:',
     `  npx vigia cmd sign -c config/demo.yaml -n alarm.ack | npx mqtt pub -h ${host} -p ${port} -t vigia/la-serena/pole-demo/cmd/alarm.ack -s`,
     `  npx vigia cmd sign -c config/demo.yaml -n alarm.clear | npx mqtt pub -h ${host} -p ${port} -t vigia/la-serena/pole-demo/cmd/alarm.clear -s`,

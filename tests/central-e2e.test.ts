@@ -143,6 +143,31 @@ describe('operator console in Chromium, against a real pole', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'central-console-remote.png') });
     expect(rig.problems).toEqual([]);
   });
+
+  it("shows a personal alarm tag's press with who carries it, the tag and how close it was", async () => {
+    const page = await rig.operatorPage('oscar', 'oscar-password-1');
+    await publishAs('pole-0207', 'alarm.personal', 'alarm', {
+      tag: 'ana-perez',
+      tag_id: '002a',
+      person: { name: 'Ana Pérez', address: null, phone: '+56 9 8765 4321', notes: 'Colegio San Joaquín' },
+      adapter: 'hci0',
+      address: 'C3:11:22:33:44:55',
+      rssi_dbm: -67,
+      location: { lat: -29.9045, lon: -71.2489 },
+      pressed_at: new Date().toISOString(),
+      alarm_id: null,
+      press: 1,
+      snapshot: null,
+    });
+    const row = page.locator('.alarm[data-device="pole-0207"]');
+    await row.waitFor({ timeout: 10_000 });
+    await expect(row.locator('.what').textContent()).resolves.toBe('Alarma personal · Ana Pérez');
+    await expect(row.locator('.household').textContent()).resolves.toBe('+56 9 8765 4321 · Colegio San Joaquín');
+    await expect(row.locator('.tag').textContent()).resolves.toBe('Dispositivo 002a · -67 dBm');
+    expect(await row.locator('button.ack').count()).toBe(1);
+    expect(await row.locator('button.clear').count()).toBe(1);
+    expect(rig.problems).toEqual([]);
+  });
 });
 
 describe('map, devices, search, hotlist and users in Chromium', () => {

@@ -1,6 +1,7 @@
+import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { ConfigError, loadConfig } from '../src/config/index.js';
 import { ManualClock } from '../src/core/clock.js';
@@ -8,7 +9,10 @@ import { EVENT_TYPES, type EventPayload, type EventType } from '../src/core/even
 import { createLogger } from '../src/core/logger.js';
 import type { Advert, AdvertScanner, ScannerStats } from '../src/drivers/ble/types.js';
 import { PersonalTags, type PersonalTagsContext, readTagAdvert, type TagPressReport } from '../src/features/personal-tags.js';
-import { writeDeviceConfig } from './helpers/daemon.js';
+import type { VigiaEvent } from '../src/core/event.js';
+import { CLI, DaemonProcess, writeDeviceConfig } from './helpers/daemon.js';
+import { type Broker, startMosquitto } from './helpers/mosquitto.js';
+import { Subscriber } from './helpers/subscriber.js';
 
 // Personal alarm tags in process: adverts from a scanner become presses, a registered tag's press
 // raises alarm.personal with the person and the device's location, the repeats of one press are
@@ -199,4 +203,73 @@ describe('personal alarm tags', () => {
     expect(bad({ tags: { a: { id: '002a', person } } })).toMatch(/personal alarms are not enabled/);
     expect(bad({ personal: { enabled: true, format: { prefix: PREFIX, button_offset: 18 } } })).toMatch(/overlaps the tag id/);
   });
+});
+
+describe('personal alarm tags in the daemon (simulated adapter, real Mosquitto)', () => {
+  let broker: Broker;
+  let sub: Subscriber;
+  let daemon: DaemonProcess;
+  let cfg: ReturnType<typeof writeDeviceConfig>;
+  const events = (type: string) => sub.events.filter((e) => e.event.type === type).map((e) => e.event as VigiaEvent<Record<string, any>>);
+  const hear = (data: Map<number, Uint8Array>, address = 'C3:11:22:33:44:55') =>
+    daemon.request('sim.advert', {
+      manufacturer_data: Object.fromEntries([...data].map(([company, bytes]) => [company, Buffer.from(bytes).toString('hex')])),
+      address,
+      rssi_dbm: -70,
+    });
+
+  beforeAll(async () => {
+    broker = await startMosquitto();
+    sub = new Subscriber(broker.url);
+    await sub.connect();
+    cfg = writeDeviceConfig(broker.url, {
+      device: { id: 'kit-0040', profile: 'community', location: { lat: -29.9045, lon: -71.2489 } },
+      hardware: { outputs: { siren: { line: 'GPIO24', kind: 'siren' }, strobe: { line: 'GPIO23', kind: 'strobe' } } },
+      pole: { siren_output: 'siren', strobe_output: 'strobe', siren_pattern: 'on' },
+      radio: { receiver: 'none' },
+      personal: { enabled: true, format: { prefix: PREFIX }, press_gap: '2s' },
+      tags: { 'ana-perez': { id: '002a', person } },
+    });
+    daemon = new DaemonProcess(cfg.file, cfg.socket);
+    await daemon.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await daemon?.kill('SIGTERM');
+    await sub?.close();
+    await broker?.stop();
+  });
+
+  it('a press is one alarm.personal at the broker, the kit sounds its siren, and `vigia tags learn` shows an unregistered tag with its registration', async () => {
+    const learn = spawn(process.execPath, [CLI, 'tags', 'learn', '-c', cfg.file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    learn.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+    const exited = new Promise<number | null>((resolve) => learn.once('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      learn.stderr.setEncoding('utf8').on('data', (s: string) => s.includes('listening on hci0') && resolve());
+      learn.once('exit', () => reject(new Error('tags learn exited early')));
+    });
+    for (let i = 0; i < 8; i++) await hear(ibeacon(0x2a, true, 3));
+    await hear(ibeacon(0x2a, false, 3));
+    await hear(ibeacon(0x0bad, true, 1), 'D0:00:00:00:0B:AD');
+    await sub.waitFor(() => events('alarm.personal').length === 1 && out.includes('0bad'), 10_000, 'alarm.personal and the unregistered tag');
+    learn.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(events('alarm.personal')[0]!.payload).toMatchObject({
+      tag: 'ana-perez',
+      person: { name: 'Ana Pérez' },
+      rssi_dbm: -70,
+      location: { lat: -29.9045, lon: -71.2489 },
+      press: 1,
+    });
+    expect(out).toContain('tag 002a  ana-perez  C3:11:22:33:44:55  -70 dBm  counter 3');
+    expect(out).toContain('tag 0bad  UNREGISTERED');
+    expect(out).toContain('id: "0bad"');
+    const outputs = await daemon.request<Record<string, { value: boolean }>>('sim.outputs');
+    expect(outputs.siren, JSON.stringify(outputs)).toMatchObject({ value: true });
+    // A malformed advert is refused with a reason; the daemon goes on.
+    await expect(daemon.request('sim.advert', { manufacturer_data: { '76': 'xyz' } })).rejects.toThrow(/not hex bytes/);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(events('alarm.personal')).toHaveLength(1);
+  }, 30_000);
 });

@@ -14,6 +14,7 @@ import { PoleAlarm, type PoleContext, type PoleDeps } from './pole.js';
 import { Remotes } from './remotes.js';
 import type { RemoteReceiver } from '../drivers/radio/types.js';
 import type { AdvertScanner } from '../drivers/ble/types.js';
+import { SimAdvertScanner } from '../drivers/ble/sim.js';
 import { PersonalTags } from './personal-tags.js';
 
 /**
@@ -39,6 +40,8 @@ export interface FieldIoDeps {
 }
 
 async function defaultScanner(personal: Config['personal'], ctx: FieldIoContext): Promise<AdvertScanner> {
+  // Simulated hardware has no radio either: adverts come from `sim.advert` (the demo, vigia sim).
+  if (ctx.config.hardware.backend === 'sim') return new SimAdvertScanner(personal.adapter);
   const { BluezScanner } = await import('../drivers/ble/bluez.js');
   return new BluezScanner({ adapter: personal.adapter, clock: ctx.clock, logger: ctx.logger.child({ mod: 'ble' }) });
 }
@@ -123,7 +126,7 @@ export class FieldIo implements Extension {
     // The alarm: a pole's panic button, a community kit's remotes, or both.
     const pole = ctx.config.pole;
     const radio = ctx.config.radio;
-    if (pole.enabled && (Object.hasOwn(hw.inputs, pole.panic_input) || radio.receiver !== 'none')) {
+    if (pole.enabled && (Object.hasOwn(hw.inputs, pole.panic_input) || radio.receiver !== 'none' || ctx.config.personal.enabled)) {
       this.#pole = new PoleAlarm(ctx, this, this.deps.pole);
       this.#pole.registerCommands();
     }
@@ -164,6 +167,7 @@ export class FieldIo implements Extension {
       const scanner = await (this.deps.createScanner ?? defaultScanner)(ctx.config.personal, ctx);
       this.#tags = new PersonalTags(ctx, scanner, this.#pole);
       await this.#tags.start();
+      if (scanner instanceof SimAdvertScanner) ctx.control.handle('sim.advert', (args) => this.#simAdvert(scanner, args));
     }
     if (hw.backend === 'sim') {
       ctx.control.handle('sim.input', (args) => this.#simInput(args));
@@ -340,6 +344,26 @@ export class FieldIo implements Extension {
     sim.drive(ref, !radio.active_low, at);
     sim.drive(ref, radio.active_low, at + 0.05);
     return { pulses: pulses.length, duration_ms: Math.round(total) };
+  }
+
+  /**
+   * An advert as the simulated adapter would hear it: `manufacturer_data` maps company ids
+   * (decimal) to the payload in hex; `address` and `rssi_dbm` are optional.
+   */
+  #simAdvert(scanner: SimAdvertScanner, args: Record<string, unknown>) {
+    const data = args.manufacturer_data;
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new Error('"manufacturer_data" must map company ids to hex payloads');
+    const manufacturerData = new Map<number, Uint8Array>();
+    for (const [company, hex] of Object.entries(data)) {
+      const id = Number(company);
+      if (!Number.isInteger(id) || id < 0 || id > 0xffff) throw new Error(`company id ${company} is not 0-65535`);
+      if (typeof hex !== 'string' || !/^([0-9a-fA-F]{2}){0,245}$/.test(hex)) throw new Error(`the payload of company ${company} is not hex bytes`);
+      manufacturerData.set(id, Uint8Array.from(Buffer.from(hex, 'hex')));
+    }
+    const address = typeof args.address === 'string' ? args.address : '02:00:00:00:00:01';
+    const rssiDbm = typeof args.rssi_dbm === 'number' ? args.rssi_dbm : null;
+    scanner.hear({ address, rssiDbm, manufacturerData, monoMs: this.ctx.clock.monoNow() });
+    return { heard: true };
   }
 
   #outputStates() {

@@ -167,7 +167,8 @@ export class NodeRedExtension implements Extension {
   }
 
   #accepted(event: VigiaEvent): void {
-    if (event.type === 'alarm.panic' || event.type === 'alarm.remote') this.#activeAlarm = (event.payload as { alarm_id: string | null }).alarm_id ?? event.id;
+    if (event.type === 'alarm.panic' || event.type === 'alarm.remote' || event.type === 'alarm.personal')
+      this.#activeAlarm = (event.payload as { alarm_id: string | null }).alarm_id ?? event.id;
     if (event.type === 'alarm.cleared') this.#activeAlarm = null;
     if (event.priority === 'alarm') this.#lastAlarm = { id: event.id, type: event.type, time: event.time };
     this.#supervisor?.forward(event);

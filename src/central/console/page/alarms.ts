@@ -30,15 +30,20 @@ function renderAlarm(a) {
     e.type === 'plate.hit' ? t('hit') + ' ' + (p.display || p.plate || '')
     : e.type === 'alarm.panic' ? t('panic')
     : e.type === 'alarm.remote' ? t('remote') + ' · ' + (p.household ? p.household.name : p.remote)
+    : e.type === 'alarm.personal' ? t('personal') + ' · ' + (p.person ? p.person.name : p.tag)
     : e.type;
-  // A community kit's remote: who pressed, where they live and how to call them back.
-  const home = e.type === 'alarm.remote' && p.household
-    ? [p.household.address, p.household.phone, p.household.notes].filter(Boolean).join(' · ')
+  // A community kit's remote or a personal tag: who pressed, where they live and how to call them back.
+  const who = e.type === 'alarm.remote' ? p.household : e.type === 'alarm.personal' ? p.person : null;
+  const home = who ? [who.address, who.phone, who.notes].filter(Boolean).join(' · ') : '';
+  // A tag is heard within radio range of the device, not at it: say how close.
+  const near = e.type === 'alarm.personal'
+    ? t('tag') + ' ' + p.tag_id + (p.rssi_dbm === null || p.rssi_dbm === undefined ? '' : ' · ' + p.rssi_dbm + ' dBm')
     : '';
   const geo = e.geo || (deviceRows.get(e.site + '/' + e.device) || {}).geo;
   const info = el('div', {},
     el('div', { class: 'what', text: what }),
     home ? el('div', { class: 'household', text: home }) : null,
+    near ? el('div', { class: 'tag', text: near }) : null,
     el('div', { text: e.site + ' / ' + e.device + ' · ' + fmtTime(e.time) }),
     el('div', { class: e.clock === 'synced' ? '' : 'unsynced', text: t('clock') + ': ' + t(e.clock) }),
     geo ? el('div', { class: 'geo', text: (e.geo ? 'GPS ' : '') + geo.lat.toFixed(5) + ', ' + geo.lon.toFixed(5) }) : null,
@@ -49,7 +54,7 @@ function renderAlarm(a) {
   );
   const badge = el('span', { class: 'badge', text: t(li.dataset.state) + (a.answer && a.answer.operator ? ' ' + t('by') + ' ' + a.answer.operator : '') });
   const actions = el('div', { class: 'actions' }, badge);
-  if ((e.type === 'alarm.panic' || e.type === 'alarm.remote') && li.dataset.state !== 'cleared') {
+  if ((e.type === 'alarm.panic' || e.type === 'alarm.remote' || e.type === 'alarm.personal') && li.dataset.state !== 'cleared') {
     if (li.dataset.state === 'raised') actions.append(alarmButton('ack', a));
     actions.append(alarmButton('clear', a));
   }
