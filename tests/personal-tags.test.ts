@@ -227,7 +227,7 @@ describe('personal alarm tags in the daemon (simulated adapter, real Mosquitto)'
       hardware: { outputs: { siren: { line: 'GPIO24', kind: 'siren' }, strobe: { line: 'GPIO23', kind: 'strobe' } } },
       pole: { siren_output: 'siren', strobe_output: 'strobe', siren_pattern: 'on' },
       radio: { receiver: 'none' },
-      personal: { enabled: true, format: { prefix: PREFIX }, press_gap: '2s' },
+      personal: { enabled: true, adapter: 'sim', format: { prefix: PREFIX }, press_gap: '2s' },
       tags: { 'ana-perez': { id: '002a', person } },
     });
     daemon = new DaemonProcess(cfg.file, cfg.socket);
@@ -246,7 +246,7 @@ describe('personal alarm tags in the daemon (simulated adapter, real Mosquitto)'
     learn.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
     const exited = new Promise<number | null>((resolve) => learn.once('exit', (code) => resolve(code)));
     await new Promise<void>((resolve, reject) => {
-      learn.stderr.setEncoding('utf8').on('data', (s: string) => s.includes('listening on hci0') && resolve());
+      learn.stderr.setEncoding('utf8').on('data', (s: string) => s.includes('listening on sim') && resolve());
       learn.once('exit', () => reject(new Error('tags learn exited early')));
     });
     for (let i = 0; i < 8; i++) await hear(ibeacon(0x2a, true, 3));

@@ -351,9 +351,9 @@ export const personalSchema = z
     enabled: z.boolean().default(false).describe('Listen for personal alarm tags over Bluetooth LE (BlueZ; community kits and poles near schools)'),
     adapter: z
       .string()
-      .regex(/^hci\d+$/, 'a BlueZ adapter, e.g. hci0')
+      .regex(/^(hci\d+|sim)$/, 'a BlueZ adapter, e.g. hci0, or sim')
       .default('hci0')
-      .describe('The Bluetooth adapter that scans'),
+      .describe('The Bluetooth adapter that scans; sim: a simulated one, fed by the control socket (sim.advert; the demo)'),
     format: z
       .strictObject({
         company_id: z

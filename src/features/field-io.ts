@@ -40,8 +40,8 @@ export interface FieldIoDeps {
 }
 
 async function defaultScanner(personal: Config['personal'], ctx: FieldIoContext): Promise<AdvertScanner> {
-  // Simulated hardware has no radio either: adverts come from `sim.advert` (the demo, vigia sim).
-  if (ctx.config.hardware.backend === 'sim') return new SimAdvertScanner(personal.adapter);
+  // A simulated adapter: adverts come from `sim.advert` (the demo).
+  if (personal.adapter === 'sim') return new SimAdvertScanner(personal.adapter);
   const { BluezScanner } = await import('../drivers/ble/bluez.js');
   return new BluezScanner({ adapter: personal.adapter, clock: ctx.clock, logger: ctx.logger.child({ mod: 'ble' }) });
 }

@@ -33,6 +33,7 @@ function fromDaemon(ctx: DoctorContext): DoctorCheck {
 
 async function probeHere(ctx: DoctorContext): Promise<DoctorCheck> {
   const adapter = ctx.config.personal.adapter;
+  if (adapter === 'sim') return pass('bluetooth', 'a simulated adapter (personal.adapter: sim): nothing to check');
   try {
     const { probeBluez } = await import('../../drivers/ble/bluez.js');
     const info = await probeBluez({ adapter, timeoutMs: ctx.timeoutMs, ...(ctx.dbusAddress ? { busAddress: ctx.dbusAddress } : {}) });
