@@ -1,12 +1,15 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { ConfigError, loadConfig } from '../src/config/index.js';
 import { ManualClock } from '../src/core/clock.js';
 import { EVENT_TYPES, type EventPayload, type EventType } from '../src/core/events.js';
 import { createLogger } from '../src/core/logger.js';
+import { BluezScanner } from '../src/drivers/ble/bluez.js';
 import type { Advert, AdvertScanner, ScannerStats } from '../src/drivers/ble/types.js';
 import { PersonalTags, type PersonalTagsContext, readTagAdvert, type TagPressReport } from '../src/features/personal-tags.js';
 import type { VigiaEvent } from '../src/core/event.js';
@@ -272,4 +275,36 @@ describe('personal alarm tags in the daemon (simulated adapter, real Mosquitto)'
     await new Promise((r) => setTimeout(r, 300));
     expect(events('alarm.personal')).toHaveLength(1);
   }, 30_000);
+});
+
+describe('the BlueZ scanner without BlueZ', () => {
+  it('starts and stops without hanging when there is no bus, and when bluetoothd is not on it; it says why and keeps retrying', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vigia-ble-'));
+    dirs.push(dir);
+    const errors: string[] = [];
+    const noBus = new BluezScanner({ clock: new ManualClock(), busAddress: `unix:path=${join(dir, 'none')}`, backoff: { minDelayMs: 50, maxDelayMs: 50 } });
+    noBus.on('error', (err) => errors.push(err.message));
+    await noBus.start();
+    await new Promise((r) => setTimeout(r, 300));
+    await noBus.stop();
+    expect(errors[0]).toMatch(/^D-Bus: connect ENOENT/);
+    expect(noBus.stats()).toMatchObject({ scanning: false });
+    expect(noBus.stats().restarts).toBeGreaterThanOrEqual(2);
+    // Once per attempt, not once per symptom.
+    expect(errors.length).toBe(noBus.stats().restarts + 1);
+
+    const out = execFileSync('dbus-daemon', ['--session', '--fork', '--print-address=1', '--print-pid=1', `--address=unix:path=${join(dir, 'bus')}`], {
+      encoding: 'utf8',
+    });
+    const [address, pid] = out.trim().split('\n');
+    try {
+      const noBluez = new BluezScanner({ clock: new ManualClock(), busAddress: address! });
+      const said = new Promise<string>((resolve) => noBluez.once('error', (err) => resolve(err.message)));
+      await noBluez.start();
+      expect(await said).toBe('bluetoothd is not running (no org.bluez on the system bus)');
+      await noBluez.stop();
+    } finally {
+      process.kill(Number(pid), 'SIGTERM');
+    }
+  });
 });

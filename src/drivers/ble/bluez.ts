@@ -70,6 +70,8 @@ interface DbusMessage {
   body?: unknown[];
 }
 const SIGNAL = 4;
+/** How long a call to bluetoothd or the bus may take before the attempt is given up and retried. */
+const CALL_TIMEOUT_MS = 10_000;
 /** dbus-native reads a variant as [signature tree, [value]]. */
 type Variant = [unknown, [unknown]];
 type Props = Record<string, unknown>;
@@ -101,9 +103,13 @@ function managedObjects(triples: unknown): Record<string, Record<string, Props>>
   return out;
 }
 
+/** One method call; rejects with the D-Bus error, or when nothing answers within CALL_TIMEOUT_MS. */
 function call(bus: Bus, path: string, iface: string, member: string, signature?: string, body?: unknown[], destination = BLUEZ): Promise<unknown[]> {
   return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${member}: no answer from ${destination} within ${CALL_TIMEOUT_MS / 1000} s`)), CALL_TIMEOUT_MS);
+    timer.unref();
     bus.invoke({ destination, path, interface: iface, member, ...(signature ? { signature, body: body ?? [] } : {}) }, (err, ...reply) => {
+      clearTimeout(timer);
       if (err) reject(new Error(`${err.name}: ${err.message}`));
       else resolvePromise(reply);
     });
@@ -191,9 +197,9 @@ export class BluezScanner extends EventEmitter<{ advert: [Advert]; error: [Error
     const bus = this.#bus;
     this.#bus = undefined;
     if (bus) closeBus(bus);
-    if (!this.#running) return;
+    // Once per attempt: the bus's own error and the call it fails both land here.
+    if (!this.#running || this.#retry) return;
     this.emit('error', err);
-    if (this.#retry) return;
     const delay = this.#backoff.next();
     this.#opts.logger?.warn({ adapter: this.id, err: err.message, retry_ms: delay }, 'Bluetooth scanning stopped; retrying');
     this.#retry = this.#timers.setTimeout(() => {
@@ -205,16 +211,26 @@ export class BluezScanner extends EventEmitter<{ advert: [Advert]; error: [Error
   }
 
   async #connect(): Promise<void> {
-    const bus = openBus(this.#opts.busAddress);
-    this.#bus = bus;
-    bus.connection.on('error', (err: Error) => {
-      if (this.#bus === bus) this.#fail(new Error(`D-Bus: ${err.message}`));
+    const opened = openBus(this.#opts.busAddress);
+    this.#bus = opened;
+    // The bus going away answers no call: each call of this attempt fails with it at once.
+    let broken: (err: Error) => void = () => undefined;
+    const brokenBus = new Promise<never>((_, reject) => {
+      broken = reject;
     });
-    bus.connection.on('end', () => {
-      if (this.#bus === bus) this.#fail(new Error('the D-Bus connection closed'));
+    brokenBus.catch(() => undefined);
+    const guarded = (path: string, iface: string, member: string, signature?: string, body?: unknown[], destination?: string) =>
+      Promise.race([call(opened, path, iface, member, signature, body, destination), brokenBus]);
+    opened.connection.on('error', (err: Error) => {
+      broken(new Error(`D-Bus: ${err.message}`));
+      if (this.#bus === opened) this.#fail(new Error(`D-Bus: ${err.message}`));
     });
-    bus.connection.on('message', (msg: DbusMessage) => {
-      if (this.#bus === bus && msg.type === SIGNAL) this.#signal(msg);
+    opened.connection.on('end', () => {
+      broken(new Error('the D-Bus connection closed'));
+      if (this.#bus === opened) this.#fail(new Error('the D-Bus connection closed'));
+    });
+    opened.connection.on('message', (msg: DbusMessage) => {
+      if (this.#bus === opened && msg.type === SIGNAL) this.#signal(msg);
     });
     this.#devices.clear();
     for (const rule of [
@@ -222,14 +238,14 @@ export class BluezScanner extends EventEmitter<{ advert: [Advert]; error: [Error
       `type='signal',sender='${BLUEZ}',interface='${OBJECT_MANAGER}',path='/'`,
       `type='signal',sender='${BLUEZ}',interface='${PROPS}',member='PropertiesChanged',path_namespace='${this.#adapterPath}'`,
     ]) {
-      await call(bus, '/org/freedesktop/DBus', DBUS, 'AddMatch', 's', [rule], DBUS);
+      await guarded('/org/freedesktop/DBus', DBUS, 'AddMatch', 's', [rule], DBUS);
     }
     try {
-      await call(bus, '/org/freedesktop/DBus', DBUS, 'GetNameOwner', 's', [BLUEZ], DBUS);
+      await guarded('/org/freedesktop/DBus', DBUS, 'GetNameOwner', 's', [BLUEZ], DBUS);
     } catch {
       throw new Error('bluetoothd is not running (no org.bluez on the system bus)');
     }
-    const objects = managedObjects((await call(bus, '/', OBJECT_MANAGER, 'GetManagedObjects'))[0]);
+    const objects = managedObjects((await guarded('/', OBJECT_MANAGER, 'GetManagedObjects'))[0]);
     const adapter = objects[this.#adapterPath]?.[ADAPTER];
     if (!adapter) {
       const present = Object.keys(objects)
@@ -239,23 +255,23 @@ export class BluezScanner extends EventEmitter<{ advert: [Advert]; error: [Error
     }
     if (adapter.Powered !== true) {
       this.#opts.logger?.info({ adapter: this.id }, 'Bluetooth adapter is off: powering it on');
-      await call(bus, this.#adapterPath, PROPS, 'Set', 'ssv', [ADAPTER, 'Powered', ['b', true]]);
+      await guarded(this.#adapterPath, PROPS, 'Set', 'ssv', [ADAPTER, 'Powered', ['b', true]]);
     }
     // What BlueZ remembers from before is stale: removed, so each advertiser is reported afresh.
     for (const [path, ifaces] of Object.entries(objects)) {
       const device = ifaces[DEVICE];
       if (!device || !path.startsWith(`${this.#adapterPath}/`)) continue;
       if (device.Paired === true || device.Trusted === true || device.Connected === true) continue;
-      await call(bus, this.#adapterPath, ADAPTER, 'RemoveDevice', 'o', [path]).catch(() => undefined);
+      await guarded(this.#adapterPath, ADAPTER, 'RemoveDevice', 'o', [path]).catch(() => undefined);
     }
-    await call(bus, this.#adapterPath, ADAPTER, 'SetDiscoveryFilter', 'a{sv}', [
+    await guarded(this.#adapterPath, ADAPTER, 'SetDiscoveryFilter', 'a{sv}', [
       [
         ['Transport', ['s', 'le']],
         ['DuplicateData', ['b', true]],
       ],
     ]);
     try {
-      await call(bus, this.#adapterPath, ADAPTER, 'StartDiscovery');
+      await guarded(this.#adapterPath, ADAPTER, 'StartDiscovery');
     } catch (err) {
       // Our own session already running (a restart raced): scanning is on.
       if (!/InProgress/.test((err as Error).message)) throw err;
