@@ -32,12 +32,8 @@ const PREFIX = `0215${UUID}`;
 
 class FakeScanner extends EventEmitter<{ advert: [Advert]; error: [Error] }> implements AdvertScanner {
   readonly id = 'hci0';
-  forgotten: string[] = [];
   async start() {}
   async stop() {}
-  async forget(address: string) {
-    this.forgotten.push(address);
-  }
   stats(): ScannerStats {
     return { adverts: 0, restarts: 0, scanning: true };
   }
@@ -114,8 +110,6 @@ describe('personal alarm tags', () => {
         press: 1,
       },
     });
-    // Each flagged advert of a registered tag is forgotten by the scanner, so the next one is reported.
-    expect(t.scanner.forgotten).toHaveLength(30);
     // Pressed again within the gap: the counter moved, so it is a new press at once.
     await t.advert(ibeacon(0x2a, true, 8));
     expect(t.events).toHaveLength(2);
@@ -160,9 +154,6 @@ describe('personal alarm tags', () => {
     expect(t.tags.list().unknown.map((u) => u.id)).toEqual(['0102', '0103']);
     expect(t.tags.list().unknown[1]).toMatchObject({ address: 'D0:00:00:00:01:03', pressed: true, presses: 1, rssi_dbm: -74 });
     expect(seen.map((s) => (s as { press: TagPressReport }).press.id)).toEqual(['0102', '0103']);
-    // Only the registered tag is forgotten (its next, maybe stronger, advert must be reported);
-    // unregistered tags' adverts are not ours to chase.
-    expect(t.scanner.forgotten).toEqual(['C3:11:22:33:44:55']);
     expect(t.tags.status()).toMatchObject({ adverts: 7, ours: 4, weak: 1, presses: 2, alarms: 0, unknown_presses: 2, unknown_tags: 2 });
   });
 

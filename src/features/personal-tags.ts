@@ -33,11 +33,15 @@ export interface TagAdvert {
   counter: number | null;
 }
 
+/** The configured prefix as bytes, parsed once per format (every advert in the street is checked against it). */
+const prefixes = new WeakMap<Format, Buffer>();
+
 export function readTagAdvert(format: Format, manufacturerData: ReadonlyMap<number, Uint8Array>): TagAdvert | null {
   const data = manufacturerData.get(format.company_id);
   if (!data) return null;
-  const prefix = format.prefix ?? '';
-  for (let i = 0; i < prefix.length / 2; i++) if (data[i] !== Number.parseInt(prefix.slice(2 * i, 2 * i + 2), 16)) return null;
+  let prefix = prefixes.get(format);
+  if (!prefix) prefixes.set(format, (prefix = Buffer.from(format.prefix ?? '', 'hex')));
+  if (data.length < prefix.length || !prefix.equals(data.subarray(0, prefix.length))) return null;
   const need = Math.max(format.id_offset + format.id_length, format.button_offset + 1, (format.counter_offset ?? -1) + 1);
   if (data.length < need) return null;
   let id = '';
@@ -127,11 +131,6 @@ export class PersonalTags {
     if (!read) return;
     this.#counts.ours++;
     const name = this.#byId.get(read.id);
-    if (name && read.pressed) {
-      // BlueZ reports changes only: forgotten, the tag's next advert is reported even if identical
-      // (a repeat of this press, or a tag that is silent between presses and has no counter).
-      void this.scanner.forget(advert.address);
-    }
     if (advert.rssiDbm !== null && advert.rssiDbm < cfg.min_rssi_dbm) {
       this.#counts.weak++;
       return;

@@ -13,9 +13,9 @@ import type { Advert, AdvertScanner, ScannerStats } from './types.js';
  * Scanning: `SetDiscoveryFilter({Transport: le, DuplicateData: true})`, then `StartDiscovery`.
  * BlueZ keeps one object per advertiser (`/org/bluez/hci0/dev_AA_BB_...`) and reports an
  * advertisement as that object appearing (`InterfacesAdded`) or its `ManufacturerData` or `RSSI`
- * changing (`PropertiesChanged`); an advertisement identical to the last one changes nothing and
- * is not reported. `forget()` removes the object (`Adapter1.RemoveDevice`), so the advertiser's
- * next advertisement is reported whatever it says.
+ * changing (`PropertiesChanged`). With `DuplicateData` it emits `PropertiesChanged` for every
+ * advertisement report, identical or not (measured on the rig's kernel: one signal per report,
+ * also after the advertiser was silent), so repeats of a press reach the feature.
  *
  * At start, advertisers BlueZ already knew from an earlier scan are removed (unless paired,
  * trusted or connected): their properties are what they said then, not now. Scanning restarts,
@@ -165,14 +165,6 @@ export class BluezScanner extends EventEmitter<{ advert: [Advert]; error: [Error
     if (!bus) return;
     await call(bus, this.#adapterPath, ADAPTER, 'StopDiscovery').catch(() => undefined);
     closeBus(bus);
-  }
-
-  async forget(address: string): Promise<void> {
-    const bus = this.#bus;
-    const path = `${this.#adapterPath}/dev_${address.toUpperCase().replaceAll(':', '_')}`;
-    this.#devices.delete(path);
-    if (!bus) return;
-    await call(bus, this.#adapterPath, ADAPTER, 'RemoveDevice', 'o', [path]).catch(() => undefined); // already gone: fine
   }
 
   stats(): ScannerStats {

@@ -21,10 +21,6 @@ export class SimAdvertScanner extends EventEmitter<{ advert: [Advert]; error: [E
     this.#scanning = false;
   }
 
-  async forget(): Promise<void> {
-    // Nothing is remembered: every advert handed in is reported.
-  }
-
   hear(advert: Advert): void {
     if (!this.#scanning) throw new Error('the scanner is stopped');
     this.#stats.adverts++;

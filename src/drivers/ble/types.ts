@@ -30,10 +30,5 @@ export interface AdvertScanner extends Pick<EventEmitter<{ advert: [Advert]; err
   readonly id: string;
   start(): Promise<void>;
   stop(): Promise<void>;
-  /**
-   * Drops what the scanner remembers of this advertiser, so that its next advertisement is
-   * reported even when it is identical to the last one (BlueZ reports changes, not repeats).
-   */
-  forget(address: string): Promise<void>;
   stats(): ScannerStats;
 }
