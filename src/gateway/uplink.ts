@@ -332,6 +332,9 @@ export class Uplink extends EventEmitter<{ state: [LinkState]; message: Paramete
     });
     this.#client = client;
     client.on('connect', (connack) => {
+      // A CONNACK that arrives after this client was ended (a stop, a switch to another server)
+      // finds its packet store closed: publishing on it would throw out of MQTT.js's handler.
+      if (this.#client !== client || client.disconnecting || client.disconnected) return;
       this.#backoff.reset();
       this.#outageFailures = 0;
       this.#redirectStreak = 0;
