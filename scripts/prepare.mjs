@@ -10,6 +10,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// `npm pack` packs dist/ as it was built and never builds it: some npm versions (10.9, which
+// Node-RED brings into node_modules/.bin) run `prepare` for `npm pack --dry-run --ignore-scripts`,
+// which scripts/release.mjs runs for the file list, and a compile there rewrote dist/ under
+// whatever was running from it.
+if (process.env.npm_command === 'pack') {
+  console.error('prepare: npm pack; using the existing dist/');
+  process.exit(0);
+}
 const production = (process.env.npm_config_omit ?? '').split(/[\s,]+/).includes('dev') || process.env.NODE_ENV === 'production';
 if (production && existsSync(join(root, 'dist', 'cli.js'))) {
   console.log('prepare: production install; using the existing dist/');

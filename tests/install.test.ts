@@ -340,3 +340,20 @@ describe('the bundle (npm run release -- --with-deps) and the installer using it
     expect(exists(join(otherTree, 'opt/vigia')) || exists(join(otherTree, 'opt/vigia.new'))).toBe(false);
   });
 });
+
+describe('packing', () => {
+  it('never rebuilds dist/: npm runs `prepare` for `npm pack`, which packs dist/ as built', () => {
+    // Other tests run the daemon from dist/ meanwhile: a compile here would rewrite its files under it.
+    const dist = join(REPO, 'dist');
+    const files = readdirSync(dist, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.js'));
+    const before = new Map(files.map((f) => [f, statSync(join(dist, f)).mtimeMs]));
+    // Without --ignore-scripts, so that every npm runs `prepare`, as npm 10.9 does even with it.
+    const pack = spawnSync('npm', ['pack', '--dry-run', '--json'], { cwd: REPO, env, encoding: 'utf8' });
+    expect(pack.status, pack.stderr).toBe(0);
+    expect(pack.stderr).toContain('prepare: npm pack; using the existing dist/');
+    const packed = (JSON.parse(pack.stdout) as { files: { path: string }[] }[])[0]?.files.map((f) => f.path);
+    expect(packed).toContain('dist/cli.js');
+    const changed = files.filter((f) => statSync(join(dist, f)).mtimeMs !== before.get(f));
+    expect(changed).toEqual([]);
+  });
+});

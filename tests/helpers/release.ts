@@ -3,8 +3,24 @@ import { join } from 'node:path';
 import { cacheDirectory } from '../../scripts/hardware-rig.mjs';
 import { REPO_ROOT } from './repo.js';
 
-/** The environment without what `npm test` sets for its scripts, which would steer another npm. */
-export const ENV_WITHOUT_NPM = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k) && k !== 'INIT_CWD'));
+/**
+ * The environment without what `npm test` sets for its scripts, which would steer another npm:
+ * its npm_* variables, and the node_modules/.bin directories it puts first on PATH, where
+ * Node-RED's own npm (10.9) would stand in for the system's, the one a technician's install runs.
+ */
+export const ENV_WITHOUT_NPM: NodeJS.ProcessEnv = Object.fromEntries(
+  Object.entries(process.env)
+    .filter(([k]) => !/^npm_/i.test(k) && k !== 'INIT_CWD')
+    .map(([k, v]) => [
+      k,
+      k === 'PATH'
+        ? (v ?? '')
+            .split(':')
+            .filter((dir) => !/\/node_modules\/\.bin\/?$/.test(dir))
+            .join(':')
+        : v,
+    ]),
+);
 
 /** Where the bundles' dependencies are kept, one directory per lockfile, Node ABI and architecture. */
 export const RELEASE_DEPS_CACHE = cacheDirectory('vigia-release-deps');
