@@ -1,6 +1,6 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { BluezScanner } from '../src/drivers/ble/bluez.js';
 import type { Advert, AdvertScanner, ScannerStats } from '../src/drivers/ble/types.js';
 import { PersonalTags, type PersonalTagsContext, readTagAdvert, type TagPressReport } from '../src/features/personal-tags.js';
 import type { VigiaEvent } from '../src/core/event.js';
+import { CommandClient } from './helpers/commander.js';
 import { CLI, DaemonProcess, writeDeviceConfig } from './helpers/daemon.js';
 import { type Broker, startMosquitto } from './helpers/mosquitto.js';
 import { Subscriber } from './helpers/subscriber.js';
@@ -48,15 +49,17 @@ function ibeacon(major: number, pressed: boolean, counter: number, uuid = UUID):
 
 const person = { name: 'Ana Pérez', phone: '+56 9 8765 4321', notes: 'Colegio San Joaquín, 3° medio' };
 
-function setup(over: Record<string, unknown> = {}) {
+function setup(over: Record<string, unknown> = {}, dataDir?: string) {
   const { dir, file } = writeDeviceConfig('mqtt://127.0.0.1:1', {
     device: { profile: 'community', location: { lat: -29.9045, lon: -71.2489 } },
     personal: { enabled: true, format: { prefix: PREFIX }, press_gap: '5s', learn_window: 2, min_rssi_dbm: -95 },
     tags: { 'ana-perez': { id: '002a', person } },
+    ...(dataDir ? { paths: { data_dir: dataDir } } : {}),
     ...over,
   });
   dirs.push(dir);
   const config = loadConfig(file);
+  mkdirSync(config.paths.data_dir, { recursive: true }); // the controller's job in the daemon
   const clock = new ManualClock();
   const events: Array<{ type: EventType; payload: Record<string, unknown> }> = [];
   const commands = new Map<string, { args: z.ZodType; handler: (args: unknown) => unknown }>();
@@ -65,6 +68,7 @@ function setup(over: Record<string, unknown> = {}) {
     config,
     logger: createLogger('silent'),
     clock,
+    paths: { dataDir: config.paths.data_dir, runtimeDir: config.paths.runtime_dir },
     emit<T extends EventType>(type: T, payload: EventPayload<T>) {
       EVENT_TYPES[type].payload.parse(payload); // what the real sink checks
       events.push({ type, payload: payload as Record<string, unknown> });
@@ -80,7 +84,11 @@ function setup(over: Record<string, unknown> = {}) {
     scanner.emit('advert', a);
     await new Promise((r) => setImmediate(r));
   };
-  return { config, clock, events, tags, scanner, advert, streams, commands };
+  const command = async (name: string, args: unknown) => {
+    const c = commands.get(name)!;
+    return c.handler(c.args.parse(args));
+  };
+  return { config, clock, events, tags, scanner, advert, streams, commands, command, dataDir: config.paths.data_dir };
 }
 
 describe('personal alarm tags', () => {
@@ -157,6 +165,72 @@ describe('personal alarm tags', () => {
     expect(t.tags.status()).toMatchObject({ adverts: 7, ours: 4, weak: 1, presses: 2, alarms: 0, unknown_presses: 2, unknown_tags: 2 });
   });
 
+  it('enrols a tag by command: it raises alarms with its person at once and after a restart, until removed', async () => {
+    const t = setup();
+    await t.tags.start();
+    // Heard before it is enrolled: unregistered, no alarm.
+    await t.advert(ibeacon(0x0b0e, true, 1), -70);
+    expect(t.events).toHaveLength(0);
+    expect(t.tags.list().unknown.map((u) => u.id)).toEqual(['0b0e']);
+
+    const sofia = { name: 'Sofía Rojas', phone: '+56 9 1111 2222' };
+    expect(await t.command('tags.enroll', { name: 'sofia-rojas', id: '0B0E', person: sofia })).toEqual({ name: 'sofia-rojas', id: '0b0e', enrolled: 1 });
+    expect(t.tags.list().unknown).toEqual([]);
+    expect(t.tags.list().tags).toEqual([
+      { name: 'sofia-rojas', id: '0b0e', person: sofia, source: 'command' },
+      { name: 'ana-perez', id: '002a', person, source: 'config' },
+    ]);
+    t.clock.advance(6000);
+    await t.advert(ibeacon(0x0b0e, true, 2), -66);
+    expect(t.events).toHaveLength(1);
+    expect(t.events[0]!.payload).toMatchObject({
+      tag: 'sofia-rojas',
+      tag_id: '0b0e',
+      person: { name: 'Sofía Rojas', phone: '+56 9 1111 2222', address: null },
+    });
+
+    // Refused: a tag the configuration names, an id another tag has, an id of the wrong length, a bad name.
+    await expect(t.command('tags.enroll', { name: 'ana-perez', id: '0c0c', person: sofia })).rejects.toMatchObject({ code: 'in_config' });
+    await expect(t.command('tags.enroll', { name: 'otra', id: '002a', person: sofia })).rejects.toMatchObject({ code: 'id_taken' });
+    await expect(t.command('tags.enroll', { name: 'otra', id: '0c0c0c', person: sofia })).rejects.toMatchObject({ code: 'bad_id' });
+    await expect(t.command('tags.enroll', { name: 'otra tag', id: '0c0c', person: sofia })).rejects.toThrow();
+    await expect(t.command('tags.remove', { name: 'ana-perez' })).rejects.toMatchObject({ code: 'in_config' });
+    await expect(t.command('tags.remove', { name: 'nadie' })).rejects.toMatchObject({ code: 'unknown_tag' });
+
+    // Kept in the data directory: a restarted daemon knows it.
+    const again = setup({}, t.dataDir);
+    await again.tags.start();
+    expect(again.tags.status()).toMatchObject({ registered: 2 });
+    await again.advert(ibeacon(0x0b0e, true, 3), -66);
+    expect(again.events).toHaveLength(1);
+    expect(await again.command('tags.remove', { name: 'sofia-rojas' })).toEqual({ name: 'sofia-rojas', removed: true });
+    again.clock.advance(6000);
+    await again.advert(ibeacon(0x0b0e, true, 4), -66);
+    expect(again.events).toHaveLength(1);
+    expect(again.tags.status()).toMatchObject({ registered: 1, unknown_presses: 1 });
+    expect(JSON.parse(readFileSync(join(t.dataDir, 'tags.json'), 'utf8'))).toEqual({});
+  });
+
+  it('sets a damaged enrolment file aside, and ignores an enrolled id that no longer fits the format', async () => {
+    const first = setup();
+    writeFileSync(join(first.dataDir, 'tags.json'), '{"sofia": {"id": ');
+    await first.tags.start();
+    expect(first.tags.status()).toMatchObject({ registered: 1 });
+    expect(readdirSync(first.dataDir).some((f) => f.startsWith('tags.json.damaged-'))).toBe(true);
+    // Enrolled when tag ids were 2 bytes; the fleet has since moved to 4-byte ids.
+    writeFileSync(join(first.dataDir, 'tags.json'), JSON.stringify({ sofia: { id: '0b0e', person: { name: 'Sofía' } } }));
+    const wider = setup(
+      {
+        personal: { enabled: true, format: { prefix: PREFIX, id_length: 4, button_offset: 22, counter_offset: null }, press_gap: '5s' },
+        tags: { 'ana-perez': { id: '002a0000', person } },
+      },
+      first.dataDir,
+    );
+    await wider.tags.start();
+    expect(wider.tags.status()).toMatchObject({ registered: 1 });
+    expect(wider.tags.list().tags.map((tag) => tag.name)).toEqual(['sofia', 'ana-perez']);
+  });
+
   it('reads a configured layout: another company, the flag and counter in one byte', () => {
     const t = setup({
       personal: {
@@ -203,6 +277,7 @@ describe('personal alarm tags in the daemon (simulated adapter, real Mosquitto)'
   let broker: Broker;
   let sub: Subscriber;
   let daemon: DaemonProcess;
+  let commander: CommandClient;
   let cfg: ReturnType<typeof writeDeviceConfig>;
   const events = (type: string) => sub.events.filter((e) => e.event.type === type).map((e) => e.event as VigiaEvent<Record<string, any>>);
   const hear = (data: Map<number, Uint8Array>, address = 'C3:11:22:33:44:55') =>
@@ -226,9 +301,13 @@ describe('personal alarm tags in the daemon (simulated adapter, real Mosquitto)'
     });
     daemon = new DaemonProcess(cfg.file, cfg.socket);
     await daemon.start();
+    commander = new CommandClient(broker.url, 'test-site', 'kit-0040');
+    await commander.connect();
+    await commander.ready();
   }, 60_000);
 
   afterAll(async () => {
+    commander?.close();
     await daemon?.kill('SIGTERM');
     await sub?.close();
     await broker?.stop();
@@ -265,6 +344,27 @@ describe('personal alarm tags in the daemon (simulated adapter, real Mosquitto)'
     await expect(daemon.request('sim.advert', { manufacturer_data: { '76': 'xyz' } })).rejects.toThrow(/not hex bytes/);
     await new Promise((r) => setTimeout(r, 300));
     expect(events('alarm.personal')).toHaveLength(1);
+  }, 30_000);
+  it('the call center enrols a new tag by signed command; its press raises the alarm with the person; `vigia tags list` shows both', async () => {
+    const student = { name: 'Sofía Rojas', phone: '+56 9 1111 2222', notes: 'Liceo Gregorio Cordovez' };
+    expect(await commander.call('tags.enroll', { name: 'sofia-rojas', id: 'xyz', person: student })).toMatchObject({ ok: false, error: { code: 'bad_args' } });
+    expect(await commander.call('tags.enroll', { name: 'sofia-rojas', id: '0B0E', person: student })).toMatchObject({
+      ok: true,
+      result: { name: 'sofia-rojas', id: '0b0e', enrolled: 1 },
+    });
+    const before = events('alarm.personal').length;
+    for (let i = 0; i < 4; i++) await hear(ibeacon(0x0b0e, true, 9), 'D0:00:00:00:0B:0E');
+    await sub.waitFor(() => events('alarm.personal').length === before + 1, 10_000, "the enrolled tag's alarm");
+    expect(events('alarm.personal')[before]!.payload).toMatchObject({
+      tag: 'sofia-rojas',
+      tag_id: '0b0e',
+      person: { name: 'Sofía Rojas', notes: student.notes },
+    });
+    const list = spawnSync(process.execPath, [CLI, 'tags', 'list', '-c', cfg.file], { encoding: 'utf8' });
+    expect(list.status, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/^ana-perez\s+002a\s+Ana Pérez {2}\(config\)$/m);
+    expect(list.stdout).toMatch(/^sofia-rojas\s+0b0e\s+Sofía Rojas {2}\(command\)$/m);
+    expect(await commander.call('tags.remove', { name: 'sofia-rojas' })).toMatchObject({ ok: true, result: { removed: true } });
   }, 30_000);
 });
 

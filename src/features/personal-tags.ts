@@ -1,8 +1,11 @@
-import type { Config } from '../config/schema.js';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { type Config, personalTagSchema } from '../config/schema.js';
 import { wallIsoAt } from '../core/clock.js';
 import type { EventPayload } from '../core/events.js';
-import { type ExtensionContext, NO_ARGS } from '../core/extension.js';
+import { CommandError, type ExtensionContext, NO_ARGS } from '../core/extension.js';
 import type { Advert, AdvertScanner } from '../drivers/ble/types.js';
+import { Enrolments } from './data-file.js';
 import type { PoleAlarm } from './pole.js';
 
 /**
@@ -18,13 +21,31 @@ import type { PoleAlarm } from './pole.js';
  * company id, `02 15`, the fleet's UUID, the major as the tag id, the minor's top bit as the
  * button and its low byte as a press counter), which most programmable SOS beacons can send.
  *
+ * Tags come from the configuration and from the call center's signed `tags.enroll` (kept in the
+ * data directory: a new student's tag needs no visit); the configuration's are fixed and win.
+ *
  * Like fixed-code remotes, advertisements are not authenticated: anyone who records a tag's press
  * can play it back. A false alarm is the risk, not a missed one; the README says so.
  */
 
-export type PersonalTagsContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'emit' | 'commands' | 'control'>;
+export type PersonalTagsContext = Pick<ExtensionContext<Config>, 'config' | 'logger' | 'clock' | 'paths' | 'emit' | 'commands' | 'control'>;
 
 type Format = Config['personal']['format'];
+type TagConfig = z.output<typeof personalTagSchema>;
+
+export interface RegisteredTag extends TagConfig {
+  name: string;
+  source: 'config' | 'command';
+}
+
+/** Enrolled by command, in the data directory. */
+const ENROLLED_FILE = 'tags.json';
+const ENROLL_ARGS = z
+  .object({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/) })
+  .extend(personalTagSchema.shape)
+  .strict();
+const REMOVE_ARGS = z.object({ name: z.string() }).strict();
+const STORED_TAGS = z.record(z.string(), personalTagSchema);
 
 /** What a tag's advertisement says, read with the configured format; null when it is not one of ours. */
 export interface TagAdvert {
@@ -87,7 +108,9 @@ export class PersonalTags {
   #presses = new Map<string, PressState>();
   #unknown = new Map<string, UnknownTag>();
   #learners = new Set<(report: TagPressReport) => void>();
-  #byId = new Map<string, string>();
+  #enrolled!: Enrolments<TagConfig>;
+  /** Registered tags by id, rebuilt when the registry changes (every advert of ours looks one up). */
+  #byId = new Map<string, RegisteredTag>();
   #counts = { adverts: 0, ours: 0, presses: 0, alarms: 0, weak: 0, unknown_presses: 0 };
   #pressLatency: number[] = [];
   #lastError: string | null = null;
@@ -100,7 +123,11 @@ export class PersonalTags {
 
   async start(): Promise<void> {
     const { ctx } = this;
-    for (const [name, tag] of Object.entries(ctx.config.tags)) this.#byId.set(tag.id, name);
+    this.#enrolled = new Enrolments(join(ctx.paths.dataDir, ENROLLED_FILE), STORED_TAGS, 'tag', () => ctx.config.tags, ctx.logger);
+    this.#enrolled.load();
+    this.#index();
+    ctx.commands.register('tags.enroll', ENROLL_ARGS, (args) => this.#enroll(args));
+    ctx.commands.register('tags.remove', REMOVE_ARGS, (args) => this.#remove(args.name));
     ctx.commands.register('tags.list', NO_ARGS, () => this.list());
     ctx.control.handle('tags.list', () => this.list());
     ctx.control.handleStream('tags.learn', (_args, send) => {
@@ -130,7 +157,8 @@ export class PersonalTags {
     const read = readTagAdvert(cfg.format, advert.manufacturerData);
     if (!read) return;
     this.#counts.ours++;
-    const name = this.#byId.get(read.id);
+    const tag = this.#byId.get(read.id);
+    const name = tag?.name;
     if (advert.rssiDbm !== null && advert.rssiDbm < cfg.min_rssi_dbm) {
       this.#counts.weak++;
       return;
@@ -147,18 +175,17 @@ export class PersonalTags {
     const time = wallIsoAt(ctx.clock, advert.monoMs);
     for (const learner of this.#learners)
       learner({ id: read.id, tag: name ?? null, address: advert.address, rssi_dbm: advert.rssiDbm, counter: read.counter, time });
-    if (!name) {
+    if (!tag) {
       this.#counts.unknown_presses++;
       const unknown = this.#unknown.get(read.id);
       if (unknown) unknown.presses++;
       ctx.logger.debug({ tag_id: read.id, rssi_dbm: advert.rssiDbm }, 'press of an unregistered tag');
       return;
     }
-    const tag = ctx.config.tags[name]!;
     this.#counts.alarms++;
-    ctx.logger.info({ tag: name, rssi_dbm: advert.rssiDbm }, 'personal alarm tag pressed');
+    ctx.logger.info({ tag: tag.name, rssi_dbm: advert.rssiDbm }, 'personal alarm tag pressed');
     const trigger: Omit<EventPayload<'alarm.personal'>, 'pressed_at' | 'alarm_id' | 'press' | 'snapshot'> = {
-      tag: name,
+      tag: tag.name,
       tag_id: read.id,
       person: { name: tag.person.name, address: tag.person.address ?? null, phone: tag.person.phone ?? null, notes: tag.person.notes ?? null },
       adapter: this.scanner.id,
@@ -171,7 +198,7 @@ export class PersonalTags {
       try {
         await ctx.emit('alarm.personal', { ...trigger, pressed_at: time, alarm_id: null, press: 1, snapshot: null });
       } catch (err) {
-        ctx.logger.fatal({ err, tag: name }, 'PERSONAL ALARM COULD NOT BE STORED');
+        ctx.logger.fatal({ err, tag: tag.name }, 'PERSONAL ALARM COULD NOT BE STORED');
       }
     }
     this.#pressLatency.push(ctx.clock.monoNow() - advert.monoMs);
@@ -190,11 +217,54 @@ export class PersonalTags {
     };
   }
 
+  /** Every registered tag by name: the configuration's, then the enrolled ones it does not name. */
+  registered(): Record<string, RegisteredTag> {
+    const out: Record<string, RegisteredTag> = {};
+    for (const [name, t] of Object.entries(this.#enrolled.entries)) out[name] = { ...t, name, source: 'command' };
+    for (const [name, t] of Object.entries(this.ctx.config.tags)) out[name] = { ...t, name, source: 'config' };
+    return out;
+  }
+
+  /** Registered tags (with their people: the call center registered them) and the unregistered ones heard lately. */
   list() {
     return {
-      tags: Object.entries(this.ctx.config.tags).map(([name, t]) => ({ name, id: t.id, person: t.person })),
+      tags: Object.values(this.registered()).map(({ name, id, person, source }) => ({ name, id, person, source })),
       unknown: [...this.#unknown.values()],
     };
+  }
+
+  #index(): void {
+    const idLength = this.ctx.config.personal.format.id_length * 2;
+    this.#byId.clear();
+    for (const tag of Object.values(this.registered())) {
+      // An enrolled id of another length was enrolled under another format: no advert can carry it.
+      if (tag.id.length !== idLength) {
+        this.ctx.logger.warn({ tag: tag.name, tag_id: tag.id }, 'an enrolled tag id does not fit personal.format.id_length: ignored');
+        continue;
+      }
+      // The configuration's tag wins over an enrolled one with the same id (the schema keeps its own ids apart).
+      if (!this.#byId.has(tag.id) || tag.source === 'config') this.#byId.set(tag.id, tag);
+    }
+  }
+
+  #enroll(args: z.output<typeof ENROLL_ARGS>) {
+    const { name, ...tag } = args;
+    const digits = this.ctx.config.personal.format.id_length * 2;
+    if (tag.id.length !== digits) throw new CommandError('bad_id', `a tag id is ${digits} hex digits here (personal.format.id_length)`);
+    const holder = this.#byId.get(tag.id);
+    if (holder && holder.name !== name) throw new CommandError('id_taken', `tag ${tag.id} is already registered as ${holder.name}`);
+    this.#enrolled.put(name, tag);
+    this.#index();
+    this.#unknown.delete(tag.id);
+    this.ctx.logger.info({ tag: name }, 'tag enrolled');
+    return { name, id: tag.id, enrolled: Object.keys(this.#enrolled.entries).length };
+  }
+
+  #remove(name: string) {
+    this.#enrolled.remove(name);
+    this.#index();
+    this.ctx.logger.info({ tag: name }, 'tag removed');
+    return { name, removed: true };
   }
 
   #rememberUnknown(read: TagAdvert, advert: Advert): void {

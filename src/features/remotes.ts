@@ -1,4 +1,3 @@
-import { readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { type Config, type REMOTE_ROLES, remoteSchema } from '../config/schema.js';
@@ -7,6 +6,7 @@ import type { EventPayload, EventType } from '../core/events.js';
 import { writeFileDurably } from '../core/durable-file.js';
 import { CommandError, type ExtensionContext, NO_ARGS } from '../core/extension.js';
 import type { RemoteFrame, RemoteReceiver } from '../drivers/radio/types.js';
+import { Enrolments, readDataFile } from './data-file.js';
 import type { PoleAlarm } from './pole.js';
 
 /**
@@ -88,7 +88,7 @@ export function roleOf(remote: Pick<RemoteConfig, 'buttons'>, button: number | n
 }
 
 export class Remotes {
-  #enrolled: Record<string, RemoteConfig> = {};
+  #enrolled!: Enrolments<RemoteConfig>;
   #hops: Record<string, string[]> = {};
   /** Last frame per code and button (monotonic ms), to fold repeats into one press. */
   #lastFrame = new Map<string, number>();
@@ -107,9 +107,10 @@ export class Remotes {
 
   async start(): Promise<void> {
     const { ctx } = this;
-    this.#enrolled = this.#load(ENROLLED_FILE, STORED_REMOTES, {});
+    this.#enrolled = new Enrolments(join(ctx.paths.dataDir, ENROLLED_FILE), STORED_REMOTES, 'remote', () => ctx.config.remotes, ctx.logger);
+    this.#enrolled.load();
     this.#codes = undefined;
-    this.#hops = this.#load(HOPS_FILE, STORED_HOPS, {});
+    this.#hops = readDataFile(join(ctx.paths.dataDir, HOPS_FILE), STORED_HOPS, {}, ctx.logger);
     ctx.commands.register('remotes.enroll', ENROLL_ARGS, (args) => this.#enroll(args));
     ctx.commands.register('remotes.remove', REMOVE_ARGS, (args) => this.#remove(args.name));
     ctx.commands.register('remotes.list', NO_ARGS, () => this.list());
@@ -139,7 +140,7 @@ export class Remotes {
   /** Every registered remote by name: the configuration's, then the enrolled ones it does not name. */
   registered(): Record<string, RegisteredRemote> {
     const out: Record<string, RegisteredRemote> = {};
-    for (const [name, r] of Object.entries(this.#enrolled)) out[name] = { ...r, name, source: 'command' };
+    for (const [name, r] of Object.entries(this.#enrolled.entries)) out[name] = { ...r, name, source: 'command' };
     for (const [name, r] of Object.entries(this.ctx.config.remotes)) out[name] = { ...r, name, source: 'config' };
     return out;
   }
@@ -297,60 +298,21 @@ export class Remotes {
 
   #enroll(args: z.output<typeof ENROLL_ARGS>) {
     const { name, ...remote } = args;
-    if (Object.hasOwn(this.ctx.config.remotes, name)) throw new CommandError('in_config', `remote ${name} is set in the configuration file; change it there`);
     const holder = this.#byCode(remote.code);
     if (holder && holder.name !== name) throw new CommandError('code_taken', `${remote.code} is already registered as ${holder.name}`);
-    const next = { ...this.#enrolled, [name]: remote };
-    this.#save(next);
+    this.#enrolled.put(name, remote);
+    this.#codes = undefined;
     for (const key of [...this.#unknown.keys()]) if (key.startsWith(`${remote.code}/`)) this.#unknown.delete(key);
     this.ctx.logger.info({ remote: name, code: remote.code }, 'remote enrolled');
-    return { name, code: remote.code, enrolled: Object.keys(this.#enrolled).length };
+    return { name, code: remote.code, enrolled: Object.keys(this.#enrolled.entries).length };
   }
 
   #remove(name: string) {
-    if (Object.hasOwn(this.ctx.config.remotes, name)) throw new CommandError('in_config', `remote ${name} is set in the configuration file; change it there`);
-    if (!Object.hasOwn(this.#enrolled, name)) throw new CommandError('unknown_remote', `no remote named ${name} was enrolled`);
-    const next = { ...this.#enrolled };
-    delete next[name];
-    this.#save(next);
+    this.#enrolled.remove(name);
+    this.#codes = undefined;
     delete this.#hops[name];
     this.ctx.logger.info({ remote: name }, 'remote removed');
     return { name, removed: true };
-  }
-
-  #save(next: Record<string, RemoteConfig>): void {
-    try {
-      writeFileDurably(join(this.ctx.paths.dataDir, ENROLLED_FILE), `${JSON.stringify(next, null, 2)}\n`);
-    } catch (err) {
-      throw new CommandError('storage', `cannot store the remotes: ${(err as Error).message}`);
-    }
-    this.#enrolled = next;
-    this.#codes = undefined;
-  }
-
-  /** A file of ours in the data directory; missing is empty, damaged is reported and set aside as empty. */
-  #load<T>(file: string, schema: z.ZodType<T>, empty: T): T {
-    const path = join(this.ctx.paths.dataDir, file);
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.ctx.logger.error({ file: path, err: (err as Error).message }, 'cannot read a remotes file');
-      return empty;
-    }
-    try {
-      return schema.parse(JSON.parse(text));
-    } catch (err) {
-      // Kept aside for a technician, not overwritten by the next enrolment.
-      const aside = `${path}.damaged-${Date.now()}`;
-      try {
-        renameSync(path, aside);
-      } catch {
-        // left in place; the next write replaces it
-      }
-      this.ctx.logger.error({ file: path, moved_to: aside, err: (err as Error).message }, 'a remotes file is damaged; set aside, starting without it');
-      return empty;
-    }
   }
 
   async #emit<T extends EventType>(type: T, payload: EventPayload<T>): Promise<void> {

@@ -120,14 +120,14 @@ function registerTags(program: Command): void {
       const { daemon } = await daemonFor(config, opts);
       if (!daemon) throw new Error('the daemon is not running: the unregistered tags heard lately are its own');
       const list = (await daemon('tags.list', {})) as {
-        tags: Array<{ name: string; id: string; person: { name: string } }>;
+        tags: Array<{ name: string; id: string; person: { name: string }; source: string }>;
         unknown: Array<{ id: string; address: string; presses: number; last_seen: string }>;
       };
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
         return 0;
       }
-      for (const t of list.tags) process.stdout.write(`${t.name.padEnd(20)} ${t.id.padEnd(12)} ${t.person.name}\n`);
+      for (const t of list.tags) process.stdout.write(`${t.name.padEnd(20)} ${t.id.padEnd(12)} ${t.person.name}  (${t.source})\n`);
       if (list.tags.length === 0) process.stdout.write('no tags registered\n');
       for (const u of list.unknown) process.stdout.write(`unregistered ${u.id} (${u.address}): ${u.presses} presses, last ${u.last_seen}\n`);
       return 0;

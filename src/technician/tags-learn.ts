@@ -20,5 +20,5 @@ export function formatTagLearnItem(item: TagLearnItem): string {
   const p = item.press;
   const line = `${p.time}  tag ${p.id}  ${p.tag ?? 'UNREGISTERED'}  ${p.address}${rssi(p.rssi_dbm)}${p.counter === null ? '' : `  counter ${p.counter}`}\n`;
   if (p.tag !== null) return line;
-  return `${line}    to register it (vigia.yaml):\n      tags:\n        <name>:\n          id: "${p.id}"\n          person: { name: ..., phone: ..., notes: ... }\n`;
+  return `${line}    to register it (vigia.yaml):\n      tags:\n        <name>:\n          id: "${p.id}"\n          person: { name: ..., phone: ..., notes: ... }\n    or from the call center, the signed command tags.enroll {"name": "<name>", "id": "${p.id}", "person": {"name": ...}}\n`;
 }

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Check, type DoctorCheck, type DoctorContext, errorText, fail, pass, warn } from './check.js';
 
 /**
@@ -8,17 +10,30 @@ export const bluetoothCheck: Check = async (ctx) => {
   const personal = ctx.config.personal;
   if (!personal.enabled) return [];
   const checks = [ctx.status ? fromDaemon(ctx) : await probeHere(ctx)];
-  if (Object.keys(ctx.config.tags).length === 0) {
+  if (registeredTags(ctx) === 0) {
     checks.push(
       warn(
         'tags',
         'no tag is registered: presses are counted as unregistered and raise nothing',
-        'press each tag near the device while vigia tags learn runs, then add it under tags: in vigia.yaml',
+        'press each tag near the device while vigia tags learn runs, then add it under tags: in vigia.yaml (or the call center sends tags.enroll)',
       ),
     );
   }
   return checks;
 };
+
+/** The daemon's count (configuration and tags.enroll), else the configuration's and the enrolment file's. */
+function registeredTags(ctx: DoctorContext): number {
+  const running = ctx.status?.['field-io']?.tags?.registered;
+  if (typeof running === 'number') return running;
+  let enrolled = 0;
+  try {
+    enrolled = Object.keys(JSON.parse(readFileSync(join(ctx.config.paths.data_dir, 'tags.json'), 'utf8')) as object).length;
+  } catch {
+    // none enrolled, or not readable here: the configuration's count stands
+  }
+  return Object.keys(ctx.config.tags).length + enrolled;
+}
 
 const BLUEZ_FIX = 'sudo apt install bluez; systemctl status bluetooth; bluetoothctl list should show the adapter (rfkill unblock bluetooth if it is blocked)';
 
