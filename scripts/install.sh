@@ -44,7 +44,7 @@ Usage: install.sh --profile pole|gantry|patrol|community [--root DIR]
 Installs Vigía: the code in /opt/vigia with its production dependencies (those bundled in the
 release when they were built for this architecture and Node.js; otherwise npm ci --omit=dev, which
 needs the npm registry and compiles better-sqlite3), the `vigia` command (/usr/local/bin/vigia),
-the system user `vigia` (groups gpio, dialout, video, plugdev), /etc/vigia/vigia.yaml from the profile's
+the system user `vigia` (groups gpio, dialout, video, plugdev, bluetooth), /etc/vigia/vigia.yaml from the profile's
 example if there is none yet, with empty 0640 files for the secrets it names, and the systemd unit,
 enabled. A first install does not start the daemon: edit the configuration first. An upgrade
 restarts it if it was running.
@@ -276,12 +276,15 @@ mkdir -p "$(r "${SYSUSERS%/*}")"
 cat >"$(r "$SYSUSERS")" <<'EOF'
 # The Vigía daemon's user (written by Vigía's install.sh). gpio, dialout and video are the
 # Raspberry Pi's groups for GPIO lines, serial ports and cameras, plugdev the group rtl-sdr's udev
-# rules give RTL-SDR dongles (community kits); one that is missing (gpio on a lab machine) is created.
+# rules give RTL-SDR dongles (community kits), bluetooth the group BlueZ's D-Bus policy lets talk to
+# bluetoothd where it is not open to every user (personal alarm tags); one that is missing (gpio on
+# a lab machine) is created.
 u vigia - "Vigia edge daemon" /var/lib/vigia
 m vigia gpio
 m vigia dialout
 m vigia video
 m vigia plugdev
+m vigia bluetooth
 EOF
 chmod 0644 "$(r "$SYSUSERS")"
 if ((LIVE)); then systemd-sysusers "$SYSUSERS"; fi

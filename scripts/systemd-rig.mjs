@@ -94,6 +94,10 @@ const PACKAGES = [
   'procps',
   'netbase',
   'curl',
+  // Personal alarm tags: bluetoothd on the system bus, as on Raspberry Pi OS; btvirt (the test
+  // tools) makes virtual LE controllers on the kernel's hci_vhci, one advertising as a tag.
+  'bluez',
+  'bluez-test-tools',
 ];
 
 /** Keep documentation, manuals and translations out of the image, as a small image should. */
@@ -109,8 +113,9 @@ const DPKG_EXCLUDES = [
 /**
  * Kernel modules in the root file system (with their dependencies; depmod is run there): the
  * virtio disk, network and entropy source, ext4, and what systemd loads at start (configfs for
- * sys-kernel-config.mount, autofs4, fuse, loop, fq_codel for its default qdisc). Everything else
- * a Raspberry Pi would load has no device here.
+ * sys-kernel-config.mount, autofs4, fuse, loop, fq_codel for its default qdisc), and Bluetooth:
+ * hci_vhci for btvirt's virtual controllers, with the crypto that bluetooth's ECDH self-test and
+ * btvirt's AF_ALG sockets ask for. Everything else a Raspberry Pi would load has no device here.
  */
 const ROOTFS_MODULES = [
   'virtio_pci',
@@ -124,6 +129,14 @@ const ROOTFS_MODULES = [
   'fuse',
   'loop',
   'sch_fq_codel',
+  'sha512_generic',
+  'ctr',
+  'drbg',
+  'ecb',
+  'cmac',
+  'algif_hash',
+  'algif_skcipher',
+  'hci_vhci',
 ];
 /** What the initramfs needs to mount the root file system. */
 const INITRAMFS_MODULES = ['virtio_pci', 'virtio_blk', 'crc32c_generic', 'ext4'];

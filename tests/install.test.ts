@@ -142,10 +142,10 @@ describe('scripts/install.sh', () => {
     }
   });
 
-  it('declares the user for systemd-sysusers, with the groups for GPIO, serial ports and cameras', () => {
+  it('declares the user for systemd-sysusers, with the groups for GPIO, serial ports, cameras, RTL-SDR dongles and BlueZ', () => {
     const conf = inTree('/usr/lib/sysusers.d/vigia.conf');
     const text = readFileSync(conf, 'utf8');
-    for (const group of ['gpio', 'dialout', 'video']) expect(text).toMatch(new RegExp(`^m vigia ${group}$`, 'm'));
+    for (const group of ['gpio', 'dialout', 'video', 'plugdev', 'bluetooth']) expect(text).toMatch(new RegExp(`^m vigia ${group}$`, 'm'));
     const dry = spawnSync('systemd-sysusers', [`--root=${tree}`, '--dry-run', conf], { encoding: 'utf8' });
     expect(dry.status, dry.stderr).toBe(0);
     expect(dry.stdout + dry.stderr).toMatch(/Creating user '?vigia'? \(Vigia edge daemon\)/);
