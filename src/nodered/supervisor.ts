@@ -28,7 +28,12 @@ export interface SupervisorOptions {
   memoryBytes: number;
   heartbeatMs: number;
   hangTimeoutMs: number;
-  /** How long a start may take (loading the nodes, the flows) before it counts as a failure. */
+  /**
+   * How long a start may take (loading the nodes, the flows) before it counts as a failure
+   * (default 60 s). Doubled after each start that ran out of it, up to 10 min, and back to this
+   * once a start succeeds: a device too slow or too busy for it (a loaded Pi 3, the runtime at
+   * nice 10) would otherwise kill every start at the same point and never run the flows.
+   */
   startTimeoutMs?: number;
   restart: { minDelayMs: number; maxDelayMs: number };
   /** CPU niceness of the process (default 10; 0 leaves it as the daemon's). */
@@ -43,6 +48,7 @@ export interface SupervisorOptions {
 /** Events sent but not yet counted by the runtime, above which new ones are dropped (a hung runtime must not grow the daemon). */
 const MAX_IN_FLIGHT_EVENTS = 1000;
 const STDERR_TAIL_LINES = 20;
+const MAX_START_TIMEOUT_MS = 10 * 60_000;
 
 export class Supervisor {
   #child: ChildProcess | undefined;
@@ -66,6 +72,8 @@ export class Supervisor {
   #url: string | null = null;
   #rssBytes: number | null = null;
   #readyWaiters: Array<() => void> = [];
+  /** Starts in a row that ran out of their time; each doubles the next one's. */
+  #slowStarts = 0;
 
   constructor(private readonly opts: SupervisorOptions) {
     this.#backoff = new Backoff({ minDelayMs: opts.restart.minDelayMs, maxDelayMs: opts.restart.maxDelayMs, jitter: 0.2, resetAfterMs: 60_000 });
@@ -178,6 +186,7 @@ export class Supervisor {
       case 'ready': {
         const wasRestart = this.#counts.starts > 1;
         this.#state = 'running';
+        this.#slowStarts = 0;
         this.#url = msg.url;
         this.#readyMs = performance.now();
         this.#lastPongMs = this.#readyMs;
@@ -234,8 +243,12 @@ export class Supervisor {
       if (now - this.#lastPongMs > this.opts.hangTimeoutMs) {
         return this.#kill('hung', `no heartbeat answer for ${Math.round(now - this.#lastPongMs)} ms (a flow blocking the event loop?)`);
       }
-    } else if (now - this.#startedMs > (this.opts.startTimeoutMs ?? 60_000)) {
-      return this.#kill('start_failed', `not serving after ${Math.round(now - this.#startedMs)} ms`);
+    } else if (now - this.#startedMs > this.#startTimeoutMs()) {
+      this.#slowStarts++;
+      return this.#kill(
+        'start_failed',
+        `not serving after ${Math.round(now - this.#startedMs)} ms (the next start may take ${Math.round(this.#startTimeoutMs() / 1000)} s)`,
+      );
     }
     const rss = readRssBytes(child.pid);
     this.#rssBytes = rss;
@@ -246,6 +259,11 @@ export class Supervisor {
       );
     }
     this.#send({ t: 'ping', seq: ++this.#seq });
+  }
+
+  #startTimeoutMs(): number {
+    const base = this.opts.startTimeoutMs ?? 60_000;
+    return Math.min(base * 2 ** this.#slowStarts, Math.max(base, MAX_START_TIMEOUT_MS));
   }
 
   #kill(reason: FailureReason, detail: string): void {
