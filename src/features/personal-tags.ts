@@ -39,7 +39,7 @@ export interface RegisteredTag extends TagConfig {
 }
 
 /** Enrolled by command, in the data directory. */
-const ENROLLED_FILE = 'tags.json';
+export const ENROLLED_TAGS_FILE = 'tags.json';
 const ENROLL_ARGS = z
   .object({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/) })
   .extend(personalTagSchema.shape)
@@ -123,7 +123,7 @@ export class PersonalTags {
 
   async start(): Promise<void> {
     const { ctx } = this;
-    this.#enrolled = new Enrolments(join(ctx.paths.dataDir, ENROLLED_FILE), STORED_TAGS, 'tag', () => ctx.config.tags, ctx.logger);
+    this.#enrolled = new Enrolments(join(ctx.paths.dataDir, ENROLLED_TAGS_FILE), STORED_TAGS, 'tag', () => ctx.config.tags, ctx.logger);
     this.#enrolled.load();
     this.#index();
     ctx.commands.register('tags.enroll', ENROLL_ARGS, (args) => this.#enroll(args));

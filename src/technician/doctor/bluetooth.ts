@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ENROLLED_TAGS_FILE } from '../../features/personal-tags.js';
 import { type Check, type DoctorCheck, type DoctorContext, errorText, fail, pass, warn } from './check.js';
 
 /**
@@ -28,7 +29,7 @@ function registeredTags(ctx: DoctorContext): number {
   if (typeof running === 'number') return running;
   let enrolled = 0;
   try {
-    enrolled = Object.keys(JSON.parse(readFileSync(join(ctx.config.paths.data_dir, 'tags.json'), 'utf8')) as object).length;
+    enrolled = Object.keys(JSON.parse(readFileSync(join(ctx.config.paths.data_dir, ENROLLED_TAGS_FILE), 'utf8')) as object).length;
   } catch {
     // none enrolled, or not readable here: the configuration's count stands
   }
